@@ -1,0 +1,107 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+// Tests reach across layers on purpose; they need not list every module they touch.
+let testSwiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ordercell",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ordercell", targets: ["ordercell"]),
+        .library(name: "OrderModel", targets: ["OrderModel"]),
+        .library(name: "CellRouting", targets: ["CellRouting"]),
+        .library(name: "CellStorage", targets: ["CellStorage"]),
+        .library(name: "CellService", targets: ["CellService"]),
+        .library(name: "OrderProxy", targets: ["OrderProxy"]),
+        .library(name: "OrderCellEmbedded", targets: ["OrderCellEmbedded"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // Pure domain: order id, money, order state machine, typed errors. No I/O.
+        .target(name: "OrderModel", swiftSettings: swiftSettings),
+        // Pure routing: routing table, partitions, cell selection, order retry, outlier detection.
+        .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
+        // Storage of one cell: the OrderStore protocol, SQLite store, segment sequence.
+        .target(
+            name: "CellStorage",
+            dependencies: [
+                "OrderModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // One cell's business operations over its store, expiry sweep, drill faults.
+        .target(
+            name: "CellService",
+            dependencies: [
+                "OrderModel", "CellStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Public HTTP API, create-with-retry, id routing, admin endpoints.
+        .target(
+            name: "OrderProxy",
+            dependencies: [
+                "OrderModel", "CellRouting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The whole system in one process: cells on SQLite files behind an in-process proxy.
+        .target(
+            name: "OrderCellEmbedded",
+            dependencies: [
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "OrderProxy",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ordercell",
+            dependencies: [
+                "OrderCellEmbedded",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellStorageTests", dependencies: ["CellStorage"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
+        .testTarget(
+            name: "OrderCellTests",
+            dependencies: [
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+    ]
+)

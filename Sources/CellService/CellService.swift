@@ -1,0 +1,169 @@
+import CellStorage
+import Logging
+import OrderModel
+import Synchronization
+
+/// A failure of the cell itself, as opposed to a refusal of the request:
+/// the proxy answers it with order retry (creates) or `cell_unavailable`.
+public struct CellFailure: Error, Sendable, CustomStringConvertible {
+    public var cell: CellID
+    public var reason: String
+
+    public init(cell: CellID, reason: String) {
+        self.cell = cell
+        self.reason = reason
+    }
+
+    public var description: String { "cell \(cell): \(reason)" }
+}
+
+/// One cell's business operations over its store: create (idempotent per
+/// `(merchant_id, out_trade_no)`), pay, close, refund, query, expiry.
+///
+/// Stateless apart from the sequence allocator and the drill fault; any
+/// number of cell services may run over the same store.
+public final class CellService: Sendable {
+    public let cell: CellID
+    public let store: any OrderStore
+    private let sequence: SegmentSequence
+    private let clock: @Sendable () -> Timestamp
+    private let fault = Mutex<CellFault>(.none)
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - clock: the current time; tests pass a controllable one.
+    ///   - sequenceSegmentSize: order sequence values reserved per database round trip.
+    public init(
+        cell: CellID, store: any OrderStore, sequenceSegmentSize: Int64 = 1000,
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger = Logger(label: "ordercell.cell")
+    ) {
+        self.cell = cell
+        self.store = store
+        self.sequence = SegmentSequence(segmentSize: sequenceSegmentSize) { size in
+            try await store.reserveSequenceSegment(size: size)
+        }
+        self.clock = clock
+        var logger = logger
+        logger[metadataKey: "cell"] = "\(cell)"
+        self.logger = logger
+    }
+
+    // MARK: - Drill faults
+
+    /// The fault injected for drills.
+    public var currentFault: CellFault { fault.withLock { $0 } }
+
+    /// Injects (or with `.none` clears) a drill fault.
+    public func inject(_ newFault: CellFault) {
+        fault.withLock { $0 = newFault }
+        logger.notice("drill fault set", metadata: ["fault": "\(newFault)"])
+    }
+
+    private func enter() async throws {
+        switch fault.withLock({ $0 }) {
+        case .none: return
+        case .fail: throw CellFailure(cell: cell, reason: "failing by drill fault injection")
+        case .latency(let milliseconds): try await Task.sleep(for: .milliseconds(milliseconds))
+        }
+    }
+
+    // MARK: - Operations
+
+    /// Creates an order, or returns the one this merchant already created
+    /// with the same `out_trade_no` and the same request.
+    ///
+    /// - Throws: `out_trade_no_conflict` when that `out_trade_no` was used
+    ///   with a different amount, currency, description or expiry.
+    public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
+        try await enter()
+        if let existing = try await storage({ try await store.order(merchantID: request.merchantID, outTradeNo: request.outTradeNo) }) {
+            return try replay(existing, request)
+        }
+        let number = try await storage { try await sequence.next() }
+        let now = clock()
+        let id: OrderID
+        do {
+            id = try OrderID(cell: cell, createdAt: now, sequence: number)
+        } catch {
+            throw CellFailure(cell: cell, reason: "cannot mint an order id: \(error)")
+        }
+        let order = Order(
+            id: id, merchantID: request.merchantID, outTradeNo: request.outTradeNo, amount: request.amount,
+            currency: request.currency, description: request.description, createdAt: now,
+            expiresAt: now.adding(seconds: request.expireSeconds)
+        )
+        switch try await storage({ try await store.insert(order) }) {
+        case .inserted(let order): return CreateOrderResult(order: order, created: true)
+        case .existing(let existing): return try replay(existing, request)
+        }
+    }
+
+    private func replay(_ existing: Order, _ request: CreateOrderRequest) throws(OrderError) -> CreateOrderResult {
+        guard existing.matches(request) else {
+            throw OrderError(
+                .outTradeNoConflict,
+                "out_trade_no \(request.outTradeNo) was already used for order \(existing.id) with a different request"
+            )
+        }
+        return CreateOrderResult(order: existing, created: false)
+    }
+
+    /// Applies pay, close or refund to an order of this cell.
+    public func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
+        try await enter()
+        try checkOwnership(id)
+        let now = clock()
+        return OrderCommandResult(try await storage { try await store.apply(command, to: id, now: now) })
+    }
+
+    /// The order with this id.
+    public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order {
+        try await enter()
+        try checkOwnership(id)
+        guard let order = try await storage({ try await store.order(id, consistency: consistency) }) else {
+            throw OrderError(.orderNotFound, "no order \(id)")
+        }
+        return order
+    }
+
+    /// The order's refunds, oldest first.
+    public func refunds(of id: OrderID) async throws -> [Refund] {
+        _ = try await order(id, consistency: .strong)
+        return try await storage { try await store.refunds(of: id) }
+    }
+
+    /// The order's audit trail, oldest first.
+    public func events(of id: OrderID) async throws -> [OrderEvent] {
+        _ = try await order(id, consistency: .strong)
+        return try await storage { try await store.events(of: id) }
+    }
+
+    /// Closes unpaid orders whose expiry has passed; returns how many it closed.
+    public func sweepExpiredOrders(limit: Int = 500) async throws -> Int {
+        let now = clock()
+        var closed = 0
+        for id in try await storage({ try await store.expiredOrders(at: now, limit: limit) }) {
+            let decision = try await storage { try await store.apply(.expire, to: id, now: now) }
+            if case .changed = decision { closed += 1 }
+        }
+        return closed
+    }
+
+    private func checkOwnership(_ id: OrderID) throws(OrderError) {
+        guard id.cell == cell else { throw OrderError(.orderNotFound, "order \(id) does not belong to cell \(cell)") }
+    }
+
+    /// Runs a store call; refusals pass through, storage failures become ``CellFailure``.
+    private func storage<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as OrderError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.error("storage failure", metadata: ["error": "\(error)"])
+            throw CellFailure(cell: cell, reason: "storage failure: \(error)")
+        }
+    }
+}

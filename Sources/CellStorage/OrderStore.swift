@@ -1,0 +1,54 @@
+import OrderModel
+
+/// The storage of one cell: orders, refunds, events and the cell's sequence.
+///
+/// Every implementation passes the same store test suite. Each method is
+/// one transaction; ``apply(_:to:now:)`` reads the order, asks the
+/// ``OrderStateMachine`` and persists its decision atomically, so that
+/// concurrent commands on one order are serialised by the store.
+public protocol OrderStore: Sendable {
+    /// Inserts a new order and its creation event, unless an order with the
+    /// same `(merchant_id, out_trade_no)` exists; then returns that one.
+    func insert(_ order: Order) async throws -> StoreInsertOutcome
+
+    /// The order with this id.
+    func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order?
+
+    /// The order a merchant created with this `out_trade_no`.
+    func order(merchantID: String, outTradeNo: String) async throws -> Order?
+
+    /// Applies a command in one transaction.
+    ///
+    /// - Throws: ``OrderError`` with `order_not_found` or the state machine's refusal.
+    func apply(_ command: OrderCommand, to id: OrderID, now: Timestamp) async throws -> OrderStateMachine.Decision
+
+    /// The order's refunds, oldest first.
+    func refunds(of id: OrderID) async throws -> [Refund]
+
+    /// The order's audit trail, oldest first.
+    func events(of id: OrderID) async throws -> [OrderEvent]
+
+    /// Unpaid orders whose expiry is at or before `now`, earliest first.
+    func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID]
+
+    /// Reserves the next `size` values of the cell's order sequence.
+    /// Values are never handed out twice, even across crashes.
+    func reserveSequenceSegment(size: Int64) async throws -> ClosedRange<Int64>
+
+    /// Number of orders in the cell.
+    func orderCount() async throws -> Int
+}
+
+/// What ``OrderStore/insert(_:)`` did.
+public enum StoreInsertOutcome: Sendable, Equatable {
+    case inserted(Order)
+    /// An order with the same `(merchant_id, out_trade_no)` was already there.
+    case existing(Order)
+}
+
+/// A failure of the storage itself (not a refusal of the request).
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,248 @@
+import Dispatch
+import GRDB
+import OrderModel
+
+/// A cell's storage in one SQLite file (WAL mode), the embedded default.
+///
+/// Writes go through GRDB's single writer connection, so the
+/// read-decide-write of ``apply(_:to:now:)`` is serialised per cell; reads
+/// use the pool's concurrent readers. `synchronous = FULL` makes every
+/// acknowledged commit durable before it is acknowledged.
+public final class SQLiteOrderStore: OrderStore {
+    private let pool: DatabasePool
+    private let machine = OrderStateMachine()
+    public let path: String
+
+    private init(pool: DatabasePool, path: String) {
+        self.pool = pool
+        self.path = path
+    }
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    ///
+    /// Opening and migrating are blocking; they run on a dispatch queue, not
+    /// on the caller's executor.
+    public static func open(path: String, busyTimeoutSeconds: Double = 5) async throws -> SQLiteOrderStore {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do {
+                    var configuration = Configuration()
+                    configuration.busyMode = .timeout(busyTimeoutSeconds)
+                    configuration.prepareDatabase { db in
+                        try db.execute(sql: "PRAGMA synchronous = FULL")
+                    }
+                    let pool = try DatabasePool(path: path, configuration: configuration)
+                    try SQLiteSchema.migrator.migrate(pool)
+                    continuation.resume(returning: SQLiteOrderStore(pool: pool, path: path))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    public func insert(_ order: Order) async throws -> StoreInsertOutcome {
+        try await guarded {
+            try await pool.write { db in
+                if let existing = try Self.fetchOrder(db, merchantID: order.merchantID, outTradeNo: order.outTradeNo) {
+                    return .existing(existing)
+                }
+                try db.cachedStatement(sql: SQLiteSchema.insertOrder).execute(arguments: Self.arguments(of: order))
+                try Self.append(OrderStateMachine.creationEvent(of: order), db)
+                return .inserted(order)
+            }
+        }
+    }
+
+    public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
+        let key = id.description
+        return try await guarded {
+            try await pool.read { db in try Self.fetchOrder(db, id: key) }
+        }
+    }
+
+    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
+        try await guarded {
+            try await pool.read { db in try Self.fetchOrder(db, merchantID: merchantID, outTradeNo: outTradeNo) }
+        }
+    }
+
+    public func apply(_ command: OrderCommand, to id: OrderID, now: Timestamp) async throws -> OrderStateMachine.Decision {
+        let machine = self.machine
+        let key = id.description
+        let result: Result<OrderStateMachine.Decision, OrderError> = try await guarded {
+            try await pool.write { db in
+                guard let order = try Self.fetchOrder(db, id: key) else {
+                    return .failure(OrderError(.orderNotFound, "no order \(key)"))
+                }
+                var existingRefund: Refund?
+                if let refundID = command.refundID {
+                    existingRefund = try Self.fetchRefund(db, orderID: key, refundID: refundID)
+                }
+                let decision: OrderStateMachine.Decision
+                do throws(OrderError) {
+                    decision = try machine.decide(command, on: order, existingRefund: existingRefund, now: now)
+                } catch {
+                    return .failure(error)
+                }
+                if case .changed(let next, let event, let refund) = decision {
+                    try db.cachedStatement(sql: SQLiteSchema.updateOrder).execute(arguments: Self.updateArguments(of: next))
+                    if let refund {
+                        try db.cachedStatement(sql: SQLiteSchema.insertRefund).execute(arguments: [
+                            key, refund.refundID, refund.amount, refund.reason, refund.createdAt.millisecondsSinceEpoch,
+                        ])
+                    }
+                    try Self.append(event, db)
+                }
+                return .success(decision)
+            }
+        }
+        return try result.get()
+    }
+
+    public func refunds(of id: OrderID) async throws -> [Refund] {
+        let key = id.description
+        return try await guarded {
+            try await pool.read { db in
+                try Row.fetchAll(db.cachedStatement(sql: SQLiteSchema.selectRefunds), arguments: [key]).map { row in
+                    Refund(
+                        refundID: row[0], orderID: id, amount: row[1], reason: row[2],
+                        createdAt: Timestamp(millisecondsSinceEpoch: row[3])
+                    )
+                }
+            }
+        }
+    }
+
+    public func events(of id: OrderID) async throws -> [OrderEvent] {
+        let key = id.description
+        return try await guarded {
+            try await pool.read { db in
+                try Row.fetchAll(db.cachedStatement(sql: SQLiteSchema.selectEvents), arguments: [key]).map { row in
+                    guard let kind = OrderEventKind(rawValue: row[1]), let status = OrderStatus(rawValue: row[5]) else {
+                        throw StoreError("event \(key)/\(row[0] as Int) has an unknown kind or status")
+                    }
+                    return OrderEvent(
+                        orderID: id, sequence: row[0], kind: kind, at: Timestamp(millisecondsSinceEpoch: row[2]),
+                        amount: row[3], reference: row[4], statusAfter: status
+                    )
+                }
+            }
+        }
+    }
+
+    public func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID] {
+        try await guarded {
+            try await pool.read { db in
+                try String.fetchAll(
+                    db.cachedStatement(sql: SQLiteSchema.selectExpired), arguments: [now.millisecondsSinceEpoch, limit]
+                ).map { text in
+                    do { return try OrderID(parsing: text) } catch { throw StoreError("stored order id \(text) is invalid: \(error)") }
+                }
+            }
+        }
+    }
+
+    public func reserveSequenceSegment(size: Int64) async throws -> ClosedRange<Int64> {
+        precondition(size > 0)
+        return try await guarded {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO sequences (name, next_value) VALUES ('order', 1)")
+                let start = try Int64.fetchOne(db, sql: "SELECT next_value FROM sequences WHERE name = 'order'") ?? 1
+                try db.execute(
+                    sql: "UPDATE sequences SET next_value = ? WHERE name = 'order'", arguments: [start + size]
+                )
+                return start...(start + size - 1)
+            }
+        }
+    }
+
+    public func orderCount() async throws -> Int {
+        try await guarded {
+            try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM orders") ?? 0 }
+        }
+    }
+
+    // MARK: - Rows
+
+    /// Runs a database call, turning SQLite failures into ``StoreError``.
+    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as OrderError {
+            throw error
+        } catch let error as StoreError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw StoreError("SQLite store \(path): \(error)")
+        }
+    }
+
+    private static func fetchOrder(_ db: Database, id: String) throws -> Order? {
+        try Row.fetchOne(db.cachedStatement(sql: SQLiteSchema.selectOrderByID), arguments: [id]).map(order(from:))
+    }
+
+    private static func fetchOrder(_ db: Database, merchantID: String, outTradeNo: String) throws -> Order? {
+        try Row.fetchOne(db.cachedStatement(sql: SQLiteSchema.selectOrderByTradeNo), arguments: [merchantID, outTradeNo])
+            .map(order(from:))
+    }
+
+    private static func fetchRefund(_ db: Database, orderID: String, refundID: String) throws -> Refund? {
+        try Row.fetchOne(db.cachedStatement(sql: SQLiteSchema.selectRefund), arguments: [orderID, refundID]).map { row in
+            Refund(
+                refundID: refundID, orderID: try OrderID(parsing: orderID), amount: row[0], reason: row[1],
+                createdAt: Timestamp(millisecondsSinceEpoch: row[2])
+            )
+        }
+    }
+
+    private static func append(_ event: OrderEvent, _ db: Database) throws {
+        try db.cachedStatement(sql: SQLiteSchema.insertEvent).execute(arguments: [
+            event.orderID.description, event.sequence, event.kind.rawValue, event.at.millisecondsSinceEpoch,
+            event.amount, event.reference, event.statusAfter.rawValue,
+        ])
+    }
+
+    private static func arguments(of order: Order) -> StatementArguments {
+        [
+            order.id.description, order.merchantID, order.outTradeNo, order.amount, order.currency.code,
+            order.description, order.status.rawValue, order.refundedAmount, order.paymentID,
+            order.closeReason?.rawValue, order.createdAt.millisecondsSinceEpoch,
+            order.expiresAt.millisecondsSinceEpoch, order.paidAt?.millisecondsSinceEpoch,
+            order.closedAt?.millisecondsSinceEpoch, order.updatedAt.millisecondsSinceEpoch, order.revision,
+        ]
+    }
+
+    private static func updateArguments(of order: Order) -> StatementArguments {
+        [
+            order.status.rawValue, order.refundedAmount, order.paymentID, order.closeReason?.rawValue,
+            order.paidAt?.millisecondsSinceEpoch, order.closedAt?.millisecondsSinceEpoch,
+            order.updatedAt.millisecondsSinceEpoch, order.revision, order.id.description,
+        ]
+    }
+
+    /// Decodes a row of ``SQLiteSchema/orderColumns``.
+    private static func order(from row: Row) throws -> Order {
+        let idText: String = row[0]
+        let currencyCode: String = row[4]
+        let statusText: String = row[6]
+        let closeReasonText: String? = row[9]
+        guard let currency = Currency(code: currencyCode), let status = OrderStatus(rawValue: statusText) else {
+            throw StoreError("order \(idText) has an unknown currency or status")
+        }
+        let paidAt: Int64? = row[12]
+        let closedAt: Int64? = row[13]
+        return Order(
+            id: try OrderID(parsing: idText), merchantID: row[1], outTradeNo: row[2], amount: row[3],
+            currency: currency, description: row[5], status: status, refundedAmount: row[7], paymentID: row[8],
+            closeReason: closeReasonText.flatMap(CloseReason.init(rawValue:)),
+            createdAt: Timestamp(millisecondsSinceEpoch: row[10]),
+            expiresAt: Timestamp(millisecondsSinceEpoch: row[11]),
+            paidAt: paidAt.map(Timestamp.init(millisecondsSinceEpoch:)),
+            closedAt: closedAt.map(Timestamp.init(millisecondsSinceEpoch:)),
+            updatedAt: Timestamp(millisecondsSinceEpoch: row[14]), revision: row[15]
+        )
+    }
+}

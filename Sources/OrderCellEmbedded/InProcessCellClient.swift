@@ -1,0 +1,43 @@
+import CellService
+import OrderModel
+import OrderProxy
+
+/// The proxy's client of a cell service running in the same process.
+struct InProcessCellClient: CellClient {
+    let service: CellService
+
+    func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
+        try await service.create(request)
+    }
+
+    func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
+        try await service.apply(command, to: id)
+    }
+
+    func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order {
+        try await service.order(id, consistency: consistency)
+    }
+
+    func refunds(of id: OrderID) async throws -> [Refund] {
+        try await service.refunds(of: id)
+    }
+
+    func events(of id: OrderID) async throws -> [OrderEvent] {
+        try await service.events(of: id)
+    }
+}
+
+/// Drill faults of in-process cell services.
+struct InProcessDrillControl: CellDrillControl {
+    let services: [CellID: CellService]
+
+    func setFault(_ fault: CellFault, on cell: CellID) async throws {
+        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
+        service.inject(fault)
+    }
+
+    func fault(of cell: CellID) async throws -> CellFault {
+        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
+        return service.currentFault
+    }
+}

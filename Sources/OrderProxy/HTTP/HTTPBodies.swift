@@ -1,0 +1,84 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import OrderModel
+
+/// Reading JSON request bodies and writing JSON responses, with every
+/// decoding failure turned into a precise `invalid_request`.
+enum HTTPBodies {
+    static let maximumBodyBytes = 16 * 1024
+
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer = try await request.body.collect(upTo: maximumBodyBytes)
+        guard buffer.readableBytes > 0 else {
+            throw OrderError.invalidRequest("the request body must be a JSON object")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as OrderError {
+            throw error
+        } catch let error as DecodingError {
+            throw OrderError.invalidRequest(describe(error))
+        } catch {
+            throw OrderError.invalidRequest("the request body is not valid JSON")
+        }
+    }
+
+    /// Reads an optional body: an empty body decodes as `nil`.
+    static func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
+        let buffer = try await request.body.collect(upTo: maximumBodyBytes)
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw OrderError.invalidRequest(describe(error))
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {
+            let keys = context.codingPath + (extra.map { [$0] } ?? [])
+            return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "\(path(context, key)) is required"
+        case .valueNotFound(_, let context):
+            return "\(path(context)) must not be null"
+        case .typeMismatch(let type, let context):
+            if context.codingPath.isEmpty { return "the request body must be a JSON object" }
+            return "\(path(context)) must be \(typeName(type))"
+        case .dataCorrupted(let context):
+            if context.debugDescription.contains("number") {
+                let field = context.codingPath.isEmpty ? "amounts and counts" : path(context)
+                return "\(field) must be an integer (minor units) that fits in 64 bits"
+            }
+            if context.codingPath.isEmpty { return "the request body is not valid JSON" }
+            return "\(path(context)) is invalid"
+        @unknown default:
+            return "the request body is invalid"
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Int64.Type, is Int.Type: return "an integer"
+        case is Bool.Type: return "true or false"
+        default: return "a JSON object"
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, location: String? = nil) throws -> Response {
+        let data = try encoder.encode(value)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let location { headers[.location] = location }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import OrderModel
+
+/// Turns every error a handler throws into an `application/problem+json`
+/// response with a stable `code` (RFC 9457). Nothing a client sends can
+/// produce anything else; an unexpected error is logged and answered 500.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as OrderError {
+            return Problem.response(error)
+        } catch let error as HTTPError {
+            return Problem.response(Problem.orderError(for: error))
+        } catch is NIOTooManyBytesError {
+            return Problem.response(OrderError(.payloadTooLarge, "the request body is larger than \(HTTPBodies.maximumBodyBytes) bytes"))
+        } catch {
+            logger.error("unexpected error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return Problem.response(OrderError(.internalError, "the server failed unexpectedly; the failure was logged"))
+        }
+    }
+}
+
+/// Problem documents.
+enum Problem {
+    static let contentType = "application/problem+json"
+
+    static func response(_ error: OrderError) -> Response {
+        var json = "{\"type\":\"https://ordercell.dev/problems/\(error.code.rawValue)\",\"title\":"
+        JSONText.appendQuoted(error.code.title, to: &json)
+        json += ",\"status\":\(error.code.httpStatus),\"code\":\"\(error.code.rawValue)\",\"detail\":"
+        JSONText.appendQuoted(error.detail, to: &json)
+        json += "}"
+        var headers: HTTPFields = [.contentType: contentType]
+        if error.code.httpStatus == 503 { headers[.retryAfter] = "1" }
+        return Response(
+            status: HTTPResponse.Status(code: error.code.httpStatus),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: json))
+        )
+    }
+
+    static func orderError(for error: HTTPError) -> OrderError {
+        switch error.status.code {
+        case 404: return OrderError(.notFound, "no such endpoint")
+        case 405: return OrderError(.notFound, "method not allowed on this endpoint")
+        case 413: return OrderError(.payloadTooLarge, "the request body is too large")
+        case 401: return OrderError(.unauthorized, error.body ?? "authentication required")
+        case 400..<500: return OrderError(.invalidRequest, error.body ?? "bad request")
+        default: return OrderError(.internalError, error.body ?? "internal error")
+        }
+    }
+}
+
+/// Minimal JSON text helpers for the few documents written by hand.
+enum JSONText {
+    static func appendQuoted(_ value: String, to output: inout String) {
+        output.append("\"")
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": output.append("\\\"")
+            case "\\": output.append("\\\\")
+            case "\n": output.append("\\n")
+            case "\r": output.append("\\r")
+            case "\t": output.append("\\t")
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                output.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+            default: output.unicodeScalars.append(scalar)
+            }
+        }
+        output.append("\"")
+    }
+}

@@ -1,0 +1,137 @@
+import CellRouting
+import Hummingbird
+import Logging
+import OrderModel
+
+/// The public HTTP API of a proxy (`/v1/orders…`), its health endpoints and
+/// the operator endpoints (`/admin/…`, guarded by a bearer token).
+public struct ProxyHTTPAPI: Sendable {
+    public let proxy: OrderProxy
+    public let drills: (any CellDrillControl)?
+    /// Bearer token of the operator endpoints; `nil` disables them.
+    public let adminToken: String?
+    public let isReady: @Sendable () -> Bool
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+
+    public init(
+        proxy: OrderProxy, drills: (any CellDrillControl)?, adminToken: String?,
+        clock: @escaping @Sendable () -> Timestamp, isReady: @escaping @Sendable () -> Bool = { true },
+        logger: Logger = Logger(label: "ordercell.http")
+    ) {
+        self.proxy = proxy
+        self.drills = drills
+        self.adminToken = adminToken
+        self.clock = clock
+        self.isReady = isReady
+        self.logger = logger
+    }
+
+    /// A router serving the whole API.
+    public func buildRouter() -> Router<BasicRequestContext> {
+        buildRouterAndRoutes().router
+    }
+
+    /// The router and the list of routes it serves.
+    public func buildRouterAndRoutes() -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
+        let router = Router()
+        router.add(middleware: ProblemMiddleware(logger: logger))
+        var registrar = RouteRegistrar(router: router)
+        addOrderRoutes(&registrar)
+        addHealthRoutes(&registrar)
+        AdminHTTPAPI(proxy: proxy, drills: drills, token: adminToken, clock: clock).addRoutes(&registrar)
+        return (router, registrar.routes)
+    }
+
+    // MARK: - Orders
+
+    private func addOrderRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+        let proxy = self.proxy
+        routes.on(.post, "/v1/orders") { request, _ in
+            let body = try await HTTPBodies.decode(CreateOrderBody.self, from: request)
+            let result = try await proxy.create(try body.validated())
+            return try HTTPBodies.json(
+                OrderView(result.order), status: result.created ? .created : .ok,
+                location: "/v1/orders/\(result.order.id)"
+            )
+        }
+        routes.on(.get, "/v1/orders/{order_id}") { request, context in
+            let id = try Self.orderID(context)
+            let consistency = try Self.consistency(request)
+            return try HTTPBodies.json(OrderView(try await proxy.order(id, consistency: consistency)))
+        }
+        routes.on(.post, "/v1/orders/{order_id}/pay") { request, context in
+            let id = try Self.orderID(context)
+            let body = try await HTTPBodies.decode(PayBody.self, from: request)
+            let command = try OrderCommand.validatedPay(paymentID: body.paymentID, amount: body.amount)
+            return try HTTPBodies.json(OrderView(try await proxy.apply(command, to: id).order))
+        }
+        routes.on(.post, "/v1/orders/{order_id}/close") { _, context in
+            let id = try Self.orderID(context)
+            return try HTTPBodies.json(OrderView(try await proxy.apply(.close, to: id).order))
+        }
+        routes.on(.post, "/v1/orders/{order_id}/refunds") { request, context in
+            let id = try Self.orderID(context)
+            let body = try await HTTPBodies.decode(RefundBody.self, from: request)
+            let command = try OrderCommand.validatedRefund(refundID: body.refundID, amount: body.amount, reason: body.reason)
+            let result = try await proxy.apply(command, to: id)
+            guard let refund = result.refund else {
+                throw OrderError(.internalError, "the cell answered a refund without the refund")
+            }
+            return try HTTPBodies.json(
+                RefundResultView(refund: RefundView(refund), order: OrderView(result.order)),
+                status: result.changed ? .created : .ok
+            )
+        }
+        routes.on(.get, "/v1/orders/{order_id}/refunds") { _, context in
+            let id = try Self.orderID(context)
+            return try HTTPBodies.json(RefundListView(refunds: try await proxy.refunds(of: id).map(RefundView.init)))
+        }
+        routes.on(.get, "/v1/orders/{order_id}/events") { _, context in
+            let id = try Self.orderID(context)
+            let events = try await proxy.events(of: id)
+            return try HTTPBodies.json(EventListView(orderID: id.description, events: events.map(EventView.init)))
+        }
+    }
+
+    static func orderID(_ context: BasicRequestContext) throws(OrderError) -> OrderID {
+        let text = context.parameters.get("order_id") ?? ""
+        do {
+            return try OrderID(parsing: text)
+        } catch {
+            throw OrderError(.invalidOrderID, error.description)
+        }
+    }
+
+    static func consistency(_ request: Request) throws(OrderError) -> ReadConsistency {
+        guard let value = request.uri.queryParameters.get("consistency") else { return .strong }
+        guard let consistency = ReadConsistency(rawValue: value) else {
+            throw OrderError.invalidRequest("consistency must be strong or eventual, got '\(value.prefix(16))'")
+        }
+        return consistency
+    }
+
+    // MARK: - Health
+
+    private func addHealthRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+        let isReady = self.isReady
+        let proxy = self.proxy
+        routes.on(.get, "/healthz") { _, _ in
+            try HTTPBodies.json(["status": "ok"])
+        }
+        routes.on(.get, "/readyz") { _, _ in
+            let table = proxy.routingTable
+            guard isReady(), !table.cells.isEmpty else {
+                throw OrderError(.noCellAvailable, "the proxy is not ready to take orders")
+            }
+            return try HTTPBodies.json(ReadinessView(status: "ready", routingVersion: table.version, cells: table.cells.count))
+        }
+    }
+}
+
+struct ReadinessView: Encodable {
+    var status: String
+    var routingVersion: UInt64
+    var cells: Int
+    enum CodingKeys: String, CodingKey { case status, routingVersion = "routing_version", cells }
+}

@@ -1,0 +1,143 @@
+import OrderModel
+
+/// `POST /v1/orders` body.
+struct CreateOrderBody: Decodable {
+    var merchantID: String
+    var outTradeNo: String
+    var amount: Int64
+    var currency: String
+    var description: String?
+    var expireSeconds: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case merchantID = "merchant_id", outTradeNo = "out_trade_no", amount, currency, description
+        case expireSeconds = "expire_seconds"
+    }
+
+    func validated() throws(OrderError) -> CreateOrderRequest {
+        try CreateOrderRequest(
+            merchantID: merchantID, outTradeNo: outTradeNo, amount: amount, currency: currency,
+            description: description, expireSeconds: expireSeconds
+        )
+    }
+}
+
+/// `POST /v1/orders/{order_id}/pay` body.
+struct PayBody: Decodable {
+    var paymentID: String
+    var amount: Int64
+    enum CodingKeys: String, CodingKey { case paymentID = "payment_id", amount }
+}
+
+/// `POST /v1/orders/{order_id}/refunds` body.
+struct RefundBody: Decodable {
+    var refundID: String
+    var amount: Int64
+    var reason: String?
+    enum CodingKeys: String, CodingKey { case refundID = "refund_id", amount, reason }
+}
+
+/// An order as the API shows it.
+struct OrderView: Encodable {
+    var orderID: String
+    var cellID: Int
+    var merchantID: String
+    var outTradeNo: String
+    var amount: Int64
+    var currency: String
+    var description: String?
+    var status: String
+    var refundedAmount: Int64
+    var paymentID: String?
+    var closeReason: String?
+    var createdAt: String
+    var expiresAt: String
+    var paidAt: String?
+    var closedAt: String?
+    var updatedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case orderID = "order_id", cellID = "cell_id", merchantID = "merchant_id", outTradeNo = "out_trade_no"
+        case amount, currency, description, status
+        case refundedAmount = "refunded_amount", paymentID = "payment_id", closeReason = "close_reason"
+        case createdAt = "created_at", expiresAt = "expires_at", paidAt = "paid_at", closedAt = "closed_at"
+        case updatedAt = "updated_at"
+    }
+
+    init(_ order: Order) {
+        orderID = order.id.description
+        cellID = Int(order.cellID.rawValue)
+        merchantID = order.merchantID
+        outTradeNo = order.outTradeNo
+        amount = order.amount
+        currency = order.currency.code
+        description = order.description
+        status = order.status.rawValue
+        refundedAmount = order.refundedAmount
+        paymentID = order.paymentID
+        closeReason = order.closeReason?.rawValue
+        createdAt = order.createdAt.rfc3339
+        expiresAt = order.expiresAt.rfc3339
+        paidAt = order.paidAt?.rfc3339
+        closedAt = order.closedAt?.rfc3339
+        updatedAt = order.updatedAt.rfc3339
+    }
+}
+
+/// A refund as the API shows it.
+struct RefundView: Encodable {
+    var refundID: String
+    var orderID: String
+    var amount: Int64
+    var reason: String?
+    var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case refundID = "refund_id", orderID = "order_id", amount, reason, createdAt = "created_at"
+    }
+
+    init(_ refund: Refund) {
+        refundID = refund.refundID
+        orderID = refund.orderID.description
+        amount = refund.amount
+        reason = refund.reason
+        createdAt = refund.createdAt.rfc3339
+    }
+}
+
+/// The answer of a refund: the refund and the order after it.
+struct RefundResultView: Encodable {
+    var refund: RefundView
+    var order: OrderView
+}
+
+struct RefundListView: Encodable {
+    var refunds: [RefundView]
+}
+
+/// One audit-trail entry as the API shows it.
+struct EventView: Encodable {
+    var sequence: Int
+    var type: String
+    var at: String
+    var amount: Int64?
+    var reference: String?
+    var statusAfter: String
+
+    enum CodingKeys: String, CodingKey { case sequence, type, at, amount, reference, statusAfter = "status_after" }
+
+    init(_ event: OrderEvent) {
+        sequence = event.sequence
+        type = event.kind.rawValue
+        at = event.at.rfc3339
+        amount = event.amount
+        reference = event.reference
+        statusAfter = event.statusAfter.rawValue
+    }
+}
+
+struct EventListView: Encodable {
+    var orderID: String
+    var events: [EventView]
+    enum CodingKeys: String, CodingKey { case orderID = "order_id", events }
+}

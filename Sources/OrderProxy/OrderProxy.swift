@@ -1,0 +1,185 @@
+import CellRouting
+import Logging
+import OrderModel
+import Synchronization
+
+/// Settings of a proxy.
+public struct ProxyConfiguration: Sendable {
+    public var retry: OrderRetryPolicy
+    public var outliers: OutlierPolicy
+    /// Length of the load window used for hotspot balancing.
+    public var loadWindowMilliseconds: Int64
+    /// Deadline of one call to a cell.
+    public var cellCallTimeout: Duration
+
+    public init(
+        retry: OrderRetryPolicy = OrderRetryPolicy(), outliers: OutlierPolicy = OutlierPolicy(),
+        loadWindowMilliseconds: Int64 = 1000, cellCallTimeout: Duration = .seconds(2)
+    ) {
+        self.retry = retry
+        self.outliers = outliers
+        self.loadWindowMilliseconds = loadWindowMilliseconds
+        self.cellCallTimeout = cellCallTimeout
+    }
+}
+
+/// The proxy: places new orders in cells (late binding with order retry)
+/// and routes every other call to the cell named in the order id.
+///
+/// Holds no state that matters: a routing table snapshot and what it has
+/// observed of the cells (load, outliers). Any proxy can serve any request.
+public final class OrderProxy: Sendable {
+    public let configuration: ProxyConfiguration
+    private let routing: Mutex<RoutingTable>
+    private let placement: Mutex<PlacementState>
+    private let clients: [CellID: any CellClient]
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+
+    public init(
+        routingTable: RoutingTable, clients: [CellID: any CellClient], configuration: ProxyConfiguration = .init(),
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger = Logger(label: "ordercell.proxy")
+    ) {
+        self.configuration = configuration
+        self.routing = Mutex(routingTable)
+        self.placement = Mutex(
+            PlacementState(
+                loadWindowMilliseconds: configuration.loadWindowMilliseconds, outlierPolicy: configuration.outliers,
+                now: clock()
+            )
+        )
+        self.clients = clients
+        self.clock = clock
+        self.logger = logger
+    }
+
+    // MARK: - Routing table
+
+    /// The routing table this proxy routes by.
+    public var routingTable: RoutingTable { routing.withLock { $0 } }
+
+    /// Replaces the routing table with a newer version; older versions are ignored.
+    @discardableResult
+    public func install(_ table: RoutingTable) -> Bool {
+        routing.withLock { current in
+            guard table.version > current.version else { return false }
+            current = table
+            return true
+        }
+    }
+
+    /// Changes the routing table in place (operator actions in embedded mode).
+    public func updateRoutingTable(_ change: (RoutingTable) throws -> RoutingTable) throws -> RoutingTable {
+        try routing.withLock { current in
+            current = try change(current)
+            return current
+        }
+    }
+
+    /// Cells this proxy's passive outlier detection has ejected, with when each ejection lapses.
+    public var ejectedCells: [CellID: Timestamp] {
+        let now = clock()
+        return placement.withLock { $0.outliers.ejections(at: now) }
+    }
+
+    // MARK: - Create (late binding + order retry)
+
+    /// Places a new order: chooses a cell of the merchant's partition and
+    /// creates the order there; on a cell failure excludes that cell and
+    /// tries another, up to the retry limit.
+    ///
+    /// The random choice is seeded from `(merchant_id, out_trade_no)`, so a
+    /// repeated create seeing the same routing and load takes the same path
+    /// and meets its earlier order (creates are idempotent within a cell).
+    public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
+        let now = clock()
+        let (partition, cells) = routing.withLock { table in
+            let partition = table.partition(forMerchant: request.merchantID)
+            return (partition, table.placementCandidates(in: partition, at: now))
+        }
+        let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
+        var retry = OrderRetry(candidates: candidates, policy: configuration.retry)
+        var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
+        var lastFailure = ""
+        while let cell = retry.nextCell(using: &random) {
+            guard let client = clients[cell] else {
+                lastFailure = "cell \(cell) has no client"
+                retry.attemptFailed()
+                continue
+            }
+            do {
+                let result = try await call(cell) { try await client.create(request) }
+                retry.attemptSucceeded()
+                return result
+            } catch {
+                guard error.code == .cellUnavailable else { throw error }
+                lastFailure = error.detail
+                retry.attemptFailed()
+            }
+        }
+        let tried = retry.failedCells.map(\.description).joined(separator: ", ")
+        if retry.attempts == 0 {
+            throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders")
+        }
+        logger.warning("create exhausted its attempts", metadata: ["cells": "\(tried)", "last": "\(lastFailure)"])
+        throw OrderError(
+            .noCellAvailable,
+            "no cell took the order after \(retry.attempts) attempt(s) in partition \(partition) (tried cells \(tried))"
+        )
+    }
+
+    // MARK: - Calls routed by order id
+
+    public func order(_ id: OrderID, consistency: ReadConsistency) async throws(OrderError) -> Order {
+        let client = try route(id)
+        return try await call(id.cell) { try await client.order(id, consistency: consistency) }
+    }
+
+    public func apply(_ command: OrderCommand, to id: OrderID) async throws(OrderError) -> OrderCommandResult {
+        let client = try route(id)
+        return try await call(id.cell) { try await client.apply(command, to: id) }
+    }
+
+    public func refunds(of id: OrderID) async throws(OrderError) -> [Refund] {
+        let client = try route(id)
+        return try await call(id.cell) { try await client.refunds(of: id) }
+    }
+
+    public func events(of id: OrderID) async throws(OrderError) -> [OrderEvent] {
+        let client = try route(id)
+        return try await call(id.cell) { try await client.events(of: id) }
+    }
+
+    /// The client of the cell named in the order id.
+    private func route(_ id: OrderID) throws(OrderError) -> any CellClient {
+        let cell = id.cell
+        let route = routing.withLock { $0.cells[cell] }
+        guard let route, route.state.servesExistingOrders, let client = clients[cell] else {
+            throw OrderError(.orderNotFound, "no order \(id): cell \(cell) is not in the routing table")
+        }
+        return client
+    }
+
+    /// Calls a cell with a deadline, records the outcome for hotspot
+    /// balancing and outlier detection, and turns every failure of the
+    /// cell itself into `cell_unavailable`.
+    private func call<T: Sendable>(_ cell: CellID, _ operation: @escaping @Sendable () async throws -> T) async throws(OrderError) -> T {
+        do {
+            let result = try await withDeadline(configuration.cellCallTimeout, operation)
+            let now = clock()
+            placement.withLock { $0.succeeded(cell, at: now) }
+            return result
+        } catch let error as OrderError {
+            let now = clock()
+            placement.withLock { $0.succeeded(cell, at: now) }
+            throw error
+        } catch {
+            let now = clock()
+            let ejected = placement.withLock { $0.failed(cell, at: now) }
+            if ejected {
+                logger.warning("cell ejected by outlier detection", metadata: ["cell": "\(cell)", "error": "\(error)"])
+            }
+            throw OrderError(.cellUnavailable, "cell \(cell) is unavailable: \(error)")
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct OrderCellCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ordercell",
+        abstract: "OrderCell: a cell-based, highly available order system.",
+        subcommands: [DevCommand.self]
+    )
+}

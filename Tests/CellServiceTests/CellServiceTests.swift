@@ -1,0 +1,94 @@
+import CellStorage
+import Foundation
+import OrderModel
+import Synchronization
+import Testing
+
+@testable import CellService
+
+/// A clock tests move by hand.
+final class ManualClock: Sendable {
+    private let current: Mutex<Timestamp>
+    init(_ start: Timestamp) { current = Mutex(start) }
+    var now: Timestamp { current.withLock { $0 } }
+    func advance(seconds: Int64) { current.withLock { $0 = $0.adding(seconds: seconds) } }
+}
+
+@Suite("Cell service")
+struct CellServiceTests {
+    let clock = ManualClock(Timestamp(secondsSinceEpoch: 1_795_301_599))
+
+    func makeService(cell: Int = 5) async throws -> CellService {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-cell-\(UUID().uuidString).sqlite").path
+        let store = try await SQLiteOrderStore.open(path: path)
+        let clock = self.clock
+        return CellService(cell: CellID(cell)!, store: store, sequenceSegmentSize: 10, clock: { clock.now })
+    }
+
+    func request(_ outTradeNo: String, amount: Int64 = 500, description: String? = nil, expire: Int64? = nil) throws -> CreateOrderRequest {
+        try CreateOrderRequest(merchantID: "shop", outTradeNo: outTradeNo, amount: amount, currency: "EUR", description: description, expireSeconds: expire)
+    }
+
+    @Test func createIsIdempotentPerMerchantAndOutTradeNo() async throws {
+        let service = try await makeService()
+        let first = try await service.create(try request("a-1"))
+        #expect(first.created)
+        #expect(first.order.cellID == CellID(5)! && first.order.id.cell == CellID(5)!)
+        let again = try await service.create(try request("a-1"))
+        #expect(!again.created && again.order == first.order)
+        do {
+            _ = try await service.create(try request("a-1", amount: 501))
+            Issue.record("a different body must conflict")
+        } catch let error as OrderError {
+            #expect(error.code == .outTradeNoConflict)
+        }
+        let other = try await service.create(try request("a-2"))
+        #expect(other.order.id.sequence == first.order.id.sequence + 1)
+    }
+
+    @Test func concurrentCreatesOfOneOutTradeNoMakeOneOrder() async throws {
+        let service = try await makeService()
+        let request = try request("race")
+        let ids = try await withThrowingTaskGroup(of: OrderID.self) { group in
+            for _ in 0..<16 { group.addTask { try await service.create(request).order.id } }
+            return try await group.reduce(into: Set<OrderID>()) { $0.insert($1) }
+        }
+        #expect(ids.count == 1)
+        #expect(try await service.store.orderCount() == 1)
+    }
+
+    @Test func sweepClosesOnlyExpiredUnpaidOrders() async throws {
+        let service = try await makeService()
+        let unpaid = try await service.create(try request("u", expire: 60)).order
+        let paid = try await service.create(try request("p", expire: 60)).order
+        _ = try await service.apply(.pay(paymentID: "pay", amount: 500), to: paid.id)
+        #expect(try await service.sweepExpiredOrders() == 0)
+        clock.advance(seconds: 60)
+        #expect(try await service.sweepExpiredOrders() == 1)
+        let closed = try await service.order(unpaid.id, consistency: .strong)
+        #expect(closed.status == .closed && closed.closeReason == .expired)
+        #expect(try await service.order(paid.id, consistency: .strong).status == .paid)
+        #expect(try await service.events(of: unpaid.id).map(\.kind) == [.created, .expired])
+    }
+
+    @Test func drillFaultsFailEveryCallUntilCleared() async throws {
+        let service = try await makeService()
+        let order = try await service.create(try request("f")).order
+        service.inject(.fail)
+        await #expect(throws: CellFailure.self) { _ = try await service.create(try request("g")) }
+        await #expect(throws: CellFailure.self) { _ = try await service.order(order.id, consistency: .strong) }
+        service.inject(.none)
+        #expect(try await service.order(order.id, consistency: .strong) == order)
+    }
+
+    @Test func ordersOfAnotherCellAreNotFound() async throws {
+        let service = try await makeService(cell: 5)
+        let foreign = try OrderID(cell: CellID(6)!, createdAt: clock.now, sequence: 1)
+        do {
+            _ = try await service.order(foreign, consistency: .strong)
+            Issue.record("expected order_not_found")
+        } catch let error as OrderError {
+            #expect(error.code == .orderNotFound)
+        }
+    }
+}

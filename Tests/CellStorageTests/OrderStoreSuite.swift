@@ -1,0 +1,163 @@
+import Foundation
+import OrderModel
+import Testing
+
+@testable import CellStorage
+
+/// The storage engines every store test runs against.
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    /// A fresh, empty store in a temporary location, and a way to reopen it.
+    func makeStore() async throws -> (store: any OrderStore, reopen: @Sendable () async throws -> any OrderStore) {
+        switch self {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-store-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let path = directory.appendingPathComponent("cell.sqlite").path
+            return (try await SQLiteOrderStore.open(path: path), { try await SQLiteOrderStore.open(path: path) })
+        }
+    }
+}
+
+/// The store test suite: what every ``OrderStore`` must do, run against every engine.
+@Suite("Order store")
+struct OrderStoreSuite {
+    static let now = Timestamp(secondsSinceEpoch: 1_795_301_599)
+    static let cell = CellID(3)!
+
+    static func order(sequence: Int64, merchant: String = "m1", outTradeNo: String? = nil, amount: Int64 = 1000, expireSeconds: Int64 = 600) throws -> Order {
+        Order(
+            id: try OrderID(cell: cell, createdAt: now, sequence: sequence), merchantID: merchant,
+            outTradeNo: outTradeNo ?? "t-\(sequence)", amount: amount, currency: Currency(code: "USD")!,
+            description: "order \(sequence)", createdAt: now, expiresAt: now.adding(seconds: expireSeconds)
+        )
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func insertAndReadBack(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let order = try Self.order(sequence: 1)
+        #expect(try await store.insert(order) == .inserted(order))
+        #expect(try await store.order(order.id, consistency: .strong) == order)
+        #expect(try await store.order(order.id, consistency: .eventual) == order)
+        #expect(try await store.order(merchantID: "m1", outTradeNo: "t-1") == order)
+        let events = try await store.events(of: order.id)
+        #expect(events.map(\.kind) == [.created])
+        // Same merchant and out_trade_no: the stored order comes back, nothing is written.
+        let duplicate = try Self.order(sequence: 2, outTradeNo: "t-1")
+        #expect(try await store.insert(duplicate) == .existing(order))
+        #expect(try await store.order(duplicate.id, consistency: .strong) == nil)
+        #expect(try await store.orderCount() == 1)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func commandsPersistWithTheirEvents(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let order = try Self.order(sequence: 1)
+        _ = try await store.insert(order)
+        let later = Self.now.adding(seconds: 5)
+        _ = try await store.apply(.pay(paymentID: "pay-1", amount: 1000), to: order.id, now: later)
+        _ = try await store.apply(.refund(refundID: "r-1", amount: 250, reason: "damaged"), to: order.id, now: later)
+        let replay = try await store.apply(.refund(refundID: "r-1", amount: 250, reason: "damaged"), to: order.id, now: later)
+        #expect(replay.refund?.amount == 250)
+        guard case .unchanged = replay else { Issue.record("a repeated refund must not write"); return }
+        let stored = try #require(try await store.order(order.id, consistency: .strong))
+        #expect(stored.status == .partiallyRefunded && stored.refundedAmount == 250 && stored.paymentID == "pay-1")
+        #expect(stored.paidAt == later && stored.revision == 3)
+        #expect(try await store.refunds(of: order.id).map(\.refundID) == ["r-1"])
+        #expect(try await store.events(of: order.id).map(\.kind) == [.created, .paid, .refunded])
+        #expect(try await store.events(of: order.id).map(\.sequence) == [1, 2, 3])
+        await #expect(throws: OrderError.self) {
+            _ = try await store.apply(.close, to: order.id, now: later)
+        }
+        let missing = try Self.order(sequence: 99)
+        do {
+            _ = try await store.apply(.close, to: missing.id, now: later)
+            Issue.record("a command on a missing order must fail")
+        } catch let error as OrderError {
+            #expect(error.code == .orderNotFound)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func concurrentRefundsNeverExceedTheAmount(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let order = try Self.order(sequence: 1, amount: 1000)
+        _ = try await store.insert(order)
+        // 16 racers pay with the same payment id: one payment, one event.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask { _ = try await store.apply(.pay(paymentID: "p", amount: 1000), to: order.id, now: Self.now) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await store.events(of: order.id).filter { $0.kind == .paid }.count == 1)
+        // 60 distinct refunds of 30 race; each refund id is also sent twice.
+        let accepted = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<120 {
+                group.addTask {
+                    do {
+                        _ = try await store.apply(.refund(refundID: "r-\(index % 60)", amount: 30, reason: nil), to: order.id, now: Self.now)
+                        return true
+                    } catch let error as OrderError where error.code == .refundExceedsAmount {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        let stored = try #require(try await store.order(order.id, consistency: .strong))
+        let refunds = try await store.refunds(of: order.id)
+        #expect(refunds.count == 33, "1000 / 30 = 33 refunds fit")
+        #expect(refunds.reduce(0) { $0 + $1.amount } == stored.refundedAmount)
+        #expect(stored.refundedAmount == 990 && stored.refundedAmount <= stored.amount)
+        #expect(accepted >= 33)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func expiredOrdersAreFoundUntilClosed(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let short = try Self.order(sequence: 1, expireSeconds: 10)
+        let long = try Self.order(sequence: 2, expireSeconds: 1000)
+        let paid = try Self.order(sequence: 3, expireSeconds: 10)
+        for order in [short, long, paid] { _ = try await store.insert(order) }
+        _ = try await store.apply(.pay(paymentID: "p", amount: 1000), to: paid.id, now: Self.now)
+        let later = Self.now.adding(seconds: 11)
+        #expect(try await store.expiredOrders(at: later, limit: 10) == [short.id])
+        _ = try await store.apply(.expire, to: short.id, now: later)
+        #expect(try await store.expiredOrders(at: later, limit: 10) == [])
+        #expect(try await store.order(short.id, consistency: .strong)?.closeReason == .expired)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func sequenceSegmentsAreNeverHandedOutTwice(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.makeStore()
+        let first = try await store.reserveSequenceSegment(size: 100)
+        let second = try await store.reserveSequenceSegment(size: 100)
+        #expect(first == 1...100 && second == 101...200)
+        // A new process over the same database (after a crash) continues after every reserved value.
+        let reopened = try await reopen()
+        let third = try await reopened.reserveSequenceSegment(size: 10)
+        #expect(third.lowerBound > second.upperBound)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func segmentSequenceHandsOutUniqueValuesToConcurrentCallers(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.makeStore()
+        let sequence = SegmentSequence(segmentSize: 50) { try await store.reserveSequenceSegment(size: $0) }
+        let values = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<8 {
+                group.addTask { var mine: [Int64] = []; for _ in 0..<200 { mine.append(try await sequence.next()) }; return mine }
+            }
+            return try await group.reduce(into: [Int64]()) { $0 += $1 }
+        }
+        #expect(Set(values).count == 1600)
+        // The allocator of a restarted cell never reuses a value of the old one.
+        let restarted = SegmentSequence(segmentSize: 50) { try await reopen().reserveSequenceSegment(size: $0) }
+        let next = try await restarted.next()
+        #expect(next > values.max()!)
+    }
+}
