@@ -31,18 +31,25 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
         .target(name: "OrderModel", swiftSettings: swiftSettings),
         // Pure routing: routing table, partitions, cell selection, order retry, outlier detection.
         .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
-        // Storage of one cell: the OrderStore protocol, SQLite store, segment sequence.
+        // Deadlines that hold even when the work ignores cancellation.
+        .target(name: "AsyncDeadline", swiftSettings: swiftSettings),
+        // Storage of one cell: the OrderStore protocol, SQLite and PostgreSQL stores, segment sequence.
         .target(
             name: "CellStorage",
             dependencies: [
-                "OrderModel",
+                "OrderModel", "AsyncDeadline",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -60,7 +67,7 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting",
+                "OrderModel", "CellRouting", "AsyncDeadline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -79,6 +86,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Local PostgreSQL servers (initdb, pg_basebackup, pg_ctl) for `ordercell cluster` and the tests.
+        .target(name: "LocalCluster", swiftSettings: swiftSettings),
         .executableTarget(
             name: "ordercell",
             dependencies: [
@@ -89,7 +98,15 @@ let package = Package(
         ),
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
         .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
-        .testTarget(name: "CellStorageTests", dependencies: ["CellStorage"], swiftSettings: testSwiftSettings),
+        .testTarget(
+            name: "CellStorageTests",
+            dependencies: [
+                "CellStorage", "LocalCluster",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
         .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
         .testTarget(
             name: "OrderCellTests",

@@ -1,3 +1,4 @@
+import AsyncDeadline
 import CellRouting
 import Logging
 import OrderModel

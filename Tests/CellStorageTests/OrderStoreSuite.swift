@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import OrderModel
 import Testing
 
@@ -7,6 +8,7 @@ import Testing
 /// The storage engines every store test runs against.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgres
 
     var testDescription: String { rawValue }
 
@@ -18,12 +20,20 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let path = directory.appendingPathComponent("cell.sqlite").path
             return (try await SQLiteOrderStore.open(path: path), { try await SQLiteOrderStore.open(path: path) })
+        case .postgres:
+            let servers = try #require(PostgresTestServers.current, "the suite needs the .postgresServers trait")
+            let configuration = try await servers.makeDatabase()
+            var logger = Logger(label: "ordercell.test.postgres")
+            logger.logLevel = .error
+            let quiet = logger
+            let store = try await PostgresOrderStore.connect(configuration, logger: quiet)
+            return (store, { try await PostgresOrderStore.connect(configuration, logger: quiet) })
         }
     }
 }
 
 /// The store test suite: what every ``OrderStore`` must do, run against every engine.
-@Suite("Order store")
+@Suite("Order store", .postgresServers)
 struct OrderStoreSuite {
     static let now = Timestamp(secondsSinceEpoch: 1_795_301_599)
     static let cell = CellID(3)!

@@ -1,0 +1,82 @@
+import NIOSSL
+import PostgresNIO
+
+/// How a cell service reaches one PostgreSQL server of its cell.
+public struct PostgresEndpoint: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var username: String
+    public var password: String?
+
+    public init(host: String, port: Int, database: String, username: String, password: String? = nil) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.username = username
+        self.password = password
+    }
+
+    public var description: String { "\(username)@\(host):\(port)/\(database)" }
+}
+
+/// Whether connections to PostgreSQL use TLS. Chosen explicitly: the
+/// client library's own default silently falls back to plaintext.
+public enum PostgresTLSMode: String, Sendable, CaseIterable {
+    /// Plaintext; for loopback development clusters only.
+    case disable
+    /// TLS with certificate and host name verification; production configs use this.
+    case require
+}
+
+/// Settings of a cell's PostgreSQL storage.
+public struct PostgresCellConfiguration: Sendable {
+    public var primary: PostgresEndpoint
+    /// Replicas serve `consistency=eventual` reads.
+    public var replicas: [PostgresEndpoint]
+    public var tls: PostgresTLSMode
+    /// Connections per server.
+    public var maximumConnections: Int
+    /// Client-side deadline of every call (queries are also bounded server-side).
+    public var callTimeout: Duration
+    /// Server-side `statement_timeout`.
+    public var statementTimeout: Duration
+    /// A replica further behind than this is taken out of reads.
+    public var maximumReplicaLag: Duration
+
+    public init(
+        primary: PostgresEndpoint, replicas: [PostgresEndpoint] = [], tls: PostgresTLSMode = .require,
+        maximumConnections: Int = 16, callTimeout: Duration = .seconds(3), statementTimeout: Duration = .seconds(2),
+        maximumReplicaLag: Duration = .seconds(2)
+    ) {
+        self.primary = primary
+        self.replicas = replicas
+        self.tls = tls
+        self.maximumConnections = maximumConnections
+        self.callTimeout = callTimeout
+        self.statementTimeout = statementTimeout
+        self.maximumReplicaLag = maximumReplicaLag
+    }
+
+    func clientConfiguration(for endpoint: PostgresEndpoint, applicationName: String) -> PostgresClient.Configuration {
+        let tls: PostgresClient.Configuration.TLS
+        switch self.tls {
+        case .disable: tls = .disable
+        case .require: tls = .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
+            database: endpoint.database, tls: tls
+        )
+        let statementMilliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(statementMilliseconds)"),
+            ("lock_timeout", "\(statementMilliseconds)"),
+            ("idle_in_transaction_session_timeout", "\(statementMilliseconds * 5)"),
+            ("application_name", applicationName),
+        ]
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = callTimeout
+        return configuration
+    }
+}

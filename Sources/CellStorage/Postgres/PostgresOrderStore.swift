@@ -1,0 +1,313 @@
+import AsyncDeadline
+import Logging
+import OrderModel
+import PostgresNIO
+import Synchronization
+
+/// A cell's storage on PostgreSQL: a primary for writes and strong reads,
+/// replicas for `consistency=eventual` reads.
+///
+/// Every call has a client-side deadline (``PostgresCellConfiguration/callTimeout``)
+/// on top of the server's `statement_timeout`. Commands lock the order row
+/// (`SELECT … FOR UPDATE`) so racing payments and refunds are serialised.
+/// Replica lag is measured continuously; a replica behind by more than
+/// ``PostgresCellConfiguration/maximumReplicaLag`` is left out of reads,
+/// which then fall back to the primary; when the primary is down, eventual
+/// reads are served by any replica that answers.
+public final class PostgresOrderStore: OrderStore {
+    public let configuration: PostgresCellConfiguration
+    private let primary: PostgresClient
+    private let replicas: [Replica]
+    private let machine = OrderStateMachine()
+    private let logger: Logger
+    private let runTask: Task<Void, Never>
+
+    /// One replica and the lag last measured on it (`nil`: not reachable).
+    final class Replica: Sendable {
+        let endpoint: PostgresEndpoint
+        let client: PostgresClient
+        let lag = Mutex<Duration?>(nil)
+        init(endpoint: PostgresEndpoint, client: PostgresClient) {
+            self.endpoint = endpoint
+            self.client = client
+        }
+    }
+
+    private init(configuration: PostgresCellConfiguration, primary: PostgresClient, replicas: [Replica], logger: Logger) {
+        self.configuration = configuration
+        self.primary = primary
+        self.replicas = replicas
+        self.logger = logger
+        let lagInterval = Duration.milliseconds(250)
+        let deadline = configuration.callTimeout
+        self.runTask = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await primary.run() }
+                for replica in replicas {
+                    group.addTask { await replica.client.run() }
+                    group.addTask { await Self.measureLag(of: replica, every: lagInterval, deadline: deadline, logger: logger) }
+                }
+            }
+        }
+    }
+
+    /// Connects to the cell's servers and migrates the primary's schema.
+    public static func connect(
+        _ configuration: PostgresCellConfiguration, applicationName: String = "ordercell-cell",
+        logger: Logger = Logger(label: "ordercell.postgres")
+    ) async throws -> PostgresOrderStore {
+        let primary = PostgresClient(
+            configuration: configuration.clientConfiguration(for: configuration.primary, applicationName: applicationName),
+            backgroundLogger: logger
+        )
+        let replicas = configuration.replicas.map { endpoint in
+            Replica(
+                endpoint: endpoint,
+                client: PostgresClient(
+                    configuration: configuration.clientConfiguration(for: endpoint, applicationName: applicationName),
+                    backgroundLogger: logger
+                )
+            )
+        }
+        let store = PostgresOrderStore(configuration: configuration, primary: primary, replicas: replicas, logger: logger)
+        do {
+            try await store.deadline { try await PostgresSchema.migrate(primary, logger: logger) }
+        } catch {
+            store.close()
+            throw error
+        }
+        return store
+    }
+
+    /// Stops every connection.
+    public func close() { runTask.cancel() }
+
+    deinit { runTask.cancel() }
+
+    // MARK: - OrderStore
+
+    public func insert(_ order: Order) async throws -> StoreInsertOutcome {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var inserted = false
+            for try await _ in try await primary.execute(InsertOrderWithEvent(order: order), logger: logger) { inserted = true }
+            if inserted { return .inserted(order) }
+            for try await existing in try await primary.execute(
+                SelectOrderByTradeNo(merchantID: order.merchantID, outTradeNo: order.outTradeNo), logger: logger
+            ) {
+                return .existing(existing)
+            }
+            throw StoreError("order \(order.merchantID)/\(order.outTradeNo) conflicted but cannot be read")
+        }
+    }
+
+    public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
+        let key = id.description
+        switch consistency {
+        case .strong:
+            return try await readOne(SelectOrderByID(orderID: key), on: primary)
+        case .eventual:
+            return try await readEventually(SelectOrderByID(orderID: key))
+        }
+    }
+
+    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
+        try await readOne(SelectOrderByTradeNo(merchantID: merchantID, outTradeNo: outTradeNo), on: primary)
+    }
+
+    public func apply(_ command: OrderCommand, to id: OrderID, now: Timestamp) async throws -> OrderStateMachine.Decision {
+        let primary = self.primary
+        let logger = self.logger
+        let machine = self.machine
+        let key = id.description
+        let result: Result<OrderStateMachine.Decision, OrderError> = try await deadline {
+            do {
+                return try await primary.withTransaction(logger: logger) { connection -> Result<OrderStateMachine.Decision, OrderError> in
+                    var order: Order?
+                    for try await row in try await connection.execute(LockOrderByID(orderID: key), logger: logger) { order = row }
+                    guard let order else { return .failure(OrderError(.orderNotFound, "no order \(key)")) }
+                    var existingRefund: Refund?
+                    if let refundID = command.refundID {
+                        for try await row in try await connection.execute(SelectRefund(orderID: id, refundID: refundID), logger: logger) {
+                            existingRefund = row
+                        }
+                    }
+                    let decision: OrderStateMachine.Decision
+                    do throws(OrderError) {
+                        decision = try machine.decide(command, on: order, existingRefund: existingRefund, now: now)
+                    } catch {
+                        return .failure(error)
+                    }
+                    if case .changed(let next, let event, let refund) = decision {
+                        _ = try await connection.execute(UpdateOrder(order: next), logger: logger)
+                        if let refund { _ = try await connection.execute(InsertRefund(refund: refund), logger: logger) }
+                        _ = try await connection.execute(InsertEvent(event: event), logger: logger)
+                    }
+                    return .success(decision)
+                }
+            } catch let error as PostgresTransactionError {
+                throw StoreError("transaction on \(key) failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+            }
+        }
+        return try result.get()
+    }
+
+    public func refunds(of id: OrderID) async throws -> [Refund] {
+        let primary = self.primary
+        let logger = self.logger
+        let key = id.description
+        return try await deadline {
+            var refunds: [Refund] = []
+            let rows = try await primary.query(
+                "SELECT refund_id, amount, reason, created_at FROM refunds WHERE order_id = \(key) ORDER BY created_at, refund_id",
+                logger: logger
+            )
+            for try await (refundID, amount, reason, createdAt) in rows.decode((String, Int64, String?, Int64).self) {
+                refunds.append(Refund(refundID: refundID, orderID: id, amount: amount, reason: reason, createdAt: Timestamp(millisecondsSinceEpoch: createdAt)))
+            }
+            return refunds
+        }
+    }
+
+    public func events(of id: OrderID) async throws -> [OrderEvent] {
+        let primary = self.primary
+        let logger = self.logger
+        let key = id.description
+        return try await deadline {
+            var events: [OrderEvent] = []
+            let rows = try await primary.query(
+                "SELECT sequence, kind, at, amount, reference, status_after FROM order_events WHERE order_id = \(key) ORDER BY sequence",
+                logger: logger
+            )
+            for try await (sequence, kindText, at, amount, reference, statusText) in rows.decode((Int, String, Int64, Int64?, String?, String).self) {
+                guard let kind = OrderEventKind(rawValue: kindText), let status = OrderStatus(rawValue: statusText) else {
+                    throw StoreError("event \(key)/\(sequence) has an unknown kind or status")
+                }
+                events.append(
+                    OrderEvent(orderID: id, sequence: sequence, kind: kind, at: Timestamp(millisecondsSinceEpoch: at), amount: amount, reference: reference, statusAfter: status)
+                )
+            }
+            return events
+        }
+    }
+
+    public func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID] {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var ids: [OrderID] = []
+            let rows = try await primary.query(
+                "SELECT order_id FROM orders WHERE status = 'CREATED' AND expires_at <= \(now.millisecondsSinceEpoch) ORDER BY expires_at LIMIT \(limit)",
+                logger: logger
+            )
+            for try await text in rows.decode(String.self) { ids.append(try OrderID(parsing: text)) }
+            return ids
+        }
+    }
+
+    public func reserveSequenceSegment(size: Int64) async throws -> ClosedRange<Int64> {
+        precondition(size > 0)
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            for try await next in try await primary.execute(ReserveSequence(size: size), logger: logger) {
+                return (next - size)...(next - 1)
+            }
+            throw StoreError("sequence reservation returned no row")
+        }
+    }
+
+    public func orderCount() async throws -> Int {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            for try await count in try await primary.query("SELECT count(*) FROM orders", logger: logger).decode(Int.self) { return count }
+            return 0
+        }
+    }
+
+    // MARK: - Replicas
+
+    /// The replicas and their measured lag, for operators and tests.
+    public var replicaLag: [(endpoint: PostgresEndpoint, lag: Duration?)] {
+        replicas.map { ($0.endpoint, $0.lag.withLock { $0 }) }
+    }
+
+    /// Reads from a fresh replica, else the primary, else any replica that answers.
+    ///
+    /// A row a replica does not have yet (created a moment ago, not replayed)
+    /// is looked up on the primary before the answer is "not found".
+    private func readEventually<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws -> Statement.Row?
+    where Statement.Row: Sendable {
+        let maximumLag = configuration.maximumReplicaLag
+        let fresh = replicas.filter { replica in replica.lag.withLock { $0.map { $0 <= maximumLag } ?? false } }
+        var lastError: (any Error)?
+        var answeredWithoutRow = false
+        for replica in fresh {
+            do {
+                if let row = try await readOne(statement, on: replica.client) { return row }
+                answeredWithoutRow = true
+                break
+            } catch {
+                lastError = error
+            }
+        }
+        do { return try await readOne(statement, on: primary) } catch { lastError = error }
+        if answeredWithoutRow { return nil }
+        for replica in replicas where !fresh.contains(where: { $0 === replica }) {
+            do { return try await readOne(statement, on: replica.client) } catch { lastError = error }
+        }
+        throw lastError ?? StoreError("no server of the cell answered")
+    }
+
+    private func readOne<Statement: PostgresPreparedStatement>(_ statement: Statement, on client: PostgresClient) async throws -> Statement.Row?
+    where Statement.Row: Sendable {
+        let logger = self.logger
+        return try await deadline {
+            for try await row in try await client.execute(statement, logger: logger) { return row }
+            return nil
+        }
+    }
+
+    private static func measureLag(of replica: Replica, every interval: Duration, deadline: Duration, logger: Logger) async {
+        while !Task.isCancelled {
+            do {
+                let lag = try await withDeadline(deadline) {
+                    // Caught up (nothing left to replay) counts as no lag, however old the last transaction is.
+                    let rows = try await replica.client.query(
+                        """
+                        SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL THEN -1
+                                    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                                    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000, 0) END::BIGINT
+                        """,
+                        logger: logger
+                    )
+                    for try await milliseconds in rows.decode(Int64.self) { return milliseconds }
+                    return Int64(-1)
+                }
+                replica.lag.withLock { $0 = lag >= 0 ? .milliseconds(lag) : nil }
+            } catch {
+                replica.lag.withLock { $0 = nil }
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Runs a call under the client-side deadline; database failures become ``StoreError``.
+    private func deadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await withDeadline(configuration.callTimeout, body)
+        } catch let error as OrderError {
+            throw error
+        } catch let error as StoreError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as DeadlineExceeded {
+            throw StoreError("PostgreSQL \(configuration.primary): \(error)")
+        } catch {
+            throw StoreError("PostgreSQL \(configuration.primary): \(String(reflecting: error))")
+        }
+    }
+}

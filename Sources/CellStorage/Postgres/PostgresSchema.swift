@@ -1,0 +1,88 @@
+import Logging
+import PostgresNIO
+
+/// The PostgreSQL schema of a cell, applied by numbered migrations.
+enum PostgresSchema {
+    /// Migrations in order; each runs once, in its own transaction.
+    static let migrations: [(version: Int, name: String, sql: [String])] = [
+        (
+            1, "orders, refunds, events, sequences",
+            [
+                """
+                CREATE TABLE orders (
+                    order_id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL,
+                    out_trade_no TEXT NOT NULL,
+                    amount BIGINT NOT NULL CHECK (amount > 0),
+                    currency TEXT NOT NULL,
+                    description TEXT,
+                    status TEXT NOT NULL,
+                    refunded_amount BIGINT NOT NULL DEFAULT 0 CHECK (refunded_amount >= 0 AND refunded_amount <= amount),
+                    payment_id TEXT,
+                    close_reason TEXT,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    paid_at BIGINT,
+                    closed_at BIGINT,
+                    updated_at BIGINT NOT NULL,
+                    revision INTEGER NOT NULL,
+                    UNIQUE (merchant_id, out_trade_no)
+                )
+                """,
+                "CREATE INDEX orders_unpaid_by_expiry ON orders (expires_at) WHERE status = 'CREATED'",
+                """
+                CREATE TABLE refunds (
+                    order_id TEXT NOT NULL REFERENCES orders (order_id),
+                    refund_id TEXT NOT NULL,
+                    amount BIGINT NOT NULL CHECK (amount > 0),
+                    reason TEXT,
+                    created_at BIGINT NOT NULL,
+                    PRIMARY KEY (order_id, refund_id)
+                )
+                """,
+                """
+                CREATE TABLE order_events (
+                    event_id BIGSERIAL PRIMARY KEY,
+                    order_id TEXT NOT NULL REFERENCES orders (order_id),
+                    sequence INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    at BIGINT NOT NULL,
+                    amount BIGINT,
+                    reference TEXT,
+                    status_after TEXT NOT NULL,
+                    UNIQUE (order_id, sequence)
+                )
+                """,
+                "CREATE TABLE sequences (name TEXT PRIMARY KEY, next_value BIGINT NOT NULL)",
+            ]
+        )
+    ]
+
+    static func migrate(_ client: PostgresClient, logger: Logger) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            // One migrator at a time, whichever cell service starts first.
+            try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                logger: logger
+            )
+            var applied: Set<Int> = []
+            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in migrations where !applied.contains(migration.version) {
+                for statement in migration.sql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger
+                )
+            }
+        }
+    }
+
+    static let orderColumns = """
+        order_id, merchant_id, out_trade_no, amount, currency, description, status, refunded_amount, payment_id, \
+        close_reason, created_at, expires_at, paid_at, closed_at, updated_at, revision
+        """
+}

@@ -1,0 +1,193 @@
+import OrderModel
+import PostgresNIO
+
+// The cell's hot statements, prepared once per connection.
+
+extension PostgresBindings {
+    mutating func appendOptional<Value: PostgresNonThrowingEncodable>(_ value: Value?) {
+        if let value { append(value) } else { appendNull() }
+    }
+}
+
+/// Decodes a row of ``PostgresSchema/orderColumns``.
+func decodeOrder(_ row: PostgresRow) throws -> Order {
+    let columns = row.makeRandomAccess()
+    let idText = try columns[0].decode(String.self)
+    guard let currency = Currency(code: try columns[4].decode(String.self)),
+        let status = OrderStatus(rawValue: try columns[6].decode(String.self))
+    else { throw StoreError("order \(idText) has an unknown currency or status") }
+    return Order(
+        id: try OrderID(parsing: idText), merchantID: try columns[1].decode(String.self),
+        outTradeNo: try columns[2].decode(String.self), amount: try columns[3].decode(Int64.self), currency: currency,
+        description: try columns[5].decode(String?.self), status: status,
+        refundedAmount: try columns[7].decode(Int64.self), paymentID: try columns[8].decode(String?.self),
+        closeReason: try columns[9].decode(String?.self).flatMap(CloseReason.init(rawValue:)),
+        createdAt: Timestamp(millisecondsSinceEpoch: try columns[10].decode(Int64.self)),
+        expiresAt: Timestamp(millisecondsSinceEpoch: try columns[11].decode(Int64.self)),
+        paidAt: try columns[12].decode(Int64?.self).map(Timestamp.init(millisecondsSinceEpoch:)),
+        closedAt: try columns[13].decode(Int64?.self).map(Timestamp.init(millisecondsSinceEpoch:)),
+        updatedAt: Timestamp(millisecondsSinceEpoch: try columns[14].decode(Int64.self)),
+        revision: try columns[15].decode(Int.self)
+    )
+}
+
+struct SelectOrderByID: PostgresPreparedStatement {
+    static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE order_id = $1"
+    var orderID: String
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(orderID)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Order { try decodeOrder(row) }
+}
+
+struct LockOrderByID: PostgresPreparedStatement {
+    static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE order_id = $1 FOR UPDATE"
+    var orderID: String
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(orderID)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Order { try decodeOrder(row) }
+}
+
+struct SelectOrderByTradeNo: PostgresPreparedStatement {
+    static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE merchant_id = $1 AND out_trade_no = $2"
+    var merchantID: String
+    var outTradeNo: String
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(merchantID)
+        bindings.append(outTradeNo)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Order { try decodeOrder(row) }
+}
+
+/// Inserts an order and its creation event in one statement (one round
+/// trip, atomic), unless the merchant's `out_trade_no` exists already.
+struct InsertOrderWithEvent: PostgresPreparedStatement {
+    static let sql = """
+        WITH inserted AS (
+            INSERT INTO orders (\(PostgresSchema.orderColumns))
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+            RETURNING order_id
+        )
+        INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after)
+        SELECT order_id, 1, $17, $11, $4, $3, $7 FROM inserted
+        RETURNING order_id
+        """
+    var order: Order
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 17)
+        bindings.append(order.id.description)
+        bindings.append(order.merchantID)
+        bindings.append(order.outTradeNo)
+        bindings.append(order.amount)
+        bindings.append(order.currency.code)
+        bindings.appendOptional(order.description)
+        bindings.append(order.status.rawValue)
+        bindings.append(order.refundedAmount)
+        bindings.appendOptional(order.paymentID)
+        bindings.appendOptional(order.closeReason?.rawValue)
+        bindings.append(order.createdAt.millisecondsSinceEpoch)
+        bindings.append(order.expiresAt.millisecondsSinceEpoch)
+        bindings.appendOptional(order.paidAt?.millisecondsSinceEpoch)
+        bindings.appendOptional(order.closedAt?.millisecondsSinceEpoch)
+        bindings.append(order.updatedAt.millisecondsSinceEpoch)
+        bindings.append(order.revision)
+        bindings.append(OrderEventKind.created.rawValue)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+}
+
+struct UpdateOrder: PostgresPreparedStatement {
+    static let sql = """
+        UPDATE orders SET status = $1, refunded_amount = $2, payment_id = $3, close_reason = $4, paid_at = $5, \
+        closed_at = $6, updated_at = $7, revision = $8 WHERE order_id = $9
+        """
+    var order: Order
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 9)
+        bindings.append(order.status.rawValue)
+        bindings.append(order.refundedAmount)
+        bindings.appendOptional(order.paymentID)
+        bindings.appendOptional(order.closeReason?.rawValue)
+        bindings.appendOptional(order.paidAt?.millisecondsSinceEpoch)
+        bindings.appendOptional(order.closedAt?.millisecondsSinceEpoch)
+        bindings.append(order.updatedAt.millisecondsSinceEpoch)
+        bindings.append(order.revision)
+        bindings.append(order.id.description)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+struct InsertEvent: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """
+    var event: OrderEvent
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 7)
+        bindings.append(event.orderID.description)
+        bindings.append(event.sequence)
+        bindings.append(event.kind.rawValue)
+        bindings.append(event.at.millisecondsSinceEpoch)
+        bindings.appendOptional(event.amount)
+        bindings.appendOptional(event.reference)
+        bindings.append(event.statusAfter.rawValue)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+struct InsertRefund: PostgresPreparedStatement {
+    static let sql = "INSERT INTO refunds (order_id, refund_id, amount, reason, created_at) VALUES ($1, $2, $3, $4, $5)"
+    var refund: Refund
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(refund.orderID.description)
+        bindings.append(refund.refundID)
+        bindings.append(refund.amount)
+        bindings.appendOptional(refund.reason)
+        bindings.append(refund.createdAt.millisecondsSinceEpoch)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+struct SelectRefund: PostgresPreparedStatement {
+    static let sql = "SELECT amount, reason, created_at FROM refunds WHERE order_id = $1 AND refund_id = $2"
+    var orderID: OrderID
+    var refundID: String
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(orderID.description)
+        bindings.append(refundID)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Refund {
+        let (amount, reason, createdAt) = try row.decode((Int64, String?, Int64).self)
+        return Refund(refundID: refundID, orderID: orderID, amount: amount, reason: reason, createdAt: Timestamp(millisecondsSinceEpoch: createdAt))
+    }
+}
+
+struct ReserveSequence: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO sequences (name, next_value) VALUES ('order', 1 + $1)
+        ON CONFLICT (name) DO UPDATE SET next_value = sequences.next_value + $1
+        RETURNING next_value
+        """
+    var size: Int64
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(size)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
+}
