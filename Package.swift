@@ -33,6 +33,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
@@ -41,6 +45,18 @@ let package = Package(
         .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
         // Deadlines that hold even when the work ignores cancellation.
         .target(name: "AsyncDeadline", swiftSettings: swiftSettings),
+        // The proxy ↔ cell RPC: generated gRPC/protobuf code and its mapping to the domain.
+        .target(
+            name: "CellRPC",
+            dependencies: [
+                "OrderModel",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["cell.proto"],
+            swiftSettings: swiftSettings
+        ),
         // Storage of one cell: the OrderStore protocol, SQLite and PostgreSQL stores, segment sequence.
         .target(
             name: "CellStorage",
@@ -57,9 +73,10 @@ let package = Package(
         .target(
             name: "CellService",
             dependencies: [
-                "OrderModel", "CellStorage",
+                "OrderModel", "CellStorage", "CellRPC",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -67,7 +84,9 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -86,12 +105,43 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The control plane: routing releases in the control database, served by long poll; failover.
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "OrderModel", "CellRouting", "AsyncDeadline",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Local PostgreSQL servers (initdb, pg_basebackup, pg_ctl) for `ordercell cluster` and the tests.
         .target(name: "LocalCluster", swiftSettings: swiftSettings),
+        // The cluster processes (cell service, proxy, control plane) and `ordercell cluster`.
+        .target(
+            name: "OrderCellCluster",
+            dependencies: [
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellRPC", "OrderProxy", "ControlPlane", "LocalCluster",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ordercell",
             dependencies: [
-                "OrderCellEmbedded",
+                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

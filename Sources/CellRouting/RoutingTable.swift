@@ -47,22 +47,40 @@ public enum CellState: String, Sendable, Codable, CaseIterable {
     public var servesExistingOrders: Bool { self != .retired }
 }
 
+/// Where a cell keeps its data: the primary and the replicas, as
+/// `postgres://user@host:port/database` URLs (empty when embedded).
+public struct CellStorageRoute: Sendable, Codable, Equatable {
+    public var primary: String
+    public var replicas: [String]
+
+    public init(primary: String, replicas: [String] = []) {
+        self.primary = primary
+        self.replicas = replicas
+    }
+}
+
 /// One cell as the routing table knows it.
 public struct CellRoute: Sendable, Codable, Equatable {
     public var id: CellID
     public var partition: PartitionName
     public var state: CellState
-    /// Addresses of the cell's services (empty when embedded in-process).
+    /// Addresses (`host:port`) of the cell's services (empty when embedded in-process).
     public var endpoints: [String]
     /// Relative share of new orders, 0 (none) to 1000.
     public var weight: Int
+    /// The cell's storage servers (nil when embedded).
+    public var storage: CellStorageRoute?
 
-    public init(id: CellID, partition: PartitionName, state: CellState = .active, endpoints: [String] = [], weight: Int = 100) {
+    public init(
+        id: CellID, partition: PartitionName, state: CellState = .active, endpoints: [String] = [], weight: Int = 100,
+        storage: CellStorageRoute? = nil
+    ) {
         self.id = id
         self.partition = partition
         self.state = state
         self.endpoints = endpoints
         self.weight = weight
+        self.storage = storage
     }
 }
 
@@ -185,6 +203,51 @@ public struct RoutingTable: Sendable, Equatable {
         try next.validate()
         next.reindex()
         return next
+    }
+}
+
+extension RoutingTable: Codable {
+    enum CodingKeys: String, CodingKey {
+        case version, cells, partitions
+        case defaultPartition = "default_partition"
+        case merchantPartitions = "merchant_partitions"
+        case blacklist
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let blacklist = try container.decodeIfPresent([String: BlacklistEntry].self, forKey: .blacklist) ?? [:]
+        var entries: [CellID: BlacklistEntry] = [:]
+        for (key, entry) in blacklist {
+            guard let number = Int(key), let cell = CellID(number) else {
+                throw DecodingError.dataCorruptedError(forKey: .blacklist, in: container, debugDescription: "cell id \(key)")
+            }
+            entries[cell] = entry
+        }
+        do {
+            try self.init(
+                version: try container.decode(UInt64.self, forKey: .version),
+                cells: try container.decode([CellRoute].self, forKey: .cells),
+                partitions: try container.decode([Partition].self, forKey: .partitions),
+                defaultPartition: try container.decode(PartitionName.self, forKey: .defaultPartition),
+                merchantPartitions: try container.decodeIfPresent([String: PartitionName].self, forKey: .merchantPartitions) ?? [:],
+                blacklist: entries
+            )
+        } catch let error as RoutingTableError {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(version, forKey: .version)
+        try container.encode(sortedCells, forKey: .cells)
+        try container.encode(partitions.values.sorted { $0.name < $1.name }, forKey: .partitions)
+        try container.encode(defaultPartition, forKey: .defaultPartition)
+        try container.encode(merchantPartitions, forKey: .merchantPartitions)
+        var blacklist: [String: BlacklistEntry] = [:]
+        for (cell, entry) in self.blacklist { blacklist[cell.description] = entry }
+        try container.encode(blacklist, forKey: .blacklist)
     }
 }
 

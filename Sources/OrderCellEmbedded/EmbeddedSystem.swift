@@ -125,7 +125,7 @@ public final class EmbeddedSystem: Sendable {
             services[cell.id] = CellService(cell: cell.id, store: store, clock: clock, logger: logger)
         }
         let proxy = OrderProxy(
-            routingTable: table, clients: services.mapValues { InProcessCellClient(service: $0) },
+            routingTable: table, clients: FixedCellClients(services.mapValues { InProcessCellClient(service: $0) }),
             configuration: configuration.proxy, clock: clock, logger: logger
         )
         let api = ProxyHTTPAPI(

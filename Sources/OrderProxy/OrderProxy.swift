@@ -33,12 +33,12 @@ public final class OrderProxy: Sendable {
     public let configuration: ProxyConfiguration
     private let routing: Mutex<RoutingTable>
     private let placement: Mutex<PlacementState>
-    private let clients: [CellID: any CellClient]
+    private let clients: any CellClientProvider
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
-        routingTable: RoutingTable, clients: [CellID: any CellClient], configuration: ProxyConfiguration = .init(),
+        routingTable: RoutingTable, clients: any CellClientProvider, configuration: ProxyConfiguration = .init(),
         clock: @escaping @Sendable () -> Timestamp, logger: Logger = Logger(label: "ordercell.proxy")
     ) {
         self.configuration = configuration
@@ -77,6 +77,9 @@ public final class OrderProxy: Sendable {
         }
     }
 
+    /// Learns the cells of a new routing table ahead of traffic (connections start at once).
+    public var clientProvider: any CellClientProvider { clients }
+
     /// Cells this proxy's passive outlier detection has ejected, with when each ejection lapses.
     public var ejectedCells: [CellID: Timestamp] {
         let now = clock()
@@ -94,16 +97,16 @@ public final class OrderProxy: Sendable {
     /// and meets its earlier order (creates are idempotent within a cell).
     public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
         let now = clock()
-        let (partition, cells) = routing.withLock { table in
+        let (partition, cells, routes) = routing.withLock { table in
             let partition = table.partition(forMerchant: request.merchantID)
-            return (partition, table.placementCandidates(in: partition, at: now))
+            return (partition, table.placementCandidates(in: partition, at: now), table.cells)
         }
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
         var retry = OrderRetry(candidates: candidates, policy: configuration.retry)
         var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
         var lastFailure = ""
         while let cell = retry.nextCell(using: &random) {
-            guard let client = clients[cell] else {
+            guard let route = routes[cell], let client = clients.client(for: route) else {
                 lastFailure = "cell \(cell) has no client"
                 retry.attemptFailed()
                 continue
@@ -155,7 +158,7 @@ public final class OrderProxy: Sendable {
     private func route(_ id: OrderID) throws(OrderError) -> any CellClient {
         let cell = id.cell
         let route = routing.withLock { $0.cells[cell] }
-        guard let route, route.state.servesExistingOrders, let client = clients[cell] else {
+        guard let route, route.state.servesExistingOrders, let client = clients.client(for: route) else {
             throw OrderError(.orderNotFound, "no order \(id): cell \(cell) is not in the routing table")
         }
         return client

@@ -146,3 +146,27 @@ struct PlacementTests {
         }
     }
 }
+
+import Foundation
+
+@Suite("Routing table document")
+struct RoutingTableDocumentTests {
+    @Test func roundTripsThroughJSON() throws {
+        let now = Timestamp(secondsSinceEpoch: 1_800_000_000)
+        let table = try RoutingTable(
+            version: 7,
+            cells: [
+                CellRoute(id: CellID(1)!, partition: "normal", endpoints: ["127.0.0.1:7001", "127.0.0.1:7002"],
+                          storage: CellStorageRoute(primary: "postgres://u@127.0.0.1:5433/cell_1", replicas: ["postgres://u@127.0.0.1:5434/cell_1"])),
+                CellRoute(id: CellID(2)!, partition: "vip", state: .sealed, weight: 50),
+            ],
+            partitions: [Partition(name: "normal", kind: .normal), Partition(name: "vip", kind: .vip)],
+            defaultPartition: "normal", merchantPartitions: ["big": "vip"],
+            blacklist: [CellID(1)!: BlacklistEntry(reason: "drill", since: now, until: now.adding(seconds: 5))]
+        )
+        let data = try JSONEncoder().encode(table)
+        #expect(try JSONDecoder().decode(RoutingTable.self, from: data) == table)
+        let broken = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\"default_partition\":\"normal\"", with: "\"default_partition\":\"gold\"")
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(RoutingTable.self, from: Data(broken.utf8)) }
+    }
+}

@@ -80,3 +80,52 @@ public struct PostgresCellConfiguration: Sendable {
         return configuration
     }
 }
+
+extension PostgresEndpoint {
+    /// Parses `postgres://user[:password]@host:port/database`.
+    public init?(url: String) {
+        guard let components = URLComponentsLite(url), components.scheme == "postgres" || components.scheme == "postgresql",
+            let user = components.user, let host = components.host, !components.path.isEmpty
+        else { return nil }
+        self.init(host: host, port: components.port ?? 5432, database: components.path, username: user, password: components.password)
+    }
+
+    /// `postgres://user@host:port/database` (the password is never printed).
+    public var url: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+}
+
+/// Just enough URL parsing for PostgreSQL URLs, without Foundation.
+struct URLComponentsLite {
+    var scheme: String
+    var user: String?
+    var password: String?
+    var host: String?
+    var port: Int?
+    var path: String
+
+    init?(_ text: String) {
+        guard let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") else { return nil }
+        scheme = String(text[..<colon])
+        var rest = text[text.index(colon, offsetBy: 3)...]
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                user = String(credentials[..<colon])
+                password = String(credentials[credentials.index(after: colon)...])
+            } else {
+                user = String(credentials)
+            }
+        }
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let authority = rest[..<slash]
+        path = slash < rest.endIndex ? String(rest[rest.index(after: slash)...]) : ""
+        if let colon = authority.lastIndex(of: ":") {
+            host = String(authority[..<colon])
+            guard let number = Int(authority[authority.index(after: colon)...]) else { return nil }
+            port = number
+        } else {
+            host = String(authority)
+        }
+    }
+}

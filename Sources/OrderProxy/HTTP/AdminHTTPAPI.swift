@@ -7,6 +7,7 @@ import OrderModel
 struct AdminHTTPAPI: Sendable {
     let proxy: OrderProxy
     let drills: (any CellDrillControl)?
+    let routingChanges: any RoutingChanges
     let token: String?
     let clock: @Sendable () -> Timestamp
 
@@ -41,13 +42,13 @@ struct AdminHTTPAPI: Sendable {
                 until = now.adding(seconds: seconds)
             }
             let entry = BlacklistEntry(reason: reason, since: now, until: until)
-            try updateRouting { try $0.blacklisting(cell, entry) }
+            try await updateRouting { try await $0.blacklist(cell, entry) }
             return try HTTPBodies.json(await view(of: cell))
         }
         routes.on(.delete, "/admin/cells/{cell_id}/blacklist") { request, context in
             try authorize(request)
             let cell = try cellID(context)
-            try updateRouting { try $0.unblacklisting(cell) }
+            try await updateRouting { try await $0.unblacklist(cell) }
             return try HTTPBodies.json(await view(of: cell))
         }
     }
@@ -87,9 +88,9 @@ struct AdminHTTPAPI: Sendable {
         try await drills.setFault(fault, on: cell)
     }
 
-    private func updateRouting(_ change: (RoutingTable) throws -> RoutingTable) throws {
+    private func updateRouting(_ change: (any RoutingChanges) async throws -> RoutingTable) async throws {
         do {
-            _ = try proxy.updateRoutingTable(change)
+            proxy.install(try await change(routingChanges))
         } catch let error as RoutingTableError {
             throw OrderError.invalidRequest(error.description)
         }

@@ -8,6 +8,8 @@ import OrderModel
 public struct ProxyHTTPAPI: Sendable {
     public let proxy: OrderProxy
     public let drills: (any CellDrillControl)?
+    /// Where operator routing changes (blacklist) are made.
+    public let routingChanges: any RoutingChanges
     /// Bearer token of the operator endpoints; `nil` disables them.
     public let adminToken: String?
     public let isReady: @Sendable () -> Bool
@@ -15,12 +17,13 @@ public struct ProxyHTTPAPI: Sendable {
     private let logger: Logger
 
     public init(
-        proxy: OrderProxy, drills: (any CellDrillControl)?, adminToken: String?,
+        proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: (any RoutingChanges)? = nil, adminToken: String?,
         clock: @escaping @Sendable () -> Timestamp, isReady: @escaping @Sendable () -> Bool = { true },
         logger: Logger = Logger(label: "ordercell.http")
     ) {
         self.proxy = proxy
         self.drills = drills
+        self.routingChanges = routingChanges ?? LocalRoutingChanges(proxy: proxy)
         self.adminToken = adminToken
         self.clock = clock
         self.isReady = isReady
@@ -39,7 +42,7 @@ public struct ProxyHTTPAPI: Sendable {
         var registrar = RouteRegistrar(router: router)
         addOrderRoutes(&registrar)
         addHealthRoutes(&registrar)
-        AdminHTTPAPI(proxy: proxy, drills: drills, token: adminToken, clock: clock).addRoutes(&registrar)
+        AdminHTTPAPI(proxy: proxy, drills: drills, routingChanges: routingChanges, token: adminToken, clock: clock).addRoutes(&registrar)
         return (router, registrar.routes)
     }
 

@@ -1,0 +1,104 @@
+import CellRPC
+import GRPCCore
+import OrderModel
+
+/// The gRPC face of a cell service.
+///
+/// Refusals (``OrderError``) are answers and travel in the reply's
+/// `refusal`; a failure of the cell (storage down, drill fault) is the
+/// gRPC status `unavailable`, which the proxy answers with order retry or
+/// `cell_unavailable`.
+public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
+    public let cell: CellService
+
+    public init(cell: CellService) { self.cell = cell }
+
+    public func createOrder(
+        request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
+    ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
+        var reply = Ordercell_Cell_V1_CreateOrderReply()
+        do {
+            let result = try await answering { try await cell.create(try request.domain()) }
+            reply.order = RPCOrder(result.order)
+            reply.created = result.created
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    public func applyCommand(
+        request: Ordercell_Cell_V1_ApplyCommandRequest, context: ServerContext
+    ) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
+        var reply = Ordercell_Cell_V1_ApplyCommandReply()
+        do {
+            let result = try await answering {
+                try await cell.apply(try request.domain(), to: try parseOrderID(request.orderID))
+            }
+            reply.order = RPCOrder(result.order)
+            if let refund = result.refund { reply.refund = RPCRefund(refund) }
+            reply.changed = result.changed
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    public func getOrder(request: Ordercell_Cell_V1_GetOrderRequest, context: ServerContext) async throws -> Ordercell_Cell_V1_GetOrderReply {
+        var reply = Ordercell_Cell_V1_GetOrderReply()
+        do {
+            reply.order = RPCOrder(
+                try await answering {
+                    try await cell.order(try parseOrderID(request.orderID), consistency: request.eventual ? .eventual : .strong)
+                }
+            )
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    public func listRefunds(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListRefundsReply {
+        var reply = Ordercell_Cell_V1_ListRefundsReply()
+        do {
+            reply.refunds = try await answering { try await cell.refunds(of: try parseOrderID(request.orderID)) }.map(RPCRefund.init)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    public func listEvents(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListEventsReply {
+        var reply = Ordercell_Cell_V1_ListEventsReply()
+        do {
+            reply.events = try await answering { try await cell.events(of: try parseOrderID(request.orderID)) }.map(RPCEvent.init)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    public func setFault(request: RPCFault, context: ServerContext) async throws -> RPCFault {
+        do {
+            cell.inject(try request.domain())
+        } catch {
+            throw RPCError(code: .invalidArgument, message: error.detail)
+        }
+        return RPCFault(cell.currentFault)
+    }
+
+    public func getFault(request: Ordercell_Cell_V1_GetFaultRequest, context: ServerContext) async throws -> RPCFault {
+        RPCFault(cell.currentFault)
+    }
+
+    /// Lets refusals through and turns every failure of the cell into `unavailable`.
+    private func answering<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let refusal as OrderError {
+            throw refusal
+        } catch {
+            throw RPCError(code: .unavailable, message: "cell \(cell.cell): \(error)")
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import AsyncHTTPClient
+import CellRouting
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Follows the control plane's routing table by long poll and hands every
+/// newer version to `onChange`. While the control plane is unreachable it
+/// retries every half second and the caller keeps the table it has.
+public struct RoutingWatcher: Sendable {
+    public let controlURL: String
+    private let logger: Logger
+
+    public init(controlURL: String, logger: Logger) {
+        self.controlURL = controlURL
+        self.logger = logger
+    }
+
+    /// Fetches the current table, retrying until `timeout`.
+    public func fetch(timeout: Duration = .seconds(30)) async throws -> RoutingTable {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            do {
+                if let table = try await poll(after: 0, wait: 0) { return table }
+            } catch {
+                if clock.now >= deadline { throw error }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Watches until cancelled.
+    public func watch(from version: UInt64, onChange: @Sendable (RoutingTable) async -> Void) async {
+        var known = version
+        while !Task.isCancelled {
+            do {
+                if let table = try await poll(after: known, wait: 20), table.version > known {
+                    known = table.version
+                    await onChange(table)
+                }
+            } catch {
+                logger.debug("control plane unreachable", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    private func poll(after version: UInt64, wait: Int) async throws -> RoutingTable? {
+        var request = HTTPClientRequest(url: "\(controlURL)/v1/routing?after=\(version)&wait=\(wait)")
+        request.method = .GET
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(wait) + 5))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        guard response.status == .ok else { return nil }
+        return try JSONDecoder().decode(RoutingTable.self, from: Data(body.readableBytesView))
+    }
+}

@@ -1,0 +1,73 @@
+import CellRPC
+import CellRouting
+import CellService
+import CellStorage
+import ControlPlane
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import OrderModel
+import ServiceLifecycle
+import UnixSignals
+
+/// `ordercell cell`: one cell service over its cell's PostgreSQL servers,
+/// serving the cell RPC. It learns where its storage is from the control
+/// plane and follows failovers without a restart.
+public struct CellProcess: Sendable {
+    public var cell: CellID
+    public var host: String
+    public var port: Int
+    public var controlURL: String
+    public var tls: PostgresTLSMode
+
+    public init(cell: CellID, host: String, port: Int, controlURL: String, tls: PostgresTLSMode) {
+        self.cell = cell
+        self.host = host
+        self.port = port
+        self.controlURL = controlURL
+        self.tls = tls
+    }
+
+    public func run(logger: Logger) async throws {
+        let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
+        let table = try await watcher.fetch()
+        let cell = self.cell
+        let (primary, replicas) = try Self.storage(of: cell, in: table)
+        let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
+        let store = try await FollowingPostgresStore(configuration, logger: logger)
+        let service = CellService(cell: cell, store: store, clock: systemClock, logger: logger)
+        let server = GRPCServer(
+            transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
+            services: [CellRPCService(cell: service)]
+        )
+        let follower = TaskService {
+            await watcher.watch(from: table.version) { table in
+                guard let (primary, replicas) = try? Self.storage(of: cell, in: table) else { return }
+                do {
+                    try await store.follow(primary: primary, replicas: replicas)
+                } catch {
+                    logger.error("cannot switch to the new storage of the cell", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        logger.notice("cell service starting", metadata: ["cell": "\(cell)", "port": "\(port)", "primary": "\(primary)"])
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: GRPCServerService(server: server)), .init(service: ExpirySweeper(cells: [service], logger: logger)),
+                    .init(service: follower),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
+        )
+        try await group.run()
+    }
+
+    static func storage(of cell: CellID, in table: RoutingTable) throws -> (PostgresEndpoint, [PostgresEndpoint]) {
+        guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
+        guard let storage = route.storage, let primary = PostgresEndpoint(url: storage.primary) else {
+            throw OrderError.invalidRequest("cell \(cell) has no PostgreSQL storage in the routing table")
+        }
+        return (primary, storage.replicas.compactMap { PostgresEndpoint(url: $0) })
+    }
+}

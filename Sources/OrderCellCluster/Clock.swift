@@ -1,0 +1,9 @@
+import Foundation
+import OrderModel
+
+/// The wall clock in whole milliseconds.
+let systemClock: @Sendable () -> Timestamp = {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return Timestamp(millisecondsSinceEpoch: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import CellStorage
+import Foundation
+import Logging
+import OrderCellCluster
+import OrderModel
+
+/// Logging to standard error at the chosen level.
+func bootstrapLogging(_ level: String) {
+    let level = Logger.Level(rawValue: level) ?? .notice
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// Writes a line to standard output at once (the output may be a file).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// The path of this executable, to start the cluster's processes with.
+func ownExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+struct ControlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control", abstract: "Run the control plane: routing releases in the control database, served to proxies and cells."
+    )
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 8082
+    @Option(help: "Control database, postgres://user@host:port/database.") var database: String
+    @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
+    @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @Option(help: "Log level.") var logLevel = "notice"
+
+    func run() async throws {
+        bootstrapLogging(logLevel)
+        try await ControlProcess(host: host, port: port, database: database, adminToken: adminToken, initialRoutingFile: routing)
+            .run(logger: Logger(label: "ordercell.control"))
+    }
+}
+
+struct CellCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cell", abstract: "Run one cell service of a cell, over the cell's PostgreSQL primary and replicas."
+    )
+    @Option(help: "The cell number.") var cell: Int
+    @Option(help: "Address to listen on (gRPC).") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (gRPC).") var port: Int
+    @Option(help: "URL of the control plane.") var control: String
+    @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
+    @Option(help: "Log level.") var logLevel = "notice"
+
+    func run() async throws {
+        bootstrapLogging(logLevel)
+        guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
+        guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
+        try await CellProcess(cell: id, host: host, port: port, controlURL: control, tls: tls).run(logger: Logger(label: "ordercell.cell"))
+    }
+}
+
+struct ProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "proxy", abstract: "Run a proxy: the public HTTP API, routing to the cells over gRPC.")
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 8080
+    @Option(help: "URL of the control plane.") var control: String
+    @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @Option(help: "Log level.") var logLevel = "notice"
+
+    func run() async throws {
+        bootstrapLogging(logLevel)
+        try await ProxyProcess(host: host, port: port, controlURL: control, adminToken: adminToken).run(logger: Logger(label: "ordercell.proxy"))
+    }
+}
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster", abstract: "Start, stop and inspect a whole local cluster on loopback.",
+        subcommands: [Up.self, Down.self, Status.self]
+    )
+
+    struct Options: ParsableArguments {
+        @Option(help: "Directory for the cluster's data, logs and state.") var dir = ".ordercell/cluster"
+    }
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a cluster: per cell a PostgreSQL primary + replica and 2 cell services; control database and plane; 2 proxies."
+        )
+        @OptionGroup var options: Options
+        @Option(help: "Number of cells.") var cells = 2
+        @Option(help: "First port; see docs/deployment.md for the layout.") var basePort = 8080
+        @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+
+        func run() async throws {
+            let runner = LocalClusterRunner(directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable())
+            let state = try await runner.up(report: say)
+            say("")
+            say("OrderCell cluster is up: \(cells) cells")
+            for url in state.proxyURLs { say("  proxy          \(url)   (same public API as ordercell dev)") }
+            say("  control plane  \(state.controlURL)")
+            say("  state          \(state.directory)/cluster.json, logs in \(state.directory)/logs")
+            say("Stop it with: ordercell cluster down --dir \(options.dir)")
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every process and server of the cluster (the data stays).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            try await LocalClusterRunner(directory: options.dir, cells: 1, basePort: 0, adminToken: "", executable: "").down(report: say)
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what runs where.")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            for line in try LocalClusterRunner.status(in: options.dir) { say(line) }
+        }
+    }
+}
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin", abstract: "Operator commands against the control plane.", subcommands: [CellAdmin.self]
+    )
+
+    struct CellAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "cell", abstract: "Operate on one cell.", subcommands: [Failover.self])
+    }
+
+    struct Failover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Promote the cell's replica to primary and move the cell's services to it."
+        )
+        @Argument(help: "The cell number.") var cell: Int
+        @Option(help: "URL of the control plane.") var control = "http://127.0.0.1:8082"
+        @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+
+        func run() async throws {
+            let output = try await ControlAdminClient(controlURL: control, adminToken: adminToken).failover(cell: cell)
+            say(output)
+        }
+    }
+}
