@@ -158,10 +158,27 @@ let package = Package(
             swiftSettings: testSwiftSettings
         ),
         .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
+        // What the end-to-end tests share: an HTTP client of the API and the order flows every deployment must pass.
+        .target(
+            name: "OrderCellTestSupport",
+            dependencies: [
+                "OrderModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/OrderCellTestSupport",
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["OrderCellCluster", "LocalCluster", "OrderCellTestSupport"],
+            swiftSettings: testSwiftSettings
+        ),
         .testTarget(
             name: "OrderCellTests",
             dependencies: [
-                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService",
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

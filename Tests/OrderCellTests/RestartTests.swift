@@ -2,6 +2,19 @@ import Foundation
 import Synchronization
 import Testing
 
+/// What clients under load were told (order ids, and whether paid).
+final class RestartLog: Sendable {
+    private let entries = Mutex<[RestartTests.Acknowledged]>([])
+    var all: [RestartTests.Acknowledged] { entries.withLock { $0 } }
+    var count: Int { entries.withLock { $0.count } }
+    func created(_ id: String) { entries.withLock { $0.append(.init(id: id, paid: false)) } }
+    func paid(_ id: String) {
+        entries.withLock { list in
+            if let index = list.lastIndex(where: { $0.id == id }) { list[index].paid = true }
+        }
+    }
+}
+
 /// `ordercell dev` as a real child process.
 final class DevProcess {
     let process = Process()
@@ -54,19 +67,6 @@ final class DevProcess {
     }
 }
 
-/// What clients under load were told, shared between their tasks.
-final class AcknowledgementLog: Sendable {
-    private let entries = Mutex<[RestartTests.Acknowledged]>([])
-    var all: [RestartTests.Acknowledged] { entries.withLock { $0 } }
-    var count: Int { entries.withLock { $0.count } }
-    func created(_ id: String) { entries.withLock { $0.append(.init(id: id, paid: false)) } }
-    func paid(_ id: String) {
-        entries.withLock { list in
-            if let index = list.lastIndex(where: { $0.id == id }) { list[index].paid = true }
-        }
-    }
-}
-
 @Suite("Restart keeps every acknowledged order")
 struct RestartTests {
     /// What a client was told: the order exists, and whether its payment was acknowledged.
@@ -107,7 +107,7 @@ struct RestartTests {
 
         // 2. Kill -9 in the middle of a load of creates and payments.
         let load = second.client!
-        let tally = AcknowledgementLog()
+        let tally = RestartLog()
         let loadTask = Task {
             try? await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<8 {

@@ -57,9 +57,13 @@ public final class GRPCCellClient: CellClient {
         for instance in instances { instance.client.beginGracefulShutdown() }
     }
 
+    /// Each instance gets an equal share of the call's deadline, and a call
+    /// to an instance that is not connected fails at once instead of waiting
+    /// for it, so the next instance is tried within the deadline.
     private var options: CallOptions {
         var options = CallOptions.defaults
-        options.timeout = timeout
+        options.timeout = timeout / max(1, instances.count)
+        options.waitForReady = false
         return options
     }
 

@@ -1,0 +1,88 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An HTTP response as the tests look at it.
+public struct HTTPResult: Sendable {
+    public var status: Int
+    public var contentType: String?
+    public var body: Data
+
+    /// The body as a JSON object (empty when it is not one).
+    public var json: [String: Any] {
+        ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:]
+    }
+
+    public subscript(key: String) -> String? { json[key].map { "\($0)" } }
+    public var code: String? { self["code"] }
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A tiny client of the OrderCell HTTP API over real TCP.
+public struct APIClient: Sendable {
+    public let base: String
+    public var adminToken: String?
+    /// Deadline of one request. A client that fails over to another proxy
+    /// keeps it short: requests queued for a dead server only fail at their
+    /// deadline (the HTTP client keeps retrying the connection until then).
+    public var timeout: Int64
+
+    public init(base: String, adminToken: String? = nil, timeout: Int64 = 30) {
+        self.base = base
+        self.adminToken = adminToken
+        self.timeout = timeout
+    }
+
+    public func send(_ method: HTTPMethod, _ path: String, _ body: String? = nil, admin: Bool = false) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        if admin, let adminToken { request.headers.add(name: "authorization", value: "Bearer \(adminToken)") }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
+        let buffer = try await response.body.collect(upTo: 4 << 20)
+        return HTTPResult(
+            status: Int(response.status.code), contentType: response.headers.first(name: "content-type"),
+            body: Data(buffer.readableBytesView)
+        )
+    }
+
+    public func create(_ merchant: String = "m1", _ outTradeNo: String, amount: Int64 = 1000, currency: String = "CNY", expire: Int? = nil) async throws -> HTTPResult {
+        var body = #"{"merchant_id":"\#(merchant)","out_trade_no":"\#(outTradeNo)","amount":\#(amount),"currency":"\#(currency)""#
+        if let expire { body += #","expire_seconds":\#(expire)"# }
+        return try await send(.POST, "/v1/orders", body + "}")
+    }
+
+    public func pay(_ id: String, _ paymentID: String, amount: Int64 = 1000) async throws -> HTTPResult {
+        try await send(.POST, "/v1/orders/\(id)/pay", #"{"payment_id":"\#(paymentID)","amount":\#(amount)}"#)
+    }
+
+    public func refund(_ id: String, _ refundID: String, amount: Int64) async throws -> HTTPResult {
+        try await send(.POST, "/v1/orders/\(id)/refunds", #"{"refund_id":"\#(refundID)","amount":\#(amount)}"#)
+    }
+}
+
+/// Runs `count` jobs with at most `width` in flight, collecting results in job order.
+public func concurrently<T: Sendable>(_ count: Int, width: Int, _ job: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
+    try await withThrowingTaskGroup(of: (Int, T).self) { group in
+        var results = [T?](repeating: nil, count: count)
+        var next = 0
+        while next < min(width, count) {
+            let index = next
+            group.addTask { (index, try await job(index)) }
+            next += 1
+        }
+        while let (index, value) = try await group.next() {
+            results[index] = value
+            if next < count {
+                let index = next
+                group.addTask { (index, try await job(index)) }
+                next += 1
+            }
+        }
+        return results.map { $0! }
+    }
+}
