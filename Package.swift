@@ -141,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "ordercell",
             dependencies: [
-                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage",
+                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "LocalCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -40,13 +40,20 @@ public struct LocalClusterRunner: Sendable {
     public var basePort: Int
     public var adminToken: String
     public var executable: String
+    /// Whether a cell's commits wait for its replica (the default: an
+    /// acknowledged order survives the loss of the primary).
+    public var synchronousCommit: PostgresServer.SynchronousCommit
 
-    public init(directory: String, cells: Int, basePort: Int, adminToken: String, executable: String) {
+    public init(
+        directory: String, cells: Int, basePort: Int, adminToken: String, executable: String,
+        synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby
+    ) {
         self.directory = URL(fileURLWithPath: directory).standardizedFileURL.path
         self.cells = cells
         self.basePort = basePort
         self.adminToken = adminToken
         self.executable = executable
+        self.synchronousCommit = synchronousCommit
     }
 
     var statePath: String { directory + "/cluster.json" }
@@ -192,7 +199,7 @@ public struct LocalClusterRunner: Sendable {
             if let primary {
                 try await server.initializeReplica(of: primary, name: name.replacingOccurrences(of: " ", with: "_"))
             } else {
-                try await server.initializePrimary(synchronousCommit: database == nil ? .anyOneStandby : .off)
+                try await server.initializePrimary(synchronousCommit: database == nil ? synchronousCommit : .off)
             }
         }
         let running = await server.isAcceptingConnections()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellStorage
 import Foundation
+import LocalCluster
 import Logging
 import OrderCellCluster
 import OrderModel
@@ -94,9 +95,15 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Number of cells.") var cells = 2
         @Option(help: "First port; see docs/deployment.md for the layout.") var basePort = 8080
         @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+        @Option(help: "Cell commits wait for the replica: on (default) or off (faster; an acknowledged order can be lost with the primary).")
+        var synchronousCommit = "on"
 
         func run() async throws {
-            let runner = LocalClusterRunner(directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable())
+            guard ["on", "off"].contains(synchronousCommit) else { throw ValidationError("--synchronous-commit must be on or off") }
+            let runner = LocalClusterRunner(
+                directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable(),
+                synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off
+            )
             let state = try await runner.up(report: say)
             say("")
             say("OrderCell cluster is up: \(cells) cells")

@@ -99,6 +99,13 @@ struct ClusterTests {
         stopFlag.set()
         let createFailures = await load.value
         #expect(createFailures == 0, "creates keep succeeding in the other cells while cell 1 is down")
+        // While the primary is down: strong reads of its orders fail, eventual reads come from the replica.
+        if let early = log.all.first(where: { $0.cell == 1 }) {
+            let strong = try await proxy.send(.GET, "/v1/orders/\(early.id)")
+            #expect(strong.status == 503 && strong.code == "cell_unavailable")
+            let eventual = try await proxy.send(.GET, "/v1/orders/\(early.id)?consistency=eventual")
+            #expect(eventual.status == 200 && eventual["order_id"] == early.id)
+        }
         #expect(log.all.filter { $0.cell == 2 }.count > 0)
         #expect(log.count > atKill, "orders kept being taken while cell 1 was down")
 
