@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
@@ -138,10 +139,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The load generator behind `ordercell bench`.
+        .target(
+            name: "OrderCellBench",
+            dependencies: [
+                "OrderModel", "CellRouting", "CellStorage", "CellService",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ordercell",
             dependencies: [
-                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "LocalCluster",
+                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -178,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "OrderCellTests",
             dependencies: [
-                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport",
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

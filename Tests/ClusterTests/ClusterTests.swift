@@ -12,6 +12,7 @@ struct ClusterTests {
         let proxies = cluster.proxies
         try await OrderFlows.lifecycle(proxies[0], prefix: "cluster-p1")
         try await OrderFlows.lifecycle(proxies[1], prefix: "cluster-p2")
+        try await OrderFlows.closeAndIllegalTransitions(proxies[0], prefix: "cluster")
         try await OrderFlows.racing(proxies[1], prefix: "cluster")
         try await OrderFlows.badInput(proxies[0], prefix: "cluster")
         // Late binding across the cells, through both proxies.

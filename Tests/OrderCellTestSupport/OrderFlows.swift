@@ -54,6 +54,22 @@ public enum OrderFlows {
         #expect(kinds == ["ORDER_CREATED", "ORDER_PAID", "ORDER_REFUNDED", "ORDER_REFUNDED"])
     }
 
+    /// Close, close again, and every illegal transition with its 409 code.
+    public static func closeAndIllegalTransitions(_ api: APIClient, prefix: String) async throws {
+        let id = try #require(try await api.create("m1", "\(prefix)-close-1").self["order_id"])
+        let mismatch = try await api.pay(id, "p", amount: 999)
+        #expect(mismatch.status == 409 && mismatch.code == "amount_mismatch")
+        let unpaidRefund = try await api.refund(id, "r", amount: 1)
+        #expect(unpaidRefund.status == 409 && unpaidRefund.code == "invalid_state")
+        let closed = try await api.send(.POST, "/v1/orders/\(id)/close")
+        #expect(closed.status == 200 && closed["status"] == "CLOSED" && closed["close_reason"] == "MERCHANT")
+        #expect(try await api.send(.POST, "/v1/orders/\(id)/close").status == 200, "closing twice is idempotent")
+        let payClosed = try await api.pay(id, "p")
+        #expect(payClosed.status == 409 && payClosed.code == "invalid_state")
+        let refundClosed = try await api.refund(id, "r", amount: 1)
+        #expect(refundClosed.status == 409 && refundClosed.code == "invalid_state")
+    }
+
     /// Eight clients racing the same payment and refund ids.
     public static func racing(_ api: APIClient, prefix: String) async throws {
         let id = try #require(try await api.create("m1", "\(prefix)-race-1", amount: 1000).self["order_id"])

@@ -1,0 +1,64 @@
+import Benchmark
+import CellRouting
+import Foundation
+import OrderModel
+
+/// Micro-benchmarks of the per-request hot paths: the order id codec, cell
+/// selection at 4 and 64 cells, and JSON coding of an order.
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(3))
+
+    let now = Timestamp(secondsSinceEpoch: 1_795_301_599)
+    let cell = CellID(unchecked: 17)
+
+    Benchmark("order id: mint + format + parse") { benchmark in
+        for sequence in benchmark.scaledIterations {
+            let id = try OrderID(cell: cell, createdAt: now, sequence: Int64(sequence))
+            blackHole(try OrderID(parsing: id.description))
+        }
+    }
+
+    Benchmark("order id: parse") { benchmark in
+        let text = try OrderID(cell: cell, createdAt: now, sequence: 42).description
+        for _ in benchmark.scaledIterations { blackHole(try OrderID(parsing: text)) }
+    }
+
+    for count in [4, 64] {
+        let candidates = (1...count).map { PlacementCandidate(cell: CellID(unchecked: UInt16($0)), weight: 100, recentLoad: $0 * 3) }
+        Benchmark("cell selection: \(count) cells") { benchmark in
+            var random = SplitMix64(seed: 7)
+            for _ in benchmark.scaledIterations { blackHole(CellSelector.choose(from: candidates, using: &random)) }
+        }
+        Benchmark("order retry: place with \(count) cells, one failure") { benchmark in
+            var random = SplitMix64(seed: 9)
+            for _ in benchmark.scaledIterations {
+                var retry = OrderRetry(candidates: candidates, policy: OrderRetryPolicy())
+                _ = retry.nextCell(using: &random)
+                retry.attemptFailed()
+                blackHole(retry.nextCell(using: &random))
+            }
+        }
+    }
+
+    struct OrderJSON: Codable {
+        var order_id: String, cell_id: Int, merchant_id: String, out_trade_no: String, amount: Int64, currency: String
+        var status: String, refunded_amount: Int64, created_at: String, expires_at: String, updated_at: String
+    }
+    let order = OrderJSON(
+        order_id: "1000226112122531900000000013", cell_id: 2, merchant_id: "m1", out_trade_no: "demo-1", amount: 1999,
+        currency: "CNY", status: "CREATED", refunded_amount: 0, created_at: now.rfc3339, expires_at: now.adding(seconds: 1800).rfc3339,
+        updated_at: now.rfc3339
+    )
+    let encoder = JSONEncoder()
+    let decoder = JSONDecoder()
+    let encoded = try! encoder.encode(order)
+    Benchmark("JSON: encode an order (Foundation)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try encoder.encode(order)) }
+    }
+    Benchmark("JSON: decode an order (Foundation)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try decoder.decode(OrderJSON.self, from: encoded)) }
+    }
+    Benchmark("timestamp: RFC 3339") { benchmark in
+        for index in benchmark.scaledIterations { blackHole(now.adding(milliseconds: Int64(index)).rfc3339) }
+    }
+}

@@ -1,0 +1,171 @@
+import AsyncHTTPClient
+import CellRouting
+import CellService
+import CellStorage
+import Foundation
+import NIOCore
+import NIOHTTP1
+import OrderModel
+import PostgresNIO
+
+/// The default mix against an OrderCell HTTP endpoint: create an order,
+/// then pay it (95 %) or close it (5 %), read it back, and refund part of
+/// 10 % of the paid ones. With `createOnly`, just the create.
+public struct HTTPOrderScenario: BenchScenario {
+    public let urls: [String]
+    public let client: HTTPClient
+    public let createOnly: Bool
+    public let runID: String
+
+    public init(urls: [String], client: HTTPClient, createOnly: Bool) {
+        self.urls = urls
+        self.client = client
+        self.createOnly = createOnly
+        self.runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    }
+
+    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        let base = urls[number % urls.count]
+        let merchant = "bench-\(number % 32)"
+        let amount = 100 + sequence % 900
+        let created = await send(
+            .POST, base + "/v1/orders",
+            #"{"merchant_id":"\#(merchant)","out_trade_no":"\#(runID)-\#(number)-\#(sequence)","amount":\#(amount),"currency":"CNY"}"#,
+            operation: "create", record: record
+        )
+        guard !createOnly, let body = created, let id = Self.orderID(in: body) else { return }
+        var random = SplitMix64(seed: UInt64(truncatingIfNeeded: number &* 1_000_003 &+ sequence))
+        let roll = Int.random(in: 0..<100, using: &random)
+        if roll < 5 {
+            _ = await send(.POST, base + "/v1/orders/\(id)/close", nil, operation: "close", record: record)
+        } else {
+            _ = await send(.POST, base + "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", record: record)
+        }
+        _ = await send(.GET, base + "/v1/orders/\(id)", nil, operation: "query", record: record)
+        if roll >= 90 {
+            _ = await send(.POST, base + "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund", record: record)
+        }
+    }
+
+    static func orderID(in body: ByteBuffer) -> String? {
+        let text = String(buffer: body)
+        guard let range = text.range(of: #""order_id":""#) else { return nil }
+        return String(text[range.upperBound...].prefix(28))
+    }
+
+    private func send(
+        _ method: HTTPMethod, _ url: String, _ body: String?, operation: String, record: @Sendable (String, Duration, OperationOutcome) -> Void
+    ) async -> ByteBuffer? {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let response = try await client.execute(request, timeout: .seconds(30))
+            let buffer = try await response.body.collect(upTo: 1 << 20)
+            let elapsed = clock.now - start
+            if (200..<300).contains(response.status.code) {
+                record(operation, elapsed, .ok)
+                return buffer
+            }
+            let text = String(buffer: buffer)
+            let code = text.range(of: #""code":""#).map { String(text[$0.upperBound...].prefix { $0 != "\"" }) } ?? "http_\(response.status.code)"
+            record(operation, elapsed, .failed(code))
+        } catch {
+            record(operation, clock.now - start, .failed("transport"))
+        }
+        return nil
+    }
+}
+
+/// Creates straight on one cell service, in process: no HTTP, no proxy.
+public struct DirectCellScenario: BenchScenario {
+    public let cell: CellService
+    public let runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+
+    public init(cell: CellService) { self.cell = cell }
+
+    public func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let request = try CreateOrderRequest(
+                merchantID: "bench-\(client % 32)", outTradeNo: "\(runID)-\(client)-\(sequence)", amount: 100 + Int64(sequence % 900),
+                currency: "CNY", description: nil, expireSeconds: nil
+            )
+            _ = try await cell.create(request)
+            record("create", clock.now - start, .ok)
+        } catch let error as OrderError {
+            record("create", clock.now - start, .failed(error.code.rawValue))
+        } catch {
+            record("create", clock.now - start, .failed("cell_failure"))
+        }
+    }
+}
+
+/// Inserts straight into one cell's store: the floor under every layer.
+public struct DirectStoreScenario: BenchScenario {
+    public let store: any OrderStore
+    public let cell: CellID
+    public let sequence: SegmentSequence
+    public let runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+
+    public init(store: any OrderStore, cell: CellID) {
+        self.store = store
+        self.cell = cell
+        self.sequence = SegmentSequence(segmentSize: 1000) { try await store.reserveSequenceSegment(size: $0) }
+    }
+
+    public func iteration(client: Int, sequence number: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let now = Timestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000))
+            let order = Order(
+                id: try OrderID(cell: cell, createdAt: now, sequence: try await sequence.next()), merchantID: "bench-\(client % 32)",
+                outTradeNo: "\(runID)-\(client)-\(number)", amount: 100, currency: Currency(code: "CNY")!, description: nil,
+                createdAt: now, expiresAt: now.adding(seconds: 1800)
+            )
+            _ = try await store.insert(order)
+            record("create", clock.now - start, .ok)
+        } catch {
+            record("create", clock.now - start, .failed("store"))
+        }
+    }
+}
+
+/// The same INSERT as a create, straight on PostgreSQL with a pool of the
+/// same size, into a scratch table: what the database alone can do.
+public struct RawPostgresScenario: BenchScenario {
+    public let client: PostgresClient
+    public let runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+
+    public init(client: PostgresClient) { self.client = client }
+
+    public static func prepare(_ client: PostgresClient) async throws {
+        try await client.query("CREATE TABLE IF NOT EXISTS bench_raw_orders (LIKE orders INCLUDING ALL)")
+    }
+
+    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let id = "\(runID)-\(number)-\(sequence)"
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        do {
+            try await client.query(
+                """
+                INSERT INTO bench_raw_orders (order_id, merchant_id, out_trade_no, amount, currency, status, refunded_amount, \
+                created_at, expires_at, updated_at, revision) VALUES (\(id), \("bench"), \(id), \(100), \("CNY"), \("CREATED"), \(0), \
+                \(now), \(now + 1_800_000), \(now), \(1))
+                """
+            )
+            record("create", clock.now - start, .ok)
+        } catch {
+            record("create", clock.now - start, .failed("postgres"))
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import AsyncHTTPClient
+import CellRouting
+import CellService
+import CellStorage
+import Foundation
+import Logging
+import OrderCellBench
+import OrderCellEmbedded
+import OrderModel
+import PostgresNIO
+import ServiceLifecycle
+
+/// `ordercell bench`: a load generator for any OrderCell endpoint, and
+/// same-run baselines that show what each layer costs.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load an OrderCell endpoint and report throughput, errors and latency percentiles.",
+        discussion: """
+            Closed loop by default (--clients concurrent clients); --rate N offers N iterations a second \
+            whatever the latency (open loop, latencies from the intended start). The default mix creates \
+            an order, pays (95 %) or closes (5 %) it, reads it and refunds 10 % of the paid ones.
+            --compare runs the same create-only workload straight on one cell's store, on one cell service, \
+            and through the proxy, in one run, and prints the ratios. Without --url it starts an embedded \
+            system of its own; with --url and --postgres it compares a cluster's proxy with the same INSERT \
+            on that cell primary.
+            """
+    )
+
+    @Option(name: .customLong("url"), help: "Proxy URL(s); clients spread over them.") var urls: [String] = []
+    @Option(help: "Concurrent clients (closed loop).") var clients = 16
+    @Option(help: "Iterations per second (open loop).") var rate: Double?
+    @Option(help: "Seconds measured.") var duration = 10
+    @Option(help: "Seconds of warm-up, not measured.") var warmup = 2
+    @Option(help: "Workload: mix (create, pay/close, query, refund) or create.") var workload = "mix"
+    @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
+    @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
+    var postgres: String?
+    @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
+    @Flag(help: "Print the results as JSON.") var json = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .error
+            return handler
+        }
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(clients, 8)))
+        )
+        var reports: [BenchReport] = []
+        do {
+            if compare {
+                reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
+            } else {
+                guard !urls.isEmpty else { throw ValidationError("give --url (a proxy), or --compare") }
+                reports.append(await load("proxy", HTTPOrderScenario(urls: urls, client: http, createOnly: workload == "create")))
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try? await http.shutdown()
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: ["runs": reports.map(\.json), "clients": clients], options: [.prettyPrinted, .sortedKeys])
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        } else {
+            for report in reports { say(report.text) }
+            if compare, let proxied = reports.last, reports.count >= 2 { say(ratios(proxied, reports.dropLast())) }
+        }
+    }
+
+    private func load(_ name: String, _ scenario: some BenchScenario) async -> BenchReport {
+        let shape: LoadShape = rate.map { .open(perSecond: $0, maximumInFlight: max(clients, 1) * 64) } ?? .closed(clients: clients)
+        return await LoadRun(name: name, shape: shape, warmup: .seconds(warmup), duration: .seconds(duration), progress: !json).run(scenario)
+    }
+
+    private func ratios(_ proxied: BenchReport, _ baselines: ArraySlice<BenchReport>) -> String {
+        var lines = ["", "through the proxy vs each baseline (create):"]
+        for baseline in baselines {
+            let ratio = proxied.throughput("create") / max(baseline.throughput("create"), 0.001)
+            let p50 = proxied.percentile(50, "create") - baseline.percentile(50, "create")
+            let p99 = proxied.percentile(99, "create") - baseline.percentile(99, "create")
+            lines.append(
+                "  vs \(baseline.name.padding(toLength: 28, withPad: " ", startingAt: 0)) throughput ×\(String(format: "%.2f", ratio)), added p50 \(String(format: "%+.2f", p50)) ms, added p99 \(String(format: "%+.2f", p99)) ms"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Embedded: one cell's SQLite store, one cell service, then the proxy over HTTP into all cells.
+    private func compareEmbedded(_ http: HTTPClient) async throws -> [BenchReport] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var logger = Logger(label: "ordercell.bench")
+        logger.logLevel = .error
+        let system = try await EmbeddedSystem.open(
+            EmbeddedConfiguration(dataDirectory: directory.path, port: 0, layout: .singlePartition(cells: cells)), logger: logger
+        )
+        let firstCell = try requireCell(system.cells[CellID(unchecked: 1)])
+        var reports: [BenchReport] = []
+        reports.append(await load("a1. one cell's SQLite store", DirectStoreScenario(store: firstCell.store, cell: firstCell.cell)))
+        reports.append(await load("a2. one cell service", DirectCellScenario(cell: firstCell)))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let group = ServiceGroup(services: [system.application { continuation.yield($0) }], logger: logger)
+        let server = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
+        reports.append(
+            await load("b. proxy over HTTP, \(cells) cells", HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
+        )
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
+        return reports
+    }
+
+    /// Cluster: the same INSERT on a cell primary, the cell's store, then the proxy.
+    private func compareCluster(_ http: HTTPClient) async throws -> [BenchReport] {
+        var reports: [BenchReport] = []
+        if let postgres {
+            guard let endpoint = PostgresEndpoint(url: postgres) else { throw ValidationError("--postgres must be postgres://user@host:port/database") }
+            var configuration = PostgresClient.Configuration(
+                host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password, database: endpoint.database, tls: .disable
+            )
+            configuration.options.maximumConnections = clients
+            let client = PostgresClient(configuration: configuration)
+            let run = Task { await client.run() }
+            try await RawPostgresScenario.prepare(client)
+            reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))
+            run.cancel()
+            let store = try await PostgresOrderStore.connect(
+                PostgresCellConfiguration(primary: endpoint, tls: .disable, maximumConnections: clients)
+            )
+            reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
+            store.close()
+        }
+        reports.append(await load("b. proxy over HTTP", HTTPOrderScenario(urls: urls, client: http, createOnly: true)))
+        return reports
+    }
+}
+
+private func requireCell<T>(_ value: T?) throws -> T {
+    guard let value else { throw ValidationError("cell 1 is missing") }
+    return value
+}

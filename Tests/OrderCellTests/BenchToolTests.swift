@@ -1,0 +1,38 @@
+import Foundation
+import OrderCellBench
+import Testing
+
+/// The load generator's bookkeeping (figures are for benchmarks, not tests).
+@Suite("Load generator")
+struct BenchToolTests {
+    struct Scripted: BenchScenario {
+        func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+            try? await Task.sleep(for: .milliseconds(2))
+            record("create", .milliseconds(2), sequence % 10 == 0 ? .failed("refused") : .ok)
+            record("query", .microseconds(300), .ok)
+        }
+    }
+
+    @Test(arguments: [LoadShape.closed(clients: 4), .open(perSecond: 200, maximumInFlight: 50)])
+    func countsOperationsAndErrorsByCode(shape: LoadShape) async throws {
+        let report = await LoadRun(name: "scripted", shape: shape, warmup: .milliseconds(200), duration: .seconds(1), progress: false).run(Scripted())
+        #expect(report.throughput("create") > 0)
+        #expect(report.throughput("query") > 0)
+        #expect(report.percentile(50, "create") >= 2, "latencies are recorded in milliseconds")
+        let json = report.json
+        let operations = try #require(json["operations"] as? [String: Any])
+        let create = try #require(operations["create"] as? [String: Any])
+        #expect((create["errors"] as? [String: Int])?["refused"] ?? 0 > 0)
+        #expect(Set(operations.keys) == ["create", "query", "all"])
+        #expect(report.text.contains("refused="))
+    }
+}
+
+extension LoadShape: CustomTestStringConvertible {
+    public var testDescription: String {
+        switch self {
+        case .closed(let clients): return "closed loop, \(clients) clients"
+        case .open(let rate, _): return "open loop, \(Int(rate))/s"
+        }
+    }
+}
