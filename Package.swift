@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "OrderCellEmbedded",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService", "OrderProxy",
+                "OrderModel", "AsyncDeadline", "CellRouting", "CellStorage", "CellService", "OrderProxy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

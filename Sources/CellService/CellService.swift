@@ -76,9 +76,9 @@ public final class CellService: Sendable {
     ///   with a different amount, currency, description or expiry.
     public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
         try await enter()
-        if let existing = try await storage({ try await store.order(merchantID: request.merchantID, outTradeNo: request.outTradeNo) }) {
-            return try replay(existing, request)
-        }
+        // No lookup first: the insert itself finds an earlier order with the
+        // same out_trade_no, in the same transaction. A replay spends one
+        // sequence number, which is never reused (ids need not be dense).
         let number = try await storage { try await sequence.next() }
         let now = clock()
         let id: OrderID

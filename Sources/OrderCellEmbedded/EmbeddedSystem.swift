@@ -125,7 +125,8 @@ public final class EmbeddedSystem: Sendable {
             services[cell.id] = CellService(cell: cell.id, store: store, clock: clock, logger: logger)
         }
         let proxy = OrderProxy(
-            routingTable: table, clients: FixedCellClients(services.mapValues { InProcessCellClient(service: $0) }),
+            routingTable: table,
+            clients: FixedCellClients(services.mapValues { InProcessCellClient(service: $0, timeout: configuration.proxy.cellCallTimeout) }),
             configuration: configuration.proxy, clock: clock, logger: logger
         )
         let api = ProxyHTTPAPI(

@@ -112,7 +112,7 @@ public final class OrderProxy: Sendable {
                 continue
             }
             do {
-                let result = try await call(cell) { try await client.create(request) }
+                let result = try await call(cell, client) { try await client.create(request) }
                 retry.attemptSucceeded()
                 return result
             } catch {
@@ -136,22 +136,22 @@ public final class OrderProxy: Sendable {
 
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws(OrderError) -> Order {
         let client = try route(id)
-        return try await call(id.cell) { try await client.order(id, consistency: consistency) }
+        return try await call(id.cell, client) { try await client.order(id, consistency: consistency) }
     }
 
     public func apply(_ command: OrderCommand, to id: OrderID) async throws(OrderError) -> OrderCommandResult {
         let client = try route(id)
-        return try await call(id.cell) { try await client.apply(command, to: id) }
+        return try await call(id.cell, client) { try await client.apply(command, to: id) }
     }
 
     public func refunds(of id: OrderID) async throws(OrderError) -> [Refund] {
         let client = try route(id)
-        return try await call(id.cell) { try await client.refunds(of: id) }
+        return try await call(id.cell, client) { try await client.refunds(of: id) }
     }
 
     public func events(of id: OrderID) async throws(OrderError) -> [OrderEvent] {
         let client = try route(id)
-        return try await call(id.cell) { try await client.events(of: id) }
+        return try await call(id.cell, client) { try await client.events(of: id) }
     }
 
     /// The client of the cell named in the order id.
@@ -167,9 +167,11 @@ public final class OrderProxy: Sendable {
     /// Calls a cell with a deadline, records the outcome for hotspot
     /// balancing and outlier detection, and turns every failure of the
     /// cell itself into `cell_unavailable`.
-    private func call<T: Sendable>(_ cell: CellID, _ operation: @escaping @Sendable () async throws -> T) async throws(OrderError) -> T {
+    private func call<T: Sendable>(
+        _ cell: CellID, _ client: any CellClient, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws(OrderError) -> T {
         do {
-            let result = try await withDeadline(configuration.cellCallTimeout, operation)
+            let result = client.enforcesOwnDeadline ? try await operation() : try await withDeadline(configuration.cellCallTimeout, operation)
             let now = clock()
             placement.withLock { $0.succeeded(cell, at: now) }
             return result

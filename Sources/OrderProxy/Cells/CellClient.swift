@@ -12,6 +12,14 @@ public protocol CellClient: Sendable {
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order
     func refunds(of id: OrderID) async throws -> [Refund]
     func events(of id: OrderID) async throws -> [OrderEvent]
+
+    /// Whether the client bounds its calls itself, so the proxy need not put
+    /// its own deadline around them (saves two tasks per call in process).
+    var enforcesOwnDeadline: Bool { get }
+}
+
+extension CellClient {
+    public var enforcesOwnDeadline: Bool { false }
 }
 
 /// Operator access to the drill faults of cells (embedded: in process).

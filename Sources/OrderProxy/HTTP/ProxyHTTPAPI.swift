@@ -53,25 +53,24 @@ public struct ProxyHTTPAPI: Sendable {
         routes.on(.post, "/v1/orders") { request, _ in
             let body = try await HTTPBodies.decode(CreateOrderBody.self, from: request)
             let result = try await proxy.create(try body.validated())
-            return try HTTPBodies.json(
-                OrderView(result.order), status: result.created ? .created : .ok,
-                location: "/v1/orders/\(result.order.id)"
+            return OrderJSON.response(
+                result.order, status: result.created ? .created : .ok, location: "/v1/orders/\(result.order.id)"
             )
         }
         routes.on(.get, "/v1/orders/{order_id}") { request, context in
             let id = try Self.orderID(context)
             let consistency = try Self.consistency(request)
-            return try HTTPBodies.json(OrderView(try await proxy.order(id, consistency: consistency)))
+            return OrderJSON.response(try await proxy.order(id, consistency: consistency))
         }
         routes.on(.post, "/v1/orders/{order_id}/pay") { request, context in
             let id = try Self.orderID(context)
             let body = try await HTTPBodies.decode(PayBody.self, from: request)
             let command = try OrderCommand.validatedPay(paymentID: body.paymentID, amount: body.amount)
-            return try HTTPBodies.json(OrderView(try await proxy.apply(command, to: id).order))
+            return OrderJSON.response(try await proxy.apply(command, to: id).order)
         }
         routes.on(.post, "/v1/orders/{order_id}/close") { _, context in
             let id = try Self.orderID(context)
-            return try HTTPBodies.json(OrderView(try await proxy.apply(.close, to: id).order))
+            return OrderJSON.response(try await proxy.apply(.close, to: id).order)
         }
         routes.on(.post, "/v1/orders/{order_id}/refunds") { request, context in
             let id = try Self.orderID(context)
