@@ -23,7 +23,8 @@ struct BenchToolTests {
         let operations = try #require(json["operations"] as? [String: Any])
         let create = try #require(operations["create"] as? [String: Any])
         #expect((create["errors"] as? [String: Int])?["refused"] ?? 0 > 0)
-        #expect(Set(operations.keys) == ["create", "query", "all"])
+        // "dropped" appears too when the machine cannot keep the open-loop rate (a saturated client is reported, not hidden).
+        #expect(Set(operations.keys).isSuperset(of: ["create", "query", "all"]))
         #expect(report.text.contains("refused="))
     }
 }
