@@ -45,7 +45,11 @@ let package = Package(
         // Pure routing: routing table, partitions, cell selection, order retry, outlier detection.
         .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
         // Deadlines that hold even when the work ignores cancellation.
-        .target(name: "AsyncDeadline", swiftSettings: swiftSettings),
+        .target(
+            name: "AsyncDeadline",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // The proxy ↔ cell RPC: generated gRPC/protobuf code and its mapping to the domain.
         .target(
             name: "CellRPC",
@@ -163,6 +167,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "AsyncDeadlineTests", dependencies: ["AsyncDeadline"], swiftSettings: testSwiftSettings),
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
         .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
         .testTarget(

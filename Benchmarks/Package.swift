@@ -18,7 +18,6 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "OrderModel", package: "ordercell"),
                 .product(name: "CellRouting", package: "ordercell"),
-                .product(name: "OrderProxy", package: "ordercell"),
             ],
             path: "Benchmarks/OrderCellMicro",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -17,6 +17,10 @@ public final class GRPCCellClient: CellClient {
     private let next = Atomic<Int>(0)
     private let timeout: Duration
 
+    /// Every attempt carries a gRPC deadline (enforced by the transport's
+    /// timers), so the proxy adds none of its own.
+    public var enforcesOwnDeadline: Bool { true }
+
     struct Instance: Sendable {
         let endpoint: String
         let client: GRPCClient<HTTP2ClientTransport.Posix>
