@@ -67,15 +67,27 @@ public struct OrderID: Hashable, Sendable, Comparable {
     /// - Throws: ``OrderIDError`` naming the first problem found.
     @inlinable
     public init(parsing text: some StringProtocol) throws(OrderIDError) {
-        var text = String(text)
-        let parsed: Result<OrderID, OrderIDError> = text.withUTF8 { bytes in
+        // Native strings are contiguous UTF-8: parse them in place, no copy.
+        let parsed: Result<OrderID, OrderIDError>? = text.utf8.withContiguousStorageIfAvailable { bytes in
             do throws(OrderIDError) {
                 return .success(try OrderID(parsingUTF8: bytes))
             } catch {
                 return .failure(error)
             }
         }
-        self = try parsed.get()
+        if let parsed {
+            self = try parsed.get()
+            return
+        }
+        var copy = String(text)
+        let fallback: Result<OrderID, OrderIDError> = copy.withUTF8 { bytes in
+            do throws(OrderIDError) {
+                return .success(try OrderID(parsingUTF8: bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        self = try fallback.get()
     }
 
     /// Parses and validates an order id from its UTF-8 bytes.

@@ -36,22 +36,23 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     public var rfc3339: String {
         let civil = CivilTime(secondsSinceEpoch: secondsSinceEpoch)
         let millis = Int(millisecondsSinceEpoch - secondsSinceEpoch * 1000)
-        var bytes = [UInt8](repeating: 0, count: 24)
-        func put(_ value: Int, at offset: Int, width: Int) {
-            var v = value
-            for i in stride(from: offset + width - 1, through: offset, by: -1) {
-                bytes[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                v /= 10
+        return String(unsafeUninitializedCapacity: 24) { bytes in
+            func put(_ value: Int, at offset: Int, width: Int) {
+                var v = value
+                for i in stride(from: offset + width - 1, through: offset, by: -1) {
+                    bytes[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                    v /= 10
+                }
             }
+            put(civil.year, at: 0, width: 4); bytes[4] = 45  // -
+            put(civil.month, at: 5, width: 2); bytes[7] = 45
+            put(civil.day, at: 8, width: 2); bytes[10] = 84  // T
+            put(civil.hour, at: 11, width: 2); bytes[13] = 58  // :
+            put(civil.minute, at: 14, width: 2); bytes[16] = 58
+            put(civil.second, at: 17, width: 2); bytes[19] = 46  // .
+            put(millis, at: 20, width: 3); bytes[23] = 90  // Z
+            return 24
         }
-        put(civil.year, at: 0, width: 4); bytes[4] = 45  // -
-        put(civil.month, at: 5, width: 2); bytes[7] = 45
-        put(civil.day, at: 8, width: 2); bytes[10] = 84  // T
-        put(civil.hour, at: 11, width: 2); bytes[13] = 58  // :
-        put(civil.minute, at: 14, width: 2); bytes[16] = 58
-        put(civil.second, at: 17, width: 2); bytes[19] = 46  // .
-        put(millis, at: 20, width: 3); bytes[23] = 90  // Z
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
