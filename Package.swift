@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellStorage",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import AsyncDeadline
+import CellStorage
 import CellRouting
 import Foundation
 import Hummingbird
@@ -64,7 +65,7 @@ public final class ControlPlane: Sendable {
         guard let storage = route.storage, let replica = storage.replicas.first else {
             throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
         }
-        guard let endpoint = PostgresURL(replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
+        guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
         try await Self.promote(endpoint, logger: logger)
         return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
             try table.updatingCell(cell) { route in
@@ -74,9 +75,10 @@ public final class ControlPlane: Sendable {
     }
 
     /// Promotes a PostgreSQL standby (idempotent) and makes it commit without a standby.
-    static func promote(_ endpoint: PostgresURL, logger: Logger) async throws {
+    static func promote(_ endpoint: PostgresEndpoint, logger: Logger) async throws {
         let configuration = PostgresClient.Configuration(
-            host: endpoint.host, port: endpoint.port, username: endpoint.user, password: nil, database: endpoint.database, tls: .disable
+            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
+            database: endpoint.database, tls: .disable
         )
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let run = Task { await client.run() }
@@ -160,26 +162,4 @@ public final class ControlPlane: Sendable {
         let data = try JSONEncoder().encode(value)
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
-}
-
-/// `postgres://user@host:port/database`, as the routing table stores cell storage.
-public struct PostgresURL: Sendable, Equatable {
-    public var user: String
-    public var host: String
-    public var port: Int
-    public var database: String
-
-    public init?(_ text: String) {
-        guard text.hasPrefix("postgres://") else { return nil }
-        let rest = text.dropFirst("postgres://".count)
-        guard let at = rest.firstIndex(of: "@"), let slash = rest.firstIndex(of: "/"), at < slash else { return nil }
-        let authority = rest[rest.index(after: at)..<slash]
-        guard let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]) else { return nil }
-        user = String(rest[..<at])
-        host = String(authority[..<colon])
-        self.port = port
-        database = String(rest[rest.index(after: slash)...])
-    }
-
-    public var description: String { "postgres://\(user)@\(host):\(port)/\(database)" }
 }

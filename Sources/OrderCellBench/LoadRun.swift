@@ -94,10 +94,15 @@ public struct LoadRun: Sendable {
                 for client in 0..<clients {
                     group.addTask {
                         var sequence = 0
-                        while clock.now < end {
-                            if clock.now >= measureFrom { collector.measuring.store(true, ordering: .relaxed) }
+                        // Every client has at least one measured iteration, even one
+                        // scheduled so late that the measured period is already over.
+                        var measured = false
+                        while clock.now < end || !measured {
+                            let measuring = clock.now >= measureFrom
+                            if measuring { collector.measuring.store(true, ordering: .relaxed) }
                             sequence += 1
                             await scenario.iteration(client: client, sequence: sequence, record: record)
+                            measured = measured || measuring
                         }
                     }
                 }

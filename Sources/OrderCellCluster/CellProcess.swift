@@ -35,7 +35,7 @@ public struct CellProcess: Sendable {
         let (primary, replicas) = try Self.storage(of: cell, in: table)
         let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
         let store = try await FollowingPostgresStore(configuration, logger: logger)
-        let service = CellService(cell: cell, store: store, clock: systemClock, logger: logger)
+        let service = CellService(cell: cell, store: store, clock: wallClock, logger: logger)
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
             services: [CellRPCService(cell: service)]

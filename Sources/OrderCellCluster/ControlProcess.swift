@@ -1,4 +1,5 @@
 import CellRouting
+import CellStorage
 import ControlPlane
 import Foundation
 import Hummingbird
@@ -25,10 +26,10 @@ public struct ControlProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        guard let url = PostgresURL(database) else {
+        guard let url = PostgresEndpoint(url: database) else {
             throw ValidationFailure("--database must be postgres://user@host:port/database, got \(database)")
         }
-        let store = try await PostgresRoutingReleaseStore(host: url.host, port: url.port, database: url.database, username: url.user, logger: logger)
+        let store = try await PostgresRoutingReleaseStore(host: url.host, port: url.port, database: url.database, username: url.username, logger: logger)
         let initial: RoutingTable
         if let initialRoutingFile {
             initial = try JSONDecoder().decode(RoutingTable.self, from: Data(contentsOf: URL(fileURLWithPath: initialRoutingFile)))

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CellRouting
+import CellService
 import ControlPlane
 import Foundation
 import Hummingbird
@@ -32,10 +33,10 @@ public struct ProxyProcess: Sendable {
         let configuration = ProxyConfiguration()
         let clients = GRPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
-        let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: systemClock, logger: logger)
+        let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: wallClock, logger: logger)
         let api = ProxyHTTPAPI(
             proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL, adminToken: adminToken),
-            adminToken: adminToken, clock: systemClock, logger: logger
+            adminToken: adminToken, clock: wallClock, logger: logger
         )
         let follower = TaskService {
             await watcher.watch(from: table.version) { table in

@@ -86,11 +86,7 @@ public final class EmbeddedSystem: Sendable {
     private let logger: Logger
 
     /// The wall clock in whole milliseconds.
-    public static let systemClock: @Sendable () -> Timestamp = {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Timestamp(millisecondsSinceEpoch: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
-    }
+    public static let systemClock: @Sendable () -> Timestamp = wallClock
 
     private init(
         configuration: EmbeddedConfiguration, proxy: OrderProxy, cells: [CellID: CellService], sweeper: ExpirySweeper,
