@@ -134,7 +134,11 @@ public struct LocalClusterRunner: Sendable {
             components.append(
                 try await spawn(
                     name: "proxy-\(port - basePort + 1)", kind: "proxy", port: port,
-                    arguments: ["proxy", "--port", "\(port)", "--control", controlURL, "--admin-token", adminToken], report: report
+                    arguments: [
+                        "proxy", "--port", "\(port)", "--control", controlURL, "--admin-token", adminToken,
+                        "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",
+                    ],
+                    report: report
                 )
             )
         }

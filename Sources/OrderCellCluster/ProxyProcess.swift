@@ -19,17 +19,39 @@ public struct ProxyProcess: Sendable {
     public var port: Int
     public var controlURL: String
     public var adminToken: String
+    /// Where the last routing table received is kept (nil: nowhere).
+    public var snapshotPath: String?
 
-    public init(host: String, port: Int, controlURL: String, adminToken: String) {
+    public init(host: String, port: Int, controlURL: String, adminToken: String, snapshotPath: String? = nil) {
         self.host = host
         self.port = port
         self.controlURL = controlURL
         self.adminToken = adminToken
+        self.snapshotPath = snapshotPath
+    }
+
+    /// The routing table to start from: the control plane's, or, when it
+    /// does not answer within a few seconds, the local snapshot.
+    static func initialTable(_ watcher: RoutingWatcher, snapshot: RoutingSnapshot?, logger: Logger) async throws -> RoutingTable {
+        do {
+            let table = try await watcher.fetch(timeout: snapshot?.load() == nil ? .seconds(30) : .seconds(3))
+            try? snapshot?.save(table)
+            return table
+        } catch {
+            guard let loaded = snapshot?.load() else { throw error }
+            let age = Int(Date().timeIntervalSince(loaded.writtenAt))
+            logger.warning(
+                "control plane unreachable: starting from the routing snapshot",
+                metadata: ["version": "\(loaded.table.version)", "snapshot_age_seconds": "\(age)", "path": "\(snapshot!.path)"]
+            )
+            return loaded.table
+        }
     }
 
     public func run(logger: Logger) async throws {
         let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
-        let table = try await watcher.fetch()
+        let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
+        let table = try await Self.initialTable(watcher, snapshot: snapshot, logger: logger)
         let configuration = ProxyConfiguration()
         let clients = GRPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
@@ -41,7 +63,10 @@ public struct ProxyProcess: Sendable {
         let follower = TaskService {
             await watcher.watch(from: table.version) { table in
                 clients.prepare(for: table)
-                if proxy.install(table) { logger.info("routing table installed", metadata: ["version": "\(table.version)"]) }
+                if proxy.install(table) {
+                    logger.info("routing table installed", metadata: ["version": "\(table.version)"])
+                    do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
+                }
             }
         }
         let application = Application(

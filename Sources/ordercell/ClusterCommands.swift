@@ -69,11 +69,13 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "URL of the control plane.") var control: String
     @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
         bootstrapLogging(logLevel)
-        try await ProxyProcess(host: host, port: port, controlURL: control, adminToken: adminToken).run(logger: Logger(label: "ordercell.proxy"))
+        try await ProxyProcess(host: host, port: port, controlURL: control, adminToken: adminToken, snapshotPath: routingSnapshot)
+            .run(logger: Logger(label: "ordercell.proxy"))
     }
 }
 

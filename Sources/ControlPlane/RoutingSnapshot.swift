@@ -1,0 +1,38 @@
+import CellRouting
+import Foundation
+
+/// The last routing table a proxy or cell service received, kept on local
+/// disk so that a process restarted while the control plane is down starts
+/// from it instead of not starting at all.
+public struct RoutingSnapshot: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// A routing table read back from disk, with when it was written.
+    public struct Loaded: Sendable {
+        public var table: RoutingTable
+        public var writtenAt: Date
+    }
+
+    /// Writes `table` atomically (a whole old snapshot or a whole new one, never half).
+    public func save(_ table: RoutingTable) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
+        try JSONEncoder().encode(table).write(to: temporary)
+        guard rename(temporary.path, url.path) == 0 else {
+            try? FileManager.default.removeItem(at: temporary)
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+    }
+
+    /// The snapshot, if one was written and is readable.
+    public func load() -> Loaded? {
+        guard let data = FileManager.default.contents(atPath: path),
+            let table = try? JSONDecoder().decode(RoutingTable.self, from: data)
+        else { return nil }
+        let written = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date.distantPast
+        return Loaded(table: table, writtenAt: written)
+    }
+}

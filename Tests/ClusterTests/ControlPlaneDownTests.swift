@@ -1,0 +1,73 @@
+import Foundation
+import LocalCluster
+import OrderCellTestSupport
+import Testing
+
+/// Proxies keep serving while the control plane is down, and a proxy
+/// restarted meanwhile starts from its routing snapshot.
+@Suite("Control plane down", .serialized, .localCluster(cells: 1))
+struct ControlPlaneDownTests {
+    var cluster: LocalClusterFixture { LocalClusterFixture.current! }
+
+    @Test func proxiesKeepServingAndRestartFromTheirSnapshot() async throws {
+        let proxies = cluster.proxies
+        #expect(try await proxies[0].create("m1", "before-control-down").status == 201)
+
+        let control = try #require(cluster.component("control")?.pid)
+        kill(control, SIGKILL)
+        try await Task.sleep(for: .milliseconds(300))
+
+        // The running proxies serve with the release they have.
+        for (index, proxy) in proxies.enumerated() {
+            let created = try await proxy.create("m1", "control-down-\(index)")
+            #expect(created.status == 201)
+            #expect(try await proxy.send(.GET, "/v1/orders/\(try #require(created["order_id"]))").status == 200)
+        }
+
+        // A proxy restarted now has no control plane to ask: it starts from its snapshot.
+        let first = try #require(cluster.component("proxy-1"))
+        let firstPID = try #require(first.pid)
+        kill(firstPID, SIGKILL)
+        for _ in 0..<100 where TCPProbe.accepts(port: first.port) { try await Task.sleep(for: .milliseconds(50)) }
+        let snapshot = "\(cluster.directory)/proxy-1.routing.json"
+        #expect(FileManager.default.fileExists(atPath: snapshot))
+        let log = "\(cluster.directory)/logs/proxy-1-restarted.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LocalClusterFixture.binary)
+        process.arguments = [
+            "proxy", "--port", "\(first.port)", "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
+            "--routing-snapshot", snapshot,
+        ]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardError = process.standardOutput
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        var listening = false
+        for _ in 0..<300 where !listening {
+            listening = TCPProbe.accepts(port: first.port)
+            if !listening { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(listening, "the restarted proxy listens: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let created = try await proxies[0].create("m1", "after-restart-from-snapshot")
+        #expect(created.status == 201)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("starting from the routing snapshot"), "the proxy says it runs on its snapshot, and how old it is")
+    }
+}
+
+/// Whether something accepts TCP connections on a loopback port.
+enum TCPProbe {
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
