@@ -37,8 +37,18 @@ public final class ControlPlane: Sendable {
     /// Publishes a change made against the current table.
     public func change(author: String, reason: String, _ body: (RoutingTable) throws -> RoutingTable) async throws -> RoutingTable {
         let base = routingTable
-        let next = try body(base)
-        try await store.publish(next, author: author, reason: reason)
+        let next: RoutingTable
+        do {
+            next = try body(base)
+        } catch let error as RoutingTableError {
+            throw HTTPError(.badRequest, message: error.description)
+        }
+        do {
+            try await store.publish(next, author: author, reason: reason)
+        } catch let error as RoutingPublishError {
+            // Another change was published first: the operator retries against the new version.
+            throw HTTPError(.conflict, message: error.description)
+        }
         current.withLock { $0 = next }
         logger.notice("routing release published", metadata: ["version": "\(next.version)", "author": "\(author)", "reason": "\(reason)"])
         return next

@@ -9,9 +9,27 @@ import Testing
 struct ControlPlaneDownTests {
     var cluster: LocalClusterFixture { LocalClusterFixture.current! }
 
-    @Test func proxiesKeepServingAndRestartFromTheirSnapshot() async throws {
+    @Test func routingChangesReachEveryProxyAndProxiesOutliveTheControlPlane() async throws {
         let proxies = cluster.proxies
         #expect(try await proxies[0].create("m1", "before-control-down").status == 201)
+
+        // A blacklist made through one proxy goes through the control plane to the other.
+        let listed = try await proxies[0].send(.PUT, "/admin/cells/1/blacklist", #"{"reason":"drill"}"#, admin: true)
+        #expect(listed.status == 200)
+        var refused = false
+        for attempt in 0..<50 where !refused {
+            let created = try await proxies[1].create("m1", "blacklisted-\(attempt)")
+            refused = created.status == 503 && created.code == "no_cell_available"
+            if !refused { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(refused, "the other proxy no longer places orders in the blacklisted (only) cell")
+        #expect(try await proxies[1].send(.DELETE, "/admin/cells/1/blacklist", admin: true).status == 200)
+        var accepted = false
+        for attempt in 0..<50 where !accepted {
+            accepted = try await proxies[0].create("m1", "unblacklisted-\(attempt)").status == 201
+            if !accepted { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(accepted)
 
         let control = try #require(cluster.component("control")?.pid)
         kill(control, SIGKILL)
