@@ -166,6 +166,7 @@ public final class GRPCCellClients: CellClientProvider, CellDrillControl {
     }
 
     public func client(for route: CellRoute) -> (any CellClient)? {
+        // The hot path is one lock and an endpoint comparison; the rest only when a cell is new or moved.
         let (client, created, replaced) = clients.withLock { clients -> (GRPCCellClient?, Bool, GRPCCellClient?) in
             if let existing = clients[route.id], existing.endpoints == route.endpoints { return (existing, false, nil) }
             guard let made = try? GRPCCellClient(cell: route.id, endpoints: route.endpoints, timeout: timeout) else {
@@ -175,7 +176,7 @@ public final class GRPCCellClients: CellClientProvider, CellDrillControl {
             clients[route.id] = made
             return (made, true, old)
         }
-        routes.withLock { $0[route.id] = route }
+        if created { routes.withLock { $0[route.id] = route } }
         if let client, created {
             Task { await client.run() }
             logger.info("cell client ready", metadata: ["cell": "\(route.id)", "endpoints": "\(route.endpoints)"])
