@@ -140,7 +140,13 @@ public final class ControlPlane: Sendable {
             let fields = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
             let reason = fields["reason"] as? String ?? "blacklisted by an operator"
             let now = Timestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000))
-            let until = (fields["expires_in_seconds"] as? Int).map { now.adding(seconds: Int64($0)) }
+            var until: Timestamp?
+            if let seconds = fields["expires_in_seconds"] as? Int {
+                guard (1...31_536_000).contains(seconds) else {
+                    throw HTTPError(.badRequest, message: "expires_in_seconds must be 1...31536000 (a year)")
+                }
+                until = now.adding(seconds: Int64(seconds))
+            }
             return try Self.json(
                 try await control.change(author: "admin api", reason: "blacklist cell \(cell): \(reason)") {
                     try $0.blacklisting(cell, BlacklistEntry(reason: reason, since: now, until: until))

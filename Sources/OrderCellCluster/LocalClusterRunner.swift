@@ -264,8 +264,8 @@ public struct LocalClusterRunner: Sendable {
 }
 
 /// Whether something accepts TCP connections on a loopback port.
-enum TCPProbe {
-    static func accepts(port: Int) -> Bool {
+public enum TCPProbe {
+    public static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }

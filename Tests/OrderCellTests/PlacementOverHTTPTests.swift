@@ -108,6 +108,8 @@ struct PlacementOverHTTPTests {
             #expect(after.contains { $0.json["cell_id"] as? Int == 1 })
             let badCell = try await api.send(.PUT, "/admin/cells/77/blacklist", "{}", admin: true)
             #expect(badCell.status == 404 && badCell.code == "not_found")
+            let badExpiry = try await api.send(.PUT, "/admin/cells/1/blacklist", #"{"expires_in_seconds":9223372036854775807}"#, admin: true)
+            #expect(badExpiry.status == 400 && badExpiry.code == "invalid_request", "a huge expiry is refused, not an overflow")
             let badMode = try await api.send(.PUT, "/admin/cells/1/fault", #"{"mode":"explode"}"#, admin: true)
             #expect(badMode.status == 400 && badMode.code == "invalid_request")
         }

@@ -38,7 +38,9 @@ struct AdminHTTPAPI: Sendable {
             try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
             var until: Timestamp?
             if let seconds = body?.expiresInSeconds {
-                guard seconds > 0 else { throw OrderError.invalidRequest("expires_in_seconds must be positive") }
+                guard (1...31_536_000).contains(seconds) else {
+                    throw OrderError.invalidRequest("expires_in_seconds must be 1...31536000 (a year), got \(seconds)")
+                }
                 until = now.adding(seconds: seconds)
             }
             let entry = BlacklistEntry(reason: reason, since: now, until: until)
