@@ -23,11 +23,17 @@ public enum PartitionKind: String, Sendable, Codable, CaseIterable {
 public struct Partition: Sendable, Codable, Equatable {
     public var name: PartitionName
     public var kind: PartitionKind
+    /// Where new orders go when this partition has no cell that can take
+    /// them; nil: they fail with `no_cell_available`.
+    public var spillTo: PartitionName?
 
-    public init(name: PartitionName, kind: PartitionKind) {
+    public init(name: PartitionName, kind: PartitionKind, spillTo: PartitionName? = nil) {
         self.name = name
         self.kind = kind
+        self.spillTo = spillTo
     }
+
+    enum CodingKeys: String, CodingKey { case name, kind, spillTo = "spill_to" }
 }
 
 /// Where a cell is in its life; only `ACTIVE` cells take new orders.
@@ -70,10 +76,12 @@ public struct CellRoute: Sendable, Codable, Equatable {
     public var weight: Int
     /// The cell's storage servers (nil when embedded).
     public var storage: CellStorageRoute?
+    /// The software release the cell runs (gray release), e.g. `2.4.0-canary`.
+    public var versionLabel: String?
 
     public init(
         id: CellID, partition: PartitionName, state: CellState = .active, endpoints: [String] = [], weight: Int = 100,
-        storage: CellStorageRoute? = nil
+        storage: CellStorageRoute? = nil, versionLabel: String? = nil
     ) {
         self.id = id
         self.partition = partition
@@ -81,7 +89,10 @@ public struct CellRoute: Sendable, Codable, Equatable {
         self.endpoints = endpoints
         self.weight = weight
         self.storage = storage
+        self.versionLabel = versionLabel
     }
+
+    enum CodingKeys: String, CodingKey { case id, partition, state, endpoints, weight, storage, versionLabel = "version_label" }
 }
 
 /// An operator's decision to keep a cell out of new-order placement.
@@ -113,13 +124,18 @@ public struct RoutingTable: Sendable, Equatable {
     public private(set) var merchantPartitions: [String: PartitionName]
     public private(set) var defaultPartition: PartitionName
     public private(set) var blacklist: [CellID: BlacklistEntry]
+    /// Cells the health checker found down; they take no new orders until it finds them up.
+    public private(set) var health: [CellID: HealthMark]
+    /// Dynamic configuration: canary, rate limits, degradation, retry limit, flags.
+    public private(set) var policy: TrafficPolicy
 
     /// Placement index: for each partition, its cells in id order.
     private var cellsByPartition: [PartitionName: [CellRoute]]
 
     public init(
         version: UInt64 = 1, cells: [CellRoute], partitions: [Partition], defaultPartition: PartitionName,
-        merchantPartitions: [String: PartitionName] = [:], blacklist: [CellID: BlacklistEntry] = [:]
+        merchantPartitions: [String: PartitionName] = [:], blacklist: [CellID: BlacklistEntry] = [:],
+        health: [CellID: HealthMark] = [:], policy: TrafficPolicy = .init()
     ) throws(RoutingTableError) {
         self.version = version
         self.cells = [:]
@@ -127,6 +143,8 @@ public struct RoutingTable: Sendable, Equatable {
         self.merchantPartitions = merchantPartitions
         self.defaultPartition = defaultPartition
         self.blacklist = blacklist
+        self.health = health
+        self.policy = policy
         self.cellsByPartition = [:]
         for partition in partitions {
             guard self.partitions.updateValue(partition, forKey: partition.name) == nil else {
@@ -150,6 +168,33 @@ public struct RoutingTable: Sendable, Equatable {
             throw .unknownPartition(partition)
         }
         for cell in blacklist.keys where cells[cell] == nil { throw .unknownCell(cell) }
+        for cell in health.keys where cells[cell] == nil { throw .unknownCell(cell) }
+        for partition in partitions.values {
+            guard let spill = partition.spillTo else { continue }
+            guard partitions[spill] != nil else { throw .unknownPartition(spill) }
+            guard spill != partition.name else { throw .invalidPolicy("partition \(partition.name) cannot spill into itself") }
+        }
+        try validatePolicy()
+    }
+
+    private func validatePolicy() throws(RoutingTableError) {
+        if let canary = policy.canary {
+            guard partitions[canary.partition] != nil else { throw .unknownPartition(canary.partition) }
+            guard canary.percent.isFinite, (0...100).contains(canary.percent) else {
+                throw .invalidPolicy("canary percent must be 0...100, got \(canary.percent)")
+            }
+        }
+        let limits = policy.rateLimits
+        for rate in [limits.globalCreatesPerSecond, limits.merchantCreatesPerSecond].compactMap({ $0 }) + Array(limits.merchantOverrides.values) {
+            guard rate.isFinite, rate > 0, rate <= 10_000_000 else { throw .invalidPolicy("rate limits must be 0 < rate ≤ 10000000 per second, got \(rate)") }
+        }
+        guard limits.burstSeconds.isFinite, limits.burstSeconds >= 0.01, limits.burstSeconds <= 60 else {
+            throw .invalidPolicy("burst_seconds must be 0.01...60, got \(limits.burstSeconds)")
+        }
+        for partition in policy.degradation.refuseCreatesIn where partitions[partition] == nil { throw .unknownPartition(partition) }
+        if let attempts = policy.maximumCreateAttempts, !(1...16).contains(attempts) {
+            throw .invalidPolicy("maximum_create_attempts must be 1...16, got \(attempts)")
+        }
     }
 
     private mutating func reindex() {
@@ -158,18 +203,44 @@ public struct RoutingTable: Sendable, Equatable {
         cellsByPartition = index
     }
 
-    /// The partition a merchant's new orders go to.
+    /// The partition a merchant's new orders go to, without the canary share.
     public func partition(forMerchant merchantID: String) -> PartitionName {
         merchantPartitions[merchantID] ?? defaultPartition
     }
 
+    /// The partition one new order goes to: the canary partition for the
+    /// canary's listed merchants, else the merchant's explicit rule, else
+    /// the canary partition for `percent` of orders (decided by a hash of
+    /// `(merchant_id, out_trade_no)`, so a repeated create decides alike),
+    /// else the default partition.
+    public func partition(forMerchant merchantID: String, outTradeNo: String) -> PartitionName {
+        guard let canary = policy.canary else { return partition(forMerchant: merchantID) }
+        if canary.merchants.contains(merchantID) { return canary.partition }
+        if let explicit = merchantPartitions[merchantID] { return explicit }
+        if canary.percent > 0 {
+            var random = SplitMix64(seedingFrom: "canary", merchantID, outTradeNo)
+            if Double(random.next() % 1_000_000) < canary.percent * 10_000 { return canary.partition }
+        }
+        return defaultPartition
+    }
+
     /// The cells of `partition` that may take new orders at `now`:
-    /// `ACTIVE`, weight above zero and not blacklisted.
+    /// `ACTIVE`, weight above zero, not blacklisted, not marked down by the
+    /// health checker.
     public func placementCandidates(in partition: PartitionName, at now: Timestamp) -> [CellRoute] {
         guard let cells = cellsByPartition[partition] else { return [] }
         return cells.filter { cell in
-            cell.state == .active && cell.weight > 0 && !(blacklist[cell.id]?.isInForce(at: now) ?? false)
+            cell.state == .active && cell.weight > 0 && !(blacklist[cell.id]?.isInForce(at: now) ?? false) && health[cell.id] == nil
         }
+    }
+
+    /// Where new orders of `partition` go at `now`: the partition itself,
+    /// or, when it has no candidate cell, the partition it spills to (one
+    /// hop). Returns the partition used and its candidates (maybe none).
+    public func placement(in partition: PartitionName, at now: Timestamp) -> (partition: PartitionName, cells: [CellRoute]) {
+        let cells = placementCandidates(in: partition, at: now)
+        guard cells.isEmpty, let spill = partitions[partition]?.spillTo else { return (partition, cells) }
+        return (spill, placementCandidates(in: spill, at: now))
     }
 
     /// The cells in id order.
@@ -197,8 +268,50 @@ public struct RoutingTable: Sendable, Equatable {
     public func updatingCell(_ cell: CellID, _ change: (inout CellRoute) -> Void) throws(RoutingTableError) -> RoutingTable {
         guard var route = cells[cell] else { throw .unknownCell(cell) }
         change(&route)
+        route.id = cell
+        return try revised { $0.cells[cell] = route }
+    }
+
+    /// Returns a copy with a new cell, as the next version.
+    public func addingCell(_ route: CellRoute) throws(RoutingTableError) -> RoutingTable {
+        guard cells[route.id] == nil else { throw .duplicateCell(route.id) }
+        return try revised { $0.cells[route.id] = route }
+    }
+
+    /// Returns a copy with a partition added or changed, as the next version.
+    public func settingPartition(_ partition: Partition) throws(RoutingTableError) -> RoutingTable {
+        try revised { $0.partitions[partition.name] = partition }
+    }
+
+    /// Returns a copy with a merchant pinned to `partition` (nil: back to the default), as the next version.
+    public func pinningMerchant(_ merchantID: String, to partition: PartitionName?) throws(RoutingTableError) -> RoutingTable {
+        try revised { $0.merchantPartitions[merchantID] = partition }
+    }
+
+    /// Returns a copy with new dynamic configuration, as the next version.
+    public func settingPolicy(_ policy: TrafficPolicy) throws(RoutingTableError) -> RoutingTable {
+        try revised { $0.policy = policy }
+    }
+
+    /// Returns a copy with the health checker's verdicts applied, as the next version.
+    public func settingHealth(down: [CellID: HealthMark], up: Set<CellID>) throws(RoutingTableError) -> RoutingTable {
+        try revised { table in
+            for (cell, mark) in down where table.health[cell] == nil { table.health[cell] = mark }
+            for cell in up { table.health[cell] = nil }
+        }
+    }
+
+    /// The same routing published as `version` (a rollback republishes an
+    /// earlier release's content under the next version number).
+    public func publishedAs(version: UInt64) -> RoutingTable {
+        var copy = self
+        copy.version = version
+        return copy
+    }
+
+    private func revised(_ change: (inout RoutingTable) -> Void) throws(RoutingTableError) -> RoutingTable {
         var next = self
-        next.cells[cell] = route
+        change(&next)
         next.version += 1
         try next.validate()
         next.reindex()
@@ -211,7 +324,7 @@ extension RoutingTable: Codable {
         case version, cells, partitions
         case defaultPartition = "default_partition"
         case merchantPartitions = "merchant_partitions"
-        case blacklist
+        case blacklist, health, policy
     }
 
     public init(from decoder: any Decoder) throws {
@@ -224,6 +337,13 @@ extension RoutingTable: Codable {
             }
             entries[cell] = entry
         }
+        var health: [CellID: HealthMark] = [:]
+        for (key, mark) in try container.decodeIfPresent([String: HealthMark].self, forKey: .health) ?? [:] {
+            guard let number = Int(key), let cell = CellID(number) else {
+                throw DecodingError.dataCorruptedError(forKey: .health, in: container, debugDescription: "cell id \(key)")
+            }
+            health[cell] = mark
+        }
         do {
             try self.init(
                 version: try container.decode(UInt64.self, forKey: .version),
@@ -231,7 +351,9 @@ extension RoutingTable: Codable {
                 partitions: try container.decode([Partition].self, forKey: .partitions),
                 defaultPartition: try container.decode(PartitionName.self, forKey: .defaultPartition),
                 merchantPartitions: try container.decodeIfPresent([String: PartitionName].self, forKey: .merchantPartitions) ?? [:],
-                blacklist: entries
+                blacklist: entries,
+                health: health,
+                policy: try container.decodeIfPresent(TrafficPolicy.self, forKey: .policy) ?? .init()
             )
         } catch let error as RoutingTableError {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
@@ -248,6 +370,10 @@ extension RoutingTable: Codable {
         var blacklist: [String: BlacklistEntry] = [:]
         for (cell, entry) in self.blacklist { blacklist[cell.description] = entry }
         try container.encode(blacklist, forKey: .blacklist)
+        var health: [String: HealthMark] = [:]
+        for (cell, mark) in self.health { health[cell.description] = mark }
+        try container.encode(health, forKey: .health)
+        try container.encode(policy, forKey: .policy)
     }
 }
 
@@ -258,6 +384,7 @@ public enum RoutingTableError: Error, Equatable, Sendable, CustomStringConvertib
     case unknownPartition(PartitionName)
     case unknownCell(CellID)
     case invalidWeight(CellID, Int)
+    case invalidPolicy(String)
 
     public var description: String {
         switch self {
@@ -266,6 +393,7 @@ public enum RoutingTableError: Error, Equatable, Sendable, CustomStringConvertib
         case .unknownPartition(let name): return "partition \(name) does not exist"
         case .unknownCell(let cell): return "cell \(cell) is not in the routing table"
         case .invalidWeight(let cell, let weight): return "cell \(cell) has weight \(weight); weights are 0...1000"
+        case .invalidPolicy(let detail): return detail
         }
     }
 }
