@@ -85,11 +85,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // HTTP pieces every server shares: problem+json errors, JSON bodies, operator tokens and roles.
+        .target(
+            name: "OrderHTTP",
+            dependencies: [
+                "OrderModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Public HTTP API, create-with-retry, id routing, admin endpoints.
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "OrderHTTP",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -102,7 +113,8 @@ let package = Package(
         .target(
             name: "OrderCellEmbedded",
             dependencies: [
-                "OrderModel", "AsyncDeadline", "CellRouting", "CellStorage", "CellService", "OrderProxy",
+                "OrderModel", "AsyncDeadline", "CellRouting", "CellStorage", "CellService", "OrderProxy", "OrderHTTP", "ControlPlane",
+                "HealthChecking",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -114,13 +126,24 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellStorage",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellStorage", "OrderHTTP",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The health checker: synthetic orders through the real cell path, verdicts published as releases.
+        .target(
+            name: "HealthChecking",
+            dependencies: [
+                "OrderModel", "CellRouting", "AsyncDeadline", "ControlPlane", "OrderProxy",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,6 +154,7 @@ let package = Package(
             name: "OrderCellCluster",
             dependencies: [
                 "OrderModel", "CellRouting", "CellStorage", "CellService", "CellRPC", "OrderProxy", "ControlPlane", "LocalCluster",
+                "OrderHTTP", "HealthChecking",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -160,6 +184,8 @@ let package = Package(
             name: "ordercell",
             dependencies: [
                 "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
+                "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

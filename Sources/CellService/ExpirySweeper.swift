@@ -3,11 +3,16 @@ import ServiceLifecycle
 
 /// Periodically closes unpaid orders past their expiry in every cell it is given.
 public struct ExpirySweeper: Service {
-    public let cells: [CellService]
+    /// The cells to sweep, asked before every pass (cells may be added while running).
+    public let cells: @Sendable () -> [CellService]
     public let interval: Duration
     private let logger: Logger
 
     public init(cells: [CellService], interval: Duration = .seconds(1), logger: Logger = Logger(label: "ordercell.expiry")) {
+        self.init(cells: { cells }, interval: interval, logger: logger)
+    }
+
+    public init(cells: @escaping @Sendable () -> [CellService], interval: Duration = .seconds(1), logger: Logger = Logger(label: "ordercell.expiry")) {
         self.cells = cells
         self.interval = interval
         self.logger = logger
@@ -27,7 +32,7 @@ public struct ExpirySweeper: Service {
     @discardableResult
     public func sweepOnce() async -> Int {
         var closed = 0
-        for cell in cells {
+        for cell in cells() {
             do {
                 closed += try await cell.sweepExpiredOrders()
             } catch {

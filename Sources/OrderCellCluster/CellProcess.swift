@@ -19,18 +19,27 @@ public struct CellProcess: Sendable {
     public var port: Int
     public var controlURL: String
     public var tls: PostgresTLSMode
+    /// Where the last routing table received is kept (nil: nowhere).
+    public var snapshotPath: String?
 
-    public init(cell: CellID, host: String, port: Int, controlURL: String, tls: PostgresTLSMode) {
+    public init(cell: CellID, host: String, port: Int, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil) {
         self.cell = cell
         self.host = host
         self.port = port
         self.controlURL = controlURL
         self.tls = tls
+        self.snapshotPath = snapshotPath
     }
 
     public func run(logger: Logger) async throws {
         let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
-        let table = try await watcher.fetch()
+        let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
+        let table: RoutingTable
+        if let snapshot {
+            table = try await snapshot.startingTable(watcher, logger: logger).table
+        } else {
+            table = try await watcher.fetch()
+        }
         let cell = self.cell
         let (primary, replicas) = try Self.storage(of: cell, in: table)
         let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
@@ -42,6 +51,7 @@ public struct CellProcess: Sendable {
         )
         let follower = TaskService {
             await watcher.watch(from: table.version) { table in
+                do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
                 guard let (primary, replicas) = try? Self.storage(of: cell, in: table) else { return }
                 do {
                     try await store.follow(primary: primary, replicas: replicas)

@@ -1,28 +1,42 @@
+import AsyncHTTPClient
 import CellRouting
+import CellService
 import CellStorage
 import ControlPlane
 import Foundation
+import HealthChecking
 import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTP1
+import OrderHTTP
 import OrderModel
+import OrderProxy
 import ServiceLifecycle
 import UnixSignals
 
-/// `ordercell control`: the control plane over its control database.
+/// `ordercell control`: the control plane over its control database, and
+/// the health checker probing every cell over gRPC.
 public struct ControlProcess: Sendable {
     public var host: String
     public var port: Int
     public var database: String
-    public var adminToken: String
+    public var tokens: OperatorTokens
     /// The routing table to publish when the control database has none yet.
     public var initialRoutingFile: String?
+    /// How the health checker judges cells; nil runs none.
+    public var healthCheck: HealthCheckPolicy?
 
-    public init(host: String, port: Int, database: String, adminToken: String, initialRoutingFile: String?) {
+    public init(
+        host: String, port: Int, database: String, tokens: OperatorTokens, initialRoutingFile: String?,
+        healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
+    ) {
         self.host = host
         self.port = port
         self.database = database
-        self.adminToken = adminToken
+        self.tokens = tokens
         self.initialRoutingFile = initialRoutingFile
+        self.healthCheck = healthCheck
     }
 
     public func run(logger: Logger) async throws {
@@ -31,22 +45,29 @@ public struct ControlProcess: Sendable {
         }
         let store = try await PostgresRoutingReleaseStore(host: url.host, port: url.port, database: url.database, username: url.username, logger: logger)
         let initial: RoutingTable
-        if let initialRoutingFile {
-            initial = try JSONDecoder().decode(RoutingTable.self, from: Data(contentsOf: URL(fileURLWithPath: initialRoutingFile)))
-        } else if let latest = try await store.latest() {
+        if let latest = try await store.latest() {
             initial = latest.table
+        } else if let initialRoutingFile {
+            initial = try JSONDecoder().decode(RoutingTable.self, from: Data(contentsOf: URL(fileURLWithPath: initialRoutingFile)))
         } else {
             throw ValidationFailure("the control database has no routing table yet: pass --routing FILE")
         }
-        let control = try await ControlPlane(store: store, initialTable: initial, adminToken: adminToken, logger: logger)
+        let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
+        let api = ControlAdminAPI(control: control, tokens: tokens, offersFailover: true, clock: wallClock, logger: logger)
         let application = Application(
-            router: control.buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "OrderCell control"),
+            router: api.buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "OrderCell control"),
             logger: logger
         )
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
+        let clients = GRPCCellClients(timeout: .seconds(2), logger: logger)
+        if let healthCheck {
+            clients.prepare(for: control.routingTable)
+            control.onPublish { clients.prepare(for: $0) }
+            services.append(.init(service: HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger)))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        clients.shutdown()
     }
 }
 
@@ -56,31 +77,41 @@ public struct ValidationFailure: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-import AsyncHTTPClient
-import NIOCore
-import NIOHTTP1
-
-/// The operator's client of the control plane's admin API.
+/// The operator's client of the control plane's admin API (`ordercell
+/// admin`, and proxies forwarding operator changes).
 public struct ControlAdminClient: Sendable {
     public var controlURL: String
-    public var adminToken: String
+    public var token: String
 
-    public init(controlURL: String, adminToken: String) {
+    public init(controlURL: String, token: String) {
         self.controlURL = controlURL
-        self.adminToken = adminToken
+        self.token = token
+    }
+
+    /// Sends one request; a refusal comes back as the control plane's typed error.
+    public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, timeout: Int64 = 30) async throws -> Data {
+        var request = HTTPClientRequest(url: controlURL + path)
+        request.method = method
+        request.headers.add(name: "authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
+        let data = Data((try await response.body.collect(upTo: 16 << 20)).readableBytesView)
+        guard (200..<300).contains(response.status.code) else {
+            let problem = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            let code = (problem?["code"] as? String).flatMap(OrderErrorCode.init(rawValue:)) ?? .internalError
+            let detail = problem?["detail"] as? String ?? "\(response.status) \(String(decoding: data, as: UTF8.self))"
+            throw OrderError(code, detail)
+        }
+        return data
     }
 
     /// Fails a cell over to its replica; returns a summary of the new routing.
     public func failover(cell: Int) async throws -> String {
-        var request = HTTPClientRequest(url: "\(controlURL)/admin/cells/\(cell)/failover")
-        request.method = .POST
-        request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
-        let body = try await response.body.collect(upTo: 16 << 20)
-        guard response.status == .ok else {
-            throw ValidationFailure("failover of cell \(cell) refused: \(response.status) \(String(buffer: body))")
-        }
-        let table = try JSONDecoder().decode(RoutingTable.self, from: Data(body.readableBytesView))
+        let data = try await send(.POST, "/admin/cells/\(cell)/failover", timeout: 120)
+        let table = try JSONDecoder().decode(ChangeResultView.self, from: data).routing
         let storage = table.cells.values.first { Int($0.id.rawValue) == cell }?.storage
         return "cell \(cell) failed over: primary is now \(storage?.primary ?? "?"); routing version \(table.version)"
     }

@@ -124,7 +124,10 @@ public struct LocalClusterRunner: Sendable {
                 components.append(
                     try await spawn(
                         name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
-                        arguments: ["cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--postgres-tls", "disable"],
+                        arguments: [
+                            "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--postgres-tls", "disable",
+                            "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
+                        ],
                         report: report, cell: cell
                     )
                 )

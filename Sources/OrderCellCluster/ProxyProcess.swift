@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import OrderHTTP
 import OrderModel
 import OrderProxy
 import ServiceLifecycle
@@ -18,52 +19,45 @@ public struct ProxyProcess: Sendable {
     public var host: String
     public var port: Int
     public var controlURL: String
-    public var adminToken: String
+    public var tokens: OperatorTokens
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
 
-    public init(host: String, port: Int, controlURL: String, adminToken: String, snapshotPath: String? = nil) {
+    public init(host: String, port: Int, controlURL: String, tokens: OperatorTokens, snapshotPath: String? = nil) {
         self.host = host
         self.port = port
         self.controlURL = controlURL
-        self.adminToken = adminToken
+        self.tokens = tokens
         self.snapshotPath = snapshotPath
-    }
-
-    /// The routing table to start from: the control plane's, or, when it
-    /// does not answer within a few seconds, the local snapshot.
-    static func initialTable(_ watcher: RoutingWatcher, snapshot: RoutingSnapshot?, logger: Logger) async throws -> RoutingTable {
-        do {
-            let table = try await watcher.fetch(timeout: snapshot?.load() == nil ? .seconds(30) : .seconds(3))
-            try? snapshot?.save(table)
-            return table
-        } catch {
-            guard let loaded = snapshot?.load() else { throw error }
-            let age = Int(Date().timeIntervalSince(loaded.writtenAt))
-            logger.warning(
-                "control plane unreachable: starting from the routing snapshot",
-                metadata: ["version": "\(loaded.table.version)", "snapshot_age_seconds": "\(age)", "path": "\(snapshot!.path)"]
-            )
-            return loaded.table
-        }
     }
 
     public func run(logger: Logger) async throws {
         let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
-        let table = try await Self.initialTable(watcher, snapshot: snapshot, logger: logger)
+        let table: RoutingTable
+        let status: RoutingStatus
+        if let snapshot {
+            let start = try await snapshot.startingTable(watcher, logger: logger)
+            table = start.table
+            status = start.snapshotWrittenAt.map { RoutingStatus(source: .snapshot, releaseReceivedAt: $0) }
+                ?? RoutingStatus(source: .controlPlane, releaseReceivedAt: Date(), lastContact: Date())
+        } else {
+            table = try await watcher.fetch()
+            status = RoutingStatus(source: .controlPlane, releaseReceivedAt: Date(), lastContact: Date())
+        }
         let configuration = ProxyConfiguration()
         let clients = GRPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
         let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: wallClock, logger: logger)
         let api = ProxyHTTPAPI(
-            proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL, adminToken: adminToken),
-            adminToken: adminToken, clock: wallClock, logger: logger
+            proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL), tokens: tokens,
+            routingStatus: status, clock: wallClock, logger: logger
         )
         let follower = TaskService {
-            await watcher.watch(from: table.version) { table in
+            await watcher.watch(from: table.version, onContact: { status.contacted() }) { table in
                 clients.prepare(for: table)
                 if proxy.install(table) {
+                    status.installedFromControlPlane()
                     logger.info("routing table installed", metadata: ["version": "\(table.version)"])
                     do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
                 }
@@ -83,33 +77,27 @@ public struct ProxyProcess: Sendable {
     }
 }
 
-/// Operator routing changes made through the control plane's admin API.
+/// Operator routing changes made through a proxy, forwarded to the control
+/// plane's admin API with the operator's own token (so the control plane
+/// records who made them).
 struct ControlRoutingChanges: RoutingChanges {
     let controlURL: String
-    let adminToken: String
 
-    func blacklist(_ cell: CellID, _ entry: BlacklistEntry) async throws -> RoutingTable {
+    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, by token: OperatorToken) async throws -> RoutingTable {
         var body: [String: Any] = ["reason": entry.reason]
         if let until = entry.until {
             body["expires_in_seconds"] = max(1, Int((until.millisecondsSinceEpoch - entry.since.millisecondsSinceEpoch) / 1000))
         }
-        return try await send(.PUT, "/admin/cells/\(cell)/blacklist", body: try JSONSerialization.data(withJSONObject: body))
+        return try await send(.PUT, "/admin/cells/\(cell)/blacklist", body: try JSONSerialization.data(withJSONObject: body), token: token)
     }
 
-    func unblacklist(_ cell: CellID) async throws -> RoutingTable {
-        try await send(.DELETE, "/admin/cells/\(cell)/blacklist", body: nil)
+    func unblacklist(_ cell: CellID, by token: OperatorToken) async throws -> RoutingTable {
+        try await send(.DELETE, "/admin/cells/\(cell)/blacklist", body: nil, token: token)
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> RoutingTable {
-        var request = HTTPClientRequest(url: controlURL + path)
-        request.method = method
-        request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
-        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let data = try await response.body.collect(upTo: 16 << 20)
-        guard response.status == .ok else {
-            throw OrderError(.cellUnavailable, "the control plane refused the change: \(response.status) \(String(buffer: data))")
-        }
-        return try JSONDecoder().decode(RoutingTable.self, from: Data(data.readableBytesView))
+    private func send(_ method: HTTPMethod, _ path: String, body: Data?, token: OperatorToken) async throws -> RoutingTable {
+        let client = ControlAdminClient(controlURL: controlURL, token: token.secret)
+        let data = try await client.send(method, path, body: body)
+        return try JSONDecoder().decode(ChangeResultView.self, from: data).routing
     }
 }

@@ -1,4 +1,7 @@
 import CellRouting
+import ControlPlane
+import HealthChecking
+import OrderHTTP
 import CellService
 import CellStorage
 import Foundation
@@ -18,13 +21,18 @@ public struct EmbeddedConfiguration: Sendable {
     /// The cells and partitions to run.
     public var layout: EmbeddedLayout
     public var proxy: ProxyConfiguration
-    /// Bearer token of the operator endpoints; `nil` disables them.
+    /// Bearer token of the operator role; `nil` disables the operator endpoints.
     public var adminToken: String?
+    /// Bearer token of the viewer role (read-only operator endpoints).
+    public var viewerToken: String?
     public var expirySweepInterval: Duration
+    /// How the health checker judges cells; `nil` runs none.
+    public var healthCheck: HealthCheckPolicy?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 8080, layout: EmbeddedLayout = .standard,
-        proxy: ProxyConfiguration = .init(), adminToken: String? = nil, expirySweepInterval: Duration = .seconds(1)
+        proxy: ProxyConfiguration = .init(), adminToken: String? = nil, viewerToken: String? = nil,
+        expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -32,7 +40,9 @@ public struct EmbeddedConfiguration: Sendable {
         self.layout = layout
         self.proxy = proxy
         self.adminToken = adminToken
+        self.viewerToken = viewerToken
         self.expirySweepInterval = expirySweepInterval
+        self.healthCheck = healthCheck
     }
 }
 
@@ -75,87 +85,122 @@ public struct EmbeddedLayout: Sendable {
 }
 
 /// The whole system in one process: a cell service over a SQLite file per
-/// cell, a proxy routing to them in process, the HTTP API, and the expiry
-/// sweep. What `ordercell dev` runs, and what the tests start.
+/// cell, a proxy routing to them in process, the control plane over a
+/// SQLite control database (mounted at `/control` on the same port), the
+/// health checker, the HTTP API, and the expiry sweep. What `ordercell dev`
+/// runs, and what the tests start.
 public final class EmbeddedSystem: Sendable {
     public let configuration: EmbeddedConfiguration
     public let proxy: OrderProxy
-    public let cells: [CellID: CellService]
+    public let control: ControlPlane
+    public let healthChecker: HealthChecker
     public let sweeper: ExpirySweeper
     public let api: ProxyHTTPAPI
+    private let cellRegistry: EmbeddedCells
+    private let controlAPI: ControlAdminAPI
     private let logger: Logger
 
     /// The wall clock in whole milliseconds.
     public static let systemClock: @Sendable () -> Timestamp = wallClock
 
+    /// The running cell services by id.
+    public var cells: [CellID: CellService] { cellRegistry.services }
+
     private init(
-        configuration: EmbeddedConfiguration, proxy: OrderProxy, cells: [CellID: CellService], sweeper: ExpirySweeper,
-        api: ProxyHTTPAPI, logger: Logger
+        configuration: EmbeddedConfiguration, proxy: OrderProxy, control: ControlPlane, healthChecker: HealthChecker,
+        cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI, logger: Logger
     ) {
         self.configuration = configuration
         self.proxy = proxy
-        self.cells = cells
+        self.control = control
+        self.healthChecker = healthChecker
+        self.cellRegistry = cells
         self.sweeper = sweeper
         self.api = api
+        self.controlAPI = controlAPI
         self.logger = logger
     }
 
-    /// Opens every cell's database (creating the data directory and files
-    /// on first start) and wires the proxy to the cells.
+    /// Opens the control database and every cell's database (creating the
+    /// data directory and files on first start) and wires the proxy to the
+    /// cells. A restarted system routes by the newest release in its control
+    /// database, so operator changes survive restarts.
     public static func open(
         _ configuration: EmbeddedConfiguration, clock: @escaping @Sendable () -> Timestamp = systemClock,
         logger: Logger = Logger(label: "ordercell")
     ) async throws -> EmbeddedSystem {
-        let cellsDirectory = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("cells")
+        let directory = URL(fileURLWithPath: configuration.dataDirectory)
+        let cellsDirectory = directory.appendingPathComponent("cells")
         try FileManager.default.createDirectory(at: cellsDirectory, withIntermediateDirectories: true)
         let layout = configuration.layout
-        let table = try RoutingTable(
+        let initial = try RoutingTable(
             cells: layout.cells, partitions: layout.partitions, defaultPartition: layout.defaultPartition,
             merchantPartitions: layout.merchantPartitions
         )
-        var services: [CellID: CellService] = [:]
-        for cell in layout.cells {
-            let name = "cell-" + String(repeating: "0", count: 4 - cell.id.description.count) + cell.id.description
-            let path = cellsDirectory.appendingPathComponent(name + ".sqlite").path
-            let store = try await SQLiteOrderStore.open(path: path)
-            services[cell.id] = CellService(cell: cell.id, store: store, clock: clock, logger: logger)
+        let cells = EmbeddedCells(directory: cellsDirectory, timeout: configuration.proxy.cellCallTimeout, clock: clock, logger: logger)
+        let store = try SQLiteRoutingReleaseStore(path: directory.appendingPathComponent("control.sqlite").path)
+        let control = try await ControlPlane(store: store, initialTable: initial, logger: logger) { table in
+            try await cells.open(table)
         }
-        let proxy = OrderProxy(
-            routingTable: table,
-            clients: FixedCellClients(services.mapValues { InProcessCellClient(service: $0, timeout: configuration.proxy.cellCallTimeout) }),
-            configuration: configuration.proxy, clock: clock, logger: logger
-        )
+        let table = control.routingTable
+        try await cells.open(table)
+        let proxy = OrderProxy(routingTable: table, clients: cells, configuration: configuration.proxy, clock: clock, logger: logger)
+        control.onPublish { proxy.install($0) }
+        let tokens = OperatorTokens(adminToken: configuration.adminToken, viewerToken: configuration.viewerToken)
         let api = ProxyHTTPAPI(
-            proxy: proxy, drills: InProcessDrillControl(services: services), adminToken: configuration.adminToken,
-            clock: clock, logger: logger
+            proxy: proxy, drills: cells, routingChanges: ControlPlaneRoutingChanges(control: control), tokens: tokens,
+            routingStatus: RoutingStatus(source: .inProcess), clock: clock, logger: logger
         )
-        let sweeper = ExpirySweeper(
-            cells: services.keys.sorted().compactMap { services[$0] }, interval: configuration.expirySweepInterval,
-            logger: logger
+        let controlAPI = ControlAdminAPI(control: control, tokens: tokens, pathPrefix: "/control", clock: clock, logger: logger)
+        let healthChecker = HealthChecker(
+            control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger
         )
-        return EmbeddedSystem(configuration: configuration, proxy: proxy, cells: services, sweeper: sweeper, api: api, logger: logger)
+        let sweeper = ExpirySweeper(cells: { cells.services.sorted { $0.key < $1.key }.map(\.value) }, interval: configuration.expirySweepInterval, logger: logger)
+        return EmbeddedSystem(
+            configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, cells: cells, sweeper: sweeper,
+            api: api, controlAPI: controlAPI, logger: logger
+        )
+    }
+
+    /// The router of the whole API: the proxy's, and the control plane's under `/control`.
+    public func buildRouterAndRoutes() -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
+        api.buildRouterAndRoutes { controlAPI.addRoutes(&$0) }
     }
 
     /// The HTTP application serving the API on the configured address.
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
-            router: api.buildRouter(),
+            router: buildRouterAndRoutes().router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "OrderCell"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
     }
 
-    /// Runs the HTTP server and the expiry sweep until SIGTERM or SIGINT,
-    /// then shuts down gracefully (in-flight requests finish).
+    /// Runs the HTTP server, the expiry sweep and the health checker until
+    /// SIGTERM or SIGINT, then shuts down gracefully (in-flight requests finish).
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: sweeper), .init(service: application(onServerRunning: onServerRunning)),
+        ]
+        if configuration.healthCheck != nil { services.append(.init(service: healthChecker)) }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: sweeper), .init(service: application(onServerRunning: onServerRunning))],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
+    }
+}
+
+/// Operator routing changes made through the proxy's endpoints, published
+/// by the in-process control plane.
+struct ControlPlaneRoutingChanges: RoutingChanges {
+    let control: ControlPlane
+
+    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, by token: OperatorToken) async throws -> RoutingTable {
+        try await control.change(author: token.name, reason: "blacklist cell \(cell): \(entry.reason)") { try $0.blacklisting(cell, entry) }
+    }
+
+    func unblacklist(_ cell: CellID, by token: OperatorToken) async throws -> RoutingTable {
+        try await control.change(author: token.name, reason: "unblacklist cell \(cell)") { try $0.unblacklisting(cell) }
     }
 }

@@ -40,18 +40,3 @@ struct InProcessCellClient: CellClient {
         try await bounded { [service] in try await service.events(of: id) }
     }
 }
-
-/// Drill faults of in-process cell services.
-struct InProcessDrillControl: CellDrillControl {
-    let services: [CellID: CellService]
-
-    func setFault(_ fault: CellFault, on cell: CellID) async throws {
-        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
-        service.inject(fault)
-    }
-
-    func fault(of cell: CellID) async throws -> CellFault {
-        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
-        return service.currentFault
-    }
-}

@@ -15,6 +15,10 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
     case cellUnavailable = "cell_unavailable"
     case noCellAvailable = "no_cell_available"
     case unauthorized = "unauthorized"
+    case forbidden = "forbidden"
+    case versionConflict = "version_conflict"
+    case rateLimited = "rate_limited"
+    case degraded = "degraded"
     case notFound = "not_found"
     case payloadTooLarge = "payload_too_large"
     case internalError = "internal_error"
@@ -24,12 +28,14 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
         switch self {
         case .invalidRequest, .invalidOrderID: return 400
         case .unauthorized: return 401
+        case .forbidden: return 403
+        case .rateLimited: return 429
         case .orderNotFound, .notFound: return 404
         case .outTradeNoConflict, .refundIDConflict, .invalidState, .amountMismatch, .orderExpired,
-            .refundExceedsAmount:
+            .refundExceedsAmount, .versionConflict:
             return 409
         case .payloadTooLarge: return 413
-        case .cellUnavailable, .noCellAvailable: return 503
+        case .cellUnavailable, .noCellAvailable, .degraded: return 503
         case .internalError: return 500
         }
     }
@@ -49,6 +55,10 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
         case .cellUnavailable: return "The order's cell is unavailable"
         case .noCellAvailable: return "No cell can take new orders"
         case .unauthorized: return "Unauthorized"
+        case .forbidden: return "Forbidden for this role"
+        case .versionConflict: return "The change was made against an old version"
+        case .rateLimited: return "Too many requests"
+        case .degraded: return "Refused by a degradation switch"
         case .notFound: return "Not found"
         case .payloadTooLarge: return "Request body too large"
         case .internalError: return "Internal error"
@@ -60,10 +70,13 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
 public struct OrderError: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: OrderErrorCode
     public var detail: String
+    /// When the client may try again (rate limits, unavailability), in seconds.
+    public var retryAfterSeconds: Int?
 
-    public init(_ code: OrderErrorCode, _ detail: String) {
+    public init(_ code: OrderErrorCode, _ detail: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.detail = detail
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }

@@ -33,6 +33,7 @@ public final class OrderProxy: Sendable {
     public let configuration: ProxyConfiguration
     private let routing: Mutex<RoutingTable>
     private let placement: Mutex<PlacementState>
+    private let rateLimiter: Mutex<CreateRateLimiter>
     private let clients: any CellClientProvider
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
@@ -49,6 +50,7 @@ public final class OrderProxy: Sendable {
                 now: clock()
             )
         )
+        self.rateLimiter = Mutex(CreateRateLimiter(limits: routingTable.policy.rateLimits, now: clock()))
         self.clients = clients
         self.clock = clock
         self.logger = logger
@@ -88,21 +90,28 @@ public final class OrderProxy: Sendable {
 
     // MARK: - Create (late binding + order retry)
 
-    /// Places a new order: chooses a cell of the merchant's partition and
-    /// creates the order there; on a cell failure excludes that cell and
-    /// tries another, up to the retry limit.
+    /// Places a new order: admits it under the rate limits, chooses the
+    /// partition (merchant rule, canary share, spill-over) and a cell of it,
+    /// and creates the order there; on a cell failure excludes that cell
+    /// and tries another, up to the retry limit.
     ///
     /// The random choice is seeded from `(merchant_id, out_trade_no)`, so a
     /// repeated create seeing the same routing and load takes the same path
     /// and meets its earlier order (creates are idempotent within a cell).
     public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
         let now = clock()
-        let (partition, cells, routes) = routing.withLock { table in
-            let partition = table.partition(forMerchant: request.merchantID)
-            return (partition, table.placementCandidates(in: partition, at: now), table.cells)
+        let (wanted, partition, cells, routes, policy) = routing.withLock { table in
+            let wanted = table.partition(forMerchant: request.merchantID, outTradeNo: request.outTradeNo)
+            let placed = table.placement(in: wanted, at: now)
+            return (wanted, placed.partition, placed.cells, table.cells, table.policy)
+        }
+        try admit(request, policy: policy, at: now)
+        for refused in [wanted, partition] where policy.degradation.refuseCreatesIn.contains(refused) {
+            throw OrderError(.degraded, "new orders in partition \(refused) are switched off by an operator", retryAfterSeconds: 30)
         }
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
-        var retry = OrderRetry(candidates: candidates, policy: configuration.retry)
+        let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
+        var retry = OrderRetry(candidates: candidates, policy: retryPolicy)
         var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
         var lastFailure = ""
         while let cell = retry.nextCell(using: &random) {
@@ -123,7 +132,8 @@ public final class OrderProxy: Sendable {
         }
         let tried = retry.failedCells.map(\.description).joined(separator: ", ")
         if retry.attempts == 0 {
-            throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders")
+            let spilled = partition == wanted ? "" : " (partition \(wanted) had none and spills to it)"
+            throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
         }
         logger.warning("create exhausted its attempts", metadata: ["cells": "\(tried)", "last": "\(lastFailure)"])
         throw OrderError(
@@ -132,14 +142,48 @@ public final class OrderProxy: Sendable {
         )
     }
 
+    /// Applies the create rate limits of the current release.
+    private func admit(_ request: CreateOrderRequest, policy: TrafficPolicy, at now: Timestamp) throws(OrderError) {
+        guard !policy.rateLimits.isUnlimited else { return }
+        let decision = rateLimiter.withLock { limiter in
+            limiter.reconfigure(policy.rateLimits, now: now)
+            return limiter.admit(merchant: request.merchantID, at: now)
+        }
+        guard case .refused(let scope, let milliseconds) = decision else { return }
+        let seconds = Int(max(1, (milliseconds + 999) / 1000))
+        switch scope {
+        case .global:
+            throw OrderError(.rateLimited, "this proxy takes at most \(Self.rate(policy.rateLimits.globalCreatesPerSecond)) creates per second", retryAfterSeconds: seconds)
+        case .merchant(let merchant):
+            throw OrderError(
+                .rateLimited, "merchant \(merchant) may create at most \(Self.rate(policy.rateLimits.merchantLimit(merchant))) orders per second per proxy",
+                retryAfterSeconds: seconds
+            )
+        }
+    }
+
+    private static func rate(_ value: Double?) -> String {
+        guard let value else { return "unlimited" }
+        return value == value.rounded() ? String(Int(value)) : String(value)
+    }
+
+    /// The degradation switches of the current release.
+    private var degradation: DegradationSwitches { routing.withLock { $0.policy.degradation } }
+
     // MARK: - Calls routed by order id
 
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws(OrderError) -> Order {
+        if consistency == .eventual, degradation.refuseEventualReads {
+            throw OrderError(.degraded, "eventual reads are switched off by an operator; read with consistency=strong", retryAfterSeconds: 30)
+        }
         let client = try route(id)
         return try await call(id.cell, client) { try await client.order(id, consistency: consistency) }
     }
 
     public func apply(_ command: OrderCommand, to id: OrderID) async throws(OrderError) -> OrderCommandResult {
+        if case .refund = command, degradation.refuseRefunds {
+            throw OrderError(.degraded, "refunds are switched off by an operator; try again later", retryAfterSeconds: 60)
+        }
         let client = try route(id)
         return try await call(id.cell, client) { try await client.apply(command, to: id) }
     }

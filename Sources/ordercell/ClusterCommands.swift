@@ -3,7 +3,9 @@ import CellStorage
 import Foundation
 import LocalCluster
 import Logging
+import CellRouting
 import OrderCellCluster
+import OrderHTTP
 import OrderModel
 
 /// Logging to standard error at the chosen level.
@@ -34,13 +36,24 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port = 8082
     @Option(help: "Control database, postgres://user@host:port/database.") var database: String
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
-    @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @OptionGroup var tokens: OperatorTokenOptions
+    @Flag(help: "Run no health checker.") var noHealthCheck = false
+    @Option(help: "Health checker: milliseconds between probes of a healthy cell.") var healthInterval: Int64 = 1000
+    @Option(help: "Health checker: consecutive failed probes that mark a cell down.") var healthFailures = 3
+    @Option(help: "Health checker: consecutive good probes that mark a cell up.") var healthSuccesses = 2
+    @Option(help: "Health checker: above this share of cells down, take none out (panic).") var healthPanicShare = 0.5
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
         bootstrapLogging(logLevel)
-        try await ControlProcess(host: host, port: port, database: database, adminToken: adminToken, initialRoutingFile: routing)
-            .run(logger: Logger(label: "ordercell.control"))
+        let policy = HealthCheckPolicy(
+            failuresToMarkDown: healthFailures, successesToMarkUp: healthSuccesses, intervalMilliseconds: healthInterval,
+            maximumBackoffMilliseconds: max(healthInterval, 8 * healthInterval), panicShare: healthPanicShare
+        )
+        try await ControlProcess(
+            host: host, port: port, database: database, tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
+            healthCheck: noHealthCheck ? nil : policy
+        ).run(logger: Logger(label: "ordercell.control"))
     }
 }
 
@@ -53,13 +66,15 @@ struct CellCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (gRPC).") var port: Int
     @Option(help: "URL of the control plane.") var control: String
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
+    @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
         bootstrapLogging(logLevel)
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
-        try await CellProcess(cell: id, host: host, port: port, controlURL: control, tls: tls).run(logger: Logger(label: "ordercell.cell"))
+        try await CellProcess(cell: id, host: host, port: port, controlURL: control, tls: tls, snapshotPath: routingSnapshot)
+            .run(logger: Logger(label: "ordercell.cell"))
     }
 }
 
@@ -68,13 +83,13 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "URL of the control plane.") var control: String
-    @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @OptionGroup var tokens: OperatorTokenOptions
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
         bootstrapLogging(logLevel)
-        try await ProxyProcess(host: host, port: port, controlURL: control, adminToken: adminToken, snapshotPath: routingSnapshot)
+        try await ProxyProcess(host: host, port: port, controlURL: control, tokens: try tokens.operatorTokens(), snapshotPath: routingSnapshot)
             .run(logger: Logger(label: "ordercell.proxy"))
     }
 }
@@ -135,26 +150,18 @@ struct ClusterCommand: AsyncParsableCommand {
     }
 }
 
-struct AdminCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "admin", abstract: "Operator commands against the control plane.", subcommands: [CellAdmin.self]
-    )
+/// Operator tokens of a server: the admin (operator) token, a viewer token, and named tokens.
+struct OperatorTokenOptions: ParsableArguments {
+    @Option(help: "Bearer token of the operator role, recorded as 'admin' (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
+    var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @Option(help: "Bearer token of the viewer role (read-only), recorded as 'viewer' (default: $ORDERCELL_VIEWER_TOKEN).")
+    var viewerToken = ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"]
+    @Option(name: .customLong("token"), help: "A named token, name:role:secret with role viewer or operator (repeatable).")
+    var namedTokens: [String] = []
 
-    struct CellAdmin: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "cell", abstract: "Operate on one cell.", subcommands: [Failover.self])
-    }
-
-    struct Failover: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Promote the cell's replica to primary and move the cell's services to it."
-        )
-        @Argument(help: "The cell number.") var cell: Int
-        @Option(help: "URL of the control plane.") var control = "http://127.0.0.1:8082"
-        @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
-
-        func run() async throws {
-            let output = try await ControlAdminClient(controlURL: control, adminToken: adminToken).failover(cell: cell)
-            say(output)
-        }
+    func operatorTokens() throws -> OperatorTokens {
+        var tokens = OperatorTokens(adminToken: adminToken, viewerToken: viewerToken)
+        for text in namedTokens { tokens.tokens.append(try OperatorToken(parsing: text)) }
+        return tokens
     }
 }

@@ -8,6 +8,7 @@ public struct HTTPResult: Sendable {
     public var status: Int
     public var contentType: String?
     public var body: Data
+    public var retryAfter: String? = nil
 
     /// The body as a JSON object (empty when it is not one).
     public var json: [String: Any] {
@@ -34,6 +35,13 @@ public struct APIClient: Sendable {
         self.timeout = timeout
     }
 
+    /// Sends with another bearer token (roles).
+    public func send(_ method: HTTPMethod, _ path: String, _ body: String? = nil, token: String) async throws -> HTTPResult {
+        var client = self
+        client.adminToken = token
+        return try await client.send(method, path, body, admin: true)
+    }
+
     public func send(_ method: HTTPMethod, _ path: String, _ body: String? = nil, admin: Bool = false) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -46,7 +54,7 @@ public struct APIClient: Sendable {
         let buffer = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(
             status: Int(response.status.code), contentType: response.headers.first(name: "content-type"),
-            body: Data(buffer.readableBytesView)
+            body: Data(buffer.readableBytesView), retryAfter: response.headers.first(name: "retry-after")
         )
     }
 

@@ -32,7 +32,7 @@ struct OpenAPIDocumentTests {
     @Test func documentDescribesExactlyTheServedRoutes() async throws {
         try #require(!Self.document.isEmpty, "docs/openapi.yaml is missing")
         try await TestSystem.run { system in
-            let served = Set(system.system.api.buildRouterAndRoutes().routes.map(\.description))
+            let served = Set(system.system.buildRouterAndRoutes().routes.map(\.description))
             #expect(served == Self.documentedRoutes(), "served but undocumented: \(served.subtracting(Self.documentedRoutes())); documented but not served: \(Self.documentedRoutes().subtracting(served))")
         }
     }

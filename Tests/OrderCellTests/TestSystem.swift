@@ -18,6 +18,7 @@ final class ManualClock: Sendable {
     init(_ start: Timestamp = Timestamp(secondsSinceEpoch: 1_795_301_599)) { current = Mutex(start) }
     var now: Timestamp { current.withLock { $0 } }
     func advance(seconds: Int64) { current.withLock { $0 = $0.adding(seconds: seconds) } }
+    func advance(milliseconds: Int64) { current.withLock { $0 = $0.adding(milliseconds: milliseconds) } }
 }
 
 /// An embedded system serving real HTTP on a free loopback port.
@@ -27,10 +28,11 @@ struct TestSystem: Sendable {
     let clock: ManualClock
 
     static let adminToken = "test-admin-token"
+    static let viewerToken = "test-viewer-token"
 
     static func run(
         layout: EmbeddedLayout = .singlePartition(cells: 4), proxy: ProxyConfiguration = .init(),
-        _ body: (TestSystem) async throws -> Void
+        healthCheck: HealthCheckPolicy = HealthCheckPolicy(), _ body: (TestSystem) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -38,7 +40,10 @@ struct TestSystem: Sendable {
         var logger = Logger(label: "ordercell.test")
         logger.logLevel = .critical
         let system = try await EmbeddedSystem.open(
-            EmbeddedConfiguration(dataDirectory: directory.path, port: 0, layout: layout, proxy: proxy, adminToken: adminToken),
+            EmbeddedConfiguration(
+                dataDirectory: directory.path, port: 0, layout: layout, proxy: proxy, adminToken: adminToken, viewerToken: viewerToken,
+                healthCheck: healthCheck
+            ),
             clock: { clock.now }, logger: logger
         )
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)

@@ -1,36 +1,45 @@
 import CellRouting
+import Foundation
+import OrderHTTP
 import Hummingbird
 import OrderModel
 
-/// Operator endpoints: list cells, inject drill faults, blacklist cells.
-/// Every call needs `Authorization: Bearer <admin token>`.
+/// The proxy's operator endpoints: its view of the cells (with its own
+/// outlier ejections and drill faults), its routing status, drill fault
+/// injection, and blacklisting (made through the control plane). Viewers
+/// read; operators change.
 struct AdminHTTPAPI: Sendable {
     let proxy: OrderProxy
     let drills: (any CellDrillControl)?
     let routingChanges: any RoutingChanges
-    let token: String?
+    let tokens: OperatorTokens
+    let routingStatus: RoutingStatus
     let clock: @Sendable () -> Timestamp
 
     func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
         routes.on(.get, "/admin/cells") { request, _ in
-            try authorize(request)
+            try tokens.authorize(request, as: .viewer)
             return try HTTPBodies.json(await cellList())
         }
+        routes.on(.get, "/admin/proxy") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            return try HTTPBodies.json(ProxyStatusView(proxy.routingTable, routingStatus.report()))
+        }
         routes.on(.put, "/admin/cells/{cell_id}/fault") { request, context in
-            try authorize(request)
+            try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decode(FaultBody.self, from: request)
             try await setFault(try body.fault(), on: cell)
             return try HTTPBodies.json(await view(of: cell))
         }
         routes.on(.delete, "/admin/cells/{cell_id}/fault") { request, context in
-            try authorize(request)
+            try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             try await setFault(.none, on: cell)
             return try HTTPBodies.json(await view(of: cell))
         }
         routes.on(.put, "/admin/cells/{cell_id}/blacklist") { request, context in
-            try authorize(request)
+            let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(BlacklistBody.self, from: request)
             let now = clock()
@@ -44,34 +53,15 @@ struct AdminHTTPAPI: Sendable {
                 until = now.adding(seconds: seconds)
             }
             let entry = BlacklistEntry(reason: reason, since: now, until: until)
-            try await updateRouting { try await $0.blacklist(cell, entry) }
+            try await updateRouting { try await $0.blacklist(cell, entry, by: token) }
             return try HTTPBodies.json(await view(of: cell))
         }
         routes.on(.delete, "/admin/cells/{cell_id}/blacklist") { request, context in
-            try authorize(request)
+            let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
-            try await updateRouting { try await $0.unblacklist(cell) }
+            try await updateRouting { try await $0.unblacklist(cell, by: token) }
             return try HTTPBodies.json(await view(of: cell))
         }
-    }
-
-    private func authorize(_ request: Request) throws(OrderError) {
-        guard let token else { throw OrderError(.unauthorized, "operator endpoints are disabled: no admin token is configured") }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw OrderError(.unauthorized, "operator endpoints need 'Authorization: Bearer <admin token>'")
-        }
-        guard Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), Array(token.utf8)) else {
-            throw OrderError(.unauthorized, "the admin token is not valid")
-        }
-    }
-
-    /// Compares without an early exit, so timing does not reveal a matching prefix.
-    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: lhs.count ^ rhs.count)
-        for index in 0..<max(lhs.count, rhs.count) {
-            difference |= (index < lhs.count ? lhs[index] : 0) ^ (index < rhs.count ? rhs[index] : 0)
-        }
-        return difference == 0 && lhs.count == rhs.count
     }
 
     private func cellID(_ context: BasicRequestContext) throws(OrderError) -> CellID {
@@ -116,6 +106,8 @@ struct AdminHTTPAPI: Sendable {
         return CellView(
             cellID: Int(cell.rawValue), partition: route.partition.rawValue, state: route.state.rawValue,
             weight: route.weight,
+            versionLabel: route.versionLabel,
+            health: table.health[cell]?.reason,
             blacklist: table.blacklist[cell].flatMap { entry in
                 entry.isInForce(at: now)
                     ? BlacklistView(reason: entry.reason, since: entry.since.rfc3339, until: entry.until?.rfc3339) : nil
@@ -171,11 +163,41 @@ struct CellView: Encodable {
     var partition: String
     var state: String
     var weight: Int
+    var versionLabel: String?
+    /// Why the health checker marked the cell down, if it did.
+    var health: String?
     var blacklist: BlacklistView?
     var ejectedUntil: String?
     var fault: String
     enum CodingKeys: String, CodingKey {
-        case cellID = "cell_id", partition, state, weight, blacklist, ejectedUntil = "ejected_until", fault
+        case cellID = "cell_id", partition, state, weight, versionLabel = "version_label", health, blacklist
+        case ejectedUntil = "ejected_until", fault
+    }
+}
+
+/// What `/admin/proxy` reports: the routing release this proxy runs on and how fresh it is.
+struct ProxyStatusView: Encodable {
+    var routingVersion: UInt64
+    var routingSource: String
+    var releaseReceivedAt: String?
+    var lastControlContact: String?
+    var secondsSinceControlContact: Double?
+    var policy: TrafficPolicy
+    enum CodingKeys: String, CodingKey {
+        case routingVersion = "routing_version", routingSource = "routing_source", releaseReceivedAt = "release_received_at"
+        case lastControlContact = "last_control_contact", secondsSinceControlContact = "seconds_since_control_contact", policy
+    }
+
+    init(_ table: RoutingTable, _ report: RoutingStatus.Report) {
+        func text(_ date: Date?) -> String? {
+            date.map { Timestamp(millisecondsSinceEpoch: Int64($0.timeIntervalSince1970 * 1000)).rfc3339 }
+        }
+        routingVersion = table.version
+        routingSource = report.source.rawValue
+        releaseReceivedAt = text(report.releaseReceivedAt)
+        lastControlContact = text(report.lastContact)
+        secondsSinceControlContact = report.secondsSinceContact.map { ($0 * 10).rounded() / 10 }
+        policy = table.policy
     }
 }
 

@@ -1,5 +1,6 @@
 import Hummingbird
 import NIOCore
+import OrderHTTP
 import OrderModel
 
 /// Writes an order as JSON by hand: orders are the answer of almost every

@@ -1,4 +1,5 @@
 import CellRouting
+import OrderHTTP
 import Hummingbird
 import Logging
 import OrderModel
@@ -10,39 +11,47 @@ public struct ProxyHTTPAPI: Sendable {
     public let drills: (any CellDrillControl)?
     /// Where operator routing changes (blacklist) are made.
     public let routingChanges: any RoutingChanges
-    /// Bearer token of the operator endpoints; `nil` disables them.
-    public let adminToken: String?
+    /// Bearer tokens of the operator endpoints (none: they are disabled).
+    public let tokens: OperatorTokens
+    public let routingStatus: RoutingStatus
     public let isReady: @Sendable () -> Bool
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
-        proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: (any RoutingChanges)? = nil, adminToken: String?,
-        clock: @escaping @Sendable () -> Timestamp, isReady: @escaping @Sendable () -> Bool = { true },
-        logger: Logger = Logger(label: "ordercell.http")
+        proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: (any RoutingChanges)? = nil, tokens: OperatorTokens,
+        routingStatus: RoutingStatus = RoutingStatus(source: .inProcess), clock: @escaping @Sendable () -> Timestamp,
+        isReady: @escaping @Sendable () -> Bool = { true }, logger: Logger = Logger(label: "ordercell.http")
     ) {
         self.proxy = proxy
         self.drills = drills
         self.routingChanges = routingChanges ?? LocalRoutingChanges(proxy: proxy)
-        self.adminToken = adminToken
+        self.tokens = tokens
+        self.routingStatus = routingStatus
         self.clock = clock
         self.isReady = isReady
         self.logger = logger
     }
 
     /// A router serving the whole API.
-    public func buildRouter() -> Router<BasicRequestContext> {
-        buildRouterAndRoutes().router
+    public func buildRouter(adding more: (inout RouteRegistrar<BasicRequestContext>) -> Void = { _ in }) -> Router<BasicRequestContext> {
+        buildRouterAndRoutes(adding: more).router
     }
 
-    /// The router and the list of routes it serves.
-    public func buildRouterAndRoutes() -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
+    /// The router and the list of routes it serves; `more` adds routes of
+    /// other components served on the same port (the embedded control plane).
+    public func buildRouterAndRoutes(
+        adding more: (inout RouteRegistrar<BasicRequestContext>) -> Void = { _ in }
+    ) -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
         let router = Router()
         router.add(middleware: ProblemMiddleware(logger: logger))
         var registrar = RouteRegistrar(router: router)
         addOrderRoutes(&registrar)
         addHealthRoutes(&registrar)
-        AdminHTTPAPI(proxy: proxy, drills: drills, routingChanges: routingChanges, token: adminToken, clock: clock).addRoutes(&registrar)
+        AdminHTTPAPI(
+            proxy: proxy, drills: drills, routingChanges: routingChanges, tokens: tokens, routingStatus: routingStatus, clock: clock
+        ).addRoutes(&registrar)
+        more(&registrar)
         return (router, registrar.routes)
     }
 
@@ -52,7 +61,11 @@ public struct ProxyHTTPAPI: Sendable {
         let proxy = self.proxy
         routes.on(.post, "/v1/orders") { request, _ in
             let body = try await HTTPBodies.decode(CreateOrderBody.self, from: request)
-            let result = try await proxy.create(try body.validated())
+            let order = try body.validated()
+            guard !ProbeMerchant.isProbe(order.merchantID) else {
+                throw OrderError.invalidRequest("merchant_id \(ProbeMerchant.id) is reserved for the health checker's synthetic orders")
+            }
+            let result = try await proxy.create(order)
             return OrderJSON.response(
                 result.order, status: result.created ? .created : .ok, location: "/v1/orders/\(result.order.id)"
             )

@@ -31,12 +31,16 @@ public struct RoutingWatcher: Sendable {
         }
     }
 
-    /// Watches until cancelled.
-    public func watch(from version: UInt64, onChange: @Sendable (RoutingTable) async -> Void) async {
+    /// Watches until cancelled; `onContact` hears of every answer of the control plane.
+    public func watch(
+        from version: UInt64, onContact: @Sendable () -> Void = {}, onChange: @Sendable (RoutingTable) async -> Void
+    ) async {
         var known = version
         while !Task.isCancelled {
             do {
-                if let table = try await poll(after: known, wait: 20), table.version > known {
+                let table = try await poll(after: known, wait: 20)
+                onContact()
+                if let table, table.version > known {
                     known = table.version
                     await onChange(table)
                 }

@@ -7,10 +7,12 @@ import OrderModel
 /// Turns every error a handler throws into an `application/problem+json`
 /// response with a stable `code` (RFC 9457). Nothing a client sends can
 /// produce anything else; an unexpected error is logged and answered 500.
-struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public init(logger: Logger) { self.logger = logger }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as OrderError {
@@ -27,17 +29,21 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Problem documents.
-enum Problem {
-    static let contentType = "application/problem+json"
+public enum Problem {
+    public static let contentType = "application/problem+json"
 
-    static func response(_ error: OrderError) -> Response {
+    public static func response(_ error: OrderError) -> Response {
         var json = "{\"type\":\"https://ordercell.dev/problems/\(error.code.rawValue)\",\"title\":"
         JSONText.appendQuoted(error.code.title, to: &json)
         json += ",\"status\":\(error.code.httpStatus),\"code\":\"\(error.code.rawValue)\",\"detail\":"
         JSONText.appendQuoted(error.detail, to: &json)
         json += "}"
         var headers: HTTPFields = [.contentType: contentType]
-        if error.code.httpStatus == 503 { headers[.retryAfter] = "1" }
+        if let seconds = error.retryAfterSeconds {
+            headers[.retryAfter] = String(seconds)
+        } else if error.code.httpStatus == 503 || error.code.httpStatus == 429 {
+            headers[.retryAfter] = "1"
+        }
         return Response(
             status: HTTPResponse.Status(code: error.code.httpStatus),
             headers: headers,
@@ -45,12 +51,14 @@ enum Problem {
         )
     }
 
-    static func orderError(for error: HTTPError) -> OrderError {
+    public static func orderError(for error: HTTPError) -> OrderError {
         switch error.status.code {
         case 404: return OrderError(.notFound, "no such endpoint")
         case 405: return OrderError(.notFound, "method not allowed on this endpoint")
         case 413: return OrderError(.payloadTooLarge, "the request body is too large")
         case 401: return OrderError(.unauthorized, error.body ?? "authentication required")
+        case 403: return OrderError(.forbidden, error.body ?? "forbidden")
+        case 409: return OrderError(.versionConflict, error.body ?? "conflict")
         case 400..<500: return OrderError(.invalidRequest, error.body ?? "bad request")
         default: return OrderError(.internalError, error.body ?? "internal error")
         }
@@ -58,8 +66,8 @@ enum Problem {
 }
 
 /// Minimal JSON text helpers for the few documents written by hand.
-enum JSONText {
-    static func appendQuoted(_ value: String, to output: inout String) {
+public enum JSONText {
+    public static func appendQuoted(_ value: String, to output: inout String) {
         output.append("\"")
         for scalar in value.unicodeScalars {
             switch scalar {

@@ -6,17 +6,22 @@ public struct APIRoute: Hashable, Sendable, CustomStringConvertible {
     public var path: String
 
     public var description: String { "\(method) \(path)" }
+
+    public init(method: String, path: String) {
+        self.method = method
+        self.path = path
+    }
 }
 
 /// Registers routes on a router and records them, so tests can compare
 /// what is served with what the OpenAPI document says.
-struct RouteRegistrar<Context: RequestContext> {
-    let router: Router<Context>
-    private(set) var routes: [APIRoute] = []
+public struct RouteRegistrar<Context: RequestContext> {
+    public let router: Router<Context>
+    public private(set) var routes: [APIRoute] = []
 
-    init(router: Router<Context>) { self.router = router }
+    public init(router: Router<Context>) { self.router = router }
 
-    mutating func on(
+    public mutating func on(
         _ method: HTTPRequest.Method, _ path: String,
         _ handler: @escaping @Sendable (Request, Context) async throws -> Response
     ) {

@@ -1,5 +1,6 @@
 import CellRouting
 import Foundation
+import Logging
 
 /// The last routing table a proxy or cell service received, kept on local
 /// disk so that a process restarted while the control plane is down starts
@@ -24,6 +25,25 @@ public struct RoutingSnapshot: Sendable {
         guard rename(temporary.path, url.path) == 0 else {
             try? FileManager.default.removeItem(at: temporary)
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+    }
+
+    /// The routing table a process starts from: the control plane's, or,
+    /// when it does not answer within a few seconds, this snapshot (logged
+    /// with its age). Returns when the table was written if it came from the snapshot.
+    public func startingTable(_ watcher: RoutingWatcher, logger: Logger) async throws -> (table: RoutingTable, snapshotWrittenAt: Date?) {
+        do {
+            let table = try await watcher.fetch(timeout: load() == nil ? .seconds(30) : .seconds(3))
+            do { try save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)", "path": "\(path)"]) }
+            return (table, nil)
+        } catch {
+            guard let loaded = load() else { throw error }
+            let age = Int(Date().timeIntervalSince(loaded.writtenAt))
+            logger.warning(
+                "control plane unreachable: starting from the routing snapshot",
+                metadata: ["version": "\(loaded.table.version)", "snapshot_age_seconds": "\(age)", "path": "\(path)"]
+            )
+            return (loaded.table, loaded.writtenAt)
         }
     }
 

@@ -5,10 +5,10 @@ import OrderModel
 
 /// Reading JSON request bodies and writing JSON responses, with every
 /// decoding failure turned into a precise `invalid_request`.
-enum HTTPBodies {
-    static let maximumBodyBytes = 16 * 1024
+public enum HTTPBodies {
+    public static let maximumBodyBytes = 16 * 1024
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
         let buffer = try await request.body.collect(upTo: maximumBodyBytes)
         guard buffer.readableBytes > 0 else {
             throw OrderError.invalidRequest("the request body must be a JSON object")
@@ -25,7 +25,7 @@ enum HTTPBodies {
     }
 
     /// Reads an optional body: an empty body decodes as `nil`.
-    static func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
+    public static func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
         let buffer = try await request.body.collect(upTo: maximumBodyBytes)
         guard buffer.readableBytes > 0 else { return nil }
         do {
@@ -35,7 +35,7 @@ enum HTTPBodies {
         }
     }
 
-    static func describe(_ error: DecodingError) -> String {
+    public static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {
             let keys = context.codingPath + (extra.map { [$0] } ?? [])
             return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
@@ -69,13 +69,13 @@ enum HTTPBodies {
         }
     }
 
-    static let encoder: JSONEncoder = {
+    public static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()
 
-    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, location: String? = nil) throws -> Response {
+    public static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, location: String? = nil) throws -> Response {
         let data = try encoder.encode(value)
         var headers: HTTPFields = [.contentType: "application/json"]
         if let location { headers[.location] = location }

@@ -1,0 +1,199 @@
+import CellRouting
+import Foundation
+import Logging
+import OrderModel
+import Synchronization
+
+/// The control plane: keeps the routing table and dynamic config as
+/// immutable, numbered releases in the control database (PostgreSQL in a
+/// cluster, SQLite embedded), carries out operator and health-checker
+/// changes with optimistic concurrency, rolls back, and hands every new
+/// release to whoever follows it (long poll, in-process observers).
+public final class ControlPlane: Sendable {
+    private let store: any RoutingReleaseStore
+    private let current: Mutex<RoutingTable>
+    /// Serialises publishing within this process, so a change never races its own predecessor.
+    private let publishing = PublishQueue()
+    private let observers = Mutex<[@Sendable (RoutingTable) -> Void]>([])
+    private let prepare: (@Sendable (RoutingTable) async throws -> Void)?
+    private let logger: Logger
+
+    /// Opens the control plane over `store`, publishing `initialTable` as
+    /// release 1 when the store is empty.
+    ///
+    /// - Parameter prepare: called with every release before it is
+    ///   published, to make ready what it needs (the embedded deployment
+    ///   opens the database of a cell added to the routing); an error
+    ///   refuses the release.
+    public init(
+        store: any RoutingReleaseStore, initialTable: RoutingTable, logger: Logger,
+        prepare: (@Sendable (RoutingTable) async throws -> Void)? = nil
+    ) async throws {
+        self.store = store
+        self.logger = logger
+        self.prepare = prepare
+        if let latest = try await store.latest() {
+            current = Mutex(latest.table)
+        } else {
+            let first = initialTable.publishedAs(version: 1)
+            try await store.publish(RoutingRelease(table: first, author: "ordercell", reason: "initial routing table"))
+            current = Mutex(first)
+        }
+    }
+
+    /// The newest release's routing table.
+    public var routingTable: RoutingTable { current.withLock { $0 } }
+
+    /// Calls `observer` with every release published from now on (in-process followers).
+    public func onPublish(_ observer: @escaping @Sendable (RoutingTable) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
+
+    /// Publishes a change made against the current table.
+    ///
+    /// - Parameter expectedVersion: the version the author saw; when another
+    ///   release came first the change is refused with `version_conflict`.
+    public func change(
+        expectedVersion: UInt64? = nil, author: String, reason: String, _ body: (RoutingTable) throws -> RoutingTable
+    ) async throws(OrderError) -> RoutingTable {
+        try await publishing.run { () async throws(OrderError) -> RoutingTable in
+            let base = routingTable
+            if let expectedVersion, expectedVersion != base.version {
+                throw OrderError(.versionConflict, "the change was made against version \(expectedVersion) but version \(base.version) is current")
+            }
+            let next: RoutingTable
+            do {
+                next = try body(base)
+            } catch let error as RoutingTableError {
+                throw OrderError.invalidRequest(error.description)
+            } catch let error as OrderError {
+                throw error
+            } catch {
+                throw OrderError.invalidRequest("\(error)")
+            }
+            guard next != base else { return base }
+            return try await publish(RoutingRelease(table: next, author: author, reason: reason))
+        }
+    }
+
+    /// Publishes the content of release `version` again, as the next release.
+    public func rollback(to version: UInt64, expectedVersion: UInt64? = nil, author: String, reason: String) async throws(OrderError) -> RoutingTable {
+        try await publishing.run { () async throws(OrderError) -> RoutingTable in
+            let base = routingTable
+            if let expectedVersion, expectedVersion != base.version {
+                throw OrderError(.versionConflict, "the rollback was asked against version \(expectedVersion) but version \(base.version) is current")
+            }
+            guard version < base.version else { throw OrderError.invalidRequest("release \(version) is not earlier than the current \(base.version)") }
+            let target: RoutingRelease?
+            do { target = try await store.release(version) } catch { throw Self.unavailable(error) }
+            guard let target else { throw OrderError(.notFound, "no release \(version)") }
+            let restored = target.table.publishedAs(version: base.version + 1)
+            return try await publish(
+                RoutingRelease(table: restored, author: author, reason: "rollback to release \(version): \(reason)", rolledBackTo: version)
+            )
+        }
+    }
+
+    private func publish(_ release: RoutingRelease) async throws(OrderError) -> RoutingTable {
+        if let prepare {
+            do {
+                try await prepare(release.table)
+            } catch let error as OrderError {
+                throw error
+            } catch {
+                throw OrderError(.internalError, "the release could not be prepared: \(error)")
+            }
+        }
+        do {
+            try await store.publish(release)
+        } catch let error as RoutingPublishError {
+            // Another control plane instance published first: pick up its release, refuse this one.
+            if let latest = try? await store.latest() { adopt(latest.table) }
+            throw OrderError(.versionConflict, error.description)
+        } catch {
+            throw Self.unavailable(error)
+        }
+        adopt(release.table)
+        logger.notice(
+            "routing release published",
+            metadata: ["version": "\(release.version)", "author": "\(release.author)", "reason": "\(release.reason)"]
+        )
+        return release.table
+    }
+
+    private func adopt(_ table: RoutingTable) {
+        let newer = current.withLock { current in
+            guard table.version > current.version else { return false }
+            current = table
+            return true
+        }
+        guard newer else { return }
+        for observer in observers.withLock({ $0 }) { observer(table) }
+    }
+
+    private static func unavailable(_ error: any Error) -> OrderError {
+        OrderError(.cellUnavailable, "the control database is unavailable: \(error)")
+    }
+
+    /// Waits until the routing table is newer than `version`, or `timeout` passes.
+    public func table(after version: UInt64, waitingUpTo timeout: Duration) async -> RoutingTable? {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            let table = routingTable
+            if table.version > version { return table }
+            if clock.now >= deadline || Task.isCancelled { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    // MARK: - Audit
+
+    /// The newest releases, newest first.
+    public func history(limit: Int) async throws(OrderError) -> [RoutingReleaseSummary] {
+        do { return try await store.history(limit: limit) } catch { throw Self.unavailable(error) }
+    }
+
+    /// Release `version` and what it changed from the one before.
+    public func release(_ version: UInt64) async throws(OrderError) -> (release: RoutingRelease, changes: [RoutingChange]) {
+        do {
+            guard let release = try await store.release(version) else { throw OrderError(.notFound, "no release \(version)") }
+            let previous = version > 1 ? try await store.release(version - 1) : nil
+            return (release, try RoutingDiff.between(previous?.table, release.table))
+        } catch let error as OrderError {
+            throw error
+        } catch {
+            throw Self.unavailable(error)
+        }
+    }
+}
+
+/// Runs publishing steps one at a time (FIFO), across suspension points.
+actor PublishQueue {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    private func acquire() async {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+    }
+
+    private func release() {
+        if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+    }
+
+    nonisolated func run<T: Sendable>(_ body: () async throws(OrderError) -> T) async throws(OrderError) -> T {
+        await acquire()
+        do {
+            let result = try await body()
+            await release()
+            return result
+        } catch {
+            await release()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import AsyncDeadline
+import CellRouting
+import CellStorage
+import Logging
+import OrderModel
+import PostgresNIO
+
+extension ControlPlane {
+    /// Fails cell `cell` over to its first replica: promotes it, stops it
+    /// waiting for a synchronous standby it no longer has, and publishes the
+    /// routing change that moves the cell's services to it.
+    public func failover(cell: CellID, author: String, logger: Logger) async throws -> RoutingTable {
+        let table = routingTable
+        guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
+        guard let storage = route.storage, let replica = storage.replicas.first else {
+            throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
+        }
+        guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
+        try await CellFailover.promote(endpoint, logger: logger)
+        return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
+            try table.updatingCell(cell) { route in
+                route.storage = CellStorageRoute(primary: replica, replicas: Array(storage.replicas.dropFirst()))
+            }
+        }
+    }
+}
+
+/// Promotion of a cell's PostgreSQL standby.
+enum CellFailover {
+    /// Promotes a PostgreSQL standby (idempotent) and makes it commit without a standby.
+    static func promote(_ endpoint: PostgresEndpoint, logger: Logger) async throws {
+        let configuration = PostgresClient.Configuration(
+            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
+            database: endpoint.database, tls: .disable
+        )
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let run = Task { await client.run() }
+        defer { run.cancel() }
+        try await withDeadline(.seconds(90)) {
+            var inRecovery = false
+            for try await value in try await client.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+                inRecovery = value
+            }
+            if inRecovery {
+                for try await promoted in try await client.query("SELECT pg_promote(true, 60)", logger: logger).decode(Bool.self) {
+                    guard promoted else { throw OrderError(.internalError, "PostgreSQL did not finish promotion within 60 s") }
+                }
+            }
+            // The promoted server inherited 'wait for one standby'; it has none until an operator builds one.
+            try await client.query("ALTER SYSTEM SET synchronous_standby_names = ''", logger: logger)
+            try await client.query("SELECT pg_reload_conf()", logger: logger)
+        }
+    }
+}

@@ -1,0 +1,244 @@
+import CellRouting
+import Foundation
+import Hummingbird
+import Logging
+import OrderHTTP
+import OrderModel
+
+/// The control plane over HTTP: the routing long poll followers use
+/// (`/v1/routing`), and the operator API (`/admin/…`): cells, partitions,
+/// merchant rules, config, releases with diffs, rollback. Viewers read;
+/// operators change. Every change takes an optional `expected_version`
+/// (or `If-Match`) and a `reason`, and is recorded with the token's name.
+public struct ControlAdminAPI: Sendable {
+    public let control: ControlPlane
+    public let tokens: OperatorTokens
+    /// Mounted under this path (embedded: `/control`; cluster: empty).
+    public let pathPrefix: String
+    /// Whether cell failover (PostgreSQL promotion) is offered.
+    public let offersFailover: Bool
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+
+    public init(
+        control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", offersFailover: Bool = false,
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger
+    ) {
+        self.control = control
+        self.tokens = tokens
+        self.pathPrefix = pathPrefix
+        self.offersFailover = offersFailover
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// A router serving only the control plane (cluster mode).
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ProblemMiddleware(logger: logger))
+        var registrar = RouteRegistrar(router: router)
+        registrar.on(.get, pathPrefix + "/healthz") { _, _ in try HTTPBodies.json(["status": "ok"]) }
+        addRoutes(&registrar)
+        return router
+    }
+
+    public func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+        let control = self.control
+        let p = pathPrefix
+        routes.on(.get, p + "/v1/routing") { request, _ in
+            let after = request.uri.queryParameters.get("after").flatMap(UInt64.init) ?? 0
+            let wait = min(Double(request.uri.queryParameters.get("wait").flatMap(Int.init) ?? 0), 30)
+            guard let table = await control.table(after: after, waitingUpTo: .seconds(wait)) else {
+                return Response(status: .notModified)
+            }
+            return try HTTPBodies.json(table)
+        }
+
+        // MARK: Reading (viewer)
+        routes.on(.get, p + "/admin/routing") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            return try HTTPBodies.json(control.routingTable)
+        }
+        routes.on(.get, p + "/admin/cells") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let table = control.routingTable
+            return try HTTPBodies.json(ControlCellListView(routingVersion: table.version, cells: table.sortedCells.map { ControlCellView($0, table) }))
+        }
+        routes.on(.get, p + "/admin/partitions") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            return try HTTPBodies.json(PartitionListView(control.routingTable))
+        }
+        routes.on(.get, p + "/admin/config") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let table = control.routingTable
+            return try HTTPBodies.json(ConfigView(routingVersion: table.version, policy: table.policy))
+        }
+        routes.on(.get, p + "/admin/releases") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 50, 1), 1000)
+            return try HTTPBodies.json(ReleaseListView(releases: try await control.history(limit: limit).map(ReleaseSummaryView.init)))
+        }
+        routes.on(.get, p + "/admin/releases/{version}") { request, context in
+            try tokens.authorize(request, as: .viewer)
+            let (release, changes) = try await control.release(try Self.version(context))
+            return try HTTPBodies.json(ReleaseView(release: release, changes: changes))
+        }
+
+        // MARK: Changing (operator)
+        routes.on(.post, p + "/admin/cells") { request, _ in
+            let token = try tokens.authorize(request, as: .operator)
+            let body = try await HTTPBodies.decode(AddCellBody.self, from: request)
+            let route = try body.route()
+            return try await publish(request, token, body.reason, body.expectedVersion, "add cell \(route.id) to \(route.partition)") {
+                try $0.addingCell(route)
+            }
+        }
+        routes.on(.patch, p + "/admin/cells/{cell_id}") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let cell = try Self.cellID(context)
+            let body = try await HTTPBodies.decode(CellPatchBody.self, from: request)
+            let state = try body.state.map(Self.cellState)
+            let partition = try body.partition.map(Self.partitionName)
+            if let label = body.versionLabel { try RequestLimits.checkIdentifier(label, field: "version_label", length: 1...64) }
+            return try await publish(request, token, body.reason, body.expectedVersion, "change cell \(cell): \(body.summary)") { table in
+                try table.updatingCell(cell) { route in
+                    if let partition { route.partition = partition }
+                    if let state { route.state = state }
+                    if let weight = body.weight { route.weight = weight }
+                    if let endpoints = body.endpoints { route.endpoints = endpoints }
+                    if let label = body.versionLabel { route.versionLabel = label }
+                }
+            }
+        }
+        routes.on(.put, p + "/admin/cells/{cell_id}/blacklist") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let cell = try Self.cellID(context)
+            let body = try await HTTPBodies.decodeIfPresent(ControlBlacklistBody.self, from: request)
+            let now = clock()
+            let reason = body?.reason ?? "blacklisted by an operator"
+            try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            var until: Timestamp?
+            if let seconds = body?.expiresInSeconds {
+                guard (1...31_536_000).contains(seconds) else {
+                    throw OrderError.invalidRequest("expires_in_seconds must be 1...31536000 (a year), got \(seconds)")
+                }
+                until = now.adding(seconds: seconds)
+            }
+            return try await publish(request, token, reason, body?.expectedVersion, "blacklist cell \(cell)") {
+                try $0.blacklisting(cell, BlacklistEntry(reason: reason, since: now, until: until))
+            }
+        }
+        routes.on(.delete, p + "/admin/cells/{cell_id}/blacklist") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let cell = try Self.cellID(context)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            return try await publish(request, token, body?.reason, body?.expectedVersion, "unblacklist cell \(cell)") {
+                try $0.unblacklisting(cell)
+            }
+        }
+        if offersFailover {
+            routes.on(.post, p + "/admin/cells/{cell_id}/failover") { request, context in
+                let token = try tokens.authorize(request, as: .operator)
+                let cell = try Self.cellID(context)
+                let before = control.routingTable
+                let table = try await control.failover(cell: cell, author: token.name, logger: logger)
+                return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+            }
+        }
+        routes.on(.put, p + "/admin/partitions/{partition}") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let name = try Self.partitionName(context.parameters.get("partition") ?? "")
+            let body = try await HTTPBodies.decode(PartitionBody.self, from: request)
+            guard let kind = PartitionKind(rawValue: body.kind) else {
+                throw OrderError.invalidRequest("kind must be vip, normal, canary or cold, got '\(body.kind.prefix(16))'")
+            }
+            let spill = try body.spillTo.map(Self.partitionName)
+            return try await publish(request, token, body.reason, body.expectedVersion, "set partition \(name) (\(kind.rawValue))") {
+                try $0.settingPartition(Partition(name: name, kind: kind, spillTo: spill))
+            }
+        }
+        routes.on(.put, p + "/admin/merchants/{merchant_id}/partition") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let merchant = context.parameters.get("merchant_id") ?? ""
+            try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
+            let body = try await HTTPBodies.decode(MerchantPartitionBody.self, from: request)
+            let partition = try Self.partitionName(body.partition)
+            return try await publish(request, token, body.reason, body.expectedVersion, "pin merchant \(merchant) to \(partition)") {
+                try $0.pinningMerchant(merchant, to: partition)
+            }
+        }
+        routes.on(.delete, p + "/admin/merchants/{merchant_id}/partition") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let merchant = context.parameters.get("merchant_id") ?? ""
+            try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            return try await publish(request, token, body?.reason, body?.expectedVersion, "unpin merchant \(merchant)") {
+                try $0.pinningMerchant(merchant, to: nil)
+            }
+        }
+        routes.on(.put, p + "/admin/config") { request, _ in
+            let token = try tokens.authorize(request, as: .operator)
+            let body = try await HTTPBodies.decode(ConfigBody.self, from: request)
+            return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(body.policy) }
+        }
+        routes.on(.post, p + "/admin/releases/{version}/rollback") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let version = try Self.version(context)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            let reason = body?.reason ?? "no reason given"
+            try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try Self.expectedVersion(request, body?.expectedVersion)
+            let before = control.routingTable
+            let table = try await control.rollback(to: version, expectedVersion: expected, author: token.name, reason: reason)
+            return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+        }
+    }
+
+    /// Publishes one operator change and answers the new release with its diff.
+    private func publish(
+        _ request: Request, _ token: OperatorToken, _ reason: String?, _ bodyVersion: UInt64?, _ action: String,
+        _ change: (RoutingTable) throws -> RoutingTable
+    ) async throws -> Response {
+        try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+        let expected = try Self.expectedVersion(request, bodyVersion)
+        let before = control.routingTable
+        let table = try await control.change(
+            expectedVersion: expected, author: token.name, reason: "\(action): \(reason ?? "no reason given")", change
+        )
+        return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+    }
+
+    static func expectedVersion(_ request: Request, _ bodyVersion: UInt64?) throws(OrderError) -> UInt64? {
+        if let bodyVersion { return bodyVersion }
+        guard let header = request.headers[.ifMatch] else { return nil }
+        let trimmed = header.trimmingCharacters(in: CharacterSet(charactersIn: "\" W/"))
+        guard let version = UInt64(trimmed) else { throw OrderError.invalidRequest("If-Match must be a routing version number") }
+        return version
+    }
+
+    static func cellID(_ context: BasicRequestContext) throws(OrderError) -> CellID {
+        let text = context.parameters.get("cell_id") ?? ""
+        guard let number = Int(text), let cell = CellID(number) else {
+            throw OrderError.invalidRequest("cell_id must be a number 0...9999, got '\(text.prefix(16))'")
+        }
+        return cell
+    }
+
+    static func version(_ context: BasicRequestContext) throws(OrderError) -> UInt64 {
+        let text = context.parameters.get("version") ?? ""
+        guard let version = UInt64(text), version > 0 else { throw OrderError.invalidRequest("version must be a release number, got '\(text.prefix(16))'") }
+        return version
+    }
+
+    static func partitionName(_ text: String) throws(OrderError) -> PartitionName {
+        try RequestLimits.checkIdentifier(text, field: "partition", length: 1...32)
+        return PartitionName(text)
+    }
+
+    static func cellState(_ text: String) throws(OrderError) -> CellState {
+        guard let state = CellState(rawValue: text.uppercased()) else {
+            throw OrderError.invalidRequest("state must be one of \(CellState.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text.prefix(16))'")
+        }
+        return state
+    }
+}

@@ -1,0 +1,118 @@
+import AsyncDeadline
+import CellRouting
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Routing releases in the cluster's PostgreSQL control database.
+public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
+    private let client: PostgresClient
+    private let logger: Logger
+    private let runTask: Task<Void, Never>
+    private let timeout: Duration
+
+    public init(host: String, port: Int, database: String, username: String, logger: Logger, timeout: Duration = .seconds(5)) async throws {
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: nil, database: database, tls: .disable
+        )
+        configuration.options.additionalStartupParameters = [("statement_timeout", "5000"), ("application_name", "ordercell-control")]
+        configuration.options.maximumConnections = 4
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        self.timeout = timeout
+        self.runTask = Task { await client.run() }
+        _ = try await withDeadline(timeout) {
+            try await client.query(
+                """
+                CREATE TABLE IF NOT EXISTS routing_releases (
+                    version BIGINT PRIMARY KEY,
+                    document TEXT NOT NULL,
+                    author TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                )
+                """,
+                logger: logger
+            )
+            try await client.query("ALTER TABLE routing_releases ADD COLUMN IF NOT EXISTS rolled_back_to BIGINT", logger: logger)
+        }
+    }
+
+    deinit { runTask.cancel() }
+
+    public func latest() async throws -> RoutingRelease? {
+        try await fetch("SELECT document, author, reason, created_at, rolled_back_to FROM routing_releases ORDER BY version DESC LIMIT 1")
+    }
+
+    public func release(_ version: UInt64) async throws -> RoutingRelease? {
+        try await fetch(
+            "SELECT document, author, reason, created_at, rolled_back_to FROM routing_releases WHERE version = \(Int64(clamping: version))"
+        )
+    }
+
+    private func fetch(_ query: PostgresQuery) async throws -> RoutingRelease? {
+        let client = self.client
+        let logger = self.logger
+        return try await withDeadline(timeout) {
+            let rows = try await client.query(query, logger: logger)
+            for try await (document, author, reason, createdAt, rolledBackTo) in rows.decode((String, String, String, Date, Int64?).self) {
+                return RoutingRelease(
+                    table: try RoutingRelease.decodeTable(document), author: author, reason: reason, createdAt: createdAt,
+                    rolledBackTo: rolledBackTo.map(UInt64.init)
+                )
+            }
+            return nil
+        }
+    }
+
+    public func history(limit: Int) async throws -> [RoutingReleaseSummary] {
+        let client = self.client
+        let logger = self.logger
+        return try await withDeadline(timeout) {
+            var result: [RoutingReleaseSummary] = []
+            let rows = try await client.query(
+                "SELECT version, author, reason, created_at, rolled_back_to FROM routing_releases ORDER BY version DESC LIMIT \(limit)",
+                logger: logger
+            )
+            for try await (version, author, reason, createdAt, rolledBackTo) in rows.decode((Int64, String, String, Date, Int64?).self) {
+                result.append(
+                    RoutingReleaseSummary(
+                        version: UInt64(version), author: author, reason: reason, createdAt: createdAt, rolledBackTo: rolledBackTo.map(UInt64.init)
+                    )
+                )
+            }
+            return result
+        }
+    }
+
+    public func publish(_ release: RoutingRelease) async throws {
+        let client = self.client
+        let logger = self.logger
+        let document = try RoutingRelease.encodeTable(release.table)
+        let version = Int64(release.version)
+        let rolledBackTo = release.rolledBackTo.map { Int64($0) }
+        let (author, reason) = (release.author, release.reason)
+        try await withDeadline(timeout) {
+            let rows = try await client.query(
+                """
+                INSERT INTO routing_releases (version, document, author, reason, rolled_back_to)
+                SELECT \(version), \(document), \(author), \(reason), \(rolledBackTo)
+                WHERE \(version) = COALESCE((SELECT max(version) FROM routing_releases), 0) + 1
+                ON CONFLICT (version) DO NOTHING
+                RETURNING version
+                """,
+                logger: logger
+            )
+            var inserted = false
+            for try await _ in rows { inserted = true }
+            if !inserted {
+                var current: Int64 = 0
+                for try await value in try await client.query("SELECT COALESCE(max(version), 0) FROM routing_releases", logger: logger).decode(Int64.self) {
+                    current = value
+                }
+                throw RoutingPublishError.staleVersion(expected: release.version - 1, current: UInt64(current))
+            }
+        }
+    }
+}

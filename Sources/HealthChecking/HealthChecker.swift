@@ -1,0 +1,144 @@
+import AsyncDeadline
+import CellRouting
+import ControlPlane
+import Logging
+import OrderModel
+import OrderProxy
+import ServiceLifecycle
+import Synchronization
+
+/// Probes every active cell with synthetic orders through the real cell
+/// path (the same cell clients the proxies use), judges them with
+/// ``CellHealthTracker`` (k failures down, m successes up, growing backoff,
+/// panic threshold) and publishes the verdicts into the routing as a
+/// release of the control plane.
+///
+/// A probe is one order of ``ProbeMerchant`` created, paid and refunded in
+/// full (a paid order cannot be closed; the refund closes its money flow),
+/// each step under ``probeTimeout``.
+public final class HealthChecker: Service, Sendable {
+    public let policy: HealthCheckPolicy
+    public let probeTimeout: Duration
+    private let control: ControlPlane
+    private let clients: any CellClientProvider
+    private let tracker: Mutex<CellHealthTracker>
+    private let sequence = Atomic<UInt64>(0)
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+
+    public init(
+        control: ControlPlane, clients: any CellClientProvider, policy: HealthCheckPolicy = .init(), probeTimeout: Duration = .seconds(2),
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger
+    ) {
+        self.control = control
+        self.clients = clients
+        self.policy = policy
+        self.probeTimeout = probeTimeout
+        self.tracker = Mutex(CellHealthTracker(policy: policy))
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// What one round saw and did.
+    public struct Round: Sendable, Equatable {
+        /// Cells probed, with the failure (nil: healthy).
+        public var probes: [CellID: String?]
+        public var verdict: HealthVerdict
+        /// The routing version published, if the round changed the routing.
+        public var published: UInt64?
+    }
+
+    public func run() async throws {
+        let tick = Duration.milliseconds(min(policy.intervalMilliseconds, 250))
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await self.runRound()
+                try await Task.sleep(for: tick)
+            }
+        }
+    }
+
+    /// Probes the cells that are due, records the outcomes, and publishes
+    /// any change of verdict into the routing.
+    @discardableResult
+    public func runRound() async -> Round {
+        let table = control.routingTable
+        let active = table.sortedCells.filter { $0.state == .active }
+        let now = clock()
+        let due = tracker.withLock { $0.cellsDue(among: active.map(\.id), at: now) }
+        var probes: [CellID: String?] = [:]
+        await withTaskGroup(of: (CellID, String?, Int64).self) { group in
+            for cell in due {
+                guard let route = table.cells[cell] else { continue }
+                group.addTask { await self.probe(route) }
+            }
+            for await (cell, failure, latency) in group {
+                probes[cell] = failure
+                let finished = clock()
+                tracker.withLock { $0.record(cell, failure: failure, latencyMilliseconds: latency, at: finished) }
+            }
+        }
+        let verdict = tracker.withLock { $0.verdict(over: active.map(\.id)) }
+        return Round(probes: probes, verdict: verdict, published: await publish(verdict, at: clock()))
+    }
+
+    private func publish(_ verdict: HealthVerdict, at now: Timestamp) async -> UInt64? {
+        let table = control.routingTable
+        var down: [CellID: HealthMark] = [:]
+        var up = Set(table.health.keys.filter { verdict.up.contains($0) })
+        if verdict.panic {
+            // So many cells look down that the checker's own view is the likelier fault: take none out.
+            logger.critical(
+                "health checker panic: too many cells look down; none is taken out",
+                metadata: ["down": "\(verdict.down.keys.sorted())", "panic_share": "\(policy.panicShare)"]
+            )
+            up.formUnion(table.health.keys)
+        } else {
+            for (cell, reason) in verdict.down where table.health[cell] == nil {
+                down[cell] = HealthMark(since: now, reason: reason)
+            }
+        }
+        guard !down.isEmpty || !up.isEmpty else { return nil }
+        var parts: [String] = []
+        if !down.isEmpty { parts.append("down: cells \(down.keys.sorted().map(\.description).joined(separator: ", "))") }
+        if !up.isEmpty { parts.append("up: cells \(up.sorted().map(\.description).joined(separator: ", "))") }
+        do {
+            let published = try await control.change(author: "health checker", reason: parts.joined(separator: "; ")) {
+                try $0.settingHealth(down: down, up: up)
+            }
+            logger.warning("health verdict published", metadata: ["version": "\(published.version)", "change": "\(parts.joined(separator: "; "))"])
+            return published.version
+        } catch {
+            logger.error("cannot publish the health verdict", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// One synthetic order through the cell: create, pay, refund in full.
+    private func probe(_ route: CellRoute) async -> (CellID, String?, Int64) {
+        let started = ContinuousClock.now
+        func elapsed() -> Int64 {
+            let duration = ContinuousClock.now - started
+            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        }
+        guard let client = clients.client(for: route) else { return (route.id, "no client for the cell", 0) }
+        let number = sequence.add(1, ordering: .relaxed).newValue
+        let reference = "probe-\(route.id)-\(clock().millisecondsSinceEpoch)-\(number)"
+        do {
+            let request = try CreateOrderRequest(
+                merchantID: ProbeMerchant.id, outTradeNo: reference, amount: 1, currency: "CNY", description: "health probe",
+                expireSeconds: 60
+            )
+            let timeout = probeTimeout
+            let created = try await withDeadline(timeout) { try await client.create(request) }
+            let id = created.order.id
+            _ = try await withDeadline(timeout) { try await client.apply(.pay(paymentID: reference, amount: 1), to: id) }
+            _ = try await withDeadline(timeout) {
+                try await client.apply(.refund(refundID: reference, amount: 1, reason: "health probe"), to: id)
+            }
+            return (route.id, nil, elapsed())
+        } catch {
+            return (route.id, "\(error)", elapsed())
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import CellRouting
+import CellService
+import CellStorage
+import Foundation
+import Logging
+import OrderModel
+import OrderProxy
+import Synchronization
+
+/// The cell services of the embedded deployment, one SQLite file each.
+/// A cell added to the routing gets its file when the release is prepared,
+/// before any proxy can place an order in it.
+final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
+    private let directory: URL
+    private let timeout: Duration
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+    private let running = Mutex<[CellID: CellService]>([:])
+    private let clients = Mutex<[CellID: InProcessCellClient]>([:])
+
+    init(directory: URL, timeout: Duration, clock: @escaping @Sendable () -> Timestamp, logger: Logger) {
+        self.directory = directory
+        self.timeout = timeout
+        self.clock = clock
+        self.logger = logger
+    }
+
+    var services: [CellID: CellService] { running.withLock { $0 } }
+
+    /// Opens the database of every cell of `table` that is not open yet.
+    func open(_ table: RoutingTable) async throws {
+        for cell in table.sortedCells where running.withLock({ $0[cell.id] == nil }) {
+            let name = "cell-" + String(repeating: "0", count: 4 - cell.id.description.count) + cell.id.description
+            let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent(name + ".sqlite").path)
+            let service = CellService(cell: cell.id, store: store, clock: clock, logger: logger)
+            running.withLock { $0[cell.id] = $0[cell.id] ?? service }
+            clients.withLock { $0[cell.id] = $0[cell.id] ?? InProcessCellClient(service: service, timeout: timeout) }
+        }
+    }
+
+    func client(for route: CellRoute) -> (any CellClient)? { clients.withLock { $0[route.id] } }
+
+    func setFault(_ fault: CellFault, on cell: CellID) async throws {
+        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
+        service.inject(fault)
+    }
+
+    func fault(of cell: CellID) async throws -> CellFault {
+        guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
+        return service.currentFault
+    }
+}

@@ -1,0 +1,77 @@
+import Hummingbird
+import OrderModel
+
+/// What an operator token may do: viewers read, operators also change.
+public enum OperatorRole: String, Sendable, Codable, CaseIterable {
+    case viewer
+    case `operator`
+
+    /// Whether this role may do what `needed` may.
+    public func allows(_ needed: OperatorRole) -> Bool { self == .operator || needed == .viewer }
+}
+
+/// One bearer token of the operator endpoints; its name is recorded as the
+/// author of every change made with it.
+public struct OperatorToken: Sendable, Equatable {
+    public var name: String
+    public var role: OperatorRole
+    public var secret: String
+
+    public init(name: String, role: OperatorRole, secret: String) {
+        self.name = name
+        self.role = role
+        self.secret = secret
+    }
+
+    /// Parses `name:role:secret` (e.g. `alice:operator:s3cret`).
+    public init(parsing text: String) throws(OrderError) {
+        let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, !parts[0].isEmpty, !parts[2].isEmpty, let role = OperatorRole(rawValue: parts[1]) else {
+            throw OrderError.invalidRequest("an operator token is name:role:secret with role viewer or operator")
+        }
+        self.init(name: parts[0], role: role, secret: parts[2])
+    }
+}
+
+/// The operator tokens a server accepts, and the check every operator
+/// endpoint makes: 401 without a valid token, 403 when its role is too low.
+public struct OperatorTokens: Sendable {
+    public var tokens: [OperatorToken]
+
+    public init(_ tokens: [OperatorToken]) { self.tokens = tokens }
+
+    /// One operator token named `admin` (nil: operator endpoints disabled), plus viewer tokens.
+    public init(adminToken: String?, viewerToken: String? = nil) {
+        var tokens: [OperatorToken] = []
+        if let adminToken { tokens.append(OperatorToken(name: "admin", role: .operator, secret: adminToken)) }
+        if let viewerToken { tokens.append(OperatorToken(name: "viewer", role: .viewer, secret: viewerToken)) }
+        self.tokens = tokens
+    }
+
+    /// The token of `request`, if it may act as `role`.
+    @discardableResult
+    public func authorize(_ request: Request, as role: OperatorRole) throws(OrderError) -> OperatorToken {
+        guard !tokens.isEmpty else { throw OrderError(.unauthorized, "operator endpoints are disabled: no admin token is configured") }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw OrderError(.unauthorized, "operator endpoints need 'Authorization: Bearer <token>'")
+        }
+        let presented = Array(header.utf8.dropFirst(7))
+        // Every token is compared, without an early exit, so timing reveals nothing.
+        var match: OperatorToken?
+        for token in tokens where Self.constantTimeEqual(presented, Array(token.secret.utf8)) { match = token }
+        guard let token = match else { throw OrderError(.unauthorized, "the token is not valid") }
+        guard token.role.allows(role) else {
+            throw OrderError(.forbidden, "token '\(token.name)' has role \(token.role.rawValue); this needs \(role.rawValue)")
+        }
+        return token
+    }
+
+    /// Compares without an early exit, so timing does not reveal a matching prefix.
+    public static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: lhs.count ^ rhs.count)
+        for index in 0..<max(lhs.count, rhs.count) {
+            difference |= (index < lhs.count ? lhs[index] : 0) ^ (index < rhs.count ? rhs[index] : 0)
+        }
+        return difference == 0 && lhs.count == rhs.count
+    }
+}

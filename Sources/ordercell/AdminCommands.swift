@@ -1,0 +1,316 @@
+import ArgumentParser
+import CellRouting
+import ControlPlane
+import Foundation
+import NIOHTTP1
+import OrderCellCluster
+
+/// `ordercell admin`: the operator's command line over the control plane's admin API.
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin", abstract: "Operator commands against the control plane (embedded: http://HOST:PORT/control).",
+        subcommands: [
+            Cells.self, CellAdmin.self, Partitions.self, PartitionAdmin.self, MerchantAdmin.self, Config.self, Releases.self, Release.self,
+            Rollback.self,
+        ]
+    )
+
+    struct Connection: ParsableArguments {
+        @Option(help: "URL of the control plane (default: $ORDERCELL_CONTROL_URL, else the embedded one at http://127.0.0.1:8080/control).")
+        var control = ProcessInfo.processInfo.environment["ORDERCELL_CONTROL_URL"] ?? "http://127.0.0.1:8080/control"
+        @Option(name: .customLong("admin-token"), help: "Bearer token (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
+        var token = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+
+        var client: ControlAdminClient { ControlAdminClient(controlURL: control, token: token) }
+    }
+
+    /// What every change carries: why, and the version it was made against.
+    struct Change: ParsableArguments {
+        @Option(help: "Why the change is made (recorded in the audit log).") var reason: String
+        @Option(help: "Refuse the change unless this routing version is current.") var expectedVersion: UInt64?
+
+        func body(_ fields: [String: Any] = [:]) throws -> Data {
+            var fields = fields
+            fields["reason"] = reason
+            if let expectedVersion { fields["expected_version"] = expectedVersion }
+            return try JSONSerialization.data(withJSONObject: fields)
+        }
+    }
+
+    static func printJSON(_ data: Data) {
+        guard let object = try? JSONSerialization.jsonObject(with: data),
+            let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        else { return say(String(decoding: data, as: UTF8.self)) }
+        say(String(decoding: pretty, as: UTF8.self))
+    }
+
+    static func printChange(_ data: Data) throws {
+        let result = try JSONDecoder().decode(ChangeResultView.self, from: data)
+        say("published routing release \(result.version) by \(result.author)")
+        for change in result.changes { say("  \(change)") }
+        if result.changes.isEmpty { say("  (nothing changed)") }
+    }
+
+    static func send(_ connection: Connection, _ method: HTTPMethod, _ path: String, body: Data? = nil, change: Bool = false) async throws {
+        let data = try await connection.client.send(method, path, body: body)
+        if change { try printChange(data) } else { printJSON(data) }
+    }
+
+    struct Cells: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the cells: partition, state, weight, version, blacklist, health.")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await send(connection, .GET, "/admin/cells") }
+    }
+
+    struct Partitions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the partitions, their cells and the merchant rules.")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await send(connection, .GET, "/admin/partitions") }
+    }
+
+    struct Releases: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The audit log: the newest routing releases, who made them and why.")
+        @OptionGroup var connection: Connection
+        @Option(help: "How many releases.") var limit = 20
+        func run() async throws {
+            let data = try await connection.client.send(.GET, "/admin/releases?limit=\(limit)")
+            let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            for release in object?["releases"] as? [[String: Any]] ?? [] {
+                let rolledBack = (release["rolled_back_to"] as? Int).map { " (rollback to \($0))" } ?? ""
+                say("\(release["version"] ?? "?")  \(release["created_at"] ?? "")  \(release["author"] ?? "")\(rolledBack)  \(release["reason"] ?? "")")
+            }
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one release and what it changed from the one before.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The release (routing version).") var version: UInt64
+        @Flag(help: "Print the whole routing document too.") var full = false
+        func run() async throws {
+            let data = try await connection.client.send(.GET, "/admin/releases/\(version)")
+            let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+            say("release \(version) by \(object["author"] ?? "?") at \(object["created_at"] ?? "?"): \(object["reason"] ?? "")")
+            for change in object["changes"] as? [[String: Any]] ?? [] {
+                say("  \(change["path"] ?? ""): \(change["before"] ?? "—") → \(change["after"] ?? "—")")
+            }
+            if full, let routing = object["routing"] {
+                printJSON(try JSONSerialization.data(withJSONObject: routing))
+            }
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Publish an earlier release's routing and config again, as the next release.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The release to return to.") var version: UInt64
+        @OptionGroup var change: Change
+        func run() async throws {
+            try await send(connection, .POST, "/admin/releases/\(version)/rollback", body: try change.body(), change: true)
+        }
+    }
+
+    struct CellAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "cell", abstract: "Add or change one cell.",
+            subcommands: [AddCell.self, SetCell.self, Blacklist.self, Unblacklist.self, Failover.self]
+        )
+    }
+
+    struct AddCell: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a cell to the routing.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        @Option(help: "Its partition.") var partition: String
+        @Option(help: "Its weight, 0...1000.") var weight = 100
+        @Option(help: "Its state.") var state = "ACTIVE"
+        @Option(help: "Address host:port of one of its cell services (repeatable).") var endpoint: [String] = []
+        @Option(help: "Its PostgreSQL primary, postgres://user@host:port/database.") var primary: String?
+        @Option(help: "One of its PostgreSQL replicas (repeatable).") var replica: [String] = []
+        @Option(help: "The software release it runs.") var versionLabel: String?
+        @OptionGroup var change: Change
+        func run() async throws {
+            var fields: [String: Any] = ["cell_id": cell, "partition": partition, "weight": weight, "state": state, "endpoints": endpoint]
+            if let primary { fields["storage"] = ["primary": primary, "replicas": replica] }
+            if let versionLabel { fields["version_label"] = versionLabel }
+            try await send(connection, .POST, "/admin/cells", body: try change.body(fields), change: true)
+        }
+    }
+
+    struct SetCell: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Change a cell's weight, state, partition or version label.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        @Option(help: "Weight, 0...1000 (ramps traffic up or down).") var weight: Int?
+        @Option(help: "State: ACTIVE, SEALED, COOLING, COLD, RETIRED.") var state: String?
+        @Option(help: "Partition.") var partition: String?
+        @Option(help: "Software release label.") var versionLabel: String?
+        @OptionGroup var change: Change
+        func run() async throws {
+            var fields: [String: Any] = [:]
+            if let weight { fields["weight"] = weight }
+            if let state { fields["state"] = state }
+            if let partition { fields["partition"] = partition }
+            if let versionLabel { fields["version_label"] = versionLabel }
+            try await send(connection, .PATCH, "/admin/cells/\(cell)", body: try change.body(fields), change: true)
+        }
+    }
+
+    struct Blacklist: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Keep a cell out of new-order placement.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        @Option(help: "Lift the blacklist by itself after this many seconds.") var expiresIn: Int?
+        @OptionGroup var change: Change
+        func run() async throws {
+            var fields: [String: Any] = [:]
+            if let expiresIn { fields["expires_in_seconds"] = expiresIn }
+            try await send(connection, .PUT, "/admin/cells/\(cell)/blacklist", body: try change.body(fields), change: true)
+        }
+    }
+
+    struct Unblacklist: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a blacklisted cell take new orders again.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        @OptionGroup var change: Change
+        func run() async throws {
+            try await send(connection, .DELETE, "/admin/cells/\(cell)/blacklist", body: try change.body(), change: true)
+        }
+    }
+
+    struct Failover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Promote the cell's replica to primary and move the cell's services to it (cluster)."
+        )
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        func run() async throws { say(try await connection.client.failover(cell: cell)) }
+    }
+
+    struct PartitionAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "partition", abstract: "Add or change a partition.", subcommands: [SetPartition.self])
+    }
+
+    struct SetPartition: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Add or change a partition: its kind and spill-over.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The partition name.") var name: String
+        @Option(help: "vip, normal, canary or cold.") var kind: String
+        @Option(help: "Partition new orders spill to when this one has no healthy cell (default: fail).") var spillTo: String?
+        @OptionGroup var change: Change
+        func run() async throws {
+            var fields: [String: Any] = ["kind": kind]
+            if let spillTo { fields["spill_to"] = spillTo }
+            try await send(connection, .PUT, "/admin/partitions/\(name)", body: try change.body(fields), change: true)
+        }
+    }
+
+    struct MerchantAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "merchant", abstract: "Pin merchants to partitions.", subcommands: [Pin.self, Unpin.self]
+        )
+    }
+
+    struct Pin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a merchant's new orders to a partition.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The merchant id.") var merchant: String
+        @Argument(help: "The partition.") var partition: String
+        @OptionGroup var change: Change
+        func run() async throws {
+            try await send(connection, .PUT, "/admin/merchants/\(merchant)/partition", body: try change.body(["partition": partition]), change: true)
+        }
+    }
+
+    struct Unpin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a merchant's new orders to the default partition again.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The merchant id.") var merchant: String
+        @OptionGroup var change: Change
+        func run() async throws {
+            try await send(connection, .DELETE, "/admin/merchants/\(merchant)/partition", body: try change.body(), change: true)
+        }
+    }
+
+    struct Config: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or change the dynamic config: canary, rate limits, degradation switches, retry limit, flags.",
+            subcommands: [ShowConfig.self, SetConfig.self]
+        )
+    }
+
+    struct ShowConfig: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the current config.")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await send(connection, .GET, "/admin/config") }
+    }
+
+    struct SetConfig: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Change parts of the config; what is not given stays as it is."
+        )
+        @OptionGroup var connection: Connection
+        @Option(help: "Canary partition (\"none\" removes the canary).") var canaryPartition: String?
+        @Option(help: "Share of new orders for the canary, 0...100.") var canaryPercent: Double?
+        @Option(help: "A merchant whose orders all go to the canary (repeatable; replaces the list).") var canaryMerchant: [String] = []
+        @Option(help: "Creates per second per proxy, all merchants (0 removes the limit).") var globalRate: Double?
+        @Option(help: "Creates per second per proxy and merchant (0 removes the limit).") var merchantRate: Double?
+        @Option(help: "A merchant's own limit, merchant=rate (repeatable; rate 0 removes it).") var merchantLimit: [String] = []
+        @Option(help: "Seconds of the rate a full bucket holds.") var burstSeconds: Double?
+        @Option(help: "Refuse eventual reads: true or false.") var refuseEventualReads: Bool?
+        @Option(help: "Refuse refunds: true or false.") var refuseRefunds: Bool?
+        @Option(help: "Refuse creates in this partition (repeatable; replaces the list; \"none\" empties it).") var refuseCreatesIn: [String] = []
+        @Option(help: "Cells one create may try, 1...16.") var maxCreateAttempts: Int?
+        @Option(help: "A feature flag, name=true|false (repeatable).") var flag: [String] = []
+        @OptionGroup var change: Change
+
+        func run() async throws {
+            let client = connection.client
+            let current = try JSONDecoder().decode(CurrentConfig.self, from: try await client.send(.GET, "/admin/config"))
+            var policy = current.policy
+            if let canaryPartition {
+                policy.canary = canaryPartition == "none" ? nil : CanaryRule(
+                    partition: PartitionName(canaryPartition), percent: policy.canary?.percent ?? 0, merchants: policy.canary?.merchants ?? []
+                )
+            }
+            if canaryPercent != nil || !canaryMerchant.isEmpty {
+                guard var canary = policy.canary else { throw ValidationError("set --canary-partition first") }
+                if let canaryPercent { canary.percent = canaryPercent }
+                if !canaryMerchant.isEmpty { canary.merchants = canaryMerchant }
+                policy.canary = canary
+            }
+            if let globalRate { policy.rateLimits.globalCreatesPerSecond = globalRate == 0 ? nil : globalRate }
+            if let merchantRate { policy.rateLimits.merchantCreatesPerSecond = merchantRate == 0 ? nil : merchantRate }
+            for entry in merchantLimit {
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let rate = Double(parts[1]) else { throw ValidationError("--merchant-limit is merchant=rate") }
+                policy.rateLimits.merchantOverrides[parts[0]] = rate == 0 ? nil : rate
+            }
+            if let burstSeconds { policy.rateLimits.burstSeconds = burstSeconds }
+            if let refuseEventualReads { policy.degradation.refuseEventualReads = refuseEventualReads }
+            if let refuseRefunds { policy.degradation.refuseRefunds = refuseRefunds }
+            if !refuseCreatesIn.isEmpty {
+                policy.degradation.refuseCreatesIn = refuseCreatesIn == ["none"] ? [] : refuseCreatesIn.map { PartitionName($0) }
+            }
+            if let maxCreateAttempts { policy.maximumCreateAttempts = maxCreateAttempts }
+            for entry in flag {
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let value = Bool(parts[1]) else { throw ValidationError("--flag is name=true|false") }
+                policy.flags[parts[0]] = value
+            }
+            let policyObject = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(policy))
+            var fields: [String: Any] = ["policy": policyObject, "reason": change.reason]
+            // Made against the version read, so a concurrent change is refused rather than overwritten.
+            fields["expected_version"] = change.expectedVersion ?? current.routingVersion
+            let data = try await client.send(.PUT, "/admin/config", body: try JSONSerialization.data(withJSONObject: fields))
+            try printChange(data)
+        }
+
+        struct CurrentConfig: Decodable {
+            var routingVersion: UInt64
+            var policy: TrafficPolicy
+            enum CodingKeys: String, CodingKey { case routingVersion = "routing_version", policy }
+        }
+    }
+}
