@@ -109,6 +109,21 @@ public struct BlacklistEntry: Sendable, Codable, Equatable {
     }
 
     public func isInForce(at now: Timestamp) -> Bool { until.map { now < $0 } ?? true }
+
+    /// An operator's request, validated: a reason of at most 256 bytes
+    /// (default: "blacklisted by an operator") and an expiry of at most a year.
+    public init(requestedAt now: Timestamp, reason: String?, expiresInSeconds: Int64?) throws(OrderError) {
+        let reason = reason ?? "blacklisted by an operator"
+        try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+        var until: Timestamp?
+        if let seconds = expiresInSeconds {
+            guard (1...31_536_000).contains(seconds) else {
+                throw OrderError.invalidRequest("expires_in_seconds must be 1...31536000 (a year), got \(seconds)")
+            }
+            until = now.adding(seconds: seconds)
+        }
+        self.init(reason: reason, since: now, until: until)
+    }
 }
 
 /// The routing table: which cells exist, where they are, which partition

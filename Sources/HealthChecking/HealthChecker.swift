@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// A probe is one order of ``ProbeMerchant`` created, paid and refunded in
 /// full (a paid order cannot be closed; the refund closes its money flow),
-/// each step under ``probeTimeout``.
+/// all within ``probeTimeout``.
 public final class HealthChecker: Service, Sendable {
     public let policy: HealthCheckPolicy
     public let probeTimeout: Duration
@@ -129,12 +129,11 @@ public final class HealthChecker: Service, Sendable {
                 merchantID: ProbeMerchant.id, outTradeNo: reference, amount: 1, currency: "CNY", description: "health probe",
                 expireSeconds: 60
             )
-            let timeout = probeTimeout
-            let created = try await withDeadline(timeout) { try await client.create(request) }
-            let id = created.order.id
-            _ = try await withDeadline(timeout) { try await client.apply(.pay(paymentID: reference, amount: 1), to: id) }
-            _ = try await withDeadline(timeout) {
-                try await client.apply(.refund(refundID: reference, amount: 1, reason: "health probe"), to: id)
+            // One deadline for the whole probe: a hanging cell fails its probe in `probeTimeout`.
+            try await withDeadline(probeTimeout) {
+                let id = try await client.create(request).order.id
+                _ = try await client.apply(.pay(paymentID: reference, amount: 1), to: id)
+                _ = try await client.apply(.refund(refundID: reference, amount: 1, reason: "health probe"), to: id)
             }
             return (route.id, nil, elapsed())
         } catch {

@@ -114,18 +114,9 @@ public struct ControlAdminAPI: Sendable {
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(ControlBlacklistBody.self, from: request)
-            let now = clock()
-            let reason = body?.reason ?? "blacklisted by an operator"
-            try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
-            var until: Timestamp?
-            if let seconds = body?.expiresInSeconds {
-                guard (1...31_536_000).contains(seconds) else {
-                    throw OrderError.invalidRequest("expires_in_seconds must be 1...31536000 (a year), got \(seconds)")
-                }
-                until = now.adding(seconds: seconds)
-            }
-            return try await publish(request, token, reason, body?.expectedVersion, "blacklist cell \(cell)") {
-                try $0.blacklisting(cell, BlacklistEntry(reason: reason, since: now, until: until))
+            let entry = try BlacklistEntry(requestedAt: clock(), reason: body?.reason, expiresInSeconds: body?.expiresInSeconds)
+            return try await publish(request, token, entry.reason, body?.expectedVersion, "blacklist cell \(cell)") {
+                try $0.blacklisting(cell, entry)
             }
         }
         routes.on(.delete, p + "/admin/cells/{cell_id}/blacklist") { request, context in

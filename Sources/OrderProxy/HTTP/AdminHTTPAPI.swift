@@ -42,17 +42,7 @@ struct AdminHTTPAPI: Sendable {
             let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(BlacklistBody.self, from: request)
-            let now = clock()
-            let reason = body?.reason ?? "blacklisted by an operator"
-            try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
-            var until: Timestamp?
-            if let seconds = body?.expiresInSeconds {
-                guard (1...31_536_000).contains(seconds) else {
-                    throw OrderError.invalidRequest("expires_in_seconds must be 1...31536000 (a year), got \(seconds)")
-                }
-                until = now.adding(seconds: seconds)
-            }
-            let entry = BlacklistEntry(reason: reason, since: now, until: until)
+            let entry = try BlacklistEntry(requestedAt: clock(), reason: body?.reason, expiresInSeconds: body?.expiresInSeconds)
             try await updateRouting { try await $0.blacklist(cell, entry, by: token) }
             return try HTTPBodies.json(await view(of: cell))
         }
