@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import CellRouting
 import OrderCellEmbedded
 
 /// `ordercell dev`: the whole system in one process, on SQLite files.
@@ -22,6 +23,12 @@ struct DevCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Bearer token of the /admin endpoints (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
     var adminToken: String?
 
+    @Option(name: .long, help: "Bearer token of the viewer role: read-only operator endpoints (default: $ORDERCELL_VIEWER_TOKEN).")
+    var viewerToken: String?
+
+    @Flag(name: .long, help: "Run no health checker.")
+    var noHealthCheck = false
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 
@@ -33,7 +40,11 @@ struct DevCommand: AsyncParsableCommand {
             return handler
         }
         let token = adminToken ?? ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
-        let configuration = EmbeddedConfiguration(dataDirectory: dataDir, host: host, port: port, adminToken: token)
+        let viewer = viewerToken ?? ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"]
+        let configuration = EmbeddedConfiguration(
+            dataDirectory: dataDir, host: host, port: port, adminToken: token, viewerToken: viewer,
+            healthCheck: noHealthCheck ? nil : HealthCheckPolicy()
+        )
         let system = try await EmbeddedSystem.open(configuration)
         let host = self.host
         let dataDir = self.dataDir
@@ -71,6 +82,13 @@ enum Walkthrough {
               curl -s -X PUT \(base)/admin/cells/1/fault -H 'authorization: Bearer \(adminToken)' \\
                 -H 'content-type: application/json' -d '{"mode":"fail"}'     # creates now go to cell 2
               curl -s -X DELETE \(base)/admin/cells/1/fault -H 'authorization: Bearer \(adminToken)'
+              (the health checker marks a failing cell down after 3 failed probes, and up again after 2 good ones)
+
+            Control plane (releases with audit and rollback; control database \(dataDirectory)/control.sqlite):
+              ordercell admin cells --control \(base)/control --admin-token \(adminToken)
+              ordercell admin cell set 2 --weight 0 --reason "drain cell 2" --control \(base)/control --admin-token \(adminToken)
+              ordercell admin releases --control \(base)/control --admin-token \(adminToken)
+              ordercell admin rollback 1 --reason "undo the drain" --control \(base)/control --admin-token \(adminToken)
             """
     }
 }
