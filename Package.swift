@@ -184,7 +184,7 @@ let package = Package(
             name: "ordercell",
             dependencies: [
                 "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
-                "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking",
+                "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking", "OrderProxy",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -84,10 +84,14 @@ public struct HTTPOrderScenario: BenchScenario {
 
 /// Creates straight on one cell service, in process: no HTTP, no proxy.
 public struct DirectCellScenario: BenchScenario {
-    public let cell: CellService
+    public let create: @Sendable (CreateOrderRequest) async throws -> CreateOrderResult
     public let runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
-    public init(cell: CellService) { self.cell = cell }
+    /// Creates in a cell service in this process.
+    public init(cell: CellService) { self.create = { try await cell.create($0) } }
+
+    /// Creates through any client of one cell (e.g. over gRPC, without a proxy).
+    public init(create: @escaping @Sendable (CreateOrderRequest) async throws -> CreateOrderResult) { self.create = create }
 
     public func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
         let clock = ContinuousClock()
@@ -97,7 +101,7 @@ public struct DirectCellScenario: BenchScenario {
                 merchantID: "bench-\(client % 32)", outTradeNo: "\(runID)-\(client)-\(sequence)", amount: 100 + Int64(sequence % 900),
                 currency: "CNY", description: nil, expireSeconds: nil
             )
-            _ = try await cell.create(request)
+            _ = try await create(request)
             record("create", clock.now - start, .ok)
         } catch let error as OrderError {
             record("create", clock.now - start, .failed(error.code.rawValue))

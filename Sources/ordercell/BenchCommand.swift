@@ -8,6 +8,7 @@ import Logging
 import OrderCellBench
 import OrderCellEmbedded
 import OrderModel
+import OrderProxy
 import PostgresNIO
 import ServiceLifecycle
 
@@ -37,6 +38,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
     var postgres: String?
+    @Option(help: "With --compare and --url: one cell service, host:port, for a baseline over gRPC without the proxy (cell 1).")
+    var cellService: String?
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
     @Flag(help: "Print the results as JSON.") var json = false
 
@@ -135,6 +138,14 @@ struct BenchCommand: AsyncParsableCommand {
             )
             reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
             store.close()
+        }
+        if let cellService {
+            let client = try GRPCCellClient(cell: CellID(unchecked: 1), endpoints: [cellService], timeout: .seconds(2))
+            let connections = Task { await client.run() }
+            try await Task.sleep(for: .milliseconds(200))
+            reports.append(await load("d. one cell service over gRPC", DirectCellScenario(create: { try await client.create($0) })))
+            client.shutdown()
+            connections.cancel()
         }
         reports.append(await load("b. proxy over HTTP", HTTPOrderScenario(urls: urls, client: http, createOnly: true)))
         return reports
