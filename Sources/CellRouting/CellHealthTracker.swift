@@ -62,6 +62,19 @@ public struct CellHealthTracker: Sendable {
 
     public init(policy: HealthCheckPolicy) { self.policy = policy }
 
+    /// A tracker that starts from verdicts already published (a restarted
+    /// checker must not lift marks it has not re-examined): these cells
+    /// start down, as if after k failed probes, and need m good probes.
+    public init(policy: HealthCheckPolicy, down: [CellID: String], now: Timestamp) {
+        self.policy = policy
+        for (cell, reason) in down {
+            records[cell] = Record(
+                state: .down(reason: reason), consecutiveFailures: policy.failuresToMarkDown, nextProbeAt: now,
+                backoffMilliseconds: policy.intervalMilliseconds
+            )
+        }
+    }
+
     /// The tracker's state of `cell` (cells never probed are up).
     public func state(of cell: CellID) -> State { records[cell]?.state ?? .up }
 

@@ -29,9 +29,11 @@ public struct TokenBucket: Sendable, Equatable {
 
     public mutating func take() { tokens -= 1 }
 
-    /// Milliseconds until the next token, for `Retry-After`.
+    /// Milliseconds until the next token, for `Retry-After` (at most an hour).
     public var millisecondsUntilToken: Int64 {
-        hasToken ? 0 : Int64(((1 - tokens) * 1000 / ratePerSecond).rounded(.up))
+        guard !hasToken else { return 0 }
+        let milliseconds = ((1 - tokens) * 1000 / ratePerSecond).rounded(.up)
+        return milliseconds.isFinite ? Int64(min(milliseconds, 3_600_000)) : 3_600_000
     }
 }
 
@@ -96,17 +98,23 @@ public struct CreateRateLimiter: Sendable {
         }
         if var bucket = merchantBucket {
             bucket.take()
-            if merchants.count >= maximumMerchantBuckets, merchants[merchant] == nil { dropIdleBuckets(at: now) }
+            if merchants.count >= maximumMerchantBuckets, merchants[merchant] == nil { makeRoom(at: now) }
             merchants[merchant] = bucket
         }
         return .admitted
     }
 
-    private mutating func dropIdleBuckets(at now: Timestamp) {
+    /// Keeps the merchant buckets under their cap: drops the full (idle)
+    /// ones, and if that frees too little (a flood of distinct merchant ids)
+    /// starts every merchant afresh, so that the scan happens at most once
+    /// every `maximumMerchantBuckets / 10` new merchants. The global limit
+    /// holds throughout.
+    private mutating func makeRoom(at now: Timestamp) {
         merchants = merchants.filter { _, bucket in
             var bucket = bucket
             bucket.refill(at: now)
             return bucket.tokens < bucket.capacity
         }
+        if merchants.count >= maximumMerchantBuckets * 9 / 10 { merchants.removeAll(keepingCapacity: true) }
     }
 }

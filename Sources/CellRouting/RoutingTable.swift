@@ -201,7 +201,9 @@ public struct RoutingTable: Sendable, Equatable {
         }
         let limits = policy.rateLimits
         for rate in [limits.globalCreatesPerSecond, limits.merchantCreatesPerSecond].compactMap({ $0 }) + Array(limits.merchantOverrides.values) {
-            guard rate.isFinite, rate > 0, rate <= 10_000_000 else { throw .invalidPolicy("rate limits must be 0 < rate ≤ 10000000 per second, got \(rate)") }
+            guard rate.isFinite, rate >= RateLimits.minimumRate, rate <= RateLimits.maximumRate else {
+                throw .invalidPolicy("rate limits must be \(RateLimits.minimumRate)...\(Int(RateLimits.maximumRate)) per second, got \(rate)")
+            }
         }
         guard limits.burstSeconds.isFinite, limits.burstSeconds >= 0.01, limits.burstSeconds <= 60 else {
             throw .invalidPolicy("burst_seconds must be 0.01...60, got \(limits.burstSeconds)")
@@ -314,6 +316,34 @@ public struct RoutingTable: Sendable, Equatable {
             for (cell, mark) in down where table.health[cell] == nil { table.health[cell] = mark }
             for cell in up { table.health[cell] = nil }
         }
+    }
+
+    /// The next version with `earlier`'s decisions restored: partitions,
+    /// merchant rules, blacklist, policy, and each cell's partition, state,
+    /// weight and version label, exactly as they were. What an operator did
+    /// not decide stays as it is now: where each cell lives (storage
+    /// servers after a failover, service endpoints), cells added since (a
+    /// rollback never drops a cell, or its orders would stop routing), and
+    /// the health checker's current marks.
+    public func rollingBack(to earlier: RoutingTable) throws(RoutingTableError) -> RoutingTable {
+        var next = earlier
+        next.version = version + 1
+        for (id, current) in cells {
+            if var restored = next.cells[id] {
+                restored.storage = current.storage
+                restored.endpoints = current.endpoints
+                next.cells[id] = restored
+            } else {
+                next.cells[id] = current
+                if next.partitions[current.partition] == nil, let partition = partitions[current.partition] {
+                    next.partitions[partition.name] = partition
+                }
+            }
+        }
+        next.health = health
+        try next.validate()
+        next.reindex()
+        return next
     }
 
     /// The same routing published as `version` (a rollback republishes an

@@ -72,6 +72,10 @@ public struct RateLimits: Sendable, Codable, Equatable {
         self.burstSeconds = burstSeconds
     }
 
+    /// The smallest and largest rates a limit may have (creates per second).
+    public static let minimumRate = 0.01
+    public static let maximumRate = 10_000_000.0
+
     /// The limit of `merchant`'s creates, if any.
     public func merchantLimit(_ merchant: String) -> Double? { merchantOverrides[merchant] ?? merchantCreatesPerSecond }
 

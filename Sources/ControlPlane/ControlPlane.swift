@@ -65,13 +65,15 @@ public final class ControlPlane: Sendable {
             do {
                 next = try body(base)
             } catch let error as RoutingTableError {
+                if case .unknownCell = error { throw OrderError(.notFound, error.description) }
                 throw OrderError.invalidRequest(error.description)
             } catch let error as OrderError {
                 throw error
             } catch {
                 throw OrderError.invalidRequest("\(error)")
             }
-            guard next != base else { return base }
+            // A change that changes nothing publishes nothing (and bumps no version).
+            guard next.publishedAs(version: base.version) != base else { return base }
             return try await publish(RoutingRelease(table: next, author: author, reason: reason))
         }
     }
@@ -87,7 +89,12 @@ public final class ControlPlane: Sendable {
             let target: RoutingRelease?
             do { target = try await store.release(version) } catch { throw Self.unavailable(error) }
             guard let target else { throw OrderError(.notFound, "no release \(version)") }
-            let restored = target.table.publishedAs(version: base.version + 1)
+            let restored: RoutingTable
+            do {
+                restored = try base.rollingBack(to: target.table)
+            } catch {
+                throw OrderError.invalidRequest("release \(version) cannot be restored: \(error)")
+            }
             return try await publish(
                 RoutingRelease(table: restored, author: author, reason: "rollback to release \(version): \(reason)", rolledBackTo: version)
             )
@@ -111,6 +118,11 @@ public final class ControlPlane: Sendable {
             if let latest = try? await store.latest() { adopt(latest.table) }
             throw OrderError(.versionConflict, error.description)
         } catch {
+            // The outcome is unknown (e.g. the commit landed but the answer came late): adopt whatever is there.
+            if let latest = try? await store.latest(), latest.version >= release.version {
+                adopt(latest.table)
+                if latest.table == release.table { return release.table }
+            }
             throw Self.unavailable(error)
         }
         adopt(release.table)

@@ -22,6 +22,8 @@ public final class HealthChecker: Service, Sendable {
     private let control: ControlPlane
     private let clients: any CellClientProvider
     private let tracker: Mutex<CellHealthTracker>
+    /// Whether the last round was in panic (logged when it changes, not every round).
+    private let inPanic = Mutex(false)
     private let sequence = Atomic<UInt64>(0)
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
@@ -34,7 +36,8 @@ public final class HealthChecker: Service, Sendable {
         self.clients = clients
         self.policy = policy
         self.probeTimeout = probeTimeout
-        self.tracker = Mutex(CellHealthTracker(policy: policy))
+        let published = control.routingTable.health.mapValues(\.reason)
+        self.tracker = Mutex(CellHealthTracker(policy: policy, down: published, now: clock()))
         self.clock = clock
         self.logger = logger
     }
@@ -86,12 +89,18 @@ public final class HealthChecker: Service, Sendable {
         let table = control.routingTable
         var down: [CellID: HealthMark] = [:]
         var up = Set(table.health.keys.filter { verdict.up.contains($0) })
+        let panicChanged = inPanic.withLock { state in
+            defer { state = verdict.panic }
+            return state != verdict.panic
+        }
         if verdict.panic {
             // So many cells look down that the checker's own view is the likelier fault: take none out.
-            logger.critical(
-                "health checker panic: too many cells look down; none is taken out",
-                metadata: ["down": "\(verdict.down.keys.sorted())", "panic_share": "\(policy.panicShare)"]
-            )
+            if panicChanged {
+                logger.critical(
+                    "health checker panic: too many cells look down; none is taken out",
+                    metadata: ["down": "\(verdict.down.keys.sorted())", "panic_share": "\(policy.panicShare)"]
+                )
+            }
             up.formUnion(table.health.keys)
         } else {
             for (cell, reason) in verdict.down where table.health[cell] == nil {

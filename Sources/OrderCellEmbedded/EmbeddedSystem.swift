@@ -151,7 +151,9 @@ public final class EmbeddedSystem: Sendable {
             proxy: proxy, drills: cells, routingChanges: ControlPlaneRoutingChanges(control: control), tokens: tokens,
             routingStatus: RoutingStatus(source: .inProcess), clock: clock, logger: logger
         )
-        let controlAPI = ControlAdminAPI(control: control, tokens: tokens, pathPrefix: "/control", clock: clock, logger: logger)
+        let controlAPI = ControlAdminAPI(
+            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, clock: clock, logger: logger
+        )
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger
         )

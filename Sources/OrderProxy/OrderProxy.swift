@@ -150,7 +150,7 @@ public final class OrderProxy: Sendable {
             return limiter.admit(merchant: request.merchantID, at: now)
         }
         guard case .refused(let scope, let milliseconds) = decision else { return }
-        let seconds = Int(max(1, (milliseconds + 999) / 1000))
+        let seconds = Int(max(1, min(milliseconds, 3_600_000) / 1000 + 1))
         switch scope {
         case .global:
             throw OrderError(.rateLimited, "this proxy takes at most \(Self.rate(policy.rateLimits.globalCreatesPerSecond)) creates per second", retryAfterSeconds: seconds)

@@ -46,6 +46,11 @@ struct ControlCommand: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(logLevel)
+        guard (50...3_600_000).contains(healthInterval) else { throw ValidationError("--health-interval must be 50...3600000 milliseconds") }
+        guard (1...100).contains(healthFailures), (1...100).contains(healthSuccesses) else {
+            throw ValidationError("--health-failures and --health-successes must be 1...100")
+        }
+        guard (0...1).contains(healthPanicShare) else { throw ValidationError("--health-panic-share must be 0...1") }
         let policy = HealthCheckPolicy(
             failuresToMarkDown: healthFailures, successesToMarkUp: healthSuccesses, intervalMilliseconds: healthInterval,
             maximumBackoffMilliseconds: max(healthInterval, 8 * healthInterval), panicShare: healthPanicShare

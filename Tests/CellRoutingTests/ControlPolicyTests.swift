@@ -169,3 +169,46 @@ struct ControlPolicyTests {
         #expect(tracker.verdict(over: cells).panic)
     }
 }
+
+@Suite("Rollback of a routing table")
+struct RollbackTests {
+    let now = Timestamp(secondsSinceEpoch: 1_800_000_000)
+
+    @Test func decisionsComeBackWhileLocationsNewCellsAndHealthStay() throws {
+        let one = CellID(unchecked: 1)
+        let two = CellID(unchecked: 2)
+        let earlier = try RoutingTable(
+            cells: [CellRoute(id: one, partition: "n", storage: CellStorageRoute(primary: "postgres://a@p1:1/c", replicas: ["postgres://a@r1:1/c"]))],
+            partitions: [Partition(name: "n", kind: .normal)], defaultPartition: "n"
+        )
+        let failedOver = try earlier.updatingCell(one) { $0.storage = CellStorageRoute(primary: "postgres://a@r1:1/c") }
+        let drained = try failedOver.updatingCell(one) { $0.weight = 0 }
+        let grown = try drained.settingPartition(Partition(name: "big", kind: .normal))
+            .addingCell(CellRoute(id: two, partition: "big", endpoints: ["h:1"]))
+            .settingHealth(down: [two: HealthMark(since: now, reason: "probe failed")], up: [])
+        let restored = try grown.rollingBack(to: earlier)
+        #expect(restored.version == grown.version + 1)
+        #expect(restored.cells[one]?.weight == 100)
+        #expect(restored.cells[one]?.storage?.primary == "postgres://a@r1:1/c", "never back to a failed primary")
+        #expect(restored.cells[two]?.endpoints == ["h:1"] && restored.partitions["big"] != nil, "cells added since stay, with their partition")
+        #expect(restored.health[two] != nil)
+    }
+
+    @Test func aRestartedTrackerKeepsPublishedMarksUntilMGoodProbes() {
+        let cell = CellID(unchecked: 3)
+        var tracker = CellHealthTracker(policy: HealthCheckPolicy(successesToMarkUp: 2), down: [cell: "3 failed probes"], now: now)
+        #expect(tracker.state(of: cell) != .up)
+        tracker.record(cell, failure: nil, latencyMilliseconds: 1, at: now)
+        #expect(tracker.state(of: cell) != .up)
+        tracker.record(cell, failure: nil, latencyMilliseconds: 1, at: now)
+        #expect(tracker.state(of: cell) == .up)
+    }
+
+    @Test func aTinyRateCannotOverflowRetryAfter() throws {
+        var bucket = TokenBucket(ratePerSecond: RateLimits.minimumRate, burstSeconds: 1, now: now)
+        bucket.take()
+        #expect(bucket.millisecondsUntilToken <= 3_600_000)
+        let table = try RoutingTable(cells: [], partitions: [Partition(name: "n", kind: .normal)], defaultPartition: "n")
+        #expect(throws: RoutingTableError.self) { try table.settingPolicy(TrafficPolicy(rateLimits: RateLimits(globalCreatesPerSecond: 1e-17))) }
+    }
+}

@@ -1,5 +1,7 @@
 import CellRouting
 import Foundation
+import HealthChecking
+import Logging
 import NIOHTTP1
 import OrderCellEmbedded
 import OrderModel
@@ -66,6 +68,22 @@ struct ControlPlaneTests {
         }
     }
 
+    @Test func rollbackKeepsCellsAddedSinceAndWhereCellsLive() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 2)) { system in
+            let api = system.client
+            #expect(try await api.send(.PATCH, "/control/admin/cells/1", #"{"weight":0,"reason":"drain"}"#, admin: true).status == 200)
+            let added = #"{"cell_id":3,"partition":"normal","endpoints":["10.0.0.3:7000"],"reason":"capacity"}"#
+            #expect(try await api.send(.POST, "/control/admin/cells", added, admin: true).status == 200)
+            let created = try await api.create("m1", "in-cell-3-or-2")
+            let id = try #require(created["order_id"])
+            #expect(try await api.send(.POST, "/control/admin/releases/1/rollback", #"{"reason":"undo the drain"}"#, admin: true).status == 200)
+            let table = system.system.proxy.routingTable
+            #expect(table.cells[CellID(unchecked: 1)]?.weight == 100, "the operator's decision is restored")
+            #expect(table.cells[CellID(unchecked: 3)]?.endpoints == ["10.0.0.3:7000"], "a cell added since is kept")
+            #expect(try await api.send(.GET, "/v1/orders/\(id)").status == 200, "every order still routes")
+        }
+    }
+
     @Test func operatorEndpointsCheckTokensRolesVersionsAndInput() async throws {
         try await TestSystem.run(layout: Self.grayLayout) { system in
             let api = system.client
@@ -86,7 +104,9 @@ struct ControlPlaneTests {
                 ("PATCH", "/control/admin/cells/1", #"{"weight":5000}"#),
                 ("PATCH", "/control/admin/cells/1", #"{"state":"MELTING"}"#),
                 ("PATCH", "/control/admin/cells/1", #"{"partition":"nowhere"}"#),
-                ("PATCH", "/control/admin/cells/99", #"{"weight":1}"#),
+                ("PATCH", "/control/admin/cells/1", #"{"endpoints":["no-port"]}"#),
+                ("PUT", "/control/admin/config", #"{"policy":{"rate_limits":{"global_creates_per_second":1e-17}}}"#),
+                ("PUT", "/control/admin/config", #"{"policy":{"flags":{"bad flag!":true}}}"#),
                 ("POST", "/control/admin/cells", #"{"cell_id":1,"partition":"normal"}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"canary":{"partition":"canary","percent":140}}}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"rate_limits":{"global_creates_per_second":-1}}}"#),
@@ -100,7 +120,9 @@ struct ControlPlaneTests {
                     "\(method) \(path) \(body ?? ""): \(result.status) \(result.text)")
             }
             #expect(try await api.send(.GET, "/control/admin/releases/42", admin: true).code == "not_found")
-            #expect(system.system.proxy.routingTable.version == 2, "no refused change was published")
+            #expect(try await api.send(.PATCH, "/control/admin/cells/99", #"{"weight":1}"#, admin: true).code == "not_found")
+            #expect(try await api.send(.PATCH, "/control/admin/cells/1", #"{"weight":5,"reason":"same again"}"#, admin: true).status == 200)
+            #expect(system.system.proxy.routingTable.version == 2, "no refused change, and no change that changes nothing, was published")
         }
     }
 
@@ -245,6 +267,13 @@ struct ControlPlaneTests {
                 system.clock.advance(milliseconds: 1000)
             }
             #expect(rounds == 3, "k = 3 failed probes, one per second: out within 3 s")
+            // A restarted checker starts from the published marks instead of lifting them.
+            let restarted = HealthChecker(
+                control: system.system.control, clients: system.system.proxy.clientProvider, policy: policy, clock: { system.clock.now },
+                logger: Logger(label: "test")
+            )
+            #expect(await restarted.runRound().published == nil)
+            #expect(system.system.proxy.routingTable.health[cell2] != nil)
             let during = try await concurrently(200, width: 8) { index in try await api.create("m1", "while-down-\(index)").json["cell_id"] as? Int ?? -1 }
             #expect(!during.contains(2) && Set(during) == [1, 3, 4])
             let cells = try await api.send(.GET, "/admin/cells", admin: true)

@@ -9,6 +9,11 @@ extension ControlPlane {
     /// Fails cell `cell` over to its first replica: promotes it, stops it
     /// waiting for a synchronous standby it no longer has, and publishes the
     /// routing change that moves the cell's services to it.
+    ///
+    /// Refused while the cell's primary still answers as a primary: two
+    /// primaries would split the cell's writes (and a repeated request,
+    /// after the first promoted the replica, would otherwise promote the
+    /// next replica, which lacks the writes made since).
     public func failover(cell: CellID, author: String, logger: Logger) async throws -> RoutingTable {
         let table = routingTable
         guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
@@ -16,6 +21,12 @@ extension ControlPlane {
             throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
         }
         guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
+        if let primary = PostgresEndpoint(url: storage.primary), await CellFailover.answersAsPrimary(primary, logger: logger) {
+            throw OrderError(
+                .invalidRequest,
+                "cell \(cell)'s primary \(storage.primary) still answers as a primary: stop it before failing over (no split brain)"
+            )
+        }
         try await CellFailover.promote(endpoint, logger: logger)
         return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
             try table.updatingCell(cell) { route in
@@ -27,6 +38,28 @@ extension ControlPlane {
 
 /// Promotion of a cell's PostgreSQL standby.
 enum CellFailover {
+    /// Whether `endpoint` accepts a connection within 2 s and is not in recovery.
+    static func answersAsPrimary(_ endpoint: PostgresEndpoint, logger: Logger) async -> Bool {
+        var configuration = PostgresClient.Configuration(
+            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
+            database: endpoint.database, tls: .disable
+        )
+        configuration.options.connectTimeout = .seconds(2)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let run = Task { await client.run() }
+        defer { run.cancel() }
+        do {
+            return try await withDeadline(.seconds(3)) {
+                for try await inRecovery in try await client.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+                    return !inRecovery
+                }
+                return false
+            }
+        } catch {
+            return false
+        }
+    }
+
     /// Promotes a PostgreSQL standby (idempotent) and makes it commit without a standby.
     static func promote(_ endpoint: PostgresEndpoint, logger: Logger) async throws {
         let configuration = PostgresClient.Configuration(

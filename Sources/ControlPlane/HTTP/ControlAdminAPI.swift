@@ -17,17 +17,22 @@ public struct ControlAdminAPI: Sendable {
     public let pathPrefix: String
     /// Whether cell failover (PostgreSQL promotion) is offered.
     public let offersFailover: Bool
+    /// Whether the followers' long poll (`/v1/routing`) is served: on the
+    /// control plane's own (internal) port in a cluster; not on the public
+    /// port of the embedded deployment, whose proxy follows in process.
+    public let servesFollowers: Bool
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
         control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", offersFailover: Bool = false,
-        clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        servesFollowers: Bool = true, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.control = control
         self.tokens = tokens
         self.pathPrefix = pathPrefix
         self.offersFailover = offersFailover
+        self.servesFollowers = servesFollowers
         self.clock = clock
         self.logger = logger
     }
@@ -45,13 +50,15 @@ public struct ControlAdminAPI: Sendable {
     public func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
         let control = self.control
         let p = pathPrefix
-        routes.on(.get, p + "/v1/routing") { request, _ in
-            let after = request.uri.queryParameters.get("after").flatMap(UInt64.init) ?? 0
-            let wait = min(Double(request.uri.queryParameters.get("wait").flatMap(Int.init) ?? 0), 30)
-            guard let table = await control.table(after: after, waitingUpTo: .seconds(wait)) else {
-                return Response(status: .notModified)
+        if servesFollowers {
+            routes.on(.get, p + "/v1/routing") { request, _ in
+                let after = request.uri.queryParameters.get("after").flatMap(UInt64.init) ?? 0
+                let wait = min(max(Double(request.uri.queryParameters.get("wait").flatMap(Int.init) ?? 0), 0), 30)
+                guard let table = await control.table(after: after, waitingUpTo: .seconds(wait)) else {
+                    return Response(status: .notModified)
+                }
+                return try HTTPBodies.json(table)
             }
-            return try HTTPBodies.json(table)
         }
 
         // MARK: Reading (viewer)
@@ -98,6 +105,7 @@ public struct ControlAdminAPI: Sendable {
             let cell = try Self.cellID(context)
             let body = try await HTTPBodies.decode(CellPatchBody.self, from: request)
             let state = try body.state.map(Self.cellState)
+            let endpoints = try OperatorInput.endpoints(body.endpoints)
             let partition = try body.partition.map(Self.partitionName)
             if let label = body.versionLabel { try RequestLimits.checkIdentifier(label, field: "version_label", length: 1...64) }
             return try await publish(request, token, body.reason, body.expectedVersion, "change cell \(cell): \(body.summary)") { table in
@@ -105,7 +113,7 @@ public struct ControlAdminAPI: Sendable {
                     if let partition { route.partition = partition }
                     if let state { route.state = state }
                     if let weight = body.weight { route.weight = weight }
-                    if let endpoints = body.endpoints { route.endpoints = endpoints }
+                    if let endpoints { route.endpoints = endpoints }
                     if let label = body.versionLabel { route.versionLabel = label }
                 }
             }
@@ -170,7 +178,8 @@ public struct ControlAdminAPI: Sendable {
         routes.on(.put, p + "/admin/config") { request, _ in
             let token = try tokens.authorize(request, as: .operator)
             let body = try await HTTPBodies.decode(ConfigBody.self, from: request)
-            return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(body.policy) }
+            let policy = try body.validated()
+            return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(policy) }
         }
         routes.on(.post, p + "/admin/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)

@@ -28,7 +28,7 @@ struct AddCellBody: Decodable {
         if let versionLabel { try RequestLimits.checkIdentifier(versionLabel, field: "version_label", length: 1...64) }
         return CellRoute(
             id: cell, partition: try ControlAdminAPI.partitionName(partition), state: try state.map(ControlAdminAPI.cellState) ?? .active,
-            endpoints: endpoints ?? [], weight: weight ?? 100, storage: storage, versionLabel: versionLabel
+            endpoints: try OperatorInput.endpoints(endpoints) ?? [], weight: weight ?? 100, storage: storage, versionLabel: versionLabel
         )
     }
 }
@@ -83,6 +83,35 @@ struct ConfigBody: Decodable {
     var reason: String?
     var expectedVersion: UInt64?
     enum CodingKeys: String, CodingKey { case policy, reason, expectedVersion = "expected_version" }
+
+    /// Checks the names the policy carries (the routing table checks the numbers and partitions).
+    func validated() throws(OrderError) -> TrafficPolicy {
+        let merchants = (policy.canary?.merchants ?? []) + Array(policy.rateLimits.merchantOverrides.keys)
+        guard merchants.count <= 10_000, policy.flags.count <= 1_000 else {
+            throw OrderError.invalidRequest("a policy lists at most 10000 merchants and 1000 flags")
+        }
+        for merchant in merchants { try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength) }
+        for flag in policy.flags.keys { try RequestLimits.checkIdentifier(flag, field: "flag", length: 1...64) }
+        return policy
+    }
+}
+
+/// Checks of operator input that the routing table does not make itself.
+enum OperatorInput {
+    /// Cell service addresses: `host:port`, at most 16.
+    static func endpoints(_ endpoints: [String]?) throws(OrderError) -> [String]? {
+        guard let endpoints else { return nil }
+        guard endpoints.count <= 16 else { throw OrderError.invalidRequest("a cell has at most 16 endpoints") }
+        for endpoint in endpoints {
+            guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]),
+                (1...65535).contains(port), (1...253).contains(endpoint[..<colon].utf8.count),
+                !endpoint.contains(where: { $0.isWhitespace || $0 == "/" })
+            else {
+                throw OrderError.invalidRequest("endpoints are host:port, got '\(endpoint.prefix(64))'")
+            }
+        }
+        return endpoints
+    }
 }
 
 /// The answer to every change: the new release, what it changed, and the routing.

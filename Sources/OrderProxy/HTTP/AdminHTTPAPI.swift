@@ -19,7 +19,7 @@ struct AdminHTTPAPI: Sendable {
     func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
         routes.on(.get, "/admin/cells") { request, _ in
             try tokens.authorize(request, as: .viewer)
-            return try HTTPBodies.json(await cellList())
+            return try HTTPBodies.json(try await cellList())
         }
         routes.on(.get, "/admin/proxy") { request, _ in
             try tokens.authorize(request, as: .viewer)
@@ -30,13 +30,13 @@ struct AdminHTTPAPI: Sendable {
             let cell = try cellID(context)
             let body = try await HTTPBodies.decode(FaultBody.self, from: request)
             try await setFault(try body.fault(), on: cell)
-            return try HTTPBodies.json(await view(of: cell))
+            return try HTTPBodies.json(try await view(of: cell))
         }
         routes.on(.delete, "/admin/cells/{cell_id}/fault") { request, context in
             try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             try await setFault(.none, on: cell)
-            return try HTTPBodies.json(await view(of: cell))
+            return try HTTPBodies.json(try await view(of: cell))
         }
         routes.on(.put, "/admin/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
@@ -44,13 +44,13 @@ struct AdminHTTPAPI: Sendable {
             let body = try await HTTPBodies.decodeIfPresent(BlacklistBody.self, from: request)
             let entry = try BlacklistEntry(requestedAt: clock(), reason: body?.reason, expiresInSeconds: body?.expiresInSeconds)
             try await updateRouting { try await $0.blacklist(cell, entry, by: token) }
-            return try HTTPBodies.json(await view(of: cell))
+            return try HTTPBodies.json(try await view(of: cell))
         }
         routes.on(.delete, "/admin/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             try await updateRouting { try await $0.unblacklist(cell, by: token) }
-            return try HTTPBodies.json(await view(of: cell))
+            return try HTTPBodies.json(try await view(of: cell))
         }
     }
 
@@ -78,16 +78,17 @@ struct AdminHTTPAPI: Sendable {
         }
     }
 
-    private func cellList() async -> CellListView {
+    private func cellList() async throws -> CellListView {
         let table = proxy.routingTable
         var cells: [CellView] = []
-        for cell in table.sortedCells { cells.append(await view(of: cell.id, table: table)) }
+        for cell in table.sortedCells { cells.append(try await view(of: cell.id, table: table)) }
         return CellListView(routingVersion: table.version, cells: cells)
     }
 
-    private func view(of cell: CellID, table: RoutingTable? = nil) async -> CellView {
+    private func view(of cell: CellID, table: RoutingTable? = nil) async throws(OrderError) -> CellView {
         let table = table ?? proxy.routingTable
-        let route = table.cells[cell]!
+        // A new release may have removed the cell since the request was checked.
+        guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
         let now = clock()
         var fault = "unknown"
         if let drills, let current = try? await drills.fault(of: cell) {
