@@ -15,6 +15,14 @@ public final class ControlPlane: Sendable {
     /// Serialises publishing within this process, so a change never races its own predecessor.
     private let publishing = PublishQueue()
     private let observers = Mutex<[@Sendable (RoutingTable) -> Void]>([])
+    /// Long polls parked until the next release (woken by ``adopt(_:)``),
+    /// and polls that gave up before they could park.
+    private struct Waiters {
+        var parked: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var abandoned: Set<UInt64> = []
+    }
+    private let waiters = Mutex(Waiters())
+    private let nextWaiter = Atomic<UInt64>(0)
     private let prepare: (@Sendable (RoutingTable) async throws -> Void)?
     private let logger: Logger
 
@@ -140,6 +148,11 @@ public final class ControlPlane: Sendable {
             return true
         }
         guard newer else { return }
+        let parked = waiters.withLock { waiters in
+            defer { waiters.parked.removeAll() }
+            return Array(waiters.parked.values)
+        }
+        for waiter in parked { waiter.resume() }
         for observer in observers.withLock({ $0 }) { observer(table) }
     }
 
@@ -147,15 +160,47 @@ public final class ControlPlane: Sendable {
         OrderError(.cellUnavailable, "the control database is unavailable: \(error)")
     }
 
-    /// Waits until the routing table is newer than `version`, or `timeout` passes.
+    /// Waits until the routing table is newer than `version`, or `timeout`
+    /// passes (or the caller is cancelled). Parked, not polling: a release
+    /// wakes every waiter at once.
     public func table(after version: UInt64, waitingUpTo timeout: Duration) async -> RoutingTable? {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while true {
-            let table = routingTable
-            if table.version > version { return table }
-            if clock.now >= deadline || Task.isCancelled { return nil }
-            try? await Task.sleep(for: .milliseconds(10))
+        if let table = newer(than: version) { return table }
+        let id = nextWaiter.add(1, ordering: .relaxed).newValue
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.park(id, after: version) }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // Whichever came first, the waiter must not outlive the call: wake
+            // it if it parked, or tell it not to park if it has not yet.
+            let parked = waiters.withLock { waiters in
+                let parked = waiters.parked.removeValue(forKey: id)
+                // Not parked and the table still old: it has not looked yet, and must not park when it does.
+                if parked == nil, routingTable.version <= version { waiters.abandoned.insert(id) }
+                return parked
+            }
+            parked?.resume()
+        }
+        return newer(than: version)
+    }
+
+    private func newer(than version: UInt64) -> RoutingTable? {
+        let table = routingTable
+        return table.version > version ? table : nil
+    }
+
+    /// Parks until ``adopt(_:)`` publishes past `version`. The version is
+    /// checked under the waiters' lock, which `adopt` takes after updating
+    /// the table, so a release cannot slip between the check and the parking.
+    private func park(_ id: UInt64, after version: UInt64) async {
+        await withCheckedContinuation { continuation in
+            let parked = waiters.withLock { waiters -> Bool in
+                if waiters.abandoned.remove(id) != nil { return false }
+                guard routingTable.version <= version else { return false }
+                waiters.parked[id] = continuation
+                return true
+            }
+            if !parked { continuation.resume() }
         }
     }
 

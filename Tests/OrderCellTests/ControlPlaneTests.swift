@@ -68,6 +68,23 @@ struct ControlPlaneTests {
         }
     }
 
+    @Test func longPollsWakeOnAReleaseAndGiveUpAtTheirTimeout() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 2)) { system in
+            let control = system.system.control
+            let version = control.routingTable.version
+            for _ in 0..<50 { #expect(await control.table(after: version, waitingUpTo: .zero) == nil) }
+            let started = ContinuousClock.now
+            async let woken = control.table(after: version, waitingUpTo: .seconds(20))
+            async let alsoWoken = control.table(after: version, waitingUpTo: .seconds(20))
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(try await system.client.send(.PATCH, "/control/admin/cells/1", #"{"weight":7}"#, admin: true).status == 200)
+            let (first, second) = await (woken, alsoWoken)
+            #expect(first?.version == version + 1 && second?.version == version + 1)
+            #expect(ContinuousClock.now - started < .seconds(10), "woken by the release, not by the timeout")
+            #expect(await control.table(after: version, waitingUpTo: .seconds(5))?.version == version + 1, "a newer release answers at once")
+        }
+    }
+
     @Test func rollbackKeepsCellsAddedSinceAndWhereCellsLive() async throws {
         try await TestSystem.run(layout: .singlePartition(cells: 2)) { system in
             let api = system.client
