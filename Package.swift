@@ -226,7 +226,7 @@ let package = Package(
         .testTarget(
             name: "OrderCellTests",
             dependencies: [
-                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking",
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -133,6 +133,12 @@ public struct BlacklistEntry: Sendable, Codable, Equatable {
 /// whole when a new version arrives. Every change increments ``version``.
 public struct RoutingTable: Sendable, Equatable {
     public private(set) var version: UInt64
+    /// The control database this release comes from, named once when it
+    /// publishes its first release. Versions compare only within an epoch:
+    /// a control database rebuilt from scratch starts again at version 1,
+    /// and followers holding a higher version from the old one must still
+    /// take its releases.
+    public private(set) var epoch: String?
     public private(set) var cells: [CellID: CellRoute]
     public private(set) var partitions: [PartitionName: Partition]
     /// Explicit merchant → partition rules; other merchants use ``defaultPartition``.
@@ -328,6 +334,7 @@ public struct RoutingTable: Sendable, Equatable {
     public func rollingBack(to earlier: RoutingTable) throws(RoutingTableError) -> RoutingTable {
         var next = earlier
         next.version = version + 1
+        next.epoch = epoch
         for (id, current) in cells {
             if var restored = next.cells[id] {
                 restored.storage = current.storage
@@ -344,6 +351,20 @@ public struct RoutingTable: Sendable, Equatable {
         try next.validate()
         next.reindex()
         return next
+    }
+
+    /// Whether a follower holding `current` should install this table: a
+    /// newer version of the same epoch, or any release of another epoch.
+    public func supersedes(_ current: RoutingTable) -> Bool {
+        if let epoch, epoch != current.epoch { return true }
+        return version > current.version
+    }
+
+    /// The same routing as the first release of a new epoch.
+    public func startingEpoch(_ epoch: String) -> RoutingTable {
+        var copy = self
+        copy.epoch = epoch
+        return copy
     }
 
     /// The same routing published as `version` (a rollback republishes an
@@ -366,7 +387,7 @@ public struct RoutingTable: Sendable, Equatable {
 
 extension RoutingTable: Codable {
     enum CodingKeys: String, CodingKey {
-        case version, cells, partitions
+        case version, epoch, cells, partitions
         case defaultPartition = "default_partition"
         case merchantPartitions = "merchant_partitions"
         case blacklist, health, policy
@@ -403,11 +424,13 @@ extension RoutingTable: Codable {
         } catch let error as RoutingTableError {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
         }
+        epoch = try container.decodeIfPresent(String.self, forKey: .epoch)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(version, forKey: .version)
+        try container.encodeIfPresent(epoch, forKey: .epoch)
         try container.encode(sortedCells, forKey: .cells)
         try container.encode(partitions.values.sorted { $0.name < $1.name }, forKey: .partitions)
         try container.encode(defaultPartition, forKey: .defaultPartition)

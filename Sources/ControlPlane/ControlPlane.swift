@@ -43,7 +43,7 @@ public final class ControlPlane: Sendable {
         if let latest = try await store.latest() {
             current = Mutex(latest.table)
         } else {
-            let first = initialTable.publishedAs(version: 1)
+            let first = initialTable.publishedAs(version: 1).startingEpoch(UUID().uuidString.lowercased())
             try await store.publish(RoutingRelease(table: first, author: "ordercell", reason: "initial routing table"))
             current = Mutex(first)
         }

@@ -50,7 +50,7 @@ public struct CellProcess: Sendable {
             services: [CellRPCService(cell: service)]
         )
         let follower = TaskService {
-            await watcher.watch(from: table.version) { table in
+            await watcher.watch(from: table) { table in
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
                 guard let (primary, replicas) = try? Self.storage(of: cell, in: table) else { return }
                 do {

@@ -54,7 +54,7 @@ public struct ProxyProcess: Sendable {
             routingStatus: status, clock: wallClock, logger: logger
         )
         let follower = TaskService {
-            await watcher.watch(from: table.version, onContact: { status.contacted() }) { table in
+            await watcher.watch(from: table, onContact: { status.contacted() }) { table in
                 clients.prepare(for: table)
                 if proxy.install(table) {
                     status.installedFromControlPlane()

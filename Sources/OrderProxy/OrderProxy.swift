@@ -61,11 +61,12 @@ public final class OrderProxy: Sendable {
     /// The routing table this proxy routes by.
     public var routingTable: RoutingTable { routing.withLock { $0 } }
 
-    /// Replaces the routing table with a newer version; older versions are ignored.
+    /// Replaces the routing table with a newer version (or a release of a
+    /// new epoch); older versions are ignored.
     @discardableResult
     public func install(_ table: RoutingTable) -> Bool {
         routing.withLock { current in
-            guard table.version > current.version else { return false }
+            guard table.supersedes(current) else { return false }
             current = table
             return true
         }

@@ -212,3 +212,17 @@ struct RollbackTests {
         #expect(throws: RoutingTableError.self) { try table.settingPolicy(TrafficPolicy(rateLimits: RateLimits(globalCreatesPerSecond: 1e-17))) }
     }
 }
+
+@Suite("Routing epochs")
+struct RoutingEpochTests {
+    @Test func aNewControlDatabaseSupersedesHigherVersionsOfTheOldOne() throws {
+        let base = try RoutingTable(cells: [], partitions: [Partition(name: "n", kind: .normal)], defaultPartition: "n")
+        let old = base.publishedAs(version: 40).startingEpoch("old")
+        let rebuilt = base.publishedAs(version: 1).startingEpoch("new")
+        #expect(rebuilt.supersedes(old))
+        #expect(!old.publishedAs(version: 39).supersedes(old))
+        #expect(old.publishedAs(version: 41).supersedes(old))
+        let decoded = try JSONDecoder().decode(RoutingTable.self, from: try JSONEncoder().encode(rebuilt))
+        #expect(decoded.epoch == "new" && decoded == rebuilt)
+    }
+}

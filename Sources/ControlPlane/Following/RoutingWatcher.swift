@@ -23,7 +23,7 @@ public struct RoutingWatcher: Sendable {
         let deadline = clock.now.advanced(by: timeout)
         while true {
             do {
-                if let table = try await poll(after: 0, wait: 0) { return table }
+                if let table = try await poll(after: 0, epoch: nil, wait: 0) { return table }
             } catch {
                 if clock.now >= deadline { throw error }
             }
@@ -33,15 +33,15 @@ public struct RoutingWatcher: Sendable {
 
     /// Watches until cancelled; `onContact` hears of every answer of the control plane.
     public func watch(
-        from version: UInt64, onContact: @Sendable () -> Void = {}, onChange: @Sendable (RoutingTable) async -> Void
+        from start: RoutingTable, onContact: @Sendable () -> Void = {}, onChange: @Sendable (RoutingTable) async -> Void
     ) async {
-        var known = version
+        var known = start
         while !Task.isCancelled {
             do {
-                let table = try await poll(after: known, wait: 20)
+                let table = try await poll(after: known.version, epoch: known.epoch, wait: 20)
                 onContact()
-                if let table, table.version > known {
-                    known = table.version
+                if let table, table.supersedes(known) {
+                    known = table
                     await onChange(table)
                 }
             } catch {
@@ -51,8 +51,9 @@ public struct RoutingWatcher: Sendable {
         }
     }
 
-    private func poll(after version: UInt64, wait: Int) async throws -> RoutingTable? {
-        var request = HTTPClientRequest(url: "\(controlURL)/v1/routing?after=\(version)&wait=\(wait)")
+    private func poll(after version: UInt64, epoch: String?, wait: Int) async throws -> RoutingTable? {
+        let epochParameter = epoch.map { "&epoch=\($0)" } ?? ""
+        var request = HTTPClientRequest(url: "\(controlURL)/v1/routing?after=\(version)\(epochParameter)&wait=\(wait)")
         request.method = .GET
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(wait) + 5))
         let body = try await response.body.collect(upTo: 16 << 20)

@@ -52,6 +52,10 @@ public struct ControlAdminAPI: Sendable {
         let p = pathPrefix
         if servesFollowers {
             routes.on(.get, p + "/v1/routing") { request, _ in
+                // A follower of another epoch (a rebuilt control database) gets the current release at once.
+                let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
+                let current = control.routingTable
+                if let epoch, epoch != current.epoch { return try HTTPBodies.json(current) }
                 let after = request.uri.queryParameters.get("after").flatMap(UInt64.init) ?? 0
                 let wait = min(max(Double(request.uri.queryParameters.get("wait").flatMap(Int.init) ?? 0), 0), 30)
                 guard let table = await control.table(after: after, waitingUpTo: .seconds(wait)) else {
