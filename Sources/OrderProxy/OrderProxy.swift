@@ -72,14 +72,6 @@ public final class OrderProxy: Sendable {
         }
     }
 
-    /// Changes the routing table in place (operator actions in embedded mode).
-    public func updateRoutingTable(_ change: (RoutingTable) throws -> RoutingTable) throws -> RoutingTable {
-        try routing.withLock { current in
-            current = try change(current)
-            return current
-        }
-    }
-
     /// Learns the cells of a new routing table ahead of traffic (connections start at once).
     public var clientProvider: any CellClientProvider { clients }
 
@@ -107,8 +99,9 @@ public final class OrderProxy: Sendable {
             return (wanted, placed.partition, placed.cells, table.cells, table.policy)
         }
         try admit(request, policy: policy, at: now)
-        for refused in [wanted, partition] where policy.degradation.refuseCreatesIn.contains(refused) {
-            throw OrderError(.degraded, "new orders in partition \(refused) are switched off by an operator", retryAfterSeconds: 30)
+        let refused = policy.degradation.refuseCreatesIn
+        if !refused.isEmpty, let partition = refused.first(where: { $0 == wanted || $0 == partition }) {
+            throw OrderError(.degraded, "new orders in partition \(partition) are switched off by an operator", retryAfterSeconds: 30)
         }
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
         let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry

@@ -144,7 +144,15 @@ public struct ControlAdminAPI: Sendable {
                 let token = try tokens.authorize(request, as: .operator)
                 let cell = try Self.cellID(context)
                 let before = control.routingTable
-                let table = try await control.failover(cell: cell, author: token.name, logger: logger)
+                let table: RoutingTable
+                do {
+                    table = try await control.failover(cell: cell, author: token.name, logger: logger)
+                } catch let error as OrderError {
+                    throw error
+                } catch {
+                    // PostgreSQL refused or did not answer: say so, not "internal error".
+                    throw OrderError(.cellUnavailable, "failover of cell \(cell) failed: \(error)", retryAfterSeconds: 5)
+                }
                 return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
             }
         }

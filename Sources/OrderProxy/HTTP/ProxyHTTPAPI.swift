@@ -9,7 +9,7 @@ import OrderModel
 public struct ProxyHTTPAPI: Sendable {
     public let proxy: OrderProxy
     public let drills: (any CellDrillControl)?
-    /// Where operator routing changes (blacklist) are made.
+    /// Where operator routing changes (blacklist) are made: the control plane.
     public let routingChanges: any RoutingChanges
     /// Bearer tokens of the operator endpoints (none: they are disabled).
     public let tokens: OperatorTokens
@@ -19,13 +19,13 @@ public struct ProxyHTTPAPI: Sendable {
     private let logger: Logger
 
     public init(
-        proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: (any RoutingChanges)? = nil, tokens: OperatorTokens,
+        proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: any RoutingChanges, tokens: OperatorTokens,
         routingStatus: RoutingStatus = RoutingStatus(source: .inProcess), clock: @escaping @Sendable () -> Timestamp,
         isReady: @escaping @Sendable () -> Bool = { true }, logger: Logger = Logger(label: "ordercell.http")
     ) {
         self.proxy = proxy
         self.drills = drills
-        self.routingChanges = routingChanges ?? LocalRoutingChanges(proxy: proxy)
+        self.routingChanges = routingChanges
         self.tokens = tokens
         self.routingStatus = routingStatus
         self.clock = clock
