@@ -47,7 +47,7 @@ struct PostgresTestServers: Sendable {
         return PostgresCellConfiguration(
             primary: PostgresEndpoint(host: "127.0.0.1", port: primary.port, database: name, username: primary.user),
             replicas: [PostgresEndpoint(host: "127.0.0.1", port: replica.port, database: name, username: primary.user)],
-            tls: .disable, maximumConnections: 8, callTimeout: .seconds(30), statementTimeout: .seconds(5)
+            tls: .disable, maximumConnections: 8, minimumConnections: 0, callTimeout: .seconds(30), statementTimeout: .seconds(5)
         )
     }
 }

@@ -37,6 +37,11 @@ public struct PostgresCellConfiguration: Sendable {
     public var tls: PostgresTLSMode
     /// Connections per server.
     public var maximumConnections: Int
+    /// Connections per server opened up front and never closed for being
+    /// idle. A cell service keeps all of them (the default): a connection
+    /// beyond this number arms an idle timer every time it is returned to
+    /// the pool, which costs a timer task per query under load.
+    public var minimumConnections: Int
     /// Client-side deadline of every call (queries are also bounded server-side).
     public var callTimeout: Duration
     /// Server-side `statement_timeout`.
@@ -46,13 +51,14 @@ public struct PostgresCellConfiguration: Sendable {
 
     public init(
         primary: PostgresEndpoint, replicas: [PostgresEndpoint] = [], tls: PostgresTLSMode = .require,
-        maximumConnections: Int = 16, callTimeout: Duration = .seconds(3), statementTimeout: Duration = .seconds(2),
+        maximumConnections: Int = 16, minimumConnections: Int? = nil, callTimeout: Duration = .seconds(3), statementTimeout: Duration = .seconds(2),
         maximumReplicaLag: Duration = .seconds(2)
     ) {
         self.primary = primary
         self.replicas = replicas
         self.tls = tls
         self.maximumConnections = maximumConnections
+        self.minimumConnections = min(minimumConnections ?? maximumConnections, maximumConnections)
         self.callTimeout = callTimeout
         self.statementTimeout = statementTimeout
         self.maximumReplicaLag = maximumReplicaLag
@@ -76,6 +82,11 @@ public struct PostgresCellConfiguration: Sendable {
             ("application_name", applicationName),
         ]
         configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = minimumConnections
+        // No keep-alive query: it arms a timer each time a connection is
+        // returned to the pool. A connection that went dead while idle is
+        // found by the call deadline and statement_timeout of its next query.
+        configuration.options.keepAliveBehavior = nil
         configuration.options.connectTimeout = callTimeout
         return configuration
     }

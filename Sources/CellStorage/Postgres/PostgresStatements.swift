@@ -32,6 +32,7 @@ func decodeOrder(_ row: PostgresRow) throws -> Order {
 }
 
 struct SelectOrderByID: PostgresPreparedStatement {
+    static let name = "ordercell.SelectOrderByID"
     static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE order_id = $1"
     var orderID: String
     func makeBindings() throws -> PostgresBindings {
@@ -43,6 +44,7 @@ struct SelectOrderByID: PostgresPreparedStatement {
 }
 
 struct LockOrderByID: PostgresPreparedStatement {
+    static let name = "ordercell.LockOrderByID"
     static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE order_id = $1 FOR UPDATE"
     var orderID: String
     func makeBindings() throws -> PostgresBindings {
@@ -54,6 +56,7 @@ struct LockOrderByID: PostgresPreparedStatement {
 }
 
 struct SelectOrderByTradeNo: PostgresPreparedStatement {
+    static let name = "ordercell.SelectOrderByTradeNo"
     static let sql = "SELECT \(PostgresSchema.orderColumns) FROM orders WHERE merchant_id = $1 AND out_trade_no = $2"
     var merchantID: String
     var outTradeNo: String
@@ -69,6 +72,7 @@ struct SelectOrderByTradeNo: PostgresPreparedStatement {
 /// Inserts an order and its creation event in one statement (one round
 /// trip, atomic), unless the merchant's `out_trade_no` exists already.
 struct InsertOrderWithEvent: PostgresPreparedStatement {
+    static let name = "ordercell.InsertOrderWithEvent"
     static let sql = """
         WITH inserted AS (
             INSERT INTO orders (\(PostgresSchema.orderColumns))
@@ -106,6 +110,7 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
 }
 
 struct UpdateOrder: PostgresPreparedStatement {
+    static let name = "ordercell.UpdateOrder"
     static let sql = """
         UPDATE orders SET status = $1, refunded_amount = $2, payment_id = $3, close_reason = $4, paid_at = $5, \
         closed_at = $6, updated_at = $7, revision = $8 WHERE order_id = $9
@@ -128,6 +133,7 @@ struct UpdateOrder: PostgresPreparedStatement {
 }
 
 struct InsertEvent: PostgresPreparedStatement {
+    static let name = "ordercell.InsertEvent"
     static let sql = """
         INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after) VALUES ($1, $2, $3, $4, $5, $6, $7)
         """
@@ -147,6 +153,7 @@ struct InsertEvent: PostgresPreparedStatement {
 }
 
 struct InsertRefund: PostgresPreparedStatement {
+    static let name = "ordercell.InsertRefund"
     static let sql = "INSERT INTO refunds (order_id, refund_id, amount, reason, created_at) VALUES ($1, $2, $3, $4, $5)"
     var refund: Refund
     func makeBindings() throws -> PostgresBindings {
@@ -162,6 +169,7 @@ struct InsertRefund: PostgresPreparedStatement {
 }
 
 struct SelectRefund: PostgresPreparedStatement {
+    static let name = "ordercell.SelectRefund"
     static let sql = "SELECT amount, reason, created_at FROM refunds WHERE order_id = $1 AND refund_id = $2"
     var orderID: OrderID
     var refundID: String
@@ -178,6 +186,7 @@ struct SelectRefund: PostgresPreparedStatement {
 }
 
 struct ReserveSequence: PostgresPreparedStatement {
+    static let name = "ordercell.ReserveSequence"
     static let sql = """
         INSERT INTO sequences (name, next_value) VALUES ('order', 1 + $1)
         ON CONFLICT (name) DO UPDATE SET next_value = sequences.next_value + $1
