@@ -50,11 +50,23 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        // The proxy ↔ cell RPC: generated gRPC/protobuf code and its mapping to the domain.
+        // The cell wire protocol: length-prefixed frames over TCP, multiplexed calls, no HTTP/2.
+        .target(
+            name: "CellWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The proxy ↔ cell RPC: generated gRPC/protobuf code, the wire protocol's method numbers, the mapping to the domain.
         .target(
             name: "CellRPC",
             dependencies: [
                 "OrderModel",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -78,8 +90,10 @@ let package = Package(
         .target(
             name: "CellService",
             dependencies: [
-                "OrderModel", "CellStorage", "CellRPC",
+                "OrderModel", "CellStorage", "CellRPC", "CellWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
@@ -100,7 +114,7 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "OrderHTTP",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "CellWire", "OrderHTTP",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -153,8 +167,8 @@ let package = Package(
         .target(
             name: "OrderCellCluster",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellRPC", "OrderProxy", "ControlPlane", "LocalCluster",
-                "OrderHTTP", "HealthChecking",
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellRPC", "CellWire", "OrderProxy", "ControlPlane",
+                "LocalCluster", "OrderHTTP", "HealthChecking",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -186,6 +200,8 @@ let package = Package(
                 "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
                 "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking", "OrderProxy",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -196,6 +212,16 @@ let package = Package(
         .testTarget(name: "AsyncDeadlineTests", dependencies: ["AsyncDeadline"], swiftSettings: testSwiftSettings),
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
         .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
+        .testTarget(
+            name: "CellWireTests",
+            dependencies: [
+                "CellWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
         .testTarget(
             name: "CellStorageTests",
             dependencies: [
@@ -227,7 +253,11 @@ let package = Package(
             name: "OrderCellTests",
             dependencies: [
                 "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP",
+                "CellStorage", "CellWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

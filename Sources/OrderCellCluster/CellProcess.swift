@@ -2,6 +2,7 @@ import CellRPC
 import CellRouting
 import CellService
 import CellStorage
+import CellWire
 import ControlPlane
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -11,21 +12,27 @@ import ServiceLifecycle
 import UnixSignals
 
 /// `ordercell cell`: one cell service over its cell's PostgreSQL servers,
-/// serving the cell RPC. It learns where its storage is from the control
+/// serving the cell RPC over gRPC and, given a wire port, over the cell
+/// wire protocol. It learns where its storage is from the control
 /// plane and follows failovers without a restart.
 public struct CellProcess: Sendable {
     public var cell: CellID
     public var host: String
     public var port: Int
+    /// Where to serve the cell wire protocol (nil: gRPC only).
+    public var wirePort: Int?
     public var controlURL: String
     public var tls: PostgresTLSMode
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
 
-    public init(cell: CellID, host: String, port: Int, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil) {
+    public init(
+        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil
+    ) {
         self.cell = cell
         self.host = host
         self.port = port
+        self.wirePort = wirePort
         self.controlURL = controlURL
         self.tls = tls
         self.snapshotPath = snapshotPath
@@ -49,6 +56,10 @@ public struct CellProcess: Sendable {
             transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
             services: [CellRPCService(cell: service)]
         )
+        var wire: CellWireServer?
+        if let wirePort {
+            wire = try await CellWireServer.bind(host: host, port: wirePort, responder: CellWireService(cell: service), logger: logger)
+        }
         let follower = TaskService {
             await watcher.watch(from: table) { table in
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
@@ -60,13 +71,18 @@ public struct CellProcess: Sendable {
                 }
             }
         }
-        logger.notice("cell service starting", metadata: ["cell": "\(cell)", "port": "\(port)", "primary": "\(primary)"])
+        logger.notice(
+            "cell service starting",
+            metadata: ["cell": "\(cell)", "port": "\(port)", "wire_port": "\(wirePort.map(String.init) ?? "none")", "primary": "\(primary)"]
+        )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: GRPCServerService(server: server)), .init(service: ExpirySweeper(cells: [service], logger: logger)),
+            .init(service: follower),
+        ]
+        if let wire { services.append(.init(service: wire)) }
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: GRPCServerService(server: server)), .init(service: ExpirySweeper(cells: [service], logger: logger)),
-                    .init(service: follower),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
             )
         )

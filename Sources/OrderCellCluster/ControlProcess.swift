@@ -59,7 +59,7 @@ public struct ControlProcess: Sendable {
             logger: logger
         )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
-        let clients = GRPCCellClients(timeout: .seconds(2), logger: logger)
+        let clients = RPCCellClients(timeout: .seconds(2), logger: logger)
         if let healthCheck {
             clients.prepare(for: control.routingTable)
             control.onPublish { clients.prepare(for: $0) }

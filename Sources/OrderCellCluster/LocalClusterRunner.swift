@@ -32,8 +32,9 @@ public struct LocalClusterState: Codable, Sendable {
 ///
 /// Ports from `basePort` (default 8080): proxies `base` and `base+1`,
 /// control plane `base+2`, control database `base+3`, cell N's services
-/// `base+10+2(N-1)` and `+1`, cell N's primary `base+50+2(N-1)` and its
-/// replica `+1`.
+/// `base+10+2(N-1)` and `+1` (gRPC) and `base+100+2(N-1)` and `+1` (the
+/// cell wire protocol, which the routing table names), cell N's primary
+/// `base+50+2(N-1)` and its replica `+1`.
 public struct LocalClusterRunner: Sendable {
     public var directory: String
     public var cells: Int
@@ -60,6 +61,7 @@ public struct LocalClusterRunner: Sendable {
     var logs: String { directory + "/logs" }
     var controlDatabasePort: Int { basePort + 3 }
     func cellServicePorts(_ cell: Int) -> [Int] { [basePort + 10 + 2 * (cell - 1), basePort + 11 + 2 * (cell - 1)] }
+    func cellWirePorts(_ cell: Int) -> [Int] { [basePort + 100 + 2 * (cell - 1), basePort + 101 + 2 * (cell - 1)] }
     func primaryPort(_ cell: Int) -> Int { basePort + 50 + 2 * (cell - 1) }
     func replicaPort(_ cell: Int) -> Int { basePort + 51 + 2 * (cell - 1) }
 
@@ -67,7 +69,7 @@ public struct LocalClusterRunner: Sendable {
     public func up(report: (String) -> Void) async throws -> LocalClusterState {
         precondition((1...200).contains(cells))
         var ports = [basePort, basePort + 1, basePort + 2]
-        for cell in 1...cells { ports += cellServicePorts(cell) }
+        for cell in 1...cells { ports += cellServicePorts(cell) + cellWirePorts(cell) }
         if let busy = ports.first(where: { TCPProbe.accepts(port: $0) }) {
             throw ValidationFailure("port \(busy) is already in use: is a cluster running? (ordercell cluster status / down), or choose --base-port")
         }
@@ -92,7 +94,7 @@ public struct LocalClusterRunner: Sendable {
             components.append(.init(name: "cell-\(cell)-replica", kind: "postgres", port: replica.port, pid: replica.processID, log: replica.logFile, dataDirectory: replica.dataDirectory, cell: cell))
             routes.append(
                 CellRoute(
-                    id: CellID(cell)!, partition: "normal", endpoints: cellServicePorts(cell).map { "127.0.0.1:\($0)" },
+                    id: CellID(cell)!, partition: "normal", endpoints: cellWirePorts(cell).map { "wire://127.0.0.1:\($0)" },
                     storage: CellStorageRoute(
                         primary: "postgres://ordercell@127.0.0.1:\(primary.port)/cell_\(cell)",
                         replicas: ["postgres://ordercell@127.0.0.1:\(replica.port)/cell_\(cell)"]
@@ -120,12 +122,13 @@ public struct LocalClusterRunner: Sendable {
             )
         )
         for cell in 1...cells {
-            for (index, port) in cellServicePorts(cell).enumerated() {
+            for (index, (port, wirePort)) in zip(cellServicePorts(cell), cellWirePorts(cell)).enumerated() {
                 components.append(
                     try await spawn(
                         name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
                         arguments: [
-                            "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--postgres-tls", "disable",
+                            "cell", "--cell", "\(cell)", "--port", "\(port)", "--wire-port", "\(wirePort)", "--control", controlURL,
+                            "--postgres-tls", "disable",
                             "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
                         ],
                         report: report, cell: cell

@@ -46,7 +46,7 @@ public struct ProxyProcess: Sendable {
             status = RoutingStatus(source: .controlPlane, releaseReceivedAt: Date(), lastContact: Date())
         }
         let configuration = ProxyConfiguration()
-        let clients = GRPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
+        let clients = RPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
         let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: wallClock, logger: logger)
         let api = ProxyHTTPAPI(

@@ -38,7 +38,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
     var postgres: String?
-    @Option(help: "With --compare and --url: one cell service, host:port, for a baseline over gRPC without the proxy (cell 1).")
+    @Option(help: "With --compare and --url: one cell service of cell 1, wire://host:port or host:port (gRPC), for a baseline without the proxy.")
     var cellService: String?
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
     @Flag(help: "Print the results as JSON.") var json = false
@@ -140,10 +140,11 @@ struct BenchCommand: AsyncParsableCommand {
             store.close()
         }
         if let cellService {
-            let client = try GRPCCellClient(cell: CellID(unchecked: 1), endpoints: [cellService], timeout: .seconds(2))
+            let client = try RPCCellClient(cell: CellID(unchecked: 1), endpoints: [cellService], timeout: .seconds(2))
             let connections = Task { await client.run() }
             try await Task.sleep(for: .milliseconds(200))
-            reports.append(await load("d. one cell service over gRPC", DirectCellScenario(create: { try await client.create($0) })))
+            let transport = (try? CellServiceEndpoint(parsing: cellService).transport) == .wire ? "the cell wire protocol" : "gRPC"
+            reports.append(await load("d. one cell service over \(transport)", DirectCellScenario(create: { try await client.create($0) })))
             client.shutdown()
             connections.cancel()
         }

@@ -69,6 +69,8 @@ struct CellCommand: AsyncParsableCommand {
     @Option(help: "The cell number.") var cell: Int
     @Option(help: "Address to listen on (gRPC).") var host = "127.0.0.1"
     @Option(help: "Port to listen on (gRPC).") var port: Int
+    @Option(help: "Port to serve the cell wire protocol on (the proxies' fast path; endpoint wire://host:port).") var wirePort: Int?
+    @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "URL of the control plane.") var control: String
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
@@ -78,7 +80,7 @@ struct CellCommand: AsyncParsableCommand {
         bootstrapLogging(logLevel)
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
-        try await CellProcess(cell: id, host: host, port: port, controlURL: control, tls: tls, snapshotPath: routingSnapshot)
+        try await CellProcess(cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, tls: tls, snapshotPath: routingSnapshot)
             .run(logger: Logger(label: "ordercell.cell"))
     }
 }
@@ -89,6 +91,7 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "URL of the control plane.") var control: String
     @OptionGroup var tokens: OperatorTokenOptions
+    @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
 

@@ -1,10 +1,54 @@
 import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
 
-@main
 struct OrderCellCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ordercell",
         abstract: "OrderCell: a cell-based, highly available order system.",
         subcommands: [DevCommand.self, ClusterCommand.self, ControlCommand.self, CellCommand.self, ProxyCommand.self, AdminCommand.self, BenchCommand.self]
     )
+}
+
+@main
+enum OrderCellMain {
+    static func main() {
+        if ExecutorTakeover.wanted(by: Array(CommandLine.arguments.dropFirst())) {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        // The main thread keeps serving the main queue (the main actor) while the command runs.
+        Task {
+            await OrderCellCommand.main()
+            exit(0)
+        }
+        dispatchMain()
+    }
+}
+
+/// Whether the process runs Swift concurrency on the NIO event loops.
+///
+/// The network-only processes (`ordercell cell`, `ordercell proxy`) do, unless
+/// started with `--no-executor-takeover`: a request then stays on the event
+/// loop that read it instead of hopping to the concurrency pool and back
+/// (measured: +28 % creates through a local cluster, docs/performance.md).
+/// The embedded system does not: its SQLite calls block, and would stall the
+/// loops. It must be decided before the first task starts, so it is read
+/// from the raw arguments.
+enum ExecutorTakeover {
+    static let subcommands: Set<String> = ["cell", "proxy"]
+
+    static func wanted(by arguments: [String]) -> Bool {
+        guard let subcommand = arguments.first, subcommands.contains(subcommand) else { return false }
+        return !arguments.contains("--no-executor-takeover")
+    }
+}
+
+/// The flag `ordercell cell` and `ordercell proxy` accept (read by ``ExecutorTakeover`` before parsing).
+struct ExecutorTakeoverOption: ParsableArguments {
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Run Swift concurrency on the NIO event loops (fewer thread hand-offs per request)."
+    )
+    var executorTakeover = true
 }

@@ -2,20 +2,22 @@ import CellRPC
 import GRPCCore
 import OrderModel
 
-/// The gRPC face of a cell service.
+/// The cell RPC of a cell service: its methods over the protobuf messages,
+/// served over gRPC (this type) and over the cell wire protocol
+/// (``CellWireService``).
 ///
 /// Refusals (``OrderError``) are answers and travel in the reply's
-/// `refusal`; a failure of the cell (storage down, drill fault) is the
-/// gRPC status `unavailable`, which the proxy answers with order retry or
-/// `cell_unavailable`.
+/// `refusal`; a failure of the cell (storage down, drill fault) is thrown —
+/// the gRPC status `unavailable`, or a failure frame on the wire — and the
+/// proxy answers it with order retry or `cell_unavailable`.
 public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
     public let cell: CellService
 
     public init(cell: CellService) { self.cell = cell }
 
-    public func createOrder(
-        request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
-    ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
+    // MARK: - The methods, whatever the transport
+
+    func createOrder(_ request: Ordercell_Cell_V1_CreateOrderRequest) async throws -> Ordercell_Cell_V1_CreateOrderReply {
         var reply = Ordercell_Cell_V1_CreateOrderReply()
         do {
             let result = try await answering { try await cell.create(try request.domain()) }
@@ -27,9 +29,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
-    public func applyCommand(
-        request: Ordercell_Cell_V1_ApplyCommandRequest, context: ServerContext
-    ) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
+    func applyCommand(_ request: Ordercell_Cell_V1_ApplyCommandRequest) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
         var reply = Ordercell_Cell_V1_ApplyCommandReply()
         do {
             let result = try await answering {
@@ -44,7 +44,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
-    public func getOrder(request: Ordercell_Cell_V1_GetOrderRequest, context: ServerContext) async throws -> Ordercell_Cell_V1_GetOrderReply {
+    func getOrder(_ request: Ordercell_Cell_V1_GetOrderRequest) async throws -> Ordercell_Cell_V1_GetOrderReply {
         var reply = Ordercell_Cell_V1_GetOrderReply()
         do {
             reply.order = RPCOrder(
@@ -58,7 +58,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
-    public func listRefunds(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListRefundsReply {
+    func listRefunds(_ request: Ordercell_Cell_V1_OrderRef) async throws -> Ordercell_Cell_V1_ListRefundsReply {
         var reply = Ordercell_Cell_V1_ListRefundsReply()
         do {
             reply.refunds = try await answering { try await cell.refunds(of: try parseOrderID(request.orderID)) }.map(RPCRefund.init)
@@ -68,7 +68,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
-    public func listEvents(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListEventsReply {
+    func listEvents(_ request: Ordercell_Cell_V1_OrderRef) async throws -> Ordercell_Cell_V1_ListEventsReply {
         var reply = Ordercell_Cell_V1_ListEventsReply()
         do {
             reply.events = try await answering { try await cell.events(of: try parseOrderID(request.orderID)) }.map(RPCEvent.init)
@@ -78,7 +78,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
-    public func setFault(request: RPCFault, context: ServerContext) async throws -> RPCFault {
+    func setFault(_ request: RPCFault) throws -> RPCFault {
         do {
             cell.inject(try request.domain())
         } catch {
@@ -87,9 +87,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return RPCFault(cell.currentFault)
     }
 
-    public func getFault(request: Ordercell_Cell_V1_GetFaultRequest, context: ServerContext) async throws -> RPCFault {
-        RPCFault(cell.currentFault)
-    }
+    func getFault() -> RPCFault { RPCFault(cell.currentFault) }
 
     /// Lets refusals through and turns every failure of the cell into `unavailable`.
     private func answering<T>(_ body: () async throws -> T) async throws -> T {
@@ -100,5 +98,39 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         } catch {
             throw RPCError(code: .unavailable, message: "cell \(cell.cell): \(error)")
         }
+    }
+
+    // MARK: - gRPC
+
+    public func createOrder(
+        request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
+    ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
+        try await createOrder(request)
+    }
+
+    public func applyCommand(
+        request: Ordercell_Cell_V1_ApplyCommandRequest, context: ServerContext
+    ) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
+        try await applyCommand(request)
+    }
+
+    public func getOrder(request: Ordercell_Cell_V1_GetOrderRequest, context: ServerContext) async throws -> Ordercell_Cell_V1_GetOrderReply {
+        try await getOrder(request)
+    }
+
+    public func listRefunds(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListRefundsReply {
+        try await listRefunds(request)
+    }
+
+    public func listEvents(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListEventsReply {
+        try await listEvents(request)
+    }
+
+    public func setFault(request: RPCFault, context: ServerContext) async throws -> RPCFault {
+        try setFault(request)
+    }
+
+    public func getFault(request: Ordercell_Cell_V1_GetFaultRequest, context: ServerContext) async throws -> RPCFault {
+        getFault()
     }
 }

@@ -98,18 +98,11 @@ struct ConfigBody: Decodable {
 
 /// Checks of operator input that the routing table does not make itself.
 enum OperatorInput {
-    /// Cell service addresses: `host:port`, at most 16.
+    /// Cell service addresses (``CellServiceEndpoint``), at most 16.
     static func endpoints(_ endpoints: [String]?) throws(OrderError) -> [String]? {
         guard let endpoints else { return nil }
         guard endpoints.count <= 16 else { throw OrderError.invalidRequest("a cell has at most 16 endpoints") }
-        for endpoint in endpoints {
-            guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]),
-                (1...65535).contains(port), (1...253).contains(endpoint[..<colon].utf8.count),
-                !endpoint.contains(where: { $0.isWhitespace || $0 == "/" })
-            else {
-                throw OrderError.invalidRequest("endpoints are host:port, got '\(endpoint.prefix(64))'")
-            }
-        }
+        for endpoint in endpoints { _ = try CellServiceEndpoint(parsing: endpoint) }
         return endpoints
     }
 }

@@ -1,0 +1,182 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A client's multiplexed connection to one cell service: made on first
+/// use, remade after it closes, many calls in flight at once.
+public final class CellWireConnection: Sendable {
+    public let host: String
+    public let port: Int
+    private let group: any EventLoopGroup
+    private let state = Mutex(WireConnectionState<WireChannel, EventLoopFuture<WireChannel>>())
+
+    public init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.group = group
+    }
+
+    /// Sends a call of `method` and waits for its answer's payload.
+    ///
+    /// - Throws: ``CellWireError``: `.failed` when the cell service reported
+    ///   that it could not serve the call; any other case when the call may
+    ///   not have reached it or was not answered in time.
+    public func call(method: UInt8, payload: ByteBuffer, timeout: Duration) async throws -> ByteBuffer {
+        let channel = try await channel(timeout: timeout)
+        let promise = channel.channel.eventLoop.makePromise(of: ByteBuffer.self)
+        let call = WireClientHandler.Call(method: method, payload: payload, timeout: TimeAmount(timeout), promise: promise)
+        if channel.channel.eventLoop.inEventLoop {
+            channel.handler.value.send(call)
+        } else {
+            channel.channel.eventLoop.execute { channel.handler.value.send(call) }
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Closes the connection; later calls fail with ``CellWireError/shutDown``.
+    public func shutdown() {
+        state.withLock { $0.shutDown() }?.channel.close(promise: nil)
+    }
+
+    private func channel(timeout: Duration) async throws -> WireChannel {
+        let (action, promise) = state.withLock { state -> (WireConnectionState<WireChannel, EventLoopFuture<WireChannel>>.Action, EventLoopPromise<WireChannel>?) in
+            let action = state.nextCall(now: .now())
+            guard case .connect = action else { return (action, nil) }
+            let promise = group.next().makePromise(of: WireChannel.self)
+            state.connecting(promise.futureResult)
+            return (action, promise)
+        }
+        switch action {
+        case .use(let channel): return channel
+        case .fail(let error): throw error
+        case .wait(let attempt): return try await attempt.get()
+        case .connect:
+            // Started outside the lock: the attempt's callbacks take it.
+            connect(timeout: timeout, into: promise!)
+            return try await promise!.futureResult.get()
+        }
+    }
+
+    /// Makes a connection and completes `promise` with it, or with ``CellWireError/unreachable(_:)``.
+    private func connect(timeout: Duration, into promise: EventLoopPromise<WireChannel>) {
+        let endpoint = "\(host):\(port)"
+        ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(min(TimeAmount(timeout), .seconds(2)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)), WireClientHandler(),
+                    ])
+                }
+            }
+            .connect(host: host, port: port)
+            .flatMapThrowing { channel -> WireChannel in
+                let handler = try channel.pipeline.syncOperations.handler(type: WireClientHandler.self)
+                return WireChannel(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            }
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    guard state.withLock({ $0.connected(channel) }) else {
+                        channel.channel.close(promise: nil)
+                        promise.fail(CellWireError.shutDown)
+                        return
+                    }
+                    channel.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.closed(channel) } }
+                    promise.succeed(channel)
+                case .failure(let error):
+                    state.withLock { $0.connectFailed(reason: "\(endpoint): \(error)", now: .now()) }
+                    promise.fail(CellWireError.unreachable("\(endpoint): \(error)"))
+                }
+            }
+    }
+}
+
+/// An open connection and its handler (touched only on the connection's event loop).
+final class WireChannel: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<WireClientHandler>
+
+    init(channel: any Channel, handler: NIOLoopBound<WireClientHandler>) {
+        self.channel = channel
+        self.handler = handler
+    }
+}
+
+/// Numbers the calls of one connection, sends them, and completes each when its answer arrives.
+final class WireClientHandler: ChannelInboundHandler {
+    typealias InboundIn = WireFrame
+    typealias OutboundOut = ByteBuffer
+
+    struct Call: Sendable {
+        var method: UInt8
+        var payload: ByteBuffer
+        var timeout: TimeAmount
+        var promise: EventLoopPromise<ByteBuffer>
+    }
+
+    private var context: ChannelHandlerContext?
+    private var pending: [UInt32: (promise: EventLoopPromise<ByteBuffer>, timer: Scheduled<Void>)] = [:]
+    private var nextID: UInt32 = 0
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: WireFrame.preamble)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    /// Sends `call` (on the event loop).
+    func send(_ call: Call) {
+        guard let context, context.channel.isActive else {
+            call.promise.fail(CellWireError.connectionClosed)
+            return
+        }
+        nextID &+= 1
+        let id = nextID
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let timer = context.eventLoop.scheduleTask(in: call.timeout) { bound.value.expire(id) }
+        pending[id] = (call.promise, timer)
+        var buffer = context.channel.allocator.buffer(capacity: 14 + call.payload.readableBytes)
+        buffer.writeWireFrame(kind: .call, method: call.method, callID: id, payload: call.payload)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func expire(_ id: UInt32) {
+        pending.removeValue(forKey: id)?.promise.fail(CellWireError.deadlineExceeded)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.kind {
+        case .answer:
+            guard let call = pending.removeValue(forKey: frame.callID) else { return }
+            call.timer.cancel()
+            call.promise.succeed(frame.payload)
+        case .failure:
+            guard let call = pending.removeValue(forKey: frame.callID) else { return }
+            call.timer.cancel()
+            call.promise.fail(CellWireError.failed(String(buffer: frame.payload)))
+        case .call:
+            context.fireErrorCaught(CellWireError.unknownKind(frame.kind.rawValue))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let calls = pending
+        pending = [:]
+        for call in calls.values {
+            call.timer.cancel()
+            call.promise.fail(CellWireError.connectionClosed)
+        }
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,241 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import CellWire
+
+/// Answers method 1 with its payload after the delay in milliseconds the
+/// payload's first byte gives, fails method 2, and counts the calls under way.
+struct EchoResponder: CellWireResponder {
+    let running = Counter()
+
+    func answer(method: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+        running.enter()
+        defer { running.leave() }
+        switch method {
+        case 1:
+            if let delay = payload.getInteger(at: payload.readerIndex, as: UInt8.self), delay > 0 {
+                try await Task.sleep(for: .milliseconds(Int(delay)))
+            }
+            return payload
+        case 3:
+            try await Task.sleep(for: .seconds(3))
+            return payload
+        default:
+            throw Refused(reason: "method \(method) is not served")
+        }
+    }
+
+    struct Refused: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { reason }
+    }
+
+    final class Counter: Sendable {
+        private let state = Mutex((now: 0, most: 0))
+        func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
+        func leave() { state.withLock { $0.now -= 1 } }
+        var most: Int { state.withLock { $0.most } }
+    }
+}
+
+private func payload(delay: UInt8, _ tag: UInt32) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    buffer.writeInteger(delay)
+    buffer.writeInteger(tag)
+    return buffer
+}
+
+private let logger = Logger(label: "cell-wire-test")
+
+@Suite("Cell wire protocol")
+struct CellWireTests {
+    @Test("many concurrent calls on one connection each get their own answer, whatever order they finish in")
+    func multiplexing() async throws {
+        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for tag in 0..<300 as Range<UInt32> {
+                group.addTask {
+                    let sent = payload(delay: UInt8(tag % 7), tag)
+                    let answer = try await connection.call(method: 1, payload: sent, timeout: .seconds(10))
+                    #expect(answer == sent)
+                }
+            }
+            try await group.waitForAll()
+        }
+        connection.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("a call the responder fails comes back as .failed with its reason; the connection stays usable")
+    func failure() async throws {
+        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        await #expect(throws: CellWireError.failed("method 2 is not served")) {
+            try await connection.call(method: 2, payload: ByteBuffer(), timeout: .seconds(5))
+        }
+        let answer = try await connection.call(method: 1, payload: payload(delay: 0, 7), timeout: .seconds(5))
+        #expect(answer == payload(delay: 0, 7))
+        connection.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("a call not answered within its deadline fails with .deadlineExceeded; a later answer is dropped")
+    func deadline() async throws {
+        let server = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(100), logger: logger
+        )
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        await #expect(throws: CellWireError.deadlineExceeded) {
+            try await connection.call(method: 3, payload: ByteBuffer(), timeout: .milliseconds(100))
+        }
+        let answer = try await connection.call(method: 1, payload: payload(delay: 0, 9), timeout: .seconds(5))
+        #expect(answer == payload(delay: 0, 9))
+        connection.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("calls under way when the server goes fail with .connectionClosed, later ones fail fast, a new server is found again")
+    func reconnect() async throws {
+        let first = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(50), logger: logger
+        )
+        let port = first.port
+        let connection = CellWireConnection(host: "127.0.0.1", port: port)
+        _ = try await connection.call(method: 1, payload: payload(delay: 0, 1), timeout: .seconds(5))
+        let slow = Task { try await connection.call(method: 3, payload: ByteBuffer(), timeout: .seconds(10)) }
+        try await Task.sleep(for: .milliseconds(50))
+        await first.shutdown()
+        await #expect(throws: CellWireError.connectionClosed) { try await slow.value }
+        await #expect {
+            try await connection.call(method: 1, payload: payload(delay: 0, 2), timeout: .seconds(1))
+        } throws: { error in
+            // Closed (the close was not yet noticed) or unreachable (a new connection was refused).
+            if case CellWireError.unreachable = error { return true }
+            return error as? CellWireError == .connectionClosed
+        }
+        let second = try await CellWireServer.bind(host: "127.0.0.1", port: port, responder: EchoResponder(), logger: logger)
+        var answered = false
+        for _ in 0..<50 where !answered {
+            answered = (try? await connection.call(method: 1, payload: payload(delay: 0, 3), timeout: .seconds(1))) != nil
+            if !answered { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(answered)
+        connection.shutdown()
+        await second.shutdown()
+    }
+
+    @Test("a connection holds at most the configured number of calls at once; the rest wait and are all answered")
+    func backpressure() async throws {
+        let responder = EchoResponder()
+        let server = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: responder, maximumCallsPerConnection: 4, logger: logger
+        )
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for tag in 0..<40 as Range<UInt32> {
+                group.addTask { () async throws in
+                    let sent = payload(delay: 20, tag)
+                    let answer = try await connection.call(method: 1, payload: sent, timeout: .seconds(10))
+                    #expect(answer == sent)
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(responder.running.most == 4)
+        connection.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("a peer that does not start with the preamble is disconnected")
+    func preamble() async throws {
+        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: server.port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        try await channel.closeFuture.get()
+        await server.shutdown()
+    }
+}
+
+@Suite("Cell wire frames")
+struct WireFrameTests {
+    @Test("frames split across reads are put back together; oversized and short frames are refused")
+    func decoding() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: true)))
+        var bytes = ByteBuffer(bytes: WireFrame.preamble)
+        bytes.writeWireFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello"))
+        bytes.writeWireFrame(kind: .answer, method: 1, callID: 78, payload: ByteBuffer())
+        for index in 0..<bytes.readableBytes {
+            try channel.writeInbound(bytes.getSlice(at: index, length: 1)!)
+        }
+        let first = try #require(try channel.readInbound(as: WireFrame.self))
+        #expect(first == WireFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello")))
+        let second = try #require(try channel.readInbound(as: WireFrame.self))
+        #expect(second.kind == .answer && second.callID == 78 && second.payload.readableBytes == 0)
+
+        var huge = ByteBuffer()
+        huge.writeInteger(UInt32(WireFrame.maximumSize + 1))
+        #expect(throws: CellWireError.frameTooLarge(WireFrame.maximumSize + 1)) { try channel.writeInbound(huge) }
+
+        let other = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+        var short = ByteBuffer()
+        short.writeInteger(UInt32(2))
+        short.writeInteger(UInt16(0))
+        #expect(throws: CellWireError.frameTooShort(2)) { try other.writeInbound(short) }
+
+        let third = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+        var unknown = ByteBuffer()
+        unknown.writeWireFrame(kind: .call, method: 1, callID: 1, payload: ByteBuffer())
+        unknown.setInteger(UInt8(9), at: 4)
+        #expect(throws: CellWireError.unknownKind(9)) { try third.writeInbound(unknown) }
+    }
+}
+
+@Suite("Cell wire connection state")
+struct WireConnectionStateTests {
+    final class Link {}
+
+    @Test("connect once, fail fast while backing off (100 ms doubling to 2 s), reconnect after a close")
+    func transitions() {
+        var state = WireConnectionState<Link, Int>()
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        guard case .connect = state.nextCall(now: start) else { Issue.record("expected connect"); return }
+        state.connecting(1)
+        guard case .wait(1) = state.nextCall(now: start) else { Issue.record("expected to wait for attempt 1"); return }
+        state.connectFailed(reason: "refused", now: start)
+        guard case .fail(.unreachable("refused")) = state.nextCall(now: start + .milliseconds(99)) else {
+            Issue.record("expected a fast failure"); return
+        }
+        guard case .connect = state.nextCall(now: start + .milliseconds(100)) else { Issue.record("expected connect"); return }
+        state.connecting(2)
+        state.connectFailed(reason: "refused", now: start)
+        guard case .fail = state.nextCall(now: start + .milliseconds(199)) else { Issue.record("expected 200 ms"); return }
+        var delays: [TimeAmount] = []
+        for attempt in 3..<12 {
+            state.connecting(attempt)
+            state.connectFailed(reason: "refused", now: start)
+            if case .backingOff(let until, _, _) = state.state { delays.append(until - start) }
+        }
+        #expect(delays.first == .milliseconds(400))
+        #expect(delays.last == .seconds(2))
+        state.connecting(12)
+        let link = Link()
+        let kept = state.connected(link)
+        #expect(kept)
+        guard case .use(let used) = state.nextCall(now: start), used === link else { Issue.record("expected the link"); return }
+        state.closed(Link())
+        guard case .use = state.nextCall(now: start) else { Issue.record("a stranger's close must not matter"); return }
+        state.closed(link)
+        guard case .connect = state.nextCall(now: start) else { Issue.record("expected reconnect"); return }
+        state.connecting(13)
+        #expect(state.shutDown() === nil)
+        let keptAfterShutdown = state.connected(link)
+        #expect(!keptAfterShutdown)
+        guard case .fail(.shutDown) = state.nextCall(now: start) else { Issue.record("expected shut down"); return }
+    }
+}

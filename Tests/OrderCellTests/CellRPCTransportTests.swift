@@ -1,0 +1,119 @@
+import CellRouting
+import CellService
+import CellStorage
+import CellWire
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import OrderModel
+import OrderProxy
+import Testing
+
+/// One cell service served over both transports of the cell RPC, the way `ordercell cell --wire-port` does.
+private struct ServedCell {
+    let service: CellService
+    let grpc: GRPCServer<HTTP2ServerTransport.Posix>
+    let grpcPort: Int
+    let wire: CellWireServer
+    let serving: Task<Void, any Error>
+
+    static func start() async throws -> ServedCell {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-rpc-\(UUID().uuidString).sqlite").path
+        let store = try await SQLiteOrderStore.open(path: path)
+        let service = CellService(cell: CellID(3)!, store: store, clock: wallClock)
+        let grpc = GRPCServer(
+            transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            services: [CellRPCService(cell: service)]
+        )
+        let serving = Task { try await grpc.serve() }
+        guard let address = try await grpc.listeningAddress?.ipv4 else { throw CellWireError.unreachable("the gRPC server did not listen") }
+        let wire = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: CellWireService(cell: service), logger: Logger(label: "cell-rpc-test")
+        )
+        return ServedCell(service: service, grpc: grpc, grpcPort: address.port, wire: wire, serving: serving)
+    }
+
+    func stop() async {
+        grpc.beginGracefulShutdown()
+        _ = try? await serving.value
+        await wire.shutdown()
+    }
+}
+
+@Suite("Cell RPC transports")
+struct CellRPCTransportTests {
+    @Test(
+        "gRPC and the cell wire protocol give the proxy the same answers, refusals and failures",
+        arguments: ["grpc://127.0.0.1:", "127.0.0.1:", "wire://127.0.0.1:"]
+    )
+    func sameAnswers(prefix: String) async throws {
+        let cell = try await ServedCell.start()
+        let port = prefix.hasPrefix("wire") ? cell.wire.port : cell.grpcPort
+        let client = try RPCCellClient(cell: CellID(3)!, endpoints: ["\(prefix)\(port)"], timeout: .seconds(5))
+        let running = Task { await client.run() }
+        defer {
+            client.shutdown()
+            running.cancel()
+        }
+
+        let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "t-1", amount: 900, currency: "EUR", description: "tea", expireSeconds: nil)
+        let created = try await client.create(request)
+        #expect(created.created && created.order.amount == 900 && created.order.id.cell == CellID(3)!)
+        let replay = try await client.create(request)
+        #expect(!replay.created && replay.order == created.order)
+        let conflicting = try CreateOrderRequest(merchantID: "shop", outTradeNo: "t-1", amount: 901, currency: "EUR", description: nil, expireSeconds: nil)
+        await #expect { try await client.create(conflicting) } throws: { ($0 as? OrderError)?.code == .outTradeNoConflict }
+
+        let paid = try await client.apply(.pay(paymentID: "p-1", amount: 900), to: created.order.id)
+        #expect(paid.changed && paid.order.status == .paid)
+        let refunded = try await client.apply(.refund(refundID: "r-1", amount: 300, reason: "broken"), to: created.order.id)
+        #expect(refunded.refund?.amount == 300 && refunded.order.refundedAmount == 300)
+        #expect(try await client.order(created.order.id, consistency: .strong) == refunded.order)
+        #expect(try await client.refunds(of: created.order.id).map(\.refundID) == ["r-1"])
+        #expect(try await client.events(of: created.order.id).count >= 3)
+        await #expect { try await client.apply(.close, to: created.order.id) } throws: { $0 is OrderError }
+
+        let unknown = try OrderID(cell: CellID(3)!, createdAt: created.order.createdAt, sequence: 999_999)
+        await #expect { try await client.order(unknown, consistency: .strong) } throws: { ($0 as? OrderError)?.code == .orderNotFound }
+
+        try await client.setFault(.fail)
+        #expect(try await client.fault() == .fail)
+        // A failure of the cell is not a refusal: the proxy retries creates elsewhere.
+        await #expect { try await client.create(request) } throws: { !($0 is OrderError) }
+        try await client.setFault(.none)
+        let replayed = try await client.create(request)
+        #expect(!replayed.created && replayed.order.id == created.order.id && replayed.order.status == refunded.order.status)
+        await cell.stop()
+    }
+
+    @Test("a dead instance of a cell is passed over for the next one, over the wire")
+    func deadInstance() async throws {
+        let cell = try await ServedCell.start()
+        let dead = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: CellWireService(cell: cell.service), logger: Logger(label: "cell-rpc-test")
+        )
+        let deadPort = dead.port
+        await dead.shutdown()
+        let client = try RPCCellClient(
+            cell: CellID(3)!, endpoints: ["wire://127.0.0.1:\(deadPort)", "wire://127.0.0.1:\(cell.wire.port)"], timeout: .seconds(4)
+        )
+        for number in 0..<6 {
+            let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "d-\(number)", amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
+            #expect(try await client.create(request).created)
+        }
+        client.shutdown()
+        await cell.stop()
+    }
+
+    @Test("cell endpoints: host:port is gRPC, wire:// and grpc:// say so, anything else is refused")
+    func endpoints() throws {
+        #expect(try CellServiceEndpoint(parsing: "10.0.0.7:9090") == CellServiceEndpoint(transport: .grpc, host: "10.0.0.7", port: 9090))
+        #expect(try CellServiceEndpoint(parsing: "wire://cell-3.internal:9190").transport == .wire)
+        #expect(try CellServiceEndpoint(parsing: "grpc://cell-3:9090").host == "cell-3")
+        for bad in ["http://a:1", "wire://a", "a:0", ":80", "wire://a b:80", "wire://a/b:80", "a:99999", ""] {
+            #expect(throws: OrderError.self) { try CellServiceEndpoint(parsing: bad) }
+        }
+        #expect(throws: OrderError.self) { try RPCCellClient(cell: CellID(1)!, endpoints: ["tcp://x:1"], timeout: .seconds(1)) }
+    }
+}
