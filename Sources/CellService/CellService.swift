@@ -17,6 +17,25 @@ public struct CellFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { "cell \(cell): \(reason)" }
 }
 
+/// How a cell service groups concurrent creates into shared transactions.
+public struct GroupCommitConfiguration: Sendable {
+    /// Inserts running at once; creates beyond wait for the next one to finish and share it.
+    public var maximumBatches: Int
+    /// Orders one transaction carries at most.
+    public var maximumBatchSize: Int
+    /// A create that waited longer for its turn fails unstored (its caller has given up).
+    public var maximumWait: Duration
+
+    /// One insert at a time per cell service measured best on a local
+    /// cluster (docs/performance.md); a cell's several services still commit
+    /// side by side.
+    public init(maximumBatches: Int = 1, maximumBatchSize: Int = 64, maximumWait: Duration = .milliseconds(500)) {
+        self.maximumBatches = maximumBatches
+        self.maximumBatchSize = maximumBatchSize
+        self.maximumWait = maximumWait
+    }
+}
+
 /// One cell's business operations over its store: create (idempotent per
 /// `(merchant_id, out_trade_no)`), pay, close, refund, query, expiry.
 ///
@@ -28,13 +47,16 @@ public final class CellService: Sendable {
     private let sequence: SegmentSequence
     private let clock: @Sendable () -> Timestamp
     private let fault = Mutex<CellFault>(.none)
+    private let groupCommit: CreateGroupCommit?
     private let logger: Logger
 
     /// - Parameters:
     ///   - clock: the current time; tests pass a controllable one.
     ///   - sequenceSegmentSize: order sequence values reserved per database round trip.
+    ///   - groupCommit: how concurrent creates share transactions, for stores
+    ///     that insert batches cheaply (``OrderStore/batchesInserts``); nil: each create commits alone.
     public init(
-        cell: CellID, store: any OrderStore, sequenceSegmentSize: Int64 = 1000,
+        cell: CellID, store: any OrderStore, sequenceSegmentSize: Int64 = 1000, groupCommit: GroupCommitConfiguration? = .init(),
         clock: @escaping @Sendable () -> Timestamp, logger: Logger = Logger(label: "ordercell.cell")
     ) {
         self.cell = cell
@@ -43,6 +65,14 @@ public final class CellService: Sendable {
             try await store.reserveSequenceSegment(size: size)
         }
         self.clock = clock
+        if let groupCommit, store.batchesInserts {
+            self.groupCommit = CreateGroupCommit(
+                maximumBatches: groupCommit.maximumBatches, maximumBatchSize: groupCommit.maximumBatchSize,
+                maximumWait: groupCommit.maximumWait, insert: { try await store.insertBatch($0) }
+            )
+        } else {
+            self.groupCommit = nil
+        }
         var logger = logger
         logger[metadataKey: "cell"] = "\(cell)"
         self.logger = logger
@@ -92,7 +122,10 @@ public final class CellService: Sendable {
             currency: request.currency, description: request.description, createdAt: now,
             expiresAt: now.adding(seconds: request.expireSeconds)
         )
-        switch try await storage({ try await store.insert(order) }) {
+        let outcome = try await storage {
+            if let groupCommit { try await groupCommit.insert(order) } else { try await store.insert(order) }
+        }
+        switch outcome {
         case .inserted(let order): return CreateOrderResult(order: order, created: true)
         case .existing(let existing): return try replay(existing, request)
         }

@@ -11,6 +11,16 @@ public protocol OrderStore: Sendable {
     /// same `(merchant_id, out_trade_no)` exists; then returns that one.
     func insert(_ order: Order) async throws -> StoreInsertOutcome
 
+    /// Inserts several new orders in one transaction (group commit): all of
+    /// them or none, outcomes in the same order. An order whose
+    /// `(merchant_id, out_trade_no)` exists — in the store, or earlier in
+    /// the same batch — comes back as `.existing`.
+    func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome]
+
+    /// Whether ``insertBatch(_:)`` is cheaper than inserting one order after
+    /// the other (so the cell service groups concurrent creates).
+    var batchesInserts: Bool { get }
+
     /// The order with this id.
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order?
 
@@ -37,6 +47,18 @@ public protocol OrderStore: Sendable {
 
     /// Number of orders in the cell.
     func orderCount() async throws -> Int
+}
+
+extension OrderStore {
+    /// One insert after the other: for stores with nothing better.
+    public func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome] {
+        var outcomes: [StoreInsertOutcome] = []
+        outcomes.reserveCapacity(orders.count)
+        for order in orders { outcomes.append(try await insert(order)) }
+        return outcomes
+    }
+
+    public var batchesInserts: Bool { false }
 }
 
 /// What ``OrderStore/insert(_:)`` did.

@@ -25,10 +25,14 @@ public struct CellProcess: Sendable {
     public var tls: PostgresTLSMode
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
+    /// How concurrent creates share transactions (nil: each commits alone).
+    public var groupCommit: GroupCommitConfiguration?
 
     public init(
-        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil
+        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil,
+        groupCommit: GroupCommitConfiguration? = .init()
     ) {
+        self.groupCommit = groupCommit
         self.cell = cell
         self.host = host
         self.port = port
@@ -51,7 +55,7 @@ public struct CellProcess: Sendable {
         let (primary, replicas) = try Self.storage(of: cell, in: table)
         let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
         let store = try await FollowingPostgresStore(configuration, logger: logger)
-        let service = CellService(cell: cell, store: store, clock: wallClock, logger: logger)
+        let service = CellService(cell: cell, store: store, groupCommit: groupCommit, clock: wallClock, logger: logger)
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
             services: [CellRPCService(cell: service)]

@@ -87,7 +87,7 @@ struct BenchCommand: AsyncParsableCommand {
             let p50 = proxied.percentile(50, "create") - baseline.percentile(50, "create")
             let p99 = proxied.percentile(99, "create") - baseline.percentile(99, "create")
             lines.append(
-                "  vs \(baseline.name.padding(toLength: 28, withPad: " ", startingAt: 0)) throughput ×\(String(format: "%.2f", ratio)), added p50 \(String(format: "%+.2f", p50)) ms, added p99 \(String(format: "%+.2f", p99)) ms"
+                "  vs \(baseline.name.padding(toLength: 48, withPad: " ", startingAt: 0)) throughput ×\(String(format: "%.2f", ratio)), added p50 \(String(format: "%+.2f", p50)) ms, added p99 \(String(format: "%+.2f", p99)) ms"
             )
         }
         return lines.joined(separator: "\n")

@@ -4,6 +4,7 @@ import Foundation
 import LocalCluster
 import Logging
 import CellRouting
+import CellService
 import OrderCellCluster
 import OrderHTTP
 import OrderModel
@@ -70,6 +71,8 @@ struct CellCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on (gRPC).") var host = "127.0.0.1"
     @Option(help: "Port to listen on (gRPC).") var port: Int
     @Option(help: "Port to serve the cell wire protocol on (the proxies' fast path; endpoint wire://host:port).") var wirePort: Int?
+    @Option(help: "Group commit: inserts of concurrent creates running at once, the rest share the next (0: every create commits alone).")
+    var groupCommitBatches = 1
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "URL of the control plane.") var control: String
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
@@ -80,7 +83,10 @@ struct CellCommand: AsyncParsableCommand {
         bootstrapLogging(logLevel)
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
-        try await CellProcess(cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, tls: tls, snapshotPath: routingSnapshot)
+        try await CellProcess(
+            cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, tls: tls, snapshotPath: routingSnapshot,
+            groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
+        )
             .run(logger: Logger(label: "ordercell.cell"))
     }
 }

@@ -64,6 +64,26 @@ struct OrderStoreSuite {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func batchInsertStoresNewOrdersAndFindsEarlierOnes(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let earlier = try Self.order(sequence: 1, outTradeNo: "b-1")
+        #expect(try await store.insert(earlier) == .inserted(earlier))
+        var batch = try (10..<15 as Range<Int64>).map { try Self.order(sequence: $0, outTradeNo: "b-\($0)") }
+        batch[2].description = nil
+        let replayOfEarlier = try Self.order(sequence: 20, outTradeNo: "b-1")
+        let twiceInTheBatch = try Self.order(sequence: 21, outTradeNo: "b-11")
+        let outcomes = try await store.insertBatch(batch + [replayOfEarlier, twiceInTheBatch])
+        #expect(outcomes == batch.map { .inserted($0) } + [.existing(earlier), .existing(batch[1])])
+        for order in batch {
+            #expect(try await store.order(order.id, consistency: .strong) == order)
+            #expect(try await store.events(of: order.id).map(\.kind) == [.created])
+        }
+        #expect(try await store.order(replayOfEarlier.id, consistency: .strong) == nil)
+        #expect(try await store.order(twiceInTheBatch.id, consistency: .strong) == nil)
+        #expect(try await store.orderCount() == 6)
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func commandsPersistWithTheirEvents(kind: StoreKind) async throws {
         let store = try await kind.makeStore().store
         let order = try Self.order(sequence: 1)

@@ -55,6 +55,8 @@ public final class FollowingPostgresStore: OrderStore {
     }
 
     public func insert(_ order: Order) async throws -> StoreInsertOutcome { try await store.insert(order) }
+    public func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome] { try await store.insertBatch(orders) }
+    public var batchesInserts: Bool { true }
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
         try await store.order(id, consistency: consistency)
     }

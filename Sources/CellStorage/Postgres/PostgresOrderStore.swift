@@ -102,6 +102,43 @@ public final class PostgresOrderStore: OrderStore {
         }
     }
 
+    /// One statement for the whole batch: one commit, and so one wait for
+    /// the synchronous replica, for every order in it. Orders that conflict
+    /// are read back afterwards, like ``insert(_:)`` does.
+    public func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome] {
+        guard orders.count > 1, orders.allSatisfy(InsertNewOrders.accepts) else {
+            var outcomes: [StoreInsertOutcome] = []
+            for order in orders { outcomes.append(try await insert(order)) }
+            return outcomes
+        }
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var inserted = Set<String>()
+            inserted.reserveCapacity(orders.count)
+            for try await id in try await primary.execute(InsertNewOrders(orders: orders), logger: logger) { inserted.insert(id) }
+            var outcomes: [StoreInsertOutcome] = []
+            outcomes.reserveCapacity(orders.count)
+            for order in orders {
+                if inserted.contains(order.id.description) {
+                    outcomes.append(.inserted(order))
+                    continue
+                }
+                var existing: Order?
+                for try await row in try await primary.execute(
+                    SelectOrderByTradeNo(merchantID: order.merchantID, outTradeNo: order.outTradeNo), logger: logger
+                ) {
+                    existing = row
+                }
+                guard let existing else { throw StoreError("order \(order.merchantID)/\(order.outTradeNo) conflicted but cannot be read") }
+                outcomes.append(.existing(existing))
+            }
+            return outcomes
+        }
+    }
+
+    public var batchesInserts: Bool { true }
+
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
         let key = id.description
         switch consistency {

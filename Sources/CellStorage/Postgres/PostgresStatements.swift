@@ -109,6 +109,57 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
 }
 
+/// Inserts many new orders and their creation events in one statement
+/// (columns as arrays, `unnest`ed), skipping those whose merchant's
+/// `out_trade_no` exists already (also earlier in the same batch).
+/// Returns the ids of the orders it inserted.
+struct InsertNewOrders: PostgresPreparedStatement {
+    static let name = "ordercell.InsertNewOrders"
+    static let sql = """
+        WITH batch AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::bool[], \
+            $8::int8[], $9::int8[], $10::int8[]) \
+            AS b(order_id, merchant_id, out_trade_no, amount, currency, description, has_description, created_at, expires_at, \
+            revision)
+        ), inserted AS (
+            INSERT INTO orders (\(PostgresSchema.orderColumns))
+            SELECT order_id, merchant_id, out_trade_no, amount, currency, CASE WHEN has_description THEN description END, \
+            $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision FROM batch
+            ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+            RETURNING order_id, created_at, amount, out_trade_no
+        )
+        INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after)
+        SELECT order_id, 1, $12, created_at, amount, out_trade_no, $11 FROM inserted
+        RETURNING order_id
+        """
+    var orders: [Order]
+
+    /// Only orders as a create makes them: status created, nothing paid, closed or refunded, updated when created.
+    static func accepts(_ order: Order) -> Bool {
+        order.status == .created && order.refundedAmount == 0 && order.paymentID == nil && order.closeReason == nil
+            && order.paidAt == nil && order.closedAt == nil && order.updatedAt == order.createdAt
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 12)
+        bindings.append(orders.map { $0.id.description })
+        bindings.append(orders.map(\.merchantID))
+        bindings.append(orders.map(\.outTradeNo))
+        bindings.append(orders.map(\.amount))
+        bindings.append(orders.map { $0.currency.code })
+        bindings.append(orders.map { $0.description ?? "" })
+        bindings.append(orders.map { $0.description != nil })
+        bindings.append(orders.map(\.createdAt.millisecondsSinceEpoch))
+        bindings.append(orders.map(\.expiresAt.millisecondsSinceEpoch))
+        bindings.append(orders.map { Int64($0.revision) })
+        bindings.append(OrderStatus.created.rawValue)
+        bindings.append(OrderEventKind.created.rawValue)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+}
+
 struct UpdateOrder: PostgresPreparedStatement {
     static let name = "ordercell.UpdateOrder"
     static let sql = """

@@ -1,0 +1,140 @@
+import CellStorage
+import OrderModel
+import Synchronization
+
+/// Group commit of a cell service's creates: concurrent creates share one
+/// store transaction, so that one commit — and one wait for the
+/// synchronous replica — acknowledges many orders.
+///
+/// At most ``maximumBatches`` inserts run at once. A create that finds a
+/// slot free and nobody waiting inserts its order alone, at once (no added
+/// latency when the cell is not busy); otherwise it waits, and the next
+/// slot to free up takes every waiting order (up to
+/// ``maximumBatchSize``) as one batch. No create is answered before the
+/// transaction holding its order commits: group commit changes how many
+/// orders a commit carries, not what an answer means.
+///
+/// A create that waited longer than ``maximumWait`` for its turn fails
+/// without being inserted: its caller has given up by then (and may have
+/// created the order in another cell), so storing it late would make a
+/// second order the merchant never heard of.
+final class CreateGroupCommit: Sendable {
+    typealias Insert = @Sendable ([Order]) async throws -> [StoreInsertOutcome]
+
+    let maximumBatches: Int
+    let maximumBatchSize: Int
+    let maximumWait: Duration
+    private let insert: Insert
+    private let clock = ContinuousClock()
+    private let state: Mutex<State>
+
+    struct Waiting: Sendable {
+        var order: Order
+        var since: ContinuousClock.Instant
+        var continuation: CheckedContinuation<StoreInsertOutcome, any Error>
+    }
+
+    /// What a create that waited too long gets.
+    struct WaitedTooLong: Error, CustomStringConvertible {
+        var waited: Duration
+        var description: String { "the create waited \(waited) for a group commit and was not stored" }
+    }
+
+    /// The decisions, no I/O: who runs the next insert and with what.
+    struct State: Sendable {
+        var waiting: [Waiting] = []
+        var running = 0
+
+        /// A create arrives: it runs alone when a slot is free and nobody waits.
+        mutating func arrive(limit: Int) -> Bool {
+            guard running < limit, waiting.isEmpty else { return false }
+            running += 1
+            return true
+        }
+
+        /// A create queued: returns a batch to start when a slot is free.
+        mutating func enqueue(_ entry: Waiting, limit: Int, batchSize: Int) -> [Waiting]? {
+            waiting.append(entry)
+            guard running < limit else { return nil }
+            running += 1
+            return take(batchSize)
+        }
+
+        /// An insert finished: the next batch for its slot, or nil (the slot is free).
+        mutating func finished(batchSize: Int) -> [Waiting]? {
+            guard !waiting.isEmpty else {
+                running -= 1
+                return nil
+            }
+            return take(batchSize)
+        }
+
+        private mutating func take(_ batchSize: Int) -> [Waiting] {
+            let count = min(batchSize, waiting.count)
+            let batch = Array(waiting.prefix(count))
+            waiting.removeFirst(count)
+            return batch
+        }
+    }
+
+    init(maximumBatches: Int, maximumBatchSize: Int, maximumWait: Duration, insert: @escaping Insert) {
+        self.maximumBatches = max(1, maximumBatches)
+        self.maximumBatchSize = max(1, maximumBatchSize)
+        self.maximumWait = maximumWait
+        self.insert = insert
+        self.state = Mutex(State())
+    }
+
+    /// Inserts `order`, alone or with other creates, and returns its outcome once committed.
+    func insert(_ order: Order) async throws -> StoreInsertOutcome {
+        if state.withLock({ $0.arrive(limit: maximumBatches) }) {
+            defer { slotFreed() }
+            return try await insert([order])[0]
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            let batch = state.withLock {
+                $0.enqueue(
+                    Waiting(order: order, since: clock.now, continuation: continuation), limit: maximumBatches, batchSize: maximumBatchSize
+                )
+            }
+            if let batch { Task { await self.run(batch) } }
+        }
+    }
+
+    /// Creates waiting for their turn (for tests).
+    var waitingCount: Int { state.withLock { $0.waiting.count } }
+
+    /// A slot's insert finished: it goes on with the creates that waited meanwhile.
+    private func slotFreed() {
+        guard let batch = state.withLock({ $0.finished(batchSize: maximumBatchSize) }) else { return }
+        Task { await run(batch) }
+    }
+
+    private func run(_ first: [Waiting]) async {
+        var batch = first
+        while true {
+            let now = clock.now
+            batch.removeAll { entry in
+                let waited = entry.since.duration(to: now)
+                guard waited > maximumWait else { return false }
+                entry.continuation.resume(throwing: WaitedTooLong(waited: waited))
+                return true
+            }
+            if !batch.isEmpty {
+                do {
+                    let outcomes = try await insert(batch.map(\.order))
+                    for (entry, outcome) in zip(batch, outcomes) { entry.continuation.resume(returning: outcome) }
+                    if outcomes.count < batch.count {
+                        for entry in batch[outcomes.count...] {
+                            entry.continuation.resume(throwing: StoreError("the batch insert lost an order"))
+                        }
+                    }
+                } catch {
+                    for entry in batch { entry.continuation.resume(throwing: error) }
+                }
+            }
+            guard let next = state.withLock({ $0.finished(batchSize: maximumBatchSize) }) else { return }
+            batch = next
+        }
+    }
+}
