@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import CellRouting
 import CellService
 import CellStorage
@@ -13,23 +12,33 @@ import PostgresNIO
 /// 10 % of the paid ones. With `createOnly`, just the create.
 public struct HTTPOrderScenario: BenchScenario {
     public let urls: [String]
-    public let client: HTTPClient
+    public let client: BenchHTTPClient
     public let createOnly: Bool
     public let runID: String
+    private let endpoints: [(host: String, port: Int)]
 
-    public init(urls: [String], client: HTTPClient, createOnly: Bool) {
+    /// - Parameter urls: `http://host:port` of each endpoint; clients are spread over them.
+    public init(urls: [String], client: BenchHTTPClient, createOnly: Bool) throws {
         self.urls = urls
+        self.endpoints = try urls.map { url in
+            guard url.hasPrefix("http://") else { throw OrderError.invalidRequest("bench URLs are http://host:port, got \(url)") }
+            let rest = url.dropFirst("http://".count).prefix { $0 != "/" }
+            guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else {
+                return (String(rest), 80)
+            }
+            return (String(rest[..<colon]), port)
+        }
         self.client = client
         self.createOnly = createOnly
         self.runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     }
 
     public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
-        let base = urls[number % urls.count]
+        let endpoint = endpoints[number % endpoints.count]
         let merchant = "bench-\(number % 32)"
         let amount = 100 + sequence % 900
         let created = await send(
-            .POST, base + "/v1/orders",
+            .POST, endpoint, "/v1/orders",
             #"{"merchant_id":"\#(merchant)","out_trade_no":"\#(runID)-\#(number)-\#(sequence)","amount":\#(amount),"currency":"CNY"}"#,
             operation: "create", record: record
         )
@@ -37,13 +46,13 @@ public struct HTTPOrderScenario: BenchScenario {
         var random = SplitMix64(seed: UInt64(truncatingIfNeeded: number &* 1_000_003 &+ sequence))
         let roll = Int.random(in: 0..<100, using: &random)
         if roll < 5 {
-            _ = await send(.POST, base + "/v1/orders/\(id)/close", nil, operation: "close", record: record)
+            _ = await send(.POST, endpoint, "/v1/orders/\(id)/close", nil, operation: "close", record: record)
         } else {
-            _ = await send(.POST, base + "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", record: record)
+            _ = await send(.POST, endpoint, "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", record: record)
         }
-        _ = await send(.GET, base + "/v1/orders/\(id)", nil, operation: "query", record: record)
+        _ = await send(.GET, endpoint, "/v1/orders/\(id)", nil, operation: "query", record: record)
         if roll >= 90 {
-            _ = await send(.POST, base + "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund", record: record)
+            _ = await send(.POST, endpoint, "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund", record: record)
         }
     }
 
@@ -54,19 +63,14 @@ public struct HTTPOrderScenario: BenchScenario {
     }
 
     private func send(
-        _ method: HTTPMethod, _ url: String, _ body: String?, operation: String, record: @Sendable (String, Duration, OperationOutcome) -> Void
+        _ method: HTTPMethod, _ endpoint: (host: String, port: Int), _ path: String, _ body: String?, operation: String,
+        record: @Sendable (String, Duration, OperationOutcome) -> Void
     ) async -> ByteBuffer? {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        if let body {
-            request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let response = try await client.execute(request, timeout: .seconds(30))
-            let buffer = try await response.body.collect(upTo: 1 << 20)
+            let response = try await client.send(method, host: endpoint.host, port: endpoint.port, path: path, json: body)
+            let buffer = response.body
             let elapsed = clock.now - start
             if (200..<300).contains(response.status.code) {
                 record(operation, elapsed, .ok)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import CellRouting
 import CellService
 import CellStorage
@@ -49,23 +48,20 @@ struct BenchCommand: AsyncParsableCommand {
             handler.logLevel = .error
             return handler
         }
-        let http = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(clients, 8)))
-        )
+        let http = BenchHTTPClient()
         var reports: [BenchReport] = []
         do {
             if compare {
                 reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
             } else {
                 guard !urls.isEmpty else { throw ValidationError("give --url (a proxy), or --compare") }
-                reports.append(await load("proxy", HTTPOrderScenario(urls: urls, client: http, createOnly: workload == "create")))
+                reports.append(await load("proxy", try HTTPOrderScenario(urls: urls, client: http, createOnly: workload == "create")))
             }
         } catch {
-            try? await http.shutdown()
+            http.shutdown()
             throw error
         }
-        try? await http.shutdown()
+        http.shutdown()
         if json {
             let data = try JSONSerialization.data(withJSONObject: ["runs": reports.map(\.json), "clients": clients], options: [.prettyPrinted, .sortedKeys])
             FileHandle.standardOutput.write(data + Data("\n".utf8))
@@ -94,7 +90,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     /// Embedded: one cell's SQLite store, one cell service, then the proxy over HTTP into all cells.
-    private func compareEmbedded(_ http: HTTPClient) async throws -> [BenchReport] {
+    private func compareEmbedded(_ http: BenchHTTPClient) async throws -> [BenchReport] {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         var logger = Logger(label: "ordercell.bench")
@@ -112,7 +108,7 @@ struct BenchCommand: AsyncParsableCommand {
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
         reports.append(
-            await load("b. proxy over HTTP, \(cells) cells", HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
+            await load("b. proxy over HTTP, \(cells) cells", try HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
         )
         await group.triggerGracefulShutdown()
         _ = try? await server.value
@@ -120,7 +116,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     /// Cluster: the same INSERT on a cell primary, the cell's store, then the proxy.
-    private func compareCluster(_ http: HTTPClient) async throws -> [BenchReport] {
+    private func compareCluster(_ http: BenchHTTPClient) async throws -> [BenchReport] {
         var reports: [BenchReport] = []
         if let postgres {
             guard let endpoint = PostgresEndpoint(url: postgres) else { throw ValidationError("--postgres must be postgres://user@host:port/database") }
@@ -148,7 +144,7 @@ struct BenchCommand: AsyncParsableCommand {
             client.shutdown()
             connections.cancel()
         }
-        reports.append(await load("b. proxy over HTTP", HTTPOrderScenario(urls: urls, client: http, createOnly: true)))
+        reports.append(await load("b. proxy over HTTP", try HTTPOrderScenario(urls: urls, client: http, createOnly: true)))
         return reports
     }
 }

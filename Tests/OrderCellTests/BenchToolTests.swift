@@ -40,3 +40,31 @@ extension LoadShape: CustomTestStringConvertible {
         }
     }
 }
+
+@Suite("Load generator over HTTP")
+struct BenchOverHTTPTests {
+    @Test("the default mix runs against a real endpoint: creates, pays or closes, queries and refunds, with no errors")
+    func defaultMix() async throws {
+        try await TestSystem.run { (system: TestSystem) async throws in
+            let http = BenchHTTPClient()
+            defer { http.shutdown() }
+            let scenario = try HTTPOrderScenario(urls: [system.client.base], client: http, createOnly: false)
+            let report = await LoadRun(name: "mix", shape: .closed(clients: 4), warmup: .milliseconds(100), duration: .seconds(1), progress: false)
+                .run(scenario)
+            #expect(report.throughput("create") > 0)
+            #expect(report.throughput("query") > 0)
+            let json = report.json
+            let operations = try #require(json["operations"] as? [String: Any])
+            for (name, value) in operations {
+                let errors = (value as? [String: Any])?["errors"] as? [String: Int] ?? [:]
+                #expect(errors.isEmpty, "\(name) had errors \(errors)")
+            }
+            #expect(operations["pay"] != nil || operations["close"] != nil)
+        }
+    }
+
+    @Test("a URL that is not http://host:port is refused before the run")
+    func badURL() {
+        #expect(throws: (any Error).self) { try HTTPOrderScenario(urls: ["https://x:1"], client: BenchHTTPClient(), createOnly: true) }
+    }
+}
