@@ -255,6 +255,7 @@ let package = Package(
                 "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP",
                 "CellStorage", "CellWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

@@ -102,9 +102,12 @@ public final class CellService: Sendable {
     /// Creates an order, or returns the one this merchant already created
     /// with the same `out_trade_no` and the same request.
     ///
+    /// - Parameter deadline: when the caller stops waiting; a create not
+    ///   yet handed to the store by then fails unstored (its caller may
+    ///   have made the order in another cell meanwhile).
     /// - Throws: `out_trade_no_conflict` when that `out_trade_no` was used
     ///   with a different amount, currency, description or expiry.
-    public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
+    public func create(_ request: CreateOrderRequest, deadline: ContinuousClock.Instant? = nil) async throws -> CreateOrderResult {
         try await enter()
         // No lookup first: the insert itself finds an earlier order with the
         // same out_trade_no, in the same transaction. A replay spends one
@@ -122,8 +125,11 @@ public final class CellService: Sendable {
             currency: request.currency, description: request.description, createdAt: now,
             expiresAt: now.adding(seconds: request.expireSeconds)
         )
+        if let deadline, ContinuousClock.now >= deadline {
+            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
+        }
         let outcome = try await storage {
-            if let groupCommit { try await groupCommit.insert(order) } else { try await store.insert(order) }
+            if let groupCommit { try await groupCommit.insert(order, deadline: deadline) } else { try await store.insert(order) }
         }
         switch outcome {
         case .inserted(let order): return CreateOrderResult(order: order, created: true)

@@ -22,9 +22,14 @@ public final class CellWireConnection: Sendable {
     ///   that it could not serve the call; any other case when the call may
     ///   not have reached it or was not answered in time.
     public func call(method: UInt8, payload: ByteBuffer, timeout: Duration) async throws -> ByteBuffer {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
         let channel = try await channel(timeout: timeout)
+        // Connecting (or waiting for another call's connection) spends the same deadline.
+        let remaining = clock.now.duration(to: deadline)
+        guard remaining > .milliseconds(1) else { throw CellWireError.deadlineExceeded }
         let promise = channel.channel.eventLoop.makePromise(of: ByteBuffer.self)
-        let call = WireClientHandler.Call(method: method, payload: payload, timeout: TimeAmount(timeout), promise: promise)
+        let call = WireClientHandler.Call(method: method, payload: payload, timeout: TimeAmount(remaining), promise: promise)
         if channel.channel.eventLoop.inEventLoop {
             channel.handler.value.send(call)
         } else {
@@ -33,9 +38,12 @@ public final class CellWireConnection: Sendable {
         return try await promise.futureResult.get()
     }
 
-    /// Closes the connection; later calls fail with ``CellWireError/shutDown``.
+    /// Refuses new calls (``CellWireError/shutDown``) and closes the
+    /// connection once the calls under way are answered or expired, so that
+    /// replacing a cell's client (its endpoints changed) fails no call.
     public func shutdown() {
-        state.withLock { $0.shutDown() }?.channel.close(promise: nil)
+        guard let channel = state.withLock({ $0.shutDown() }) else { return }
+        channel.channel.eventLoop.execute { channel.handler.value.closeWhenIdle() }
     }
 
     private func channel(timeout: Duration) async throws -> WireChannel {
@@ -119,6 +127,11 @@ final class WireClientHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var pending: [UInt32: (promise: EventLoopPromise<ByteBuffer>, timer: Scheduled<Void>)] = [:]
     private var nextID: UInt32 = 0
+    private var closingWhenIdle = false
+    /// Deadlines missed in a row with no answer in between: a peer that went
+    /// away without a reset (a half-open connection) answers nothing.
+    private var expiriesInARow = 0
+    static let expiriesBeforeClosing = 3
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -135,31 +148,58 @@ final class WireClientHandler: ChannelInboundHandler {
             call.promise.fail(CellWireError.connectionClosed)
             return
         }
+        guard call.payload.readableBytes <= WireFrame.maximumSize - WireFrame.headerSize else {
+            call.promise.fail(CellWireError.frameTooLarge(call.payload.readableBytes))
+            return
+        }
         nextID &+= 1
         let id = nextID
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let timer = context.eventLoop.scheduleTask(in: call.timeout) { bound.value.expire(id) }
         pending[id] = (call.promise, timer)
+        let milliseconds = UInt32(clamping: max(1, call.timeout.nanoseconds / 1_000_000))
         var buffer = context.channel.allocator.buffer(capacity: 14 + call.payload.readableBytes)
-        buffer.writeWireFrame(kind: .call, method: call.method, callID: id, payload: call.payload)
+        buffer.writeWireFrame(kind: .call, method: call.method, callID: id, timeoutMilliseconds: milliseconds, payload: call.payload)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     private func expire(_ id: UInt32) {
-        pending.removeValue(forKey: id)?.promise.fail(CellWireError.deadlineExceeded)
+        guard let call = pending.removeValue(forKey: id) else { return }
+        call.promise.fail(CellWireError.deadlineExceeded)
+        expiriesInARow += 1
+        if expiriesInARow >= Self.expiriesBeforeClosing {
+            // Calls keep missing their deadlines with nothing answered: start over on a new connection.
+            context?.close(promise: nil)
+        } else {
+            closeIfIdleAndClosing()
+        }
+    }
+
+    /// Closes the connection now if nothing is pending, else once the last pending call is done.
+    func closeWhenIdle() {
+        closingWhenIdle = true
+        closeIfIdleAndClosing()
+    }
+
+    private func closeIfIdleAndClosing() {
+        if closingWhenIdle, pending.isEmpty { context?.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.kind {
         case .answer:
+            expiriesInARow = 0
             guard let call = pending.removeValue(forKey: frame.callID) else { return }
             call.timer.cancel()
             call.promise.succeed(frame.payload)
+            closeIfIdleAndClosing()
         case .failure:
+            expiriesInARow = 0
             guard let call = pending.removeValue(forKey: frame.callID) else { return }
             call.timer.cancel()
             call.promise.fail(CellWireError.failed(String(buffer: frame.payload)))
+            closeIfIdleAndClosing()
         case .call:
             context.fireErrorCaught(CellWireError.unknownKind(frame.kind.rawValue))
         }

@@ -8,16 +8,22 @@ import Synchronization
 public protocol CellWireResponder: Sendable {
     /// The payload of the answer to a call of `method`. A thrown error goes
     /// back to the caller as a failure frame carrying its description.
-    func answer(method: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator) async throws -> ByteBuffer
+    ///
+    /// - Parameter deadline: when the caller stops waiting (nil: it did not
+    ///   say). Work that would change something must not start after it.
+    func answer(method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator) async throws -> ByteBuffer
 }
 
 /// Serves the cell wire protocol on a TCP port: frames in, one task per
 /// call, answers out in whatever order the calls finish.
 ///
 /// At most ``maximumCallsPerConnection`` calls of a connection run at once;
-/// calls read beyond that wait their turn and the server stops reading from
-/// the connection until calls finish (the client's calls wait in its
-/// socket, they are not refused). On graceful
+/// calls read beyond that wait their turn. The server keeps reading while
+/// fewer than ``maximumQueuedCallsPerConnection`` wait, so that a call's
+/// deadline counts from (nearly) when it was sent, not from when a busy
+/// server got round to reading it; beyond that it stops reading from the
+/// connection until calls finish (the client's calls wait in its socket,
+/// they are not refused). On graceful
 /// shutdown it stops accepting, lets the calls under way finish (up to
 /// `drainTimeout`), then closes every connection.
 public final class CellWireServer: Service {
@@ -25,6 +31,7 @@ public final class CellWireServer: Service {
     /// The port it listens on (the one the system chose when asked for 0).
     public let port: Int
     public let maximumCallsPerConnection: Int
+    public let maximumQueuedCallsPerConnection: Int
     private let listener: any Channel
     private let connections: Connections
     private let drainTimeout: Duration
@@ -32,8 +39,9 @@ public final class CellWireServer: Service {
 
     private init(
         host: String, port: Int, listener: any Channel, connections: Connections, maximumCallsPerConnection: Int,
-        drainTimeout: Duration, logger: Logger
+        maximumQueuedCallsPerConnection: Int, drainTimeout: Duration, logger: Logger
     ) {
+        self.maximumQueuedCallsPerConnection = maximumQueuedCallsPerConnection
         self.host = host
         self.port = port
         self.listener = listener
@@ -46,7 +54,7 @@ public final class CellWireServer: Service {
     /// Listens on `host:port` (0: any free port) and serves `responder` on every connection.
     public static func bind(
         host: String, port: Int, responder: some CellWireResponder, maximumCallsPerConnection: Int = 256,
-        drainTimeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        maximumQueuedCallsPerConnection: Int = 4096, drainTimeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) async throws -> CellWireServer {
         let connections = Connections()
@@ -59,7 +67,10 @@ public final class CellWireServer: Service {
                     connections.opened(channel)
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(WireFrameDecoder(expectsPreamble: true)),
-                        WireServerHandler(responder: responder, limit: maximumCallsPerConnection, connections: connections),
+                        WireServerHandler(
+                            responder: responder, limit: maximumCallsPerConnection, queueLimit: maximumQueuedCallsPerConnection,
+                            connections: connections
+                        ),
                     ])
                 }
             }
@@ -67,7 +78,8 @@ public final class CellWireServer: Service {
         let bound = listener.localAddress?.port ?? port
         return CellWireServer(
             host: host, port: bound, listener: listener, connections: connections,
-            maximumCallsPerConnection: maximumCallsPerConnection, drainTimeout: drainTimeout, logger: logger
+            maximumCallsPerConnection: maximumCallsPerConnection, maximumQueuedCallsPerConnection: maximumQueuedCallsPerConnection,
+            drainTimeout: drainTimeout, logger: logger
         )
     }
 
@@ -93,10 +105,11 @@ public final class CellWireServer: Service {
     }
 
     private func drain() async {
+        connections.beginDraining()
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: drainTimeout)
         while connections.callsInFlight > 0, clock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(5))
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { break }
         }
         if connections.callsInFlight > 0 {
             logger.warning("closing cell wire connections with calls under way", metadata: ["calls": "\(connections.callsInFlight)"])
@@ -108,8 +121,11 @@ public final class CellWireServer: Service {
     final class Connections: Sendable {
         private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
         private let calls = Atomic<Int>(0)
+        private let draining = Atomic<Bool>(false)
 
         var callsInFlight: Int { calls.load(ordering: .relaxed) }
+        var isDraining: Bool { draining.load(ordering: .relaxed) }
+        func beginDraining() { draining.store(true, ordering: .relaxed) }
 
         func opened(_ channel: any Channel) {
             let key = ObjectIdentifier(channel)
@@ -131,15 +147,18 @@ final class WireServerHandler: ChannelDuplexHandler {
 
     private let responder: any CellWireResponder
     private let limit: Int
+    private let queueLimit: Int
     private let connections: CellWireServer.Connections
     private var inFlight = 0
-    private var waiting = CircularBuffer<WireFrame>()
+    private var waiting = CircularBuffer<Call>()
+    private let clock = ContinuousClock()
     private var readHeld = false
     private var active = true
 
-    init(responder: any CellWireResponder, limit: Int, connections: CellWireServer.Connections) {
+    init(responder: any CellWireResponder, limit: Int, queueLimit: Int, connections: CellWireServer.Connections) {
         self.responder = responder
         self.limit = limit
+        self.queueLimit = queueLimit
         self.connections = connections
     }
 
@@ -150,15 +169,34 @@ final class WireServerHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
+        guard !connections.isDraining else {
+            write(.failure(CellWireError.goingAway), to: frame, context: context)
+            return
+        }
+        let deadline = frame.timeoutMilliseconds == 0 ? nil : clock.now.advanced(by: .milliseconds(Int64(frame.timeoutMilliseconds)))
         connections.callStarted()
         if inFlight < limit {
-            start(frame, context: context)
+            start(Call(frame: frame, deadline: deadline), context: context)
         } else {
-            waiting.append(frame)
+            waiting.append(Call(frame: frame, deadline: deadline))
         }
     }
 
-    private func start(_ frame: WireFrame, context: ChannelHandlerContext) {
+    /// A call read and not yet answered, with when its caller stops waiting.
+    struct Call {
+        var frame: WireFrame
+        var deadline: ContinuousClock.Instant?
+    }
+
+    private func start(_ call: Call, context: ChannelHandlerContext) {
+        if let deadline = call.deadline, clock.now >= deadline {
+            // The caller has given up: never start what it no longer waits for.
+            connections.callFinished()
+            write(.failure(CellWireError.expiredBeforeStart), to: call.frame, context: context)
+            return
+        }
+        let frame = call.frame
+        let deadline = call.deadline
         inFlight += 1
         let responder = self.responder
         let allocator = context.channel.allocator
@@ -167,7 +205,9 @@ final class WireServerHandler: ChannelDuplexHandler {
         Task {
             let answer: Result<ByteBuffer, any Error>
             do {
-                answer = .success(try await responder.answer(method: frame.method, payload: frame.payload, allocator: allocator))
+                answer = .success(
+                    try await responder.answer(method: frame.method, payload: frame.payload, deadline: deadline, allocator: allocator)
+                )
             } catch {
                 answer = .failure(error)
             }
@@ -186,26 +226,38 @@ final class WireServerHandler: ChannelDuplexHandler {
             waiting.removeAll()
             return
         }
-        var buffer: ByteBuffer
-        switch answer {
-        case .success(let payload):
-            buffer = context.channel.allocator.buffer(capacity: 10 + payload.readableBytes)
-            buffer.writeWireFrame(kind: .answer, method: call.method, callID: call.callID, payload: payload)
-        case .failure(let error):
-            let reason = ByteBuffer(string: "\(error)")
-            buffer = context.channel.allocator.buffer(capacity: 10 + reason.readableBytes)
-            buffer.writeWireFrame(kind: .failure, method: call.method, callID: call.callID, payload: reason)
-        }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        if let next = waiting.popFirst() { start(next, context: context) }
-        if readHeld, inFlight < limit, waiting.isEmpty {
+        write(answer, to: call, context: context)
+        startNextWaiting(context: context)
+    }
+
+    private func startNextWaiting(context: ChannelHandlerContext) {
+        while inFlight < limit, let next = waiting.popFirst() { start(next, context: context) }
+        if readHeld, waiting.count < queueLimit {
             readHeld = false
             context.read()
         }
     }
 
+    private func write(_ answer: Result<ByteBuffer, any Error>, to call: WireFrame, context: ChannelHandlerContext) {
+        var buffer: ByteBuffer
+        switch answer {
+        case .success(let payload) where payload.readableBytes <= WireFrame.maximumSize - WireFrame.headerSize:
+            buffer = context.channel.allocator.buffer(capacity: 14 + payload.readableBytes)
+            buffer.writeWireFrame(kind: .answer, method: call.method, callID: call.callID, payload: payload)
+        case .success(let payload):
+            write(.failure(CellWireError.frameTooLarge(payload.readableBytes)), to: call, context: context)
+            return
+        case .failure(let error):
+            var reason = ByteBuffer(string: "\(error)")
+            if reason.readableBytes > 4096 { reason = reason.getSlice(at: reason.readerIndex, length: 4096)! }
+            buffer = context.channel.allocator.buffer(capacity: 14 + reason.readableBytes)
+            buffer.writeWireFrame(kind: .failure, method: call.method, callID: call.callID, payload: reason)
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
     func read(context: ChannelHandlerContext) {
-        if inFlight >= limit || !waiting.isEmpty {
+        if waiting.count >= queueLimit {
             readHeld = true
         } else {
             context.read()

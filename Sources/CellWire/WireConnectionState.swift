@@ -70,7 +70,7 @@ struct WireConnectionState<Connection: AnyObject, Attempt> {
         state = .idle
     }
 
-    /// Returns the connection to close, if there is one.
+    /// Returns the connection to close (once its calls are done), if there is one.
     mutating func shutDown() -> Connection? {
         defer { state = .shutDown }
         if case .ready(let connection) = state { return connection }

@@ -5,8 +5,12 @@ import NIOCore
 ///
 /// On the wire (all integers big-endian):
 ///
-///     u32 length of what follows · u8 kind · u8 method · u32 call id · payload
+///     u32 length of what follows · u8 kind · u8 method · u32 call id ·
+///     u32 milliseconds the caller still waits (calls; 0 in answers) · payload
 ///
+/// The server drops a call whose caller has stopped waiting before it
+/// starts it: a create the proxy gave up on (and may have made in another
+/// cell) is never stored late.
 /// A connection starts with the client's four-byte preamble ``preamble``
 /// (`OCW1`), so a peer speaking another protocol is turned away at once.
 /// Calls are multiplexed: answers carry their call's id and may come in any
@@ -25,19 +29,22 @@ public struct WireFrame: Sendable, Equatable {
     public var kind: Kind
     public var method: UInt8
     public var callID: UInt32
+    /// How long the caller waits for the answer, from when it sent the call.
+    public var timeoutMilliseconds: UInt32
     public var payload: ByteBuffer
 
-    public init(kind: Kind, method: UInt8, callID: UInt32, payload: ByteBuffer) {
+    public init(kind: Kind, method: UInt8, callID: UInt32, timeoutMilliseconds: UInt32 = 0, payload: ByteBuffer) {
         self.kind = kind
         self.method = method
         self.callID = callID
+        self.timeoutMilliseconds = timeoutMilliseconds
         self.payload = payload
     }
 
     /// The bytes a client sends first on every connection.
     public static let preamble: [UInt8] = Array("OCW1".utf8)
-    /// Kind, method and call id.
-    static let headerSize = 6
+    /// Kind, method, call id and timeout.
+    static let headerSize = 10
     /// Frames larger than this close the connection (no cell message comes near it).
     public static let maximumSize = 8 << 20
 }
@@ -62,6 +69,10 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
     case failed(String)
     /// The client was shut down.
     case shutDown
+    /// The server is shutting down and did not start the call.
+    case goingAway
+    /// The caller had stopped waiting before the server could start the call; it was not run.
+    case expiredBeforeStart
 
     public var description: String {
         switch self {
@@ -74,17 +85,21 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
         case .deadlineExceeded: "the cell service did not answer within the deadline"
         case .failed(let reason): "the cell service failed: \(reason)"
         case .shutDown: "the cell client is shut down"
+        case .goingAway: "the cell service is shutting down and did not start the call"
+        case .expiredBeforeStart: "the call's deadline passed before the cell service could start it; it was not run"
         }
     }
 }
 
 extension ByteBuffer {
     /// Writes `frame`'s length, header and payload.
-    mutating func writeWireFrame(kind: WireFrame.Kind, method: UInt8, callID: UInt32, payload: ByteBuffer) {
+    mutating func writeWireFrame(kind: WireFrame.Kind, method: UInt8, callID: UInt32, timeoutMilliseconds: UInt32 = 0, payload: ByteBuffer) {
+        precondition(payload.readableBytes <= WireFrame.maximumSize - WireFrame.headerSize, "frame payloads are checked against the maximum first")
         writeInteger(UInt32(WireFrame.headerSize + payload.readableBytes))
         writeInteger(kind.rawValue)
         writeInteger(method)
         writeInteger(callID)
+        writeInteger(timeoutMilliseconds)
         writeImmutableBuffer(payload)
     }
 }
@@ -115,9 +130,12 @@ struct WireFrameDecoder: ByteToMessageDecoder {
         let kindByte: UInt8 = buffer.readInteger()!
         let method: UInt8 = buffer.readInteger()!
         let callID: UInt32 = buffer.readInteger()!
+        let timeout: UInt32 = buffer.readInteger()!
         let payload = buffer.readSlice(length: size - WireFrame.headerSize)!
         guard let kind = WireFrame.Kind(rawValue: kindByte) else { throw CellWireError.unknownKind(kindByte) }
-        context.fireChannelRead(Self.wrapInboundOut(WireFrame(kind: kind, method: method, callID: callID, payload: payload)))
+        context.fireChannelRead(
+            Self.wrapInboundOut(WireFrame(kind: kind, method: method, callID: callID, timeoutMilliseconds: timeout, payload: payload))
+        )
         return .continue
     }
 

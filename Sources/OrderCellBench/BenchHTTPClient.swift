@@ -16,10 +16,15 @@ public final class BenchHTTPClient: Sendable {
     public struct Response: Sendable {
         public var status: HTTPResponseStatus
         public var body: ByteBuffer
+        /// Whether the server keeps the connection open for the next request.
+        public var keepAlive: Bool
     }
 
     /// The connection closed before the response was complete.
     public struct ConnectionClosed: Error {}
+
+    /// No complete response within the request's deadline.
+    public struct TimedOut: Error {}
 
     private let group: any EventLoopGroup
     private let idle = Mutex<[String: [Connection]]>([:])
@@ -50,19 +55,28 @@ public final class BenchHTTPClient: Sendable {
         } else if method == .POST || method == .PUT {
             head.headers.add(name: "content-length", value: "0")
         }
-        let promise = connection.channel.eventLoop.makePromise(of: Response.self)
-        let deadline = connection.channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { [channel = connection.channel] in
-            channel.close(promise: nil)
+        let channel = connection.channel
+        let promise = channel.eventLoop.makePromise(of: Response.self)
+        let request = ResponseCollector.Request(head: head, body: payload, timeout: TimeAmount(timeout), promise: promise)
+        // Everything about the request happens on the connection's event loop, so
+        // exactly one of answer, deadline and close completes it.
+        channel.eventLoop.execute {
+            guard let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) else {
+                request.promise.fail(ConnectionClosed())
+                return
+            }
+            collector.send(request)
         }
-        connection.channel.writeAndFlush(ResponseCollector.Request(head: head, body: payload, promise: promise), promise: nil)
         do {
             let response = try await promise.futureResult.get()
-            deadline.cancel()
-            if connection.channel.isActive { idle.withLock { $0[key, default: []].append(connection) } }
+            if response.keepAlive, channel.isActive {
+                idle.withLock { $0[key, default: []].append(connection) }
+            } else {
+                channel.close(promise: nil)
+            }
             return response
         } catch {
-            deadline.cancel()
-            connection.channel.close(promise: nil)
+            channel.close(promise: nil)
             throw error
         }
     }
@@ -93,56 +107,70 @@ public final class BenchHTTPClient: Sendable {
     }
 }
 
-/// Writes one request and collects its response (head and body) into the request's promise.
-final class ResponseCollector: ChannelDuplexHandler {
+/// Writes one request and collects its response (head and body) into the
+/// request's promise. Used on its event loop only.
+final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = Request
     typealias OutboundOut = HTTPClientRequestPart
 
     struct Request: Sendable {
         var head: HTTPRequestHead
         var body: ByteBuffer?
+        var timeout: TimeAmount
         var promise: EventLoopPromise<BenchHTTPClient.Response>
     }
 
-    private var pending: EventLoopPromise<BenchHTTPClient.Response>?
-    private var status: HTTPResponseStatus = .ok
+    private var context: ChannelHandlerContext?
+    private var pending: (promise: EventLoopPromise<BenchHTTPClient.Response>, timer: Scheduled<Void>)?
+    private var head: HTTPResponseHead?
     private var body = ByteBuffer()
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        guard pending == nil else {
-            request.promise.fail(ChannelError.inappropriateOperationForState)
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func send(_ request: Request) {
+        guard let context, context.channel.isActive, pending == nil else {
+            request.promise.fail(BenchHTTPClient.ConnectionClosed())
             return
         }
-        pending = request.promise
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let timer = context.eventLoop.scheduleTask(in: request.timeout) { bound.value.fail(BenchHTTPClient.TimedOut()) }
+        pending = (request.promise, timer)
+        head = nil
         body.clear()
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let payload = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil) }
-        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    private func fail(_ error: any Error) {
+        guard let pending else { return }
+        self.pending = nil
+        pending.timer.cancel()
+        pending.promise.fail(error)
+        context?.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): status = head.status
+        case .head(let head): self.head = head
         case .body(var part): body.writeBuffer(&part)
         case .end:
-            let promise = pending
-            pending = nil
-            promise?.succeed(BenchHTTPClient.Response(status: status, body: body))
+            guard let pending, let head else { return }
+            self.pending = nil
+            pending.timer.cancel()
+            pending.promise.succeed(BenchHTTPClient.Response(status: head.status, body: body, keepAlive: head.isKeepAlive))
             body = ByteBuffer()
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pending?.fail(BenchHTTPClient.ConnectionClosed())
-        pending = nil
+        fail(BenchHTTPClient.ConnectionClosed())
+        self.context = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        pending?.fail(error)
-        pending = nil
+        fail(error)
         context.close(promise: nil)
     }
 }

@@ -83,6 +83,24 @@ struct OrderStoreSuite {
         #expect(try await store.orderCount() == 6)
     }
 
+    @Test("batches holding the same keys in opposite orders never deadlock", arguments: StoreKind.allCases)
+    func batchesInOppositeOrders(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        for round in 0..<10 as Range<Int64> {
+            let keys = (0..<8 as Range<Int64>).map { "x-\(round)-\($0)" }
+            let forward = try keys.enumerated().map { try Self.order(sequence: round * 100 + Int64($0.offset), outTradeNo: $0.element) }
+            let backward = try keys.reversed().enumerated().map {
+                try Self.order(sequence: round * 100 + 50 + Int64($0.offset), outTradeNo: $0.element)
+            }
+            async let first = store.insertBatch(forward)
+            async let second = store.insertBatch(backward)
+            let outcomes = try await first + second
+            // Each key stored once; the other batch found it.
+            #expect(outcomes.filter { if case .inserted = $0 { true } else { false } }.count == keys.count)
+        }
+        #expect(try await store.orderCount() == 80)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func commandsPersistWithTheirEvents(kind: StoreKind) async throws {
         let store = try await kind.makeStore().store

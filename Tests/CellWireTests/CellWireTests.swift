@@ -8,11 +8,13 @@ import Testing
 @testable import CellWire
 
 /// Answers method 1 with its payload after the delay in milliseconds the
-/// payload's first byte gives, fails method 2, and counts the calls under way.
+/// payload's first byte gives, fails method 2, sleeps 3 s on method 3,
+/// counts the calls of method 4, and counts the calls under way.
 struct EchoResponder: CellWireResponder {
     let running = Counter()
+    let fourthStarted = Counter()
 
-    func answer(method: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+    func answer(method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
         running.enter()
         defer { running.leave() }
         switch method {
@@ -23,6 +25,9 @@ struct EchoResponder: CellWireResponder {
             return payload
         case 3:
             try await Task.sleep(for: .seconds(3))
+            return payload
+        case 4:
+            fourthStarted.enter()
             return payload
         default:
             throw Refused(reason: "method \(method) is not served")
@@ -39,6 +44,7 @@ struct EchoResponder: CellWireResponder {
         func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
         func leave() { state.withLock { $0.now -= 1 } }
         var most: Int { state.withLock { $0.most } }
+        var current: Int { state.withLock { $0.now } }
     }
 }
 
@@ -50,6 +56,12 @@ private func payload(delay: UInt8, _ tag: UInt32) -> ByteBuffer {
 }
 
 private let logger = Logger(label: "cell-wire-test")
+
+/// Waits (up to 5 s) until `condition` holds.
+private func waitUntil(_ condition: () -> Bool) async throws {
+    for _ in 0..<1000 where !condition() { try await Task.sleep(for: .milliseconds(5)) }
+    try #require(condition())
+}
 
 @Suite("Cell wire protocol")
 struct CellWireTests {
@@ -149,6 +161,59 @@ struct CellWireTests {
         #expect(responder.running.most == 4)
         connection.shutdown()
         await server.shutdown()
+    }
+
+    @Test("a call whose caller stopped waiting while it queued behind others is never started")
+    func expiredBeforeStart() async throws {
+        let responder = EchoResponder()
+        let server = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: responder, maximumCallsPerConnection: 1, logger: logger
+        )
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        _ = try await connection.call(method: 1, payload: payload(delay: 0, 0), timeout: .seconds(5))
+        let slow = Task { try await connection.call(method: 1, payload: payload(delay: 200, 1), timeout: .seconds(5)) }
+        try await waitUntil { responder.running.current == 1 }
+        await #expect(throws: CellWireError.deadlineExceeded) {
+            try await connection.call(method: 4, payload: ByteBuffer(), timeout: .milliseconds(50))
+        }
+        #expect(try await slow.value == payload(delay: 200, 1))
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(responder.fourthStarted.most == 0)
+        connection.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("shutting a connection down lets its calls under way finish and refuses new ones")
+    func gracefulClientShutdown() async throws {
+        let responder = EchoResponder()
+        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: responder, logger: logger)
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let slow = Task { try await connection.call(method: 1, payload: payload(delay: 100, 5), timeout: .seconds(5)) }
+        try await waitUntil { responder.running.current == 1 }
+        connection.shutdown()
+        await #expect(throws: CellWireError.shutDown) {
+            try await connection.call(method: 1, payload: payload(delay: 0, 6), timeout: .seconds(1))
+        }
+        #expect(try await slow.value == payload(delay: 100, 5))
+        await server.shutdown()
+    }
+
+    @Test("a draining server finishes the calls under way and answers new ones with a failure it never starts")
+    func drainingServer() async throws {
+        let responder = EchoResponder()
+        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: responder, logger: logger)
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let slow = Task { try await connection.call(method: 1, payload: payload(delay: 250, 7), timeout: .seconds(5)) }
+        try await waitUntil { responder.running.current == 1 }
+        let draining = Task { await server.shutdown() }
+        try await Task.sleep(for: .milliseconds(30))
+        await #expect(throws: CellWireError.failed(CellWireError.goingAway.description)) {
+            try await connection.call(method: 4, payload: ByteBuffer(), timeout: .seconds(1))
+        }
+        #expect(responder.fourthStarted.most == 0)
+        #expect(try await slow.value == payload(delay: 250, 7))
+        await draining.value
+        connection.shutdown()
     }
 
     @Test("a peer that does not start with the preamble is disconnected")

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import OrderCellBench
 import Testing
 
@@ -66,5 +68,53 @@ struct BenchOverHTTPTests {
     @Test("a URL that is not http://host:port is refused before the run")
     func badURL() {
         #expect(throws: (any Error).self) { try HTTPOrderScenario(urls: ["https://x:1"], client: BenchHTTPClient(), createOnly: true) }
+    }
+}
+
+/// A raw TCP server answering every request the same way: a fixed response then close, or never.
+private final class FixedAnswer: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let answers: Bool
+
+    init(answers: Bool) { self.answers = answers }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard answers else { return }
+        let response = "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+@Suite("Load generator's HTTP client")
+struct BenchHTTPClientTests {
+    private func serve(answers: Bool) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(FixedAnswer(answers: answers)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    @Test("a server that closes after each response gets a new connection for the next request")
+    func connectionClose() async throws {
+        let server = try await serve(answers: true)
+        let client = BenchHTTPClient()
+        for _ in 0..<3 {
+            let response = try await client.send(.GET, host: "127.0.0.1", port: server.localAddress!.port!, path: "/", json: nil, timeout: .seconds(5))
+            #expect(response.status == .ok && String(buffer: response.body) == "ok" && !response.keepAlive)
+        }
+        client.shutdown()
+        try await server.close()
+    }
+
+    @Test("a server that never answers fails the request at its deadline instead of hanging")
+    func deadline() async throws {
+        let server = try await serve(answers: false)
+        let client = BenchHTTPClient()
+        await #expect(throws: BenchHTTPClient.TimedOut.self) {
+            try await client.send(.POST, host: "127.0.0.1", port: server.localAddress!.port!, path: "/", json: "{}", timeout: .milliseconds(100))
+        }
+        client.shutdown()
+        try await server.close()
     }
 }

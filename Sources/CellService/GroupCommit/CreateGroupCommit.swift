@@ -14,10 +14,10 @@ import Synchronization
 /// transaction holding its order commits: group commit changes how many
 /// orders a commit carries, not what an answer means.
 ///
-/// A create that waited longer than ``maximumWait`` for its turn fails
-/// without being inserted: its caller has given up by then (and may have
-/// created the order in another cell), so storing it late would make a
-/// second order the merchant never heard of.
+/// A create still waiting for its turn when its caller's deadline passes,
+/// or after ``maximumWait``, fails without being inserted: its caller has
+/// given up by then (and may have created the order in another cell), so
+/// storing it late would make a second order the merchant never heard of.
 final class CreateGroupCommit: Sendable {
     typealias Insert = @Sendable ([Order]) async throws -> [StoreInsertOutcome]
 
@@ -31,6 +31,8 @@ final class CreateGroupCommit: Sendable {
     struct Waiting: Sendable {
         var order: Order
         var since: ContinuousClock.Instant
+        /// Not inserted after this.
+        var deadline: ContinuousClock.Instant
         var continuation: CheckedContinuation<StoreInsertOutcome, any Error>
     }
 
@@ -86,15 +88,20 @@ final class CreateGroupCommit: Sendable {
     }
 
     /// Inserts `order`, alone or with other creates, and returns its outcome once committed.
-    func insert(_ order: Order) async throws -> StoreInsertOutcome {
+    func insert(_ order: Order, deadline: ContinuousClock.Instant? = nil) async throws -> StoreInsertOutcome {
         if state.withLock({ $0.arrive(limit: maximumBatches) }) {
             defer { slotFreed() }
             return try await insert([order])[0]
         }
         return try await withCheckedThrowingContinuation { continuation in
+            let now = clock.now
             let batch = state.withLock {
                 $0.enqueue(
-                    Waiting(order: order, since: clock.now, continuation: continuation), limit: maximumBatches, batchSize: maximumBatchSize
+                    Waiting(
+                        order: order, since: now, deadline: min(now.advanced(by: maximumWait), deadline ?? .now.advanced(by: .seconds(3600))),
+                        continuation: continuation
+                    ),
+                    limit: maximumBatches, batchSize: maximumBatchSize
                 )
             }
             if let batch { Task { await self.run(batch) } }
@@ -115,9 +122,8 @@ final class CreateGroupCommit: Sendable {
         while true {
             let now = clock.now
             batch.removeAll { entry in
-                let waited = entry.since.duration(to: now)
-                guard waited > maximumWait else { return false }
-                entry.continuation.resume(throwing: WaitedTooLong(waited: waited))
+                guard now >= entry.deadline else { return false }
+                entry.continuation.resume(throwing: WaitedTooLong(waited: entry.since.duration(to: now)))
                 return true
             }
             if !batch.isEmpty {

@@ -17,10 +17,12 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
 
     // MARK: - The methods, whatever the transport
 
-    func createOrder(_ request: Ordercell_Cell_V1_CreateOrderRequest) async throws -> Ordercell_Cell_V1_CreateOrderReply {
+    func createOrder(
+        _ request: Ordercell_Cell_V1_CreateOrderRequest, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
         var reply = Ordercell_Cell_V1_CreateOrderReply()
         do {
-            let result = try await answering { try await cell.create(try request.domain()) }
+            let result = try await answering { try await cell.create(try request.domain(), deadline: deadline) }
             reply.order = RPCOrder(result.order)
             reply.created = result.created
         } catch let refusal as OrderError {

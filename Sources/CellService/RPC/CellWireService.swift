@@ -17,10 +17,13 @@ public struct CellWireService: CellWireResponder {
         var description: String { "the cell RPC has no method \(method)" }
     }
 
-    public func answer(method: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+    public func answer(
+        method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+    ) async throws -> ByteBuffer {
         guard let method = CellWireMethod(rawValue: method) else { throw UnknownMethod(method: method) }
         switch method {
-        case .createOrder: return try await rpc.createOrder(try .init(wirePayload: payload)).wirePayload(allocator: allocator)
+        case .createOrder:
+            return try await rpc.createOrder(try .init(wirePayload: payload), deadline: deadline).wirePayload(allocator: allocator)
         case .applyCommand: return try await rpc.applyCommand(try .init(wirePayload: payload)).wirePayload(allocator: allocator)
         case .getOrder: return try await rpc.getOrder(try .init(wirePayload: payload)).wirePayload(allocator: allocator)
         case .listRefunds: return try await rpc.listRefunds(try .init(wirePayload: payload)).wirePayload(allocator: allocator)

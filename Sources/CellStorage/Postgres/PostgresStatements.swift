@@ -113,6 +113,10 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
 /// (columns as arrays, `unnest`ed), skipping those whose merchant's
 /// `out_trade_no` exists already (also earlier in the same batch).
 /// Returns the ids of the orders it inserted.
+///
+/// Rows go in in `(merchant_id, out_trade_no)` order: two batches of a
+/// cell's services holding the same keys (a create retried on the other
+/// service) then wait for each other in the same order and cannot deadlock.
 struct InsertNewOrders: PostgresPreparedStatement {
     static let name = "ordercell.InsertNewOrders"
     static let sql = """
@@ -125,6 +129,7 @@ struct InsertNewOrders: PostgresPreparedStatement {
             INSERT INTO orders (\(PostgresSchema.orderColumns))
             SELECT order_id, merchant_id, out_trade_no, amount, currency, CASE WHEN has_description THEN description END, \
             $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision FROM batch
+            ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C"
             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
             RETURNING order_id, created_at, amount, out_trade_no
         )
