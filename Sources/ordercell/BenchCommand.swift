@@ -118,6 +118,19 @@ struct BenchCommand: AsyncParsableCommand {
     /// Cluster: the same INSERT on a cell primary, the cell's store, then the proxy.
     private func compareCluster(_ http: BenchHTTPClient) async throws -> [BenchReport] {
         var reports: [BenchReport] = []
+        var primary: PostgresClient?
+        var primaryRun: Task<Void, Never>?
+        defer { primaryRun?.cancel() }
+        /// Every run starts from a checkpoint on the cell primary, so that none
+        /// pays for the WAL an earlier one wrote (the proxy run comes last).
+        func settle() async {
+            guard let primary else { return }
+            do {
+                try await primary.query("CHECKPOINT")
+            } catch {
+                FileHandle.standardError.write(Data("note: CHECKPOINT on the primary failed (\(String(reflecting: error))); runs start unsettled\n".utf8))
+            }
+        }
         if let postgres {
             guard let endpoint = PostgresEndpoint(url: postgres) else { throw ValidationError("--postgres must be postgres://user@host:port/database") }
             var configuration = PostgresClient.Configuration(
@@ -125,13 +138,15 @@ struct BenchCommand: AsyncParsableCommand {
             )
             configuration.options.maximumConnections = clients
             let client = PostgresClient(configuration: configuration)
-            let run = Task { await client.run() }
+            primary = client
+            primaryRun = Task { await client.run() }
             try await RawPostgresScenario.prepare(client)
+            await settle()
             reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))
-            run.cancel()
             let store = try await PostgresOrderStore.connect(
                 PostgresCellConfiguration(primary: endpoint, tls: .disable, maximumConnections: clients)
             )
+            await settle()
             reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
             store.close()
         }
@@ -140,10 +155,12 @@ struct BenchCommand: AsyncParsableCommand {
             let connections = Task { await client.run() }
             try await Task.sleep(for: .milliseconds(200))
             let transport = (try? CellServiceEndpoint(parsing: cellService).transport) == .wire ? "the cell wire protocol" : "gRPC"
+            await settle()
             reports.append(await load("d. one cell service over \(transport)", DirectCellScenario(create: { try await client.create($0) })))
             client.shutdown()
             connections.cancel()
         }
+        await settle()
         reports.append(await load("b. proxy over HTTP", try HTTPOrderScenario(urls: urls, client: http, createOnly: true)))
         return reports
     }
