@@ -98,6 +98,9 @@ public final class CellWireServer: Service {
         await drain()
     }
 
+    /// Whether it has begun to drain (answers new calls with a failure).
+    public var isDraining: Bool { connections.isDraining }
+
     /// Stops accepting, waits for the calls under way, closes every connection.
     public func shutdown() async {
         try? await listener.close()

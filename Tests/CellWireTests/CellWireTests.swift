@@ -171,12 +171,13 @@ struct CellWireTests {
         )
         let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
         _ = try await connection.call(method: 1, payload: payload(delay: 0, 0), timeout: .seconds(5))
-        let slow = Task { try await connection.call(method: 1, payload: payload(delay: 200, 1), timeout: .seconds(5)) }
+        // Method 3 takes 3 s: long enough that the next call surely queues behind it, however busy the machine.
+        let slow = Task { try await connection.call(method: 3, payload: payload(delay: 0, 1), timeout: .seconds(10)) }
         try await waitUntil { responder.running.current == 1 }
         await #expect(throws: CellWireError.deadlineExceeded) {
             try await connection.call(method: 4, payload: ByteBuffer(), timeout: .milliseconds(50))
         }
-        #expect(try await slow.value == payload(delay: 200, 1))
+        #expect(try await slow.value == payload(delay: 0, 1))
         try await Task.sleep(for: .milliseconds(50))
         #expect(responder.fourthStarted.most == 0)
         connection.shutdown()
@@ -203,15 +204,15 @@ struct CellWireTests {
         let responder = EchoResponder()
         let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: responder, logger: logger)
         let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
-        let slow = Task { try await connection.call(method: 1, payload: payload(delay: 250, 7), timeout: .seconds(5)) }
+        let slow = Task { try await connection.call(method: 3, payload: payload(delay: 0, 7), timeout: .seconds(10)) }
         try await waitUntil { responder.running.current == 1 }
         let draining = Task { await server.shutdown() }
-        try await Task.sleep(for: .milliseconds(30))
+        try await waitUntil { server.isDraining }
         await #expect(throws: CellWireError.failed(CellWireError.goingAway.description)) {
             try await connection.call(method: 4, payload: ByteBuffer(), timeout: .seconds(1))
         }
         #expect(responder.fourthStarted.most == 0)
-        #expect(try await slow.value == payload(delay: 250, 7))
+        #expect(try await slow.value == payload(delay: 0, 7))
         await draining.value
         connection.shutdown()
     }
