@@ -188,6 +188,14 @@ public final class CellService: Sendable {
         return closed
     }
 
+    /// Deletes the health checker's synthetic orders (``ProbeMerchant``)
+    /// older than `age`, with their refunds and events; returns how many.
+    /// Merchants' orders are never deleted.
+    public func purgeProbeOrders(olderThan age: Duration = .seconds(86_400), limit: Int = 5_000) async throws -> Int {
+        let cutoff = clock().adding(milliseconds: -Int64(age.components.seconds * 1000))
+        return try await storage { try await store.purgeOrders(of: ProbeMerchant.id, createdBefore: cutoff, limit: limit) }
+    }
+
     private func checkOwnership(_ id: OrderID) throws(OrderError) {
         guard id.cell == cell else { throw OrderError(.orderNotFound, "order \(id) does not belong to cell \(cell)") }
     }

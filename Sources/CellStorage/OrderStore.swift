@@ -41,6 +41,12 @@ public protocol OrderStore: Sendable {
     /// Unpaid orders whose expiry is at or before `now`, earliest first.
     func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID]
 
+    /// Deletes up to `limit` of `merchantID`'s orders created before
+    /// `cutoff`, with their refunds and events, in one transaction; returns
+    /// how many orders it deleted. Only for the health checker's synthetic
+    /// orders (``ProbeMerchant``): merchants' orders are never deleted.
+    func purgeOrders(of merchantID: String, createdBefore cutoff: Timestamp, limit: Int) async throws -> Int
+
     /// Reserves the next `size` values of the cell's order sequence.
     /// Values are never handed out twice, even across crashes.
     func reserveSequenceSegment(size: Int64) async throws -> ClosedRange<Int64>

@@ -91,4 +91,19 @@ struct CellServiceTests {
             #expect(error.code == .orderNotFound)
         }
     }
+
+    @Test("the sweeper deletes the health checker's orders once they are a day old, and never a merchant's")
+    func probeOrdersArePurgedAfterADay() async throws {
+        let service = try await makeService()
+        let probe = try await service.create(
+            try CreateOrderRequest(merchantID: ProbeMerchant.id, outTradeNo: "probe-1", amount: 1, currency: "CNY", description: nil, expireSeconds: nil)
+        ).order
+        let merchants = try await service.create(try request("kept-1")).order
+        let sweeper = ExpirySweeper(cells: [service])
+        #expect(await sweeper.purgeProbeOrdersOnce() == 0)
+        clock.advance(seconds: 86_401)
+        #expect(await sweeper.purgeProbeOrdersOnce() == 1)
+        await #expect { try await service.order(probe.id, consistency: .strong) } throws: { ($0 as? OrderError)?.code == .orderNotFound }
+        #expect(try await service.order(merchants.id, consistency: .strong).id == merchants.id)
+    }
 }

@@ -101,6 +101,30 @@ struct OrderStoreSuite {
         #expect(try await store.orderCount() == 80)
     }
 
+    @Test("purging deletes only the given merchant's orders created before the cutoff, with their refunds and events", arguments: StoreKind.allCases)
+    func purgeOrders(kind: StoreKind) async throws {
+        let store = try await kind.makeStore().store
+        let probes = try (1...3 as ClosedRange<Int64>).map { try Self.order(sequence: $0, merchant: ProbeMerchant.id, amount: 1) }
+        for probe in probes {
+            _ = try await store.insert(probe)
+            _ = try await store.apply(.pay(paymentID: "p-\(probe.id)", amount: 1), to: probe.id, now: Self.now)
+            _ = try await store.apply(.refund(refundID: "r-\(probe.id)", amount: 1, reason: nil), to: probe.id, now: Self.now)
+        }
+        let merchants = try Self.order(sequence: 10, merchant: "m1")
+        _ = try await store.insert(merchants)
+        let later = Self.now.adding(seconds: 1)
+        #expect(try await store.purgeOrders(of: ProbeMerchant.id, createdBefore: Self.now, limit: 10) == 0)
+        #expect(try await store.purgeOrders(of: ProbeMerchant.id, createdBefore: later, limit: 2) == 2)
+        #expect(try await store.purgeOrders(of: ProbeMerchant.id, createdBefore: later, limit: 10) == 1)
+        for probe in probes {
+            #expect(try await store.order(probe.id, consistency: .strong) == nil)
+            #expect(try await store.events(of: probe.id).isEmpty)
+            #expect(try await store.refunds(of: probe.id).isEmpty)
+        }
+        #expect(try await store.order(merchants.id, consistency: .strong) == merchants)
+        #expect(try await store.orderCount() == 1)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func commandsPersistWithTheirEvents(kind: StoreKind) async throws {
         let store = try await kind.makeStore().store

@@ -68,6 +68,9 @@ public final class FollowingPostgresStore: OrderStore {
     }
     public func refunds(of id: OrderID) async throws -> [Refund] { try await store.refunds(of: id) }
     public func events(of id: OrderID) async throws -> [OrderEvent] { try await store.events(of: id) }
+    public func purgeOrders(of merchantID: String, createdBefore cutoff: Timestamp, limit: Int) async throws -> Int {
+        try await store.purgeOrders(of: merchantID, createdBefore: cutoff, limit: limit)
+    }
     public func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID] {
         try await store.expiredOrders(at: now, limit: limit)
     }

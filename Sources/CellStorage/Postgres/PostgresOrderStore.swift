@@ -255,6 +255,31 @@ public final class PostgresOrderStore: OrderStore {
         }
     }
 
+    public func purgeOrders(of merchantID: String, createdBefore cutoff: Timestamp, limit: Int) async throws -> Int {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            // One statement: the foreign keys are checked at its end, after the refunds and events are gone.
+            let rows = try await primary.query(
+                """
+                WITH doomed AS (
+                    SELECT order_id FROM orders WHERE merchant_id = \(merchantID) AND created_at < \(cutoff.millisecondsSinceEpoch) LIMIT \(limit)
+                ), events AS (
+                    DELETE FROM order_events WHERE order_id IN (SELECT order_id FROM doomed)
+                ), refunds AS (
+                    DELETE FROM refunds WHERE order_id IN (SELECT order_id FROM doomed)
+                ), deleted AS (
+                    DELETE FROM orders WHERE order_id IN (SELECT order_id FROM doomed) RETURNING 1
+                )
+                SELECT count(*) FROM deleted
+                """,
+                logger: logger
+            )
+            for try await count in rows.decode(Int.self) { return count }
+            return 0
+        }
+    }
+
     public func orderCount() async throws -> Int {
         let primary = self.primary
         let logger = self.logger

@@ -157,6 +157,23 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
+    public func purgeOrders(of merchantID: String, createdBefore cutoff: Timestamp, limit: Int) async throws -> Int {
+        try await guarded {
+            try await pool.write { db in
+                let ids = try String.fetchAll(
+                    db, sql: "SELECT order_id FROM orders WHERE merchant_id = ? AND created_at < ? LIMIT ?",
+                    arguments: [merchantID, cutoff.millisecondsSinceEpoch, limit]
+                )
+                for id in ids {
+                    try db.execute(sql: "DELETE FROM order_events WHERE order_id = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM refunds WHERE order_id = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM orders WHERE order_id = ?", arguments: [id])
+                }
+                return ids.count
+            }
+        }
+    }
+
     public func orderCount() async throws -> Int {
         try await guarded {
             try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM orders") ?? 0 }
