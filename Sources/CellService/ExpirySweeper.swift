@@ -38,28 +38,25 @@ public struct ExpirySweeper: Service {
     /// One pass over every cell; a failing cell is logged and skipped.
     @discardableResult
     public func sweepOnce() async -> Int {
-        var closed = 0
-        for cell in cells() {
-            do {
-                closed += try await cell.sweepExpiredOrders()
-            } catch {
-                logger.warning("expiry sweep failed", metadata: ["cell": "\(cell.cell)", "error": "\(error)"])
-            }
-        }
-        return closed
+        await everyCell("expiry sweep failed") { try await $0.sweepExpiredOrders() }
     }
 
     /// Deletes probe orders older than a day in every cell; a failing cell is logged and skipped.
     @discardableResult
     public func purgeProbeOrdersOnce() async -> Int {
-        var purged = 0
+        await everyCell("probe order purge failed") { try await $0.purgeProbeOrders() }
+    }
+
+    /// Runs `work` on every cell and adds up what it counted; a failing cell is logged and skipped.
+    private func everyCell(_ failure: Logger.Message, _ work: (CellService) async throws -> Int) async -> Int {
+        var total = 0
         for cell in cells() {
             do {
-                purged += try await cell.purgeProbeOrders()
+                total += try await work(cell)
             } catch {
-                logger.warning("probe order purge failed", metadata: ["cell": "\(cell.cell)", "error": "\(error)"])
+                logger.warning(failure, metadata: ["cell": "\(cell.cell)", "error": "\(error)"])
             }
         }
-        return purged
+        return total
     }
 }

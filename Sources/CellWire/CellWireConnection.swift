@@ -144,7 +144,7 @@ final class WireClientHandler: ChannelInboundHandler {
 
     /// Sends `call` (on the event loop).
     func send(_ call: Call) {
-        guard let context, context.channel.isActive else {
+        guard let context, context.channel.isActive, !closingWhenIdle else {
             call.promise.fail(CellWireError.connectionClosed)
             return
         }
@@ -168,11 +168,14 @@ final class WireClientHandler: ChannelInboundHandler {
         call.promise.fail(CellWireError.deadlineExceeded)
         expiriesInARow += 1
         if expiriesInARow >= Self.expiriesBeforeClosing {
-            // Calls keep missing their deadlines with nothing answered: start over on a new connection.
-            context?.close(promise: nil)
-        } else {
-            closeIfIdleAndClosing()
+            // Calls keep missing their deadlines with nothing answered (a peer gone
+            // without a reset?): send nothing more on this connection, and close it
+            // once the calls on it are answered or expired — closing now would fail
+            // them before their deadlines while a slow but live cell may still
+            // finish them. The next connection is made after the close.
+            closingWhenIdle = true
         }
+        closeIfIdleAndClosing()
     }
 
     /// Closes the connection now if nothing is pending, else once the last pending call is done.

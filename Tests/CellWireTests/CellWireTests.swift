@@ -217,6 +217,31 @@ struct CellWireTests {
         connection.shutdown()
     }
 
+    @Test("after three missed deadlines in a row a connection takes no new calls, lets its pending ones finish, and is replaced")
+    func missedDeadlinesReplaceTheConnection() async throws {
+        let server = try await CellWireServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(100), logger: logger
+        )
+        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        _ = try await connection.call(method: 1, payload: payload(delay: 0, 0), timeout: .seconds(5))
+        let pending = Task { try await connection.call(method: 1, payload: payload(delay: 250, 1), timeout: .seconds(5)) }
+        for _ in 0..<3 {
+            await #expect(throws: CellWireError.deadlineExceeded) {
+                try await connection.call(method: 3, payload: ByteBuffer(), timeout: .milliseconds(30))
+            }
+        }
+        // The call already under way is not cut short by the decision to replace the connection.
+        #expect(try await pending.value == payload(delay: 250, 1))
+        var answered = false
+        for _ in 0..<50 where !answered {
+            answered = (try? await connection.call(method: 1, payload: payload(delay: 0, 2), timeout: .seconds(1))) != nil
+            if !answered { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(answered)
+        connection.shutdown()
+        await server.shutdown()
+    }
+
     @Test("a peer that does not start with the preamble is disconnected")
     func preamble() async throws {
         let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
