@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "ordercell", targets: ["ordercell"]),
         .library(name: "OrderModel", targets: ["OrderModel"]),
         .library(name: "CellRouting", targets: ["CellRouting"]),
+        .library(name: "RequestJSON", targets: ["RequestJSON"]),
         .library(name: "CellStorage", targets: ["CellStorage"]),
         .library(name: "CellService", targets: ["CellService"]),
         .library(name: "OrderProxy", targets: ["OrderProxy"]),
@@ -99,11 +100,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Reading the order calls' JSON bodies by hand, with the API's precise messages. No I/O.
+        .target(
+            name: "RequestJSON",
+            dependencies: ["OrderModel", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // HTTP pieces every server shares: problem+json errors, JSON bodies, operator tokens and roles.
         .target(
             name: "OrderHTTP",
             dependencies: [
                 "OrderModel",
+                "RequestJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -252,7 +260,7 @@ let package = Package(
         .testTarget(
             name: "OrderCellTests",
             dependencies: [
-                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP",
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP", "RequestJSON",
                 "CellStorage", "CellWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -9,15 +9,18 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "ordercell", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "OrderCellMicro",
             dependencies: [
+                .product(name: "RequestJSON", package: "ordercell"),
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "OrderModel", package: "ordercell"),
                 .product(name: "CellRouting", package: "ordercell"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/OrderCellMicro",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -1,10 +1,13 @@
 import Benchmark
 import CellRouting
 import Foundation
+import NIOCore
 import OrderModel
+import RequestJSON
 
 /// Micro-benchmarks of the per-request hot paths: the order id codec, cell
-/// selection at 4 and 64 cells, and JSON coding of an order.
+/// selection at 4 and 64 cells, JSON coding of an order, and reading a
+/// create body with `JSONDecoder` and with the hand-written reader.
 let benchmarks: @Sendable () -> Void = {
     // A thousand operations a sample: the figures are per thousand, far above the timer's resolution.
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3))
@@ -62,6 +65,44 @@ let benchmarks: @Sendable () -> Void = {
     }
     Benchmark("JSON: decode an order (Foundation)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try decoder.decode(OrderJSON.self, from: encoded)) }
+    }
+
+    // A create body as the proxy reads it (`HTTPBodies.decode`): from the
+    // collected ByteBuffer to a validated CreateOrderRequest.
+    let createBody = ByteBuffer(
+        string: #"{"merchant_id":"m1","out_trade_no":"demo-1","amount":1999,"currency":"CNY","description":"tea","expire_seconds":1800}"#
+    )
+    /// The body as it was declared for `JSONDecoder`.
+    struct CreateOrderBody: Decodable {
+        var merchantID: String, outTradeNo: String, amount: Int64, currency: String, description: String?, expireSeconds: Int64?
+        enum CodingKeys: String, CodingKey {
+            case merchantID = "merchant_id", outTradeNo = "out_trade_no", amount, currency, description
+            case expireSeconds = "expire_seconds"
+        }
+    }
+    Benchmark("JSON body → create request, Foundation JSONDecoder") { benchmark in
+        for _ in benchmark.scaledIterations {
+            let body = try decoder.decode(CreateOrderBody.self, from: Data(createBody.readableBytesView))
+            blackHole(
+                try CreateOrderRequest(
+                    merchantID: body.merchantID, outTradeNo: body.outTradeNo, amount: body.amount, currency: body.currency,
+                    description: body.description, expireSeconds: body.expireSeconds
+                )
+            )
+        }
+    }
+    // The same reads as `CreateOrderBody.init(json:)` in OrderProxy.
+    Benchmark("JSON body → create request, hand-written reader") { benchmark in
+        for _ in benchmark.scaledIterations {
+            let json = try JSONObjectReader(createBody)
+            blackHole(
+                try CreateOrderRequest(
+                    merchantID: json.string("merchant_id"), outTradeNo: json.string("out_trade_no"), amount: json.int64("amount"),
+                    currency: json.string("currency"), description: json.stringIfPresent("description"),
+                    expireSeconds: json.int64IfPresent("expire_seconds")
+                )
+            )
+        }
     }
     Benchmark("timestamp: RFC 3339") { benchmark in
         for index in benchmark.scaledIterations { blackHole(now.adding(milliseconds: Int64(index)).rfc3339) }

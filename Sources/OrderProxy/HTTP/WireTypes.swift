@@ -1,7 +1,9 @@
+import OrderHTTP
 import OrderModel
+import RequestJSON
 
 /// `POST /v1/orders` body.
-struct CreateOrderBody: Decodable {
+struct CreateOrderBody: JSONBodyDecodable {
     var merchantID: String
     var outTradeNo: String
     var amount: Int64
@@ -9,9 +11,13 @@ struct CreateOrderBody: Decodable {
     var description: String?
     var expireSeconds: Int64?
 
-    enum CodingKeys: String, CodingKey {
-        case merchantID = "merchant_id", outTradeNo = "out_trade_no", amount, currency, description
-        case expireSeconds = "expire_seconds"
+    init(json: JSONObjectReader) throws(OrderError) {
+        merchantID = try json.string("merchant_id")
+        outTradeNo = try json.string("out_trade_no")
+        amount = try json.int64("amount")
+        currency = try json.string("currency")
+        description = try json.stringIfPresent("description")
+        expireSeconds = try json.int64IfPresent("expire_seconds")
     }
 
     func validated() throws(OrderError) -> CreateOrderRequest {
@@ -23,18 +29,27 @@ struct CreateOrderBody: Decodable {
 }
 
 /// `POST /v1/orders/{order_id}/pay` body.
-struct PayBody: Decodable {
+struct PayBody: JSONBodyDecodable {
     var paymentID: String
     var amount: Int64
-    enum CodingKeys: String, CodingKey { case paymentID = "payment_id", amount }
+
+    init(json: JSONObjectReader) throws(OrderError) {
+        paymentID = try json.string("payment_id")
+        amount = try json.int64("amount")
+    }
 }
 
 /// `POST /v1/orders/{order_id}/refunds` body.
-struct RefundBody: Decodable {
+struct RefundBody: JSONBodyDecodable {
     var refundID: String
     var amount: Int64
     var reason: String?
-    enum CodingKeys: String, CodingKey { case refundID = "refund_id", amount, reason }
+
+    init(json: JSONObjectReader) throws(OrderError) {
+        refundID = try json.string("refund_id")
+        amount = try json.int64("amount")
+        reason = try json.stringIfPresent("reason")
+    }
 }
 
 /// An order as the API shows it.
