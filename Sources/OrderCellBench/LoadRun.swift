@@ -23,6 +23,13 @@ public protocol BenchScenario: Sendable {
     /// Runs one iteration; `record` is called once per operation with its
     /// name, its latency and its outcome.
     func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async
+    /// The operation every iteration starts with; in an open-loop run it is
+    /// charged with how late its iteration started.
+    var firstOperation: String { get }
+}
+
+extension BenchScenario {
+    public var firstOperation: String { "create" }
 }
 
 /// Runs a scenario for a warm-up and a measured period, printing progress.
@@ -109,6 +116,7 @@ public struct LoadRun: Sendable {
             }
         case .open(let perSecond, let maximumInFlight):
             let interval = Duration.seconds(1.0 / perSecond)
+            let first = scenario.firstOperation
             await withTaskGroup(of: Void.self) { group in
                 var intended = start
                 var sequence = 0
@@ -126,7 +134,7 @@ public struct LoadRun: Sendable {
                             // Latency counts from the intended start, not the actual one.
                             let lateBy = clock.now - scheduled
                             await scenario.iteration(client: number % 64, sequence: number) { operation, latency, outcome in
-                                record(operation, latency + (operation.hasSuffix("create") ? lateBy : .zero), outcome)
+                                record(operation, latency + (operation == first ? lateBy : .zero), outcome)
                             }
                             collector.inFlight.subtract(1, ordering: .relaxed)
                         }

@@ -86,6 +86,36 @@ public struct HTTPOrderScenario: BenchScenario {
     }
 }
 
+/// One `GET` of a path that does no work (`/healthz`): what the HTTP round
+/// trip alone costs — the load generator's client, the socket on both sides,
+/// the server's parsing, routing and answer — with no order in it.
+public struct HTTPRoundTripScenario: BenchScenario {
+    public static let operation = "round trip"
+    public var firstOperation: String { Self.operation }
+    public let host: String
+    public let port: Int
+    public let path: String
+    public let client: BenchHTTPClient
+
+    public init(host: String, port: Int, path: String = "/healthz", client: BenchHTTPClient) {
+        self.host = host
+        self.port = port
+        self.path = path
+        self.client = client
+    }
+
+    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let response = try await client.send(.GET, host: host, port: port, path: path, json: nil)
+            record(Self.operation, clock.now - start, response.status.code == 200 ? .ok : .failed("http_\(response.status.code)"))
+        } catch {
+            record(Self.operation, clock.now - start, .failed("transport"))
+        }
+    }
+}
+
 /// Creates straight on one cell service, in process: no HTTP, no proxy.
 public struct DirectCellScenario: BenchScenario {
     public let create: @Sendable (CreateOrderRequest) async throws -> CreateOrderResult

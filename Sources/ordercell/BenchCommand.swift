@@ -41,6 +41,7 @@ struct BenchCommand: AsyncParsableCommand {
     var cellService: String?
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
     @Flag(help: "Print the results as JSON.") var json = false
+    @OptionGroup var executor: EmbeddedExecutorTakeoverOption
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -79,6 +80,13 @@ struct BenchCommand: AsyncParsableCommand {
     private func ratios(_ proxied: BenchReport, _ baselines: ArraySlice<BenchReport>) -> String {
         var lines = ["", "through the proxy vs each baseline (create):"]
         for baseline in baselines {
+            let roundTrip = HTTPRoundTripScenario.operation
+            if baseline.throughput(roundTrip) > 0 {
+                lines.append(
+                    "  the HTTP round trip alone (\(baseline.name.prefix(2))) takes p50 \(String(format: "%.2f", baseline.percentile(50, roundTrip))) ms, p99 \(String(format: "%.2f", baseline.percentile(99, roundTrip))) ms"
+                )
+                continue
+            }
             let ratio = proxied.throughput("create") / max(baseline.throughput("create"), 0.001)
             let p50 = proxied.percentile(50, "create") - baseline.percentile(50, "create")
             let p99 = proxied.percentile(99, "create") - baseline.percentile(99, "create")
@@ -107,6 +115,7 @@ struct BenchCommand: AsyncParsableCommand {
         let server = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
+        reports.append(await load("h. HTTP round trip alone (GET /healthz)", HTTPRoundTripScenario(host: "127.0.0.1", port: port, client: http)))
         reports.append(
             await load("b. proxy over HTTP, \(cells) cells", try HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
         )

@@ -29,6 +29,8 @@ struct DevCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Run no health checker.")
     var noHealthCheck = false
 
+    @OptionGroup var executor: EmbeddedExecutorTakeoverOption
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 

@@ -32,15 +32,18 @@ enum OrderCellMain {
 /// started with `--no-executor-takeover`: a request then stays on the event
 /// loop that read it instead of hopping to the concurrency pool and back
 /// (measured: +28 % creates through a local cluster, docs/performance.md).
-/// The embedded system does not: its SQLite calls block, and would stall the
-/// loops. It must be decided before the first task starts, so it is read
-/// from the raw arguments.
+/// The embedded system (`dev`, `bench`) does only when asked with
+/// `--executor-takeover`. It must be decided before the first task starts,
+/// so it is read from the raw arguments.
 enum ExecutorTakeover {
-    static let subcommands: Set<String> = ["cell", "proxy"]
+    static let onByDefault: Set<String> = ["cell", "proxy"]
+    static let offByDefault: Set<String> = ["dev", "bench"]
 
     static func wanted(by arguments: [String]) -> Bool {
-        guard let subcommand = arguments.first, subcommands.contains(subcommand) else { return false }
-        return !arguments.contains("--no-executor-takeover")
+        guard let subcommand = arguments.first else { return false }
+        if onByDefault.contains(subcommand) { return !arguments.contains("--no-executor-takeover") }
+        if offByDefault.contains(subcommand) { return arguments.contains("--executor-takeover") }
+        return false
     }
 }
 
@@ -51,4 +54,13 @@ struct ExecutorTakeoverOption: ParsableArguments {
         help: "Run Swift concurrency on the NIO event loops (fewer thread hand-offs per request)."
     )
     var executorTakeover = true
+}
+
+/// The flag `ordercell dev` and `ordercell bench` accept: off unless asked for.
+struct EmbeddedExecutorTakeoverOption: ParsableArguments {
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Run Swift concurrency on the NIO event loops (fewer thread hand-offs per request)."
+    )
+    var executorTakeover = false
 }

@@ -65,6 +65,25 @@ struct BenchOverHTTPTests {
         }
     }
 
+    @Test("the HTTP round-trip baseline reads /healthz and records it under its own name")
+    func roundTrip() async throws {
+        try await TestSystem.run { (system: TestSystem) async throws in
+            let http = BenchHTTPClient()
+            defer { http.shutdown() }
+            let base = system.client.base
+            let colon = try #require(base.lastIndex(of: ":"))
+            let port = try #require(Int(base[base.index(after: colon)...]))
+            let scenario = HTTPRoundTripScenario(host: "127.0.0.1", port: port, client: http)
+            #expect(scenario.firstOperation == HTTPRoundTripScenario.operation)
+            let report = await LoadRun(name: "h", shape: .open(perSecond: 200, maximumInFlight: 50), warmup: .milliseconds(100), duration: .seconds(1), progress: false)
+                .run(scenario)
+            #expect(report.throughput(HTTPRoundTripScenario.operation) > 0)
+            let operations = try #require(report.json["operations"] as? [String: Any])
+            let roundTrip = try #require(operations[HTTPRoundTripScenario.operation] as? [String: Any])
+            #expect((roundTrip["errors"] as? [String: Int] ?? [:]).isEmpty)
+        }
+    }
+
     @Test("a URL that is not http://host:port is refused before the run")
     func badURL() {
         #expect(throws: (any Error).self) { try HTTPOrderScenario(urls: ["https://x:1"], client: BenchHTTPClient(), createOnly: true) }
