@@ -122,7 +122,7 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "CellWire", "OrderHTTP",
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "CellWire", "OrderHTTP", "RequestJSON",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),

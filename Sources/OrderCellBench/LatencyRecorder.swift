@@ -29,6 +29,9 @@ public struct BenchReport: Sendable {
         return total
     }
 
+    /// Whether the run recorded `operation` at all, successes or errors.
+    public func recorded(_ operation: String) -> Bool { operations[operation] != nil }
+
     /// Successful operations per second of `operation` (all operations when nil).
     public func throughput(_ operation: String? = nil) -> Double {
         let stats = operation.map { operations[$0] ?? OperationStats() } ?? total

@@ -26,6 +26,9 @@ public struct JSONObjectReader {
 
     private let bytes: ByteBuffer
     private let members: [Member]
+    /// The decoded names of members whose keys hold escapes, by member index
+    /// (empty when no key does): decoded once, not at every lookup.
+    private let escapedKeys: [String?]
 
     /// Checks `bytes` and indexes the members of the object they hold.
     public init(_ bytes: ByteBuffer) throws(OrderError) {
@@ -37,6 +40,11 @@ public struct JSONObjectReader {
         case .object(let members):
             self.bytes = bytes
             self.members = members
+            self.escapedKeys =
+                members.contains(where: \.isKeyEscaped)
+                ? bytes.withUnsafeReadableBytes { raw in
+                    members.map { $0.isKeyEscaped ? JSONStringDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[$0.key])) : nil }
+                } : []
         case .notAnObject:
             throw .invalidRequest(Message.notAnObject)
         case .invalid:
@@ -57,17 +65,19 @@ public struct JSONObjectReader {
         return try string(from: value, name)
     }
 
-    /// The integer member `name`; absent or `null` is refused.
-    public func int64(_ name: String) throws(OrderError) -> Int64 {
+    /// The integer member `name`; absent or `null` is refused. `unit`, when
+    /// given, is named in the refusal of a fraction or an out-of-range value
+    /// ("amount must be an integer (minor units) that fits in 64 bits").
+    public func int64(_ name: String, unit: String? = nil) throws(OrderError) -> Int64 {
         guard let value = value(of: name) else { throw .invalidRequest("\(name) is required") }
-        guard let integer = try int64(from: value, name) else { throw .invalidRequest("\(name) must not be null") }
+        guard let integer = try int64(from: value, name, unit: unit) else { throw .invalidRequest("\(name) must not be null") }
         return integer
     }
 
     /// The integer member `name`, or `nil` when it is absent or `null`.
-    public func int64IfPresent(_ name: String) throws(OrderError) -> Int64? {
+    public func int64IfPresent(_ name: String, unit: String? = nil) throws(OrderError) -> Int64? {
         guard let value = value(of: name) else { return nil }
-        return try int64(from: value, name)
+        return try int64(from: value, name, unit: unit)
     }
 
     // MARK: - Values
@@ -89,7 +99,7 @@ public struct JSONObjectReader {
     }
 
     /// An integer, `nil` for `null`, or the type-mismatch or range refusal.
-    private func int64(from value: Value, _ name: String) throws(OrderError) -> Int64? {
+    private func int64(from value: Value, _ name: String, unit: String?) throws(OrderError) -> Int64? {
         switch value.kind {
         case .null:
             return nil
@@ -98,7 +108,7 @@ public struct JSONObjectReader {
                 JSONNumber.int64(UnsafeRawBufferPointer(rebasing: raw[value.range]))
             }
             guard let integer else {
-                throw .invalidRequest("\(name) must be an integer (minor units) that fits in 64 bits")
+                throw .invalidRequest("\(name) must be an integer\(unit.map { " (\($0))" } ?? "") that fits in 64 bits")
             }
             return integer
         default:
@@ -111,11 +121,10 @@ public struct JSONObjectReader {
         var name = name
         return name.withUTF8 { wanted in
             bytes.withUnsafeReadableBytes { raw in
-                for member in members {
-                    let key = UnsafeRawBufferPointer(rebasing: raw[member.key])
+                for (index, member) in members.enumerated() {
                     if member.isKeyEscaped {
-                        if JSONStringDecoder.decode(key).utf8.elementsEqual(wanted) { return member.value }
-                    } else if key.elementsEqual(wanted) {
+                        if escapedKeys[index]?.utf8.elementsEqual(wanted) == true { return member.value }
+                    } else if UnsafeRawBufferPointer(rebasing: raw[member.key]).elementsEqual(wanted) {
                         return member.value
                     }
                 }
@@ -471,8 +480,9 @@ enum JSONNumber {
             let isExponentNegative = token[index] == UInt8(ascii: "-")
             if token[index] == UInt8(ascii: "-") || token[index] == UInt8(ascii: "+") { index += 1 }
             while index < token.count {
-                // Saturates: a body of 16 KiB cannot bring it back into range.
-                exponent = min(exponent * 10 + Int(token[index] - UInt8(ascii: "0")), 1_000_000)
+                // Saturates far beyond any digit count a buffer can hold, so
+                // it cannot be brought back into range by the digits before it.
+                exponent = min(exponent * 10 + Int(token[index] - UInt8(ascii: "0")), 1 << 40)
                 index += 1
             }
             if isExponentNegative { exponent = -exponent }

@@ -81,10 +81,16 @@ struct BenchCommand: AsyncParsableCommand {
         var lines = ["", "through the proxy vs each baseline (create):"]
         for baseline in baselines {
             let roundTrip = HTTPRoundTripScenario.operation
-            if baseline.throughput(roundTrip) > 0 {
+            if baseline.recorded(roundTrip) {
                 lines.append(
-                    "  the HTTP round trip alone (\(baseline.name.prefix(2))) takes p50 \(String(format: "%.2f", baseline.percentile(50, roundTrip))) ms, p99 \(String(format: "%.2f", baseline.percentile(99, roundTrip))) ms"
+                    baseline.throughput(roundTrip) > 0
+                        ? "  the HTTP round trip alone (\(baseline.name.prefix(2))) takes p50 \(String(format: "%.2f", baseline.percentile(50, roundTrip))) ms, p99 \(String(format: "%.2f", baseline.percentile(99, roundTrip))) ms"
+                        : "  the HTTP round trip alone (\(baseline.name.prefix(2))) never succeeded: see its errors above"
                 )
+                continue
+            }
+            guard baseline.throughput("create") > 0 else {
+                lines.append("  vs \(baseline.name): no create succeeded, no ratio")
                 continue
             }
             let ratio = proxied.throughput("create") / max(baseline.throughput("create"), 0.001)

@@ -169,12 +169,12 @@ struct OperatorTokenOptions: ParsableArguments {
     @Option(help: "Bearer token of the operator role, recorded as 'admin' (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
     var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
     @Option(help: "Bearer token of the viewer role (read-only), recorded as 'viewer' (default: $ORDERCELL_VIEWER_TOKEN).")
-    var viewerToken = ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"]
+    var viewerToken: String?
     @Option(name: .customLong("token"), help: "A named token, name:role:secret with role viewer or operator (repeatable).")
     var namedTokens: [String] = []
 
     func operatorTokens() throws -> OperatorTokens {
-        var tokens = OperatorTokens(adminToken: adminToken, viewerToken: viewerToken)
+        var tokens = OperatorTokens(adminToken: adminToken, viewerToken: viewerToken ?? ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"])
         for text in namedTokens { tokens.tokens.append(try OperatorToken(parsing: text)) }
         return tokens
     }

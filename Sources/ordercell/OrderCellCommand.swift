@@ -33,16 +33,20 @@ enum OrderCellMain {
 /// loop that read it instead of hopping to the concurrency pool and back
 /// (measured: +28 % creates through a local cluster, docs/performance.md).
 /// The embedded system (`dev`, `bench`) does only when asked with
-/// `--executor-takeover`. It must be decided before the first task starts,
-/// so it is read from the raw arguments.
+/// `--executor-takeover`: its SQLite commits run on GRDB's writer queue, so
+/// they do not block the loops, but it measured no faster (four A/B pairs,
+/// docs/performance.md). It must be decided before the first task starts,
+/// so it is read from the raw arguments; as with the parsed flag, the last
+/// of `--executor-takeover` / `--no-executor-takeover` wins.
 enum ExecutorTakeover {
     static let onByDefault: Set<String> = ["cell", "proxy"]
     static let offByDefault: Set<String> = ["dev", "bench"]
 
     static func wanted(by arguments: [String]) -> Bool {
         guard let subcommand = arguments.first else { return false }
-        if onByDefault.contains(subcommand) { return !arguments.contains("--no-executor-takeover") }
-        if offByDefault.contains(subcommand) { return arguments.contains("--executor-takeover") }
+        let last = arguments.last { $0 == "--executor-takeover" || $0 == "--no-executor-takeover" }
+        if onByDefault.contains(subcommand) { return last != "--no-executor-takeover" }
+        if offByDefault.contains(subcommand) { return last == "--executor-takeover" }
         return false
     }
 }

@@ -14,10 +14,10 @@ struct CreateOrderBody: JSONBodyDecodable {
     init(json: JSONObjectReader) throws(OrderError) {
         merchantID = try json.string("merchant_id")
         outTradeNo = try json.string("out_trade_no")
-        amount = try json.int64("amount")
+        amount = try json.int64("amount", unit: "minor units")
         currency = try json.string("currency")
         description = try json.stringIfPresent("description")
-        expireSeconds = try json.int64IfPresent("expire_seconds")
+        expireSeconds = try json.int64IfPresent("expire_seconds", unit: "seconds")
     }
 
     func validated() throws(OrderError) -> CreateOrderRequest {
@@ -35,7 +35,7 @@ struct PayBody: JSONBodyDecodable {
 
     init(json: JSONObjectReader) throws(OrderError) {
         paymentID = try json.string("payment_id")
-        amount = try json.int64("amount")
+        amount = try json.int64("amount", unit: "minor units")
     }
 }
 
@@ -47,7 +47,7 @@ struct RefundBody: JSONBodyDecodable {
 
     init(json: JSONObjectReader) throws(OrderError) {
         refundID = try json.string("refund_id")
-        amount = try json.int64("amount")
+        amount = try json.int64("amount", unit: "minor units")
         reason = try json.stringIfPresent("reason")
     }
 }
