@@ -22,6 +22,8 @@ public struct CellProcess: Sendable {
     /// Where to serve the cell wire protocol (nil: gRPC only).
     public var wirePort: Int?
     public var controlURL: String
+    /// Token shown to the control plane to read the routing table (role viewer).
+    public var controlToken: String?
     public var tls: PostgresTLSMode
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
@@ -29,9 +31,10 @@ public struct CellProcess: Sendable {
     public var groupCommit: GroupCommitConfiguration?
 
     public init(
-        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, tls: PostgresTLSMode, snapshotPath: String? = nil,
-        groupCommit: GroupCommitConfiguration? = .init()
+        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, controlToken: String?, tls: PostgresTLSMode,
+        snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init()
     ) {
+        self.controlToken = controlToken
         self.groupCommit = groupCommit
         self.cell = cell
         self.host = host
@@ -43,7 +46,7 @@ public struct CellProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
+        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
         let table: RoutingTable
         if let snapshot {

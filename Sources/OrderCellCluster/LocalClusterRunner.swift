@@ -20,6 +20,8 @@ public struct LocalClusterState: Codable, Sendable {
     public var cells: Int
     public var basePort: Int
     public var adminToken: String
+    /// The followers' token (role viewer) for reading the routing table; nil in state files written before it existed.
+    public var followerToken: String?
     public var components: [Component]
 
     public var proxyURLs: [String] { components.filter { $0.kind == "proxy" }.map { "http://127.0.0.1:\($0.port)" } }
@@ -109,14 +111,17 @@ public struct LocalClusterRunner: Sendable {
         let routingFile = directory + "/routing.json"
         try JSONEncoder().encode(table).write(to: URL(fileURLWithPath: routingFile))
 
-        // Control plane, cell services, proxies.
+        // Control plane, cell services, proxies. The followers read the routing
+        // table with a viewer token of their own, made fresh for this cluster.
+        var random = SystemRandomNumberGenerator()
+        let followerToken = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
         let controlURL = "http://127.0.0.1:\(basePort + 2)"
         components.append(
             try await spawn(
                 name: "control", kind: "control", port: basePort + 2,
                 arguments: [
                     "control", "--port", "\(basePort + 2)", "--database", "postgres://ordercell@127.0.0.1:\(controlDatabasePort)/ordercell_control",
-                    "--routing", routingFile, "--admin-token", adminToken,
+                    "--routing", routingFile, "--admin-token", adminToken, "--token", "followers:viewer:\(followerToken)",
                 ],
                 report: report
             )
@@ -128,6 +133,7 @@ public struct LocalClusterRunner: Sendable {
                         name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
                         arguments: [
                             "cell", "--cell", "\(cell)", "--port", "\(port)", "--wire-port", "\(wirePort)", "--control", controlURL,
+                            "--control-token", followerToken,
                             "--postgres-tls", "disable",
                             "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
                         ],
@@ -141,14 +147,16 @@ public struct LocalClusterRunner: Sendable {
                 try await spawn(
                     name: "proxy-\(port - basePort + 1)", kind: "proxy", port: port,
                     arguments: [
-                        "proxy", "--port", "\(port)", "--control", controlURL, "--admin-token", adminToken,
+                        "proxy", "--port", "\(port)", "--control", controlURL, "--control-token", followerToken, "--admin-token", adminToken,
                         "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",
                     ],
                     report: report
                 )
             )
         }
-        let state = LocalClusterState(directory: directory, cells: cells, basePort: basePort, adminToken: adminToken, components: components)
+        let state = LocalClusterState(
+            directory: directory, cells: cells, basePort: basePort, adminToken: adminToken, followerToken: followerToken, components: components
+        )
         try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: statePath))
         return state
     }

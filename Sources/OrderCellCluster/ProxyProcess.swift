@@ -19,11 +19,14 @@ public struct ProxyProcess: Sendable {
     public var host: String
     public var port: Int
     public var controlURL: String
+    /// Token shown to the control plane to read the routing table (role viewer).
+    public var controlToken: String?
     public var tokens: OperatorTokens
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
 
-    public init(host: String, port: Int, controlURL: String, tokens: OperatorTokens, snapshotPath: String? = nil) {
+    public init(host: String, port: Int, controlURL: String, controlToken: String?, tokens: OperatorTokens, snapshotPath: String? = nil) {
+        self.controlToken = controlToken
         self.host = host
         self.port = port
         self.controlURL = controlURL
@@ -32,7 +35,7 @@ public struct ProxyProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        let watcher = RoutingWatcher(controlURL: controlURL, logger: logger)
+        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
         let table: RoutingTable
         let status: RoutingStatus

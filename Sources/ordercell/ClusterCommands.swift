@@ -75,6 +75,7 @@ struct CellCommand: AsyncParsableCommand {
     var groupCommitBatches = 1
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "URL of the control plane.") var control: String
+    @OptionGroup var controlToken: ControlTokenOption
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
@@ -84,7 +85,8 @@ struct CellCommand: AsyncParsableCommand {
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         try await CellProcess(
-            cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, tls: tls, snapshotPath: routingSnapshot,
+            cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, controlToken: controlToken.resolved, tls: tls,
+            snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
         )
             .run(logger: Logger(label: "ordercell.cell"))
@@ -96,6 +98,7 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "URL of the control plane.") var control: String
+    @OptionGroup var controlToken: ControlTokenOption
     @OptionGroup var tokens: OperatorTokenOptions
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
@@ -103,7 +106,10 @@ struct ProxyCommand: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(logLevel)
-        try await ProxyProcess(host: host, port: port, controlURL: control, tokens: try tokens.operatorTokens(), snapshotPath: routingSnapshot)
+        try await ProxyProcess(
+            host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tokens: try tokens.operatorTokens(),
+            snapshotPath: routingSnapshot
+        )
             .run(logger: Logger(label: "ordercell.proxy"))
     }
 }
@@ -162,6 +168,14 @@ struct ClusterCommand: AsyncParsableCommand {
             for line in try LocalClusterRunner.status(in: options.dir) { say(line) }
         }
     }
+}
+
+/// The token a follower (cell service, proxy) shows the control plane to read the routing table.
+struct ControlTokenOption: ParsableArguments {
+    @Option(help: "Token for reading the routing table from the control plane, a viewer or operator token there (default: $ORDERCELL_CONTROL_TOKEN).")
+    var controlToken: String?
+
+    var resolved: String? { controlToken ?? ProcessInfo.processInfo.environment["ORDERCELL_CONTROL_TOKEN"] }
 }
 
 /// Operator tokens of a server: the admin (operator) token, a viewer token, and named tokens.

@@ -90,8 +90,8 @@ struct ControlPlaneDownTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: LocalClusterFixture.binary)
         process.arguments = [
-            "proxy", "--port", "\(first.port)", "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
-            "--routing-snapshot", snapshot,
+            "proxy", "--port", "\(first.port)", "--control", cluster.state.controlURL, "--control-token", cluster.state.followerToken ?? "",
+            "--admin-token", cluster.state.adminToken, "--routing-snapshot", snapshot,
         ]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = process.standardOutput

@@ -11,7 +11,7 @@ import Testing
 /// A follower (proxy or cell service) long-polling a real control plane over HTTP.
 @Suite("Routing followers")
 struct RoutingFollowerTests {
-    @Test func aFollowerOfAnotherEpochTakesTheCurrentReleaseAtOnce() async throws {
+    @Test func followersShowATokenAndOneOfAnotherEpochTakesTheCurrentReleaseAtOnce() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-follow-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -24,7 +24,7 @@ struct RoutingFollowerTests {
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
         #expect(control.routingTable.epoch != nil, "a new control database names its epoch")
         let api = ControlAdminAPI(
-            control: control, tokens: OperatorTokens(adminToken: "t"), servesFollowers: true,
+            control: control, tokens: OperatorTokens(adminToken: "t", viewerToken: "follower"), servesFollowers: true,
             clock: { Timestamp(millisecondsSinceEpoch: 0) }, logger: logger
         )
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
@@ -37,7 +37,13 @@ struct RoutingFollowerTests {
             tasks.addTask { try await group.run() }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
-            let watcher = RoutingWatcher(controlURL: "http://127.0.0.1:\(port)", logger: logger)
+            // The routing table names every cell's storage: no token, no table.
+            for token in [nil, "wrong"] {
+                await #expect(throws: RoutingWatcher.Refused.self) {
+                    try await RoutingWatcher(controlURL: "http://127.0.0.1:\(port)", token: token, logger: logger).fetch(timeout: .milliseconds(300))
+                }
+            }
+            let watcher = RoutingWatcher(controlURL: "http://127.0.0.1:\(port)", token: "follower", logger: logger)
             // A follower that still holds release 40 of a control database that no longer exists.
             let stale = initial.publishedAs(version: 40).startingEpoch("gone")
             let (received, receivedContinuation) = AsyncStream.makeStream(of: RoutingTable.self)

@@ -49,9 +49,12 @@ public struct ControlAdminAPI: Sendable {
 
     public func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
         let control = self.control
+        let tokens = self.tokens
         let p = pathPrefix
         if servesFollowers {
             routes.on(.get, p + "/v1/routing") { request, _ in
+                // The table names every cell's storage servers: followers show a viewer (or operator) token.
+                try tokens.authorize(request, as: .viewer)
                 // A follower of another epoch (a rebuilt control database) gets the current release at once.
                 let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
                 let current = control.routingTable
