@@ -72,15 +72,18 @@ struct OrderStoreSuite {
         batch[2].description = nil
         let replayOfEarlier = try Self.order(sequence: 20, outTradeNo: "b-1")
         let twiceInTheBatch = try Self.order(sequence: 21, outTradeNo: "b-11")
-        let outcomes = try await store.insertBatch(batch + [replayOfEarlier, twiceInTheBatch])
-        #expect(outcomes == batch.map { .inserted($0) } + [.existing(earlier), .existing(batch[1])])
+        // The same out_trade_no of another merchant is another order.
+        let otherMerchant = try Self.order(sequence: 22, merchant: "m-other", outTradeNo: "b-1")
+        let outcomes = try await store.insertBatch(batch + [replayOfEarlier, twiceInTheBatch, otherMerchant])
+        #expect(outcomes == batch.map { .inserted($0) } + [.existing(earlier), .existing(batch[1]), .inserted(otherMerchant)])
         for order in batch {
             #expect(try await store.order(order.id, consistency: .strong) == order)
             #expect(try await store.events(of: order.id).map(\.kind) == [.created])
         }
         #expect(try await store.order(replayOfEarlier.id, consistency: .strong) == nil)
         #expect(try await store.order(twiceInTheBatch.id, consistency: .strong) == nil)
-        #expect(try await store.orderCount() == 6)
+        #expect(try await store.order(otherMerchant.id, consistency: .strong) == otherMerchant)
+        #expect(try await store.orderCount() == 7)
     }
 
     @Test("batches holding the same keys in opposite orders never deadlock", arguments: StoreKind.allCases)

@@ -117,23 +117,23 @@ public final class PostgresOrderStore: OrderStore {
             var inserted = Set<String>()
             inserted.reserveCapacity(orders.count)
             for try await id in try await primary.execute(InsertNewOrders(orders: orders), logger: logger) { inserted.insert(id) }
-            var outcomes: [StoreInsertOutcome] = []
-            outcomes.reserveCapacity(orders.count)
-            for order in orders {
-                if inserted.contains(order.id.description) {
-                    outcomes.append(.inserted(order))
-                    continue
+            // The creates that met an earlier order (client retries, or two
+            // creates of one key in the batch) read theirs back in one query.
+            let repeats = orders.filter { !inserted.contains($0.id.description) }
+            var earlier: [TradeKey: Order] = [:]
+            if !repeats.isEmpty {
+                let keys = repeats.map { (merchantID: $0.merchantID, outTradeNo: $0.outTradeNo) }
+                for try await row in try await primary.execute(SelectOrdersByTradeNos(keys: keys), logger: logger) {
+                    earlier[TradeKey(row.merchantID, row.outTradeNo)] = row
                 }
-                var existing: Order?
-                for try await row in try await primary.execute(
-                    SelectOrderByTradeNo(merchantID: order.merchantID, outTradeNo: order.outTradeNo), logger: logger
-                ) {
-                    existing = row
-                }
-                guard let existing else { throw StoreError("order \(order.merchantID)/\(order.outTradeNo) conflicted but cannot be read") }
-                outcomes.append(.existing(existing))
             }
-            return outcomes
+            return try orders.map { order in
+                if inserted.contains(order.id.description) { return .inserted(order) }
+                guard let existing = earlier[TradeKey(order.merchantID, order.outTradeNo)] else {
+                    throw StoreError("order \(order.merchantID)/\(order.outTradeNo) conflicted but cannot be read")
+                }
+                return .existing(existing)
+            }
         }
     }
 
@@ -371,5 +371,15 @@ public final class PostgresOrderStore: OrderStore {
         } catch {
             throw StoreError("PostgreSQL \(configuration.primary): \(String(reflecting: error))")
         }
+    }
+}
+
+/// A merchant's order key: `(merchant_id, out_trade_no)`.
+private struct TradeKey: Hashable {
+    var merchantID: String
+    var outTradeNo: String
+    init(_ merchantID: String, _ outTradeNo: String) {
+        self.merchantID = merchantID
+        self.outTradeNo = outTradeNo
     }
 }

@@ -69,6 +69,25 @@ struct SelectOrderByTradeNo: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Order { try decodeOrder(row) }
 }
 
+/// The orders of many `(merchant_id, out_trade_no)` keys at once: how a
+/// batch of creates reads back the earlier orders it met, in one round trip
+/// however many of its creates were repeats.
+struct SelectOrdersByTradeNos: PostgresPreparedStatement {
+    static let name = "ordercell.SelectOrdersByTradeNos"
+    static let sql = """
+        SELECT \(PostgresSchema.orderColumns) FROM orders \
+        WHERE (merchant_id, out_trade_no) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        """
+    var keys: [(merchantID: String, outTradeNo: String)]
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(keys.map(\.merchantID))
+        bindings.append(keys.map(\.outTradeNo))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Order { try decodeOrder(row) }
+}
+
 /// Inserts an order and its creation event in one statement (one round
 /// trip, atomic), unless the merchant's `out_trade_no` exists already.
 struct InsertOrderWithEvent: PostgresPreparedStatement {
@@ -117,19 +136,21 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
 /// Rows go in in `(merchant_id, out_trade_no)` order: two batches of a
 /// cell's services holding the same keys (a create retried on the other
 /// service) then wait for each other in the same order and cannot deadlock.
+/// Of two creates of one key in a batch the earlier one is stored (the
+/// batch position breaks the tie; PostgreSQL's sort is not stable).
 struct InsertNewOrders: PostgresPreparedStatement {
     static let name = "ordercell.InsertNewOrders"
     static let sql = """
         WITH batch AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::bool[], \
-            $8::int8[], $9::int8[], $10::int8[]) \
+            $8::int8[], $9::int8[], $10::int8[]) WITH ORDINALITY \
             AS b(order_id, merchant_id, out_trade_no, amount, currency, description, has_description, created_at, expires_at, \
-            revision)
+            revision, position)
         ), inserted AS (
             INSERT INTO orders (\(PostgresSchema.orderColumns))
             SELECT order_id, merchant_id, out_trade_no, amount, currency, CASE WHEN has_description THEN description END, \
             $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision FROM batch
-            ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C"
+            ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
             RETURNING order_id, created_at, amount, out_trade_no
         )
