@@ -15,7 +15,8 @@ public struct HTTPOrderScenario: BenchScenario {
     public let client: BenchHTTPClient
     public let createOnly: Bool
     public let runID: String
-    private let endpoints: [(host: String, port: Int)]
+    /// `(host, port)` of each URL, in order.
+    public let endpoints: [(host: String, port: Int)]
 
     /// - Parameter urls: `http://host:port` of each endpoint; clients are spread over them.
     public init(urls: [String], client: BenchHTTPClient, createOnly: Bool) throws {

@@ -33,7 +33,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Iterations per second (open loop).") var rate: Double?
     @Option(help: "Seconds measured.") var duration = 10
     @Option(help: "Seconds of warm-up, not measured.") var warmup = 2
-    @Option(help: "Workload: mix (create, pay/close, query, refund) or create.") var workload = "mix"
+    @Option(help: "Workload: mix (create, pay/close, query, refund), create, or round-trip (GET /healthz: the bare HTTP round trip).")
+    var workload = "mix"
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
     var postgres: String?
@@ -56,7 +57,15 @@ struct BenchCommand: AsyncParsableCommand {
                 reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
             } else {
                 guard !urls.isEmpty else { throw ValidationError("give --url (a proxy), or --compare") }
-                reports.append(await load("proxy", try HTTPOrderScenario(urls: urls, client: http, createOnly: workload == "create")))
+                switch workload {
+                case "mix", "create":
+                    reports.append(await load("proxy", try HTTPOrderScenario(urls: urls, client: http, createOnly: workload == "create")))
+                case "round-trip":
+                    let endpoint = try HTTPOrderScenario(urls: urls, client: http, createOnly: true).endpoints[0]
+                    reports.append(await load("HTTP round trip", HTTPRoundTripScenario(host: endpoint.host, port: endpoint.port, client: http)))
+                default:
+                    throw ValidationError("--workload is mix, create or round-trip")
+                }
             }
         } catch {
             http.shutdown()
