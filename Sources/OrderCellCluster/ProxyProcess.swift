@@ -66,9 +66,7 @@ public struct ProxyProcess: Sendable {
                 }
             }
         }
-        let application = Application(
-            router: api.buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "OrderCell"), logger: logger
-        )
+        let application = OrderHTTPServer(host: host, port: port, responder: api.buildRouter().buildResponder(), logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: application), .init(service: follower)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -169,13 +169,11 @@ public final class EmbeddedSystem: Sendable {
         api.buildRouterAndRoutes { controlAPI.addRoutes(&$0) }
     }
 
-    /// The HTTP application serving the API on the configured address.
-    public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(
-            router: buildRouterAndRoutes().router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "OrderCell"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-            logger: logger
+    /// The HTTP server serving the API on the configured address.
+    public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some Service {
+        OrderHTTPServer(
+            host: configuration.host, port: configuration.port, responder: buildRouterAndRoutes().router.buildResponder(), logger: logger,
+            onServerRunning: onServerRunning
         )
     }
 

@@ -32,12 +32,18 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 public enum Problem {
     public static let contentType = "application/problem+json"
 
-    public static func response(_ error: OrderError) -> Response {
+    /// The problem document of `error`, as JSON text.
+    public static func json(_ error: OrderError) -> String {
         var json = "{\"type\":\"https://ordercell.dev/problems/\(error.code.rawValue)\",\"title\":"
         JSONText.appendQuoted(error.code.title, to: &json)
         json += ",\"status\":\(error.code.httpStatus),\"code\":\"\(error.code.rawValue)\",\"detail\":"
         JSONText.appendQuoted(error.detail, to: &json)
         json += "}"
+        return json
+    }
+
+    public static func response(_ error: OrderError) -> Response {
+        let json = json(error)
         var headers: HTTPFields = [.contentType: contentType]
         if let seconds = error.retryAfterSeconds {
             headers[.retryAfter] = String(seconds)

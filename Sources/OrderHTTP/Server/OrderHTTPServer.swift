@@ -1,0 +1,312 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+import NIOPosix
+import OrderModel
+import ServiceLifecycle
+import Synchronization
+
+/// The HTTP/1.1 server of the order API: a plain NIO pipeline that hands
+/// each complete request to a Hummingbird router and writes its response.
+///
+/// Hummingbird's own server bridges every connection into an async
+/// sequence and gives every request a task-local logger; on two cores that
+/// machinery was 0.17–0.22 ms of a 0.4–0.5 ms round trip at p50 and the
+/// proxy's largest CPU cost (docs/performance.md). Here the event loop reads
+/// and decodes the request, one task runs the router (on the same loop when
+/// the process runs Swift concurrency on the event loops), and the answer is
+/// written in one go. Routes, middleware and handlers are the router's,
+/// unchanged.
+///
+/// Keep-alive and pipelined requests are answered in order (NIO's pipelining
+/// assistance); a request body over ``maximumBodyBytes`` is refused with 413
+/// and the connection closed; idle connections close after ``idleTimeout``.
+/// On graceful shutdown it stops accepting, lets the requests under way
+/// finish, and closes every connection once it has answered.
+public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
+    public var host: String
+    public var port: Int
+    public var serverName: String
+    public var maximumBodyBytes: Int
+    public var idleTimeout: TimeAmount
+    private let responder: Responder
+    private let logger: Logger
+    private let onServerRunning: @Sendable (Int) async -> Void
+
+    public init(
+        host: String, port: Int, responder: Responder, serverName: String = "OrderCell", maximumBodyBytes: Int = 1 << 20,
+        idleTimeout: TimeAmount = .seconds(75), logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.host = host
+        self.port = port
+        self.responder = responder
+        self.serverName = serverName
+        self.maximumBodyBytes = maximumBodyBytes
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+        self.onServerRunning = onServerRunning
+    }
+
+    public func run() async throws {
+        let connections = OpenConnections()
+        let handlerSettings = OrderHTTPHandler<Responder>.Settings(
+            responder: responder, serverName: serverName, maximumBodyBytes: maximumBodyBytes, logger: logger, dates: HTTPDateCache()
+        )
+        let idleTimeout = self.idleTimeout
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: idleTimeout), OrderHTTPHandler(handlerSettings),
+                    ])
+                    connections.opened(channel)
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        logger.info("order API listening", metadata: ["address": "\(server.localAddress.map { "\($0)" } ?? "?")"])
+        await onServerRunning(server.localAddress?.port ?? 0)
+        // Serve until a graceful shutdown (or cancellation), then drain.
+        await withGracefulShutdownHandler {
+            try? await server.closeFuture.get()
+        } onGracefulShutdown: {
+            server.close(promise: nil)
+        }
+        try? await server.closeFuture.get()
+        await connections.quiesce()
+    }
+}
+
+/// The server's open connections, so that a graceful shutdown can close
+/// each once it has answered what it was asked.
+final class OpenConnections: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func opened(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        channels.withLock { $0[key] = channel }
+        channel.closeFuture.whenComplete { [self] _ in _ = channels.withLock { $0.removeValue(forKey: key) } }
+    }
+
+    /// Asks every connection to close once idle and waits for them (at most 10 s, then closes them).
+    func quiesce() async {
+        let open = channels.withLock { Array($0.values) }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(CloseConnectionWhenIdle()) }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        for channel in open {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero { channel.close(promise: nil) }
+            let timer = channel.eventLoop.scheduleTask(in: TimeAmount(max(remaining, .zero))) { channel.close(promise: nil) }
+            try? await channel.closeFuture.get()
+            timer.cancel()
+        }
+    }
+}
+
+/// Asks a connection to close as soon as it has no request under way.
+struct CloseConnectionWhenIdle {}
+
+/// One connection's requests: collects each (head, body, end), runs the
+/// router in a task, writes the response, and keeps the connection's
+/// keep-alive, body-size and shutdown rules.
+final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler where Responder.Context == BasicRequestContext {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// What every connection's handler shares.
+    struct Settings: Sendable {
+        var responder: Responder
+        var serverName: String
+        var maximumBodyBytes: Int
+        var logger: Logger
+        var dates: HTTPDateCache
+    }
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// The body was too large; the rest of the request is ignored.
+        case discarding
+        case responding(keepAlive: Bool)
+    }
+
+    private let settings: Settings
+    private var state = State.idle
+    private var closeWhenIdle = false
+
+    init(_ settings: Settings) { self.settings = settings }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch (unwrapInboundIn(data), state) {
+        case (.head(let head), .idle):
+            state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+        case (.body(var chunk), .receiving(let head, var body)):
+            guard body.readableBytes + chunk.readableBytes <= settings.maximumBodyBytes else {
+                state = .discarding
+                refuse(
+                    context: context, version: head.version,
+                    OrderError(.payloadTooLarge, "the request body is larger than \(settings.maximumBodyBytes) bytes")
+                )
+                return
+            }
+            body.writeBuffer(&chunk)
+            state = .receiving(head, body)
+        case (.end, .receiving(let head, let body)):
+            state = .responding(keepAlive: head.isKeepAlive && !closeWhenIdle)
+            handle(context: context, head: head, body: body)
+        case (.body, .discarding), (.end, .discarding):
+            break
+        default:
+            // Parts out of order cannot come from NIO's decoder; refuse rather than guess.
+            context.close(promise: nil)
+        }
+    }
+
+    /// A request NIO could not decode was answered 400 by its error handler; the connection cannot go on.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        settings.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is CloseConnectionWhenIdle:
+            closeWhenIdle = true
+            if case .idle = state { context.close(promise: nil) }
+        case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
+            if case .idle = state { context.close(promise: nil) }
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func handle(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
+        let request: Request
+        do {
+            request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: RequestBody(buffer: body))
+        } catch {
+            refuse(context: context, version: head.version, .invalidRequest("the request head is not valid HTTP: \(error)"))
+            return
+        }
+        let settings = self.settings
+        let channel = context.channel
+        let version = head.version
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        Task {
+            let requestContext = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: settings.logger))
+            var response: Response
+            do {
+                response = try await settings.responder.respond(to: request, context: requestContext)
+            } catch {
+                settings.logger.debug("unhandled error", metadata: ["error": "\(error)"])
+                response = Response(status: .internalServerError)
+            }
+            let collector = BodyCollector()
+            do {
+                try await response.body.write(BodyCollector.Writer(collector: collector))
+            } catch {
+                settings.logger.error("response body failed", metadata: ["error": "\(error)"])
+                channel.close(promise: nil)
+                return
+            }
+            let head = response.head
+            let collected = collector.buffer.withLock { $0 }
+            if channel.eventLoop.inEventLoop {
+                let (handler, context) = loopBound.value
+                handler.finish(context: context, version: version, head: head, body: collected)
+            } else {
+                channel.eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.finish(context: context, version: version, head: head, body: collected)
+                }
+            }
+        }
+    }
+
+    /// Answers a request the router never sees (too large, not valid HTTP)
+    /// with its problem document, then closes the connection.
+    private func refuse(context: ChannelHandlerContext, version: HTTPVersion, _ error: OrderError) {
+        state = .responding(keepAlive: false)
+        let response = Problem.response(error)
+        finish(context: context, version: version, head: response.head, body: ByteBuffer(string: Problem.json(error)))
+    }
+
+    /// Writes head, body and end in one flush, then keeps or closes the connection.
+    private func finish(context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer) {
+        guard case .responding(let keepAlive) = state else { return }
+        var response = HTTPResponseHead(head)
+        response.version = version
+        // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
+        let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
+        var body = body
+        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes)) }
+        response.headers.replaceOrAdd(name: "date", value: settings.dates.current())
+        response.headers.replaceOrAdd(name: "server", value: settings.serverName)
+        let closes = !keepAlive || closeWhenIdle
+        if closes { response.headers.replaceOrAdd(name: "connection", value: "close") }
+        // Idle before writing: the response's end lets NIO's pipelining
+        // assistance hand over the next request at once, from inside the write.
+        state = .idle
+        context.write(wrapOutboundOut(.head(response)), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if closes {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+}
+
+/// Collects a response body's buffers: the order API's bodies are small and
+/// written whole, so the response goes out in one write with its length.
+final class BodyCollector: Sendable {
+    let buffer = Mutex(ByteBuffer())
+
+    struct Writer: ResponseBodyWriter {
+        let collector: BodyCollector
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            var buffer = buffer
+            collector.buffer.withLock { $0.writeBuffer(&buffer) }
+        }
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+}
+
+/// The `Date` header's text, made at most once a second.
+final class HTTPDateCache: Sendable {
+    private let cached = Mutex<(second: Int, text: String)>((-1, ""))
+
+    func current() -> String {
+        let now = Date()
+        let second = Int(now.timeIntervalSince1970)
+        if let text = cached.withLock({ $0.second == second ? $0.text : nil }) { return text }
+        let text = Self.format(now)
+        cached.withLock { $0 = (second, text) }
+        return text
+    }
+
+    private static let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// RFC 9110 IMF-fixdate, e.g. `Sun, 22 Nov 2026 07:42:11 GMT`.
+    static func format(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "GMT")!
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let days = Int(floor(date.timeIntervalSince1970 / 86_400))
+        let weekday = weekdays[((days % 7) + 7) % 7]
+        func two(_ value: Int?) -> String { let v = value ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
+        return "\(weekday), \(two(parts.day)) \(months[(parts.month ?? 1) - 1]) \(parts.year ?? 1970) \(two(parts.hour)):\(two(parts.minute)):\(two(parts.second)) GMT"
+    }
+}

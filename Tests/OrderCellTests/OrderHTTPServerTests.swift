@@ -1,0 +1,208 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import OrderHTTP
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// The order API's HTTP/1.1 server, spoken to over raw sockets: what a
+/// client sees on the wire (pipelining, keep-alive, limits, errors,
+/// shutdown) whatever the routes behind it.
+@Suite("Order API HTTP server")
+struct OrderHTTPServerTests {
+    /// A server with a fast route, a slow one and a small body limit, for the length of `body`.
+    /// Counts the slow requests the router has started.
+    final class SlowRequests: Sendable {
+        let started = Mutex(0)
+    }
+
+    static func serving(
+        idleTimeout: TimeAmount = .seconds(30), slow: SlowRequests = SlowRequests(),
+        _ body: (_ port: Int, _ group: ServiceGroup) async throws -> Void
+    ) async throws {
+        let router = Router()
+        router.add(middleware: ProblemMiddleware(logger: Logger(label: "test")))
+        router.get("/fast") { _, _ in "fast" }
+        router.get("/slow") { _, _ in
+            slow.started.withLock { $0 += 1 }
+            try await Task.sleep(for: .milliseconds(400))
+            return "slow"
+        }
+        router.post("/echo") { request, _ in
+            let bytes = try await request.body.collect(upTo: 1 << 20)
+            return String(buffer: bytes)
+        }
+        var logger = Logger(label: "ordercell.test.http")
+        logger.logLevel = .critical
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let server = OrderHTTPServer(
+            host: "127.0.0.1", port: 0, responder: router.buildResponder(), maximumBodyBytes: 1024, idleTimeout: idleTimeout, logger: logger,
+            onServerRunning: { continuation.yield($0) }
+        )
+        let group = ServiceGroup(services: [server], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            do {
+                try await body(port, group)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    /// Sends `request` as it is and reads until the server closes (or `timeout`).
+    static func exchange(_ port: Int, _ request: String, timeout: Duration = .seconds(5)) async throws -> (text: String, closed: Bool) {
+        let socket = try await RawConnection.open(port: port)
+        defer { socket.close() }
+        socket.send(request)
+        return try await socket.readUntilClosed(timeout: timeout)
+    }
+
+    @Test("pipelined requests are answered in order on one connection, which closes after Connection: close")
+    func pipelining() async throws {
+        try await Self.serving { port, _ in
+            let (text, closed) = try await Self.exchange(
+                port,
+                "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            #expect(closed)
+            let slow = try #require(text.range(of: "\r\n\r\nslow"))
+            let fast = try #require(text.range(of: "\r\n\r\nfast"))
+            let missing = try #require(text.range(of: "HTTP/1.1 404"))
+            #expect(slow.lowerBound < fast.lowerBound && fast.lowerBound < missing.lowerBound, "answers in request order: \(text)")
+            #expect(text.components(separatedBy: "content-length:").count == 4, "every answer says its length")
+            #expect(text.contains("application/problem+json") && text.contains(#""code":"not_found""#))
+            #expect(text.hasSuffix("}"), "the connection closes after the last answer")
+        }
+    }
+
+    @Test("a body over the limit is refused with 413 problem+json and the connection closes")
+    func bodyLimit() async throws {
+        try await Self.serving { port, _ in
+            let body = String(repeating: "x", count: 2000)
+            let (text, closed) = try await Self.exchange(
+                port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
+            #expect(text.hasPrefix("HTTP/1.1 413"))
+            #expect(text.contains(#""code":"payload_too_large""#))
+            #expect(text.lowercased().contains("connection: close"))
+            #expect(closed)
+            // Within the limit, chunked: read whole.
+            let (echo, _) = try await Self.exchange(
+                port, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            )
+            #expect(echo.hasPrefix("HTTP/1.1 200") && echo.hasSuffix("\r\n\r\nhello"))
+        }
+    }
+
+    @Test("a request that is not HTTP gets 400 and the connection closes")
+    func malformed() async throws {
+        try await Self.serving { port, _ in
+            let (text, closed) = try await Self.exchange(port, "GARBAGE\r\n\r\n")
+            #expect(text.hasPrefix("HTTP/1.1 400"))
+            #expect(closed)
+        }
+    }
+
+    @Test("an HTTP/1.0 request is answered in HTTP/1.0 and the connection closes")
+    func http10() async throws {
+        try await Self.serving { port, _ in
+            let (text, closed) = try await Self.exchange(port, "GET /fast HTTP/1.0\r\n\r\n")
+            #expect(text.hasPrefix("HTTP/1.0 200"))
+            #expect(text.contains("date: ") && text.contains("server: OrderCell"))
+            #expect(closed)
+        }
+    }
+
+    @Test("graceful shutdown lets a request under way finish, then closes its connection")
+    func gracefulShutdown() async throws {
+        let slow = SlowRequests()
+        try await Self.serving(slow: slow) { port, group in
+            let socket = try await RawConnection.open(port: port)
+            defer { socket.close() }
+            socket.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            while slow.started.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            await group.triggerGracefulShutdown()
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("slow"), "the slow answer arrives whole: \(text)")
+            #expect(text.lowercased().contains("connection: close"))
+            #expect(closed)
+            await #expect(throws: (any Error).self, "nothing listens any more") { _ = try await RawConnection.open(port: port) }
+        }
+    }
+
+    @Test("a connection idle for longer than the idle timeout is closed")
+    func idleTimeout() async throws {
+        try await Self.serving(idleTimeout: .milliseconds(200)) { port, _ in
+            let socket = try await RawConnection.open(port: port)
+            defer { socket.close() }
+            socket.send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 200"))
+            #expect(closed, "closed once idle")
+        }
+    }
+}
+
+/// A client TCP connection for the tests: raw bytes in, everything read until the peer closes.
+final class RawConnection: Sendable {
+    private let channel: any Channel
+    private let received: Collected
+
+    final class Collected: Sendable {
+        let state = Mutex<(text: String, closed: Bool)>(("", false))
+    }
+
+    private final class Reader: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let collected: Collected
+        init(_ collected: Collected) { self.collected = collected }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            collected.state.withLock { $0.text += text }
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            collected.state.withLock { $0.closed = true }
+        }
+    }
+
+    private init(channel: any Channel, received: Collected) {
+        self.channel = channel
+        self.received = received
+    }
+
+    static func open(port: Int) async throws -> RawConnection {
+        let collected = Collected()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Reader(collected)) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawConnection(channel: channel, received: collected)
+    }
+
+    func send(_ text: String) {
+        channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
+    }
+
+    /// What arrived until the server closed, or until `timeout` (then `closed` is false).
+    func readUntilClosed(timeout: Duration) async throws -> (text: String, closed: Bool) {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            let state = received.state.withLock { $0 }
+            if state.closed { return state }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return received.state.withLock { $0 }
+    }
+
+    func close() { channel.close(promise: nil) }
+}
