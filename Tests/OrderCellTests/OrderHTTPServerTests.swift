@@ -78,7 +78,7 @@ struct OrderHTTPServerTests {
             let fast = try #require(text.range(of: "\r\n\r\nfast"))
             let missing = try #require(text.range(of: "HTTP/1.1 404"))
             #expect(slow.lowerBound < fast.lowerBound && fast.lowerBound < missing.lowerBound, "answers in request order: \(text)")
-            #expect(text.components(separatedBy: "content-length:").count == 4, "every answer says its length")
+            #expect(text.components(separatedBy: "Content-Length:").count == 4, "every answer says its length")
             #expect(text.contains("application/problem+json") && text.contains(#""code":"not_found""#))
             #expect(text.hasSuffix("}"), "the connection closes after the last answer")
         }
@@ -103,6 +103,67 @@ struct OrderHTTPServerTests {
         }
     }
 
+    @Test("a body announced or streamed over the limit gets its 413 while the client is still sending; the rest is dropped")
+    func bodyLimitWhileSending() async throws {
+        try await Self.serving { port, _ in
+            // Announced too large: refused from the head, before any body byte.
+            let announced = try await RawConnection.open(port: port)
+            defer { announced.close() }
+            announced.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+            try await announced.waitFor("payload_too_large", timeout: .seconds(5))
+            announced.send(String(repeating: "y", count: 5000))
+            let (text, closed) = try await announced.readUntilClosed(timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 413") && closed)
+            // Streamed in chunks past the limit: refused when it crosses it.
+            let streamed = try await RawConnection.open(port: port)
+            defer { streamed.close() }
+            streamed.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            let chunk = String(repeating: "z", count: 700)
+            streamed.send("2bc\r\n\(chunk)\r\n")
+            streamed.send("2bc\r\n\(chunk)\r\n")
+            try await streamed.waitFor("payload_too_large", timeout: .seconds(5))
+            streamed.send("2bc\r\n\(chunk)\r\n0\r\n\r\n")
+            let (answer, streamedClosed) = try await streamed.readUntilClosed(timeout: .seconds(5))
+            #expect(answer.hasPrefix("HTTP/1.1 413") && streamedClosed)
+        }
+    }
+
+    @Test("a request whose body stalls is closed after the idle timeout")
+    func stalledBody() async throws {
+        try await Self.serving(idleTimeout: .milliseconds(200)) { port, _ in
+            let socket = try await RawConnection.open(port: port)
+            defer { socket.close() }
+            socket.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
+            #expect(text.isEmpty && closed, "nothing answered, connection closed: \(text)")
+        }
+    }
+
+    @Test("a client that half-closes after its request still gets the answer")
+    func halfClose() async throws {
+        try await Self.serving { port, _ in
+            let socket = try await RawConnection.open(port: port)
+            defer { socket.close() }
+            socket.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await socket.closeOutput()
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("slow"))
+            #expect(closed)
+        }
+    }
+
+    @Test("after a Connection: close answer, pipelined requests behind it are not run")
+    func nothingAfterClose() async throws {
+        let slow = SlowRequests()
+        try await Self.serving(slow: slow) { port, _ in
+            let (text, closed) = try await Self.exchange(
+                port, "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("fast") && closed)
+            #expect(slow.started.withLock { $0 } == 0, "the request after the close was never started")
+        }
+    }
+
     @Test("a request that is not HTTP gets 400 and the connection closes")
     func malformed() async throws {
         try await Self.serving { port, _ in
@@ -117,7 +178,7 @@ struct OrderHTTPServerTests {
         try await Self.serving { port, _ in
             let (text, closed) = try await Self.exchange(port, "GET /fast HTTP/1.0\r\n\r\n")
             #expect(text.hasPrefix("HTTP/1.0 200"))
-            #expect(text.contains("date: ") && text.contains("server: OrderCell"))
+            #expect(text.contains("Date: ") && text.contains("Server: OrderCell"))
             #expect(closed)
         }
     }
@@ -172,6 +233,10 @@ final class RawConnection: Sendable {
         func channelInactive(context: ChannelHandlerContext) {
             collected.state.withLock { $0.closed = true }
         }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            // The server's FIN: it will send nothing more.
+            if case ChannelEvent.inputClosed = event { collected.state.withLock { $0.closed = true } }
+        }
     }
 
     private init(channel: any Channel, received: Collected) {
@@ -182,6 +247,7 @@ final class RawConnection: Sendable {
     static func open(port: Int) async throws -> RawConnection {
         let collected = Collected()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Reader(collected)) }
             }
@@ -191,6 +257,21 @@ final class RawConnection: Sendable {
 
     func send(_ text: String) {
         channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
+    }
+
+    /// Half-closes: the server reads EOF, the connection still receives.
+    func closeOutput() async throws {
+        try await channel.close(mode: .output).get()
+    }
+
+    /// Waits until `text` has arrived.
+    func waitFor(_ text: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if received.state.withLock({ $0.text.contains(text) }) { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        Issue.record("\(text) did not arrive within \(timeout)")
     }
 
     /// What arrived until the server closed, or until `timeout` (then `closed` is false).

@@ -23,10 +23,14 @@ import Synchronization
 /// unchanged.
 ///
 /// Keep-alive and pipelined requests are answered in order (NIO's pipelining
-/// assistance); a request body over ``maximumBodyBytes`` is refused with 413
-/// and the connection closed; idle connections close after ``idleTimeout``.
-/// On graceful shutdown it stops accepting, lets the requests under way
-/// finish, and closes every connection once it has answered.
+/// assistance); after a response that says `Connection: close` nothing more
+/// is read. A request body over ``maximumBodyBytes`` is refused with 413
+/// (the rest of it read and dropped, so the client sees the answer) and the
+/// connection closed; a connection that sends nothing for ``idleTimeout``
+/// (between requests or in the middle of one) is closed. On graceful
+/// shutdown it stops accepting, lets the requests under way finish, and
+/// closes every connection once it has answered; on cancellation it closes
+/// everything at once.
 public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
     public var host: String
     public var port: Int
@@ -38,7 +42,8 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     private let onServerRunning: @Sendable (Int) async -> Void
 
     public init(
-        host: String, port: Int, responder: Responder, serverName: String = "OrderCell", maximumBodyBytes: Int = 1 << 20,
+        host: String, port: Int, responder: Responder, serverName: String = "OrderCell",
+        maximumBodyBytes: Int = 4 * HTTPBodies.maximumBodyBytes,
         idleTimeout: TimeAmount = .seconds(75), logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.host = host
@@ -62,6 +67,8 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 1)
+            // A client that half-closes after its request still gets the answer.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
@@ -75,31 +82,52 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
             .get()
         logger.info("order API listening", metadata: ["address": "\(server.localAddress.map { "\($0)" } ?? "?")"])
         await onServerRunning(server.localAddress?.port ?? 0)
-        // Serve until a graceful shutdown (or cancellation), then drain.
-        await withGracefulShutdownHandler {
+        // Serve until a graceful shutdown or cancellation; then drain (graceful) or close (cancelled).
+        await withTaskCancellationOrGracefulShutdownHandler {
             try? await server.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             server.close(promise: nil)
         }
         try? await server.closeFuture.get()
-        await connections.quiesce()
+        if Task.isCancelled {
+            connections.closeAll()
+        } else {
+            await connections.quiesce()
+        }
     }
 }
 
 /// The server's open connections, so that a graceful shutdown can close
 /// each once it has answered what it was asked.
 final class OpenConnections: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let state = Mutex<(channels: [ObjectIdentifier: any Channel], closing: Bool)>(([:], false))
 
+    /// Registers a new connection; one accepted while the server is closing is told to close when idle at once.
     func opened(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
-        channels.withLock { $0[key] = channel }
-        channel.closeFuture.whenComplete { [self] _ in _ = channels.withLock { $0.removeValue(forKey: key) } }
+        let closing = state.withLock { state in
+            state.channels[key] = channel
+            return state.closing
+        }
+        channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.channels.removeValue(forKey: key) } }
+        if closing { channel.pipeline.fireUserInboundEventTriggered(CloseConnectionWhenIdle()) }
+    }
+
+    /// Closes every connection now.
+    func closeAll() {
+        let open = state.withLock { state in
+            state.closing = true
+            return Array(state.channels.values)
+        }
+        for channel in open { channel.close(promise: nil) }
     }
 
     /// Asks every connection to close once idle and waits for them (at most 10 s, then closes them).
     func quiesce() async {
-        let open = channels.withLock { Array($0.values) }
+        let open = state.withLock { state in
+            state.closing = true
+            return Array(state.channels.values)
+        }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(CloseConnectionWhenIdle()) }
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
         for channel in open {
@@ -135,9 +163,11 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
     private enum State {
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
-        /// The body was too large; the rest of the request is ignored.
+        /// The body was too large and refused; the rest of it is read and dropped, then the connection closes.
         case discarding
         case responding(keepAlive: Bool)
+        /// The last response said `Connection: close`: nothing more is read.
+        case closed
     }
 
     private let settings: Settings
@@ -149,14 +179,14 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (unwrapInboundIn(data), state) {
         case (.head(let head), .idle):
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > settings.maximumBodyBytes {
+                refuseTooLarge(context: context, version: head.version)
+                return
+            }
             state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
         case (.body(var chunk), .receiving(let head, var body)):
             guard body.readableBytes + chunk.readableBytes <= settings.maximumBodyBytes else {
-                state = .discarding
-                refuse(
-                    context: context, version: head.version,
-                    OrderError(.payloadTooLarge, "the request body is larger than \(settings.maximumBodyBytes) bytes")
-                )
+                refuseTooLarge(context: context, version: head.version)
                 return
             }
             body.writeBuffer(&chunk)
@@ -164,7 +194,11 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         case (.end, .receiving(let head, let body)):
             state = .responding(keepAlive: head.isKeepAlive && !closeWhenIdle)
             handle(context: context, head: head, body: body)
-        case (.body, .discarding), (.end, .discarding):
+        case (.body, .discarding):
+            break
+        case (.end, .discarding):
+            context.close(promise: nil)
+        case (_, .closed):
             break
         default:
             // Parts out of order cannot come from NIO's decoder; refuse rather than guess.
@@ -183,8 +217,17 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         case is CloseConnectionWhenIdle:
             closeWhenIdle = true
             if case .idle = state { context.close(promise: nil) }
+        case ChannelEvent.inputClosed:
+            // The client sent all it will: answer what is under way, then close.
+            closeWhenIdle = true
+            switch state {
+            case .responding: break
+            default: context.close(promise: nil)
+            }
         case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
-            if case .idle = state { context.close(promise: nil) }
+            // Silent between requests, or in the middle of one (a stalled body): closed.
+            if case .responding = state { break }
+            context.close(promise: nil)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -195,7 +238,9 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         do {
             request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: RequestBody(buffer: body))
         } catch {
-            refuse(context: context, version: head.version, .invalidRequest("the request head is not valid HTTP: \(error)"))
+            let refusal = OrderError.invalidRequest("the request head is not valid HTTP: \(error)")
+            state = .responding(keepAlive: false)
+            finish(context: context, version: head.version, head: Problem.response(refusal).head, body: ByteBuffer(string: Problem.json(refusal)))
             return
         }
         let settings = self.settings
@@ -208,8 +253,8 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
             do {
                 response = try await settings.responder.respond(to: request, context: requestContext)
             } catch {
-                settings.logger.debug("unhandled error", metadata: ["error": "\(error)"])
-                response = Response(status: .internalServerError)
+                settings.logger.error("unhandled error", metadata: ["error": "\(error)"])
+                response = Problem.response(OrderError(.internalError, "the request could not be answered"))
             }
             let collector = BodyCollector()
             do {
@@ -233,12 +278,25 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         }
     }
 
-    /// Answers a request the router never sees (too large, not valid HTTP)
-    /// with its problem document, then closes the connection.
-    private func refuse(context: ChannelHandlerContext, version: HTTPVersion, _ error: OrderError) {
-        state = .responding(keepAlive: false)
-        let response = Problem.response(error)
-        finish(context: context, version: version, head: response.head, body: ByteBuffer(string: Problem.json(error)))
+    /// Answers 413 before the router sees the request, stops sending, and
+    /// reads and drops the rest of the body (closing the socket while the
+    /// client still sends would reset the connection and lose the answer);
+    /// the connection closes at the request's end, its EOF, or the idle timeout.
+    private func refuseTooLarge(context: ChannelHandlerContext, version: HTTPVersion) {
+        state = .discarding
+        let error = OrderError(.payloadTooLarge, "the request body is larger than \(settings.maximumBodyBytes) bytes")
+        var head = HTTPResponseHead(Problem.response(error).head)
+        head.version = version
+        let body = ByteBuffer(string: Problem.json(error))
+        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        head.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
+        head.headers.replaceOrAdd(name: "Server", value: settings.serverName)
+        head.headers.replaceOrAdd(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
+            channel.close(mode: .output, promise: nil)
+        }
     }
 
     /// Writes head, body and end in one flush, then keeps or closes the connection.
@@ -249,14 +307,20 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
         let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
         var body = body
-        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes)) }
-        response.headers.replaceOrAdd(name: "date", value: settings.dates.current())
-        response.headers.replaceOrAdd(name: "server", value: settings.serverName)
+        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes)) }
+        response.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
+        response.headers.replaceOrAdd(name: "Server", value: settings.serverName)
         let closes = !keepAlive || closeWhenIdle
-        if closes { response.headers.replaceOrAdd(name: "connection", value: "close") }
-        // Idle before writing: the response's end lets NIO's pipelining
-        // assistance hand over the next request at once, from inside the write.
-        state = .idle
+        if closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
+        // Settled before writing: the response's end lets NIO's pipelining
+        // assistance hand over the next buffered request at once, from inside
+        // the write — to be served, or ignored after a `Connection: close`.
+        state = closes ? .closed : .idle
+        if closes {
+            // NIO's pipelining assistance then drops the requests it holds behind
+            // this one and closes the connection after this response's end.
+            context.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
         context.write(wrapOutboundOut(.head(response)), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         if closes {
