@@ -202,11 +202,13 @@ struct OrderHTTPServerTests {
 
     @Test("a connection idle for longer than the idle timeout is closed")
     func idleTimeout() async throws {
-        try await Self.serving(idleTimeout: .milliseconds(200)) { port, _ in
+        // Long enough that a busy machine (suites run in parallel) delivers the
+        // request before the timer fires, short enough for a test.
+        try await Self.serving(idleTimeout: .seconds(2)) { port, _ in
             let socket = try await RawConnection.open(port: port)
             defer { socket.close() }
             socket.send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(15))
             #expect(text.hasPrefix("HTTP/1.1 200"))
             #expect(closed, "closed once idle")
         }
