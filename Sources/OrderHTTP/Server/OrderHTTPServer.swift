@@ -284,33 +284,14 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
     private func refuseTooLarge(context: ChannelHandlerContext, version: HTTPVersion) {
         state = .discarding
         let error = OrderError(.payloadTooLarge, "the request body is larger than \(settings.maximumBodyBytes) bytes")
-        var head = HTTPResponseHead(Problem.response(error).head)
-        head.version = version
-        let body = ByteBuffer(string: Problem.json(error))
-        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        head.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
-        head.headers.replaceOrAdd(name: "Server", value: settings.serverName)
-        head.headers.replaceOrAdd(name: "Connection", value: "close")
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
-            channel.close(mode: .output, promise: nil)
-        }
+        write(context: context, version: version, head: Problem.response(error).head, body: ByteBuffer(string: Problem.json(error)), closes: true)
+            .whenComplete { [channel = context.channel] _ in channel.close(mode: .output, promise: nil) }
     }
 
     /// Writes head, body and end in one flush, then keeps or closes the connection.
     private func finish(context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer) {
         guard case .responding(let keepAlive) = state else { return }
-        var response = HTTPResponseHead(head)
-        response.version = version
-        // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
-        let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
-        var body = body
-        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes)) }
-        response.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
-        response.headers.replaceOrAdd(name: "Server", value: settings.serverName)
         let closes = !keepAlive || closeWhenIdle
-        if closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
         // Settled before writing: the response's end lets NIO's pipelining
         // assistance hand over the next buffered request at once, from inside
         // the write — to be served, or ignored after a `Connection: close`.
@@ -320,13 +301,27 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
             // this one and closes the connection after this response's end.
             context.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
+        let written = write(context: context, version: version, head: head, body: body, closes: closes)
+        if closes { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+    }
+
+    /// Writes one response — head with its length, date, server and
+    /// connection headers, body, end — in one flush; the future is the end's.
+    private func write(
+        context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer, closes: Bool
+    ) -> EventLoopFuture<Void> {
+        var response = HTTPResponseHead(head)
+        response.version = version
+        // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
+        let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
+        var body = body
+        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes)) }
+        response.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
+        response.headers.replaceOrAdd(name: "Server", value: settings.serverName)
+        if closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(response)), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        if closes {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
-        } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        }
+        return context.writeAndFlush(wrapOutboundOut(.end(nil)))
     }
 
 }
