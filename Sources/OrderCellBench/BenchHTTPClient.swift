@@ -27,7 +27,14 @@ public final class BenchHTTPClient: Sendable {
     public struct TimedOut: Error {}
 
     private let group: any EventLoopGroup
-    private let idle = Mutex<[String: [Connection]]>([:])
+    private let idle = Mutex<[PoolKey: [any Channel]]>([:])
+
+    /// Idle connections are kept per endpoint, and per event loop when a caller asks for one.
+    private struct PoolKey: Hashable {
+        var host: String
+        var port: Int
+        var eventLoop: ObjectIdentifier?
+    }
 
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.group = group
@@ -37,59 +44,63 @@ public final class BenchHTTPClient: Sendable {
     public func send(
         _ method: HTTPMethod, host: String, port: Int, path: String, json body: String?, timeout: Duration = .seconds(30)
     ) async throws -> Response {
-        let key = "\(host):\(port)"
-        let connection: Connection
-        if let reused = idle.withLock({ $0[key]?.popLast() }), reused.channel.isActive {
-            connection = reused
-        } else {
-            connection = try await connect(host: host, port: port)
-        }
+        try await send(method, host: host, port: port, path: path, json: body, timeout: timeout, on: nil).get()
+    }
+
+    /// Sends one request to `host:port`; the future completes with the whole response.
+    ///
+    /// With `eventLoop`, the request goes over a connection of that event
+    /// loop (opened there if none is idle), so a caller running on it pays
+    /// no thread hop for the request or its answer.
+    public func send(
+        _ method: HTTPMethod, host: String, port: Int, path: String, json body: String?, timeout: Duration = .seconds(30),
+        on eventLoop: (any EventLoop)?
+    ) -> EventLoopFuture<Response> {
+        let key = PoolKey(host: host, port: port, eventLoop: eventLoop.map { ObjectIdentifier($0) })
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers.add(name: "host", value: key)
-        var payload: ByteBuffer?
-        if let body {
-            let buffer = ByteBuffer(string: body)
+        head.headers.add(name: "host", value: "\(host):\(port)")
+        let payload = body.map { ByteBuffer(string: $0) }
+        if let payload {
             head.headers.add(name: "content-type", value: "application/json")
-            head.headers.add(name: "content-length", value: String(buffer.readableBytes))
-            payload = buffer
+            head.headers.add(name: "content-length", value: String(payload.readableBytes))
         } else if method == .POST || method == .PUT {
             head.headers.add(name: "content-length", value: "0")
         }
-        let channel = connection.channel
-        let promise = channel.eventLoop.makePromise(of: Response.self)
-        let request = ResponseCollector.Request(head: head, body: payload, timeout: TimeAmount(timeout), promise: promise)
-        // Everything about the request happens on the connection's event loop, so
-        // exactly one of answer, deadline and close completes it.
-        channel.eventLoop.execute {
-            guard let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) else {
-                request.promise.fail(ConnectionClosed())
-                return
-            }
-            collector.send(request)
+        let request = head
+        let connected: EventLoopFuture<any Channel>
+        if let reused = idle.withLock({ $0[key]?.popLast() }), reused.isActive {
+            connected = reused.eventLoop.makeSucceededFuture(reused)
+        } else {
+            connected = connect(host: host, port: port, on: eventLoop ?? group.next())
         }
-        do {
-            let response = try await promise.futureResult.get()
-            if response.keepAlive, channel.isActive {
-                idle.withLock { $0[key, default: []].append(connection) }
+        return connected.flatMap { channel in
+            // Everything about the request happens on the connection's event loop, so
+            // exactly one of answer, deadline and close completes it.
+            let promise = channel.eventLoop.makePromise(of: Response.self)
+            if let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) {
+                collector.send(ResponseCollector.Request(head: request, body: payload, timeout: TimeAmount(timeout), promise: promise))
             } else {
-                channel.close(promise: nil)
+                promise.fail(ConnectionClosed())
             }
-            return response
-        } catch {
-            channel.close(promise: nil)
-            throw error
+            return promise.futureResult.always { result in
+                if case .success(let response) = result, response.keepAlive, channel.isActive {
+                    self.idle.withLock { $0[key, default: []].append(channel) }
+                } else {
+                    channel.close(promise: nil)
+                }
+            }
         }
     }
 
     /// Closes every idle connection.
     public func shutdown() {
         for connections in idle.withLock({ state in defer { state = [:] }; return state.values }) {
-            for connection in connections { connection.channel.close(promise: nil) }
+            for channel in connections { channel.close(promise: nil) }
         }
     }
 
-    private func connect(host: String, port: Int) async throws -> Connection {
-        let channel = try await ClientBootstrap(group: group)
+    private func connect(host: String, port: Int, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
@@ -98,12 +109,7 @@ public final class BenchHTTPClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector())
                 }
             }
-            .connect(host: host, port: port).get()
-        return Connection(channel: channel)
-    }
-
-    struct Connection: Sendable {
-        let channel: any Channel
+            .connect(host: host, port: port)
     }
 }
 

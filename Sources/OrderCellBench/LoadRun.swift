@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// One operation the load generator can run, and what it returns.
@@ -22,7 +24,7 @@ public enum LoadShape: Sendable {
 public protocol BenchScenario: Sendable {
     /// Runs one iteration; `record` is called once per operation with its
     /// name, its latency and its outcome.
-    func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async
+    func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async
     /// The operation every iteration starts with; in an open-loop run it is
     /// charged with how late its iteration started.
     var firstOperation: String { get }
@@ -32,6 +34,21 @@ extension BenchScenario {
     public var firstOperation: String { "create" }
 }
 
+/// A scenario that can run an iteration from an event loop, without a task.
+///
+/// An open loop paces every scenario's arrivals with one event loop's
+/// timers; such a scenario's iterations start right there, where any other
+/// starts a task for each. Offering load then wakes no other thread, so on
+/// a machine shared with the system under test the load generator takes as
+/// little of it as it can.
+public protocol EventLoopBenchScenario: BenchScenario {
+    /// Starts one iteration on `eventLoop`; the future completes when it has
+    /// recorded all its operations (it never fails).
+    func iteration(
+        on eventLoop: any EventLoop, client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void>
+}
+
 /// Runs a scenario for a warm-up and a measured period, printing progress.
 public struct LoadRun: Sendable {
     public var name: String
@@ -39,13 +56,19 @@ public struct LoadRun: Sendable {
     public var warmup: Duration
     public var duration: Duration
     public var progress: Bool
+    /// Where an open loop of an ``EventLoopBenchScenario`` paces its arrivals.
+    public var eventLoopGroup: any EventLoopGroup
 
-    public init(name: String, shape: LoadShape, warmup: Duration, duration: Duration, progress: Bool) {
+    public init(
+        name: String, shape: LoadShape, warmup: Duration, duration: Duration, progress: Bool,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.name = name
         self.shape = shape
         self.warmup = warmup
         self.duration = duration
         self.progress = progress
+        self.eventLoopGroup = eventLoopGroup
     }
 
     final class Collector: Sendable {
@@ -115,37 +138,109 @@ public struct LoadRun: Sendable {
                 }
             }
         case .open(let perSecond, let maximumInFlight):
-            let interval = Duration.seconds(1.0 / perSecond)
-            let first = scenario.firstOperation
-            await withTaskGroup(of: Void.self) { group in
-                var intended = start
-                var sequence = 0
-                while intended < end {
-                    if clock.now < intended { try? await Task.sleep(until: intended, clock: clock) }
-                    if intended >= measureFrom { collector.measuring.store(true, ordering: .relaxed) }
-                    sequence += 1
-                    let scheduled = intended
-                    let number = sequence
-                    if collector.inFlight.load(ordering: .relaxed) >= maximumInFlight {
-                        collector.record("dropped", .zero, .failed("client_saturated"))
-                    } else {
-                        collector.inFlight.add(1, ordering: .relaxed)
-                        group.addTask {
-                            // Latency counts from the intended start, not the actual one.
-                            let lateBy = clock.now - scheduled
-                            await scenario.iteration(client: number % 64, sequence: number) { operation, latency, outcome in
-                                record(operation, latency + (operation == first ? lateBy : .zero), outcome)
-                            }
-                            collector.inFlight.subtract(1, ordering: .relaxed)
-                        }
-                    }
-                    intended = intended.advanced(by: interval)
-                }
-            }
+            let pacer = EventLoopPacer(
+                scenario: scenario, eventLoop: eventLoopGroup.next(), collector: collector, perSecond: perSecond,
+                maximumInFlight: maximumInFlight, warmup: warmup, duration: duration
+            )
+            await pacer.run()
         }
         reporter.cancel()
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return BenchReport(name: name, seconds: seconds, operations: collector.stats.withLock { $0 })
+    }
+}
+
+/// The open loop: one event loop's timer starts every iteration at its
+/// intended time (or at once, for those a stall made late), and each
+/// iteration's first operation is charged with how late it started (no
+/// coordinated omission). The same pacing for every scenario, so that
+/// same-run baselines differ only in the work they measure.
+final class EventLoopPacer: Sendable {
+    private let scenario: any BenchScenario
+    private let eventLoop: any EventLoop
+    private let collector: LoadRun.Collector
+    private let interval: TimeAmount
+    private let maximumInFlight: Int
+    private let warmup: TimeAmount
+    private let duration: TimeAmount
+    /// The next arrival's intended time and number; touched on `eventLoop` only.
+    private let next: NIOLoopBoundBox<(intended: NIODeadline, sequence: Int)>
+    private let start: NIODeadline
+    /// Iterations under way, plus one for the pacer until its last arrival.
+    private let outstanding = Atomic<Int>(1)
+    private let finished: EventLoopPromise<Void>
+
+    init(
+        scenario: any BenchScenario, eventLoop: any EventLoop, collector: LoadRun.Collector, perSecond: Double,
+        maximumInFlight: Int, warmup: Duration, duration: Duration
+    ) {
+        self.scenario = scenario
+        self.eventLoop = eventLoop
+        self.collector = collector
+        self.interval = .nanoseconds(Int64(1e9 / perSecond))
+        self.maximumInFlight = maximumInFlight
+        self.warmup = TimeAmount(warmup)
+        self.duration = TimeAmount(duration)
+        self.start = .now()
+        self.next = NIOLoopBoundBox.makeBoxSendingValue((start, 0), eventLoop: eventLoop)
+        self.finished = eventLoop.makePromise()
+    }
+
+    /// Offers the load until the end of the measured period; returns when every iteration has ended.
+    func run() async {
+        eventLoop.execute { self.tick() }
+        try? await finished.futureResult.get()
+    }
+
+    private func tick() {
+        let now = NIODeadline.now()
+        let measureFrom = start + warmup
+        let end = measureFrom + duration
+        while next.value.intended <= now, next.value.intended < end {
+            let intended = next.value.intended
+            next.value.sequence += 1
+            next.value.intended = intended + interval
+            if intended >= measureFrom { collector.measuring.store(true, ordering: .relaxed) }
+            arrive(number: next.value.sequence, lateBy: now - intended)
+        }
+        guard next.value.intended < end else {
+            endOne()
+            return
+        }
+        eventLoop.scheduleTask(deadline: next.value.intended) { self.tick() }
+    }
+
+    private func arrive(number: Int, lateBy: TimeAmount) {
+        guard collector.inFlight.load(ordering: .relaxed) < maximumInFlight else {
+            collector.record("dropped", .zero, .failed("client_saturated"))
+            return
+        }
+        collector.inFlight.add(1, ordering: .relaxed)
+        outstanding.add(1, ordering: .relaxed)
+        let collector = self.collector
+        let first = scenario.firstOperation
+        let late = Duration.nanoseconds(lateBy.nanoseconds)
+        let record: @Sendable (String, Duration, OperationOutcome) -> Void = { operation, latency, outcome in
+            collector.record(operation, latency + (operation == first ? late : .zero), outcome)
+        }
+        let iteration: EventLoopFuture<Void>
+        if let scenario = scenario as? any EventLoopBenchScenario {
+            iteration = scenario.iteration(on: eventLoop, client: number % 64, sequence: number, record: record)
+        } else {
+            // The task's start is charged to the iteration too: its latency counts from the intended start.
+            let promise = eventLoop.makePromise(of: Void.self)
+            let scenario = self.scenario
+            promise.completeWithTask { await scenario.iteration(client: number % 64, sequence: number, record: record) }
+            iteration = promise.futureResult
+        }
+        iteration.whenComplete { _ in
+            collector.inFlight.subtract(1, ordering: .relaxed)
+            self.endOne()
+        }
+    }
+
+    private func endOne() {
+        if outstanding.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { finished.succeed() }
     }
 }

@@ -10,7 +10,7 @@ import PostgresNIO
 /// The default mix against an OrderCell HTTP endpoint: create an order,
 /// then pay it (95 %) or close it (5 %), read it back, and refund part of
 /// 10 % of the paid ones. With `createOnly`, just the create.
-public struct HTTPOrderScenario: BenchScenario {
+public struct HTTPOrderScenario: EventLoopBenchScenario {
     public let urls: [String]
     public let client: BenchHTTPClient
     public let createOnly: Bool
@@ -34,26 +34,46 @@ public struct HTTPOrderScenario: BenchScenario {
         self.runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     }
 
-    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+    public func iteration(client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        try? await iteration(on: nil, client: number, sequence: sequence, record: record).get()
+    }
+
+    public func iteration(
+        on eventLoop: any EventLoop, client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void> {
+        iteration(on: Optional(eventLoop), client: number, sequence: sequence, record: record)
+    }
+
+    private func iteration(
+        on eventLoop: (any EventLoop)?, client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void> {
         let endpoint = endpoints[number % endpoints.count]
         let merchant = "bench-\(number % 32)"
         let amount = 100 + sequence % 900
-        let created = await send(
+        let created = send(
             .POST, endpoint, "/v1/orders",
             #"{"merchant_id":"\#(merchant)","out_trade_no":"\#(runID)-\#(number)-\#(sequence)","amount":\#(amount),"currency":"CNY"}"#,
-            operation: "create", record: record
+            operation: "create", on: eventLoop, record: record
         )
-        guard !createOnly, let body = created, let id = Self.orderID(in: body) else { return }
-        var random = SplitMix64(seed: UInt64(truncatingIfNeeded: number &* 1_000_003 &+ sequence))
-        let roll = Int.random(in: 0..<100, using: &random)
-        if roll < 5 {
-            _ = await send(.POST, endpoint, "/v1/orders/\(id)/close", nil, operation: "close", record: record)
-        } else {
-            _ = await send(.POST, endpoint, "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", record: record)
-        }
-        _ = await send(.GET, endpoint, "/v1/orders/\(id)", nil, operation: "query", record: record)
-        if roll >= 90 {
-            _ = await send(.POST, endpoint, "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund", record: record)
+        guard !createOnly else { return created.map { _ in } }
+        return created.flatMap { body -> EventLoopFuture<Void> in
+            let loop = created.eventLoop
+            guard let body, let id = Self.orderID(in: body) else { return loop.makeSucceededVoidFuture() }
+            var random = SplitMix64(seed: UInt64(truncatingIfNeeded: number &* 1_000_003 &+ sequence))
+            let roll = Int.random(in: 0..<100, using: &random)
+            let settled =
+                roll < 5
+                ? send(.POST, endpoint, "/v1/orders/\(id)/close", nil, operation: "close", on: loop, record: record)
+                : send(.POST, endpoint, "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", on: loop, record: record)
+            return settled.flatMap { _ in
+                send(.GET, endpoint, "/v1/orders/\(id)", nil, operation: "query", on: loop, record: record)
+            }.flatMap { _ -> EventLoopFuture<ByteBuffer?> in
+                guard roll >= 90 else { return loop.makeSucceededFuture(nil) }
+                return send(
+                    .POST, endpoint, "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund",
+                    on: loop, record: record
+                )
+            }.map { _ in }
         }
     }
 
@@ -63,34 +83,35 @@ public struct HTTPOrderScenario: BenchScenario {
         return String(text[range.upperBound...].prefix(28))
     }
 
+    /// Sends one request and records it; the future never fails (a failure is recorded) and
+    /// carries the body of a successful answer.
     private func send(
         _ method: HTTPMethod, _ endpoint: (host: String, port: Int), _ path: String, _ body: String?, operation: String,
-        record: @Sendable (String, Duration, OperationOutcome) -> Void
-    ) async -> ByteBuffer? {
+        on eventLoop: (any EventLoop)?, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<ByteBuffer?> {
         let clock = ContinuousClock()
         let start = clock.now
-        do {
-            let response = try await client.send(method, host: endpoint.host, port: endpoint.port, path: path, json: body)
-            let buffer = response.body
+        return client.send(method, host: endpoint.host, port: endpoint.port, path: path, json: body, on: eventLoop).map { response -> ByteBuffer? in
             let elapsed = clock.now - start
             if (200..<300).contains(response.status.code) {
                 record(operation, elapsed, .ok)
-                return buffer
+                return response.body
             }
-            let text = String(buffer: buffer)
+            let text = String(buffer: response.body)
             let code = text.range(of: #""code":""#).map { String(text[$0.upperBound...].prefix { $0 != "\"" }) } ?? "http_\(response.status.code)"
             record(operation, elapsed, .failed(code))
-        } catch {
+            return nil
+        }.recover { _ in
             record(operation, clock.now - start, .failed("transport"))
+            return nil
         }
-        return nil
     }
 }
 
 /// One `GET` of a path that does no work (`/healthz`): what the HTTP round
 /// trip alone costs — the load generator's client, the socket on both sides,
 /// the server's parsing, routing and answer — with no order in it.
-public struct HTTPRoundTripScenario: BenchScenario {
+public struct HTTPRoundTripScenario: EventLoopBenchScenario {
     public static let operation = "round trip"
     public var firstOperation: String { Self.operation }
     public let host: String
@@ -105,13 +126,22 @@ public struct HTTPRoundTripScenario: BenchScenario {
         self.client = client
     }
 
-    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+    public func iteration(client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        try? await roundTrip(on: nil, record: record).get()
+    }
+
+    public func iteration(
+        on eventLoop: any EventLoop, client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void> {
+        roundTrip(on: eventLoop, record: record)
+    }
+
+    private func roundTrip(on eventLoop: (any EventLoop)?, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) -> EventLoopFuture<Void> {
         let clock = ContinuousClock()
         let start = clock.now
-        do {
-            let response = try await client.send(.GET, host: host, port: port, path: path, json: nil)
+        return client.send(.GET, host: host, port: port, path: path, json: nil, on: eventLoop).map { response in
             record(Self.operation, clock.now - start, response.status.code == 200 ? .ok : .failed("http_\(response.status.code)"))
-        } catch {
+        }.recover { _ in
             record(Self.operation, clock.now - start, .failed("transport"))
         }
     }
@@ -128,7 +158,7 @@ public struct DirectCellScenario: BenchScenario {
     /// Creates through any client of one cell (e.g. over gRPC, without a proxy).
     public init(create: @escaping @Sendable (CreateOrderRequest) async throws -> CreateOrderResult) { self.create = create }
 
-    public func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+    public func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -159,7 +189,7 @@ public struct DirectStoreScenario: BenchScenario {
         self.sequence = SegmentSequence(segmentSize: 1000) { try await store.reserveSequenceSegment(size: $0) }
     }
 
-    public func iteration(client: Int, sequence number: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+    public func iteration(client: Int, sequence number: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -189,7 +219,7 @@ public struct RawPostgresScenario: BenchScenario {
         try await client.query("CREATE TABLE IF NOT EXISTS bench_raw_orders (LIKE orders INCLUDING ALL)")
     }
 
-    public func iteration(client number: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+    public func iteration(client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
         let clock = ContinuousClock()
         let start = clock.now
         let id = "\(runID)-\(number)-\(sequence)"

@@ -2,13 +2,14 @@ import Foundation
 import NIOCore
 import NIOPosix
 import OrderCellBench
+import Synchronization
 import Testing
 
 /// The load generator's bookkeeping (figures are for benchmarks, not tests).
 @Suite("Load generator")
 struct BenchToolTests {
     struct Scripted: BenchScenario {
-        func iteration(client: Int, sequence: Int, record: @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
             // Every iteration records an accepted and a refused create, so the
             // checks hold however few iterations a busy machine runs.
             await Task.yield()
@@ -31,6 +32,39 @@ struct BenchToolTests {
         // "dropped" appears too when the machine cannot keep the open-loop rate (a saturated client is reported, not hidden).
         #expect(Set(operations.keys).isSuperset(of: ["create", "query", "all"]))
         #expect(report.text.contains("refused="))
+    }
+}
+
+/// An event-loop scenario that blocks its event loop once, for 100 ms.
+final class StallingOnce: EventLoopBenchScenario {
+    let started = Atomic<Int>(0)
+
+    func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
+        Issue.record("an open loop of an event-loop scenario runs its iterations on the event loop")
+    }
+
+    func iteration(
+        on eventLoop: any EventLoop, client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void> {
+        started.add(1, ordering: .relaxed)
+        if sequence == 20 { usleep(100_000) }
+        record("create", .zero, .ok)
+        return eventLoop.makeSucceededVoidFuture()
+    }
+}
+
+@Suite("Load generator on an event loop")
+struct EventLoopPacingTests {
+    @Test("the open loop never offers more than its rate, and charges a stall to every iteration it delayed")
+    func stallIsCharged() async {
+        let scenario = StallingOnce()
+        let report = await LoadRun(name: "stall", shape: .open(perSecond: 200, maximumInFlight: 50), warmup: .zero, duration: .seconds(1), progress: false)
+            .run(scenario)
+        let started = scenario.started.load(ordering: .relaxed)
+        #expect(started > 20 && started <= 201, "\(started) iterations started")
+        // Each iteration itself records zero; those due while the loop was blocked count from their intended start.
+        #expect(report.percentile(100, "create") >= 50, "the 100 ms stall shows in the latencies")
+        #expect(report.percentile(50, "create") < 50)
     }
 }
 
@@ -62,6 +96,25 @@ struct BenchOverHTTPTests {
                 #expect(errors.isEmpty, "\(name) had errors \(errors)")
             }
             #expect(operations["pay"] != nil || operations["close"] != nil)
+        }
+    }
+
+    @Test("the default mix runs in an open loop too, every iteration chained on the event loop, with no errors")
+    func defaultMixOpenLoop() async throws {
+        try await TestSystem.run { (system: TestSystem) async throws in
+            let http = BenchHTTPClient()
+            defer { http.shutdown() }
+            let scenario = try HTTPOrderScenario(urls: [system.client.base], client: http, createOnly: false)
+            let report = await LoadRun(name: "mix", shape: .open(perSecond: 100, maximumInFlight: 50), warmup: .zero, duration: .seconds(1), progress: false)
+                .run(scenario)
+            let operations = try #require(report.json["operations"] as? [String: Any])
+            #expect(report.throughput("create") > 0)
+            #expect(report.throughput("query") > 0)
+            #expect(operations["pay"] != nil || operations["close"] != nil)
+            for (name, value) in operations {
+                let errors = (value as? [String: Any])?["errors"] as? [String: Int] ?? [:]
+                #expect(errors.isEmpty, "\(name) had errors \(errors)")
+            }
         }
     }
 
