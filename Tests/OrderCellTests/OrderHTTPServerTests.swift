@@ -164,11 +164,28 @@ struct OrderHTTPServerTests {
         }
     }
 
-    @Test("a request that is not HTTP gets 400 and the connection closes")
+    @Test("a request that is not HTTP gets 400 problem+json with a stable code, and the connection closes")
     func malformed() async throws {
         try await Self.serving { port, _ in
-            let (text, closed) = try await Self.exchange(port, "GARBAGE\r\n\r\n")
-            #expect(text.hasPrefix("HTTP/1.1 400"))
+            for garbage in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHo st: x\r\n\r\n", "POST /v1/orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"] {
+                let (text, closed) = try await Self.exchange(port, garbage)
+                #expect(text.hasPrefix("HTTP/1.1 400"), "\(garbage.debugDescription): \(text)")
+                #expect(text.lowercased().contains("content-type: application/problem+json"))
+                #expect(text.contains(#""code":"invalid_request""#))
+                #expect(text.lowercased().contains("connection: close"))
+                #expect(closed)
+            }
+        }
+    }
+
+    @Test("a malformed request pipelined behind a good one: the good one is answered first, then the 400")
+    func malformedBehindAGoodRequest() async throws {
+        try await Self.serving { port, _ in
+            let (text, closed) = try await Self.exchange(port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+            let slow = try #require(text.range(of: "\r\n\r\nslow"), "\(text)")
+            let refused = try #require(text.range(of: "HTTP/1.1 400"), "\(text)")
+            #expect(slow.lowerBound < refused.lowerBound)
+            #expect(text.contains(#""code":"invalid_request""#))
             #expect(closed)
         }
     }

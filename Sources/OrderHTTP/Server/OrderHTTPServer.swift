@@ -70,7 +70,7 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: idleTimeout), OrderHTTPHandler(handlerSettings),
                     ])
@@ -205,9 +205,29 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         }
     }
 
-    /// A request NIO could not decode was answered 400 by its error handler; the connection cannot go on.
+    /// A request NIO cannot decode is answered 400 problem+json (not NIO's
+    /// empty 400), and the connection closes: the decoder cannot go on after
+    /// it. NIO's pipelining assistance holds such an error back until the
+    /// response under way has ended, so there is none to interleave with.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         settings.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
+        switch state {
+        case .idle, .receiving:
+            guard error is HTTPParserError else { break }
+            let refusal = OrderError.invalidRequest("the request is not valid HTTP/1.1 (\(error))")
+            state = .responding(keepAlive: false)
+            finish(context: context, version: .http1_1, head: Problem.response(refusal).head, body: ByteBuffer(string: Problem.json(refusal)))
+            return
+        case .responding:
+            // Answer what is under way, then close.
+            closeWhenIdle = true
+            return
+        case .closed:
+            // The last answer is being written; its completion closes the connection.
+            return
+        case .discarding:
+            break
+        }
         context.close(promise: nil)
     }
 
