@@ -178,7 +178,8 @@ final class EventLoopPacer: Sendable {
         self.scenario = scenario
         self.eventLoop = eventLoop
         self.collector = collector
-        self.interval = .nanoseconds(Int64(1e9 / perSecond))
+        precondition(perSecond > 0, "an open loop needs a positive rate")
+        self.interval = .nanoseconds(max(1, Int64(1e9 / perSecond)))
         self.maximumInFlight = maximumInFlight
         self.warmup = TimeAmount(warmup)
         self.duration = TimeAmount(duration)
@@ -194,15 +195,14 @@ final class EventLoopPacer: Sendable {
     }
 
     private func tick() {
-        let now = NIODeadline.now()
         let measureFrom = start + warmup
         let end = measureFrom + duration
-        while next.value.intended <= now, next.value.intended < end {
+        while next.value.intended <= .now(), next.value.intended < end {
             let intended = next.value.intended
             next.value.sequence += 1
             next.value.intended = intended + interval
             if intended >= measureFrom { collector.measuring.store(true, ordering: .relaxed) }
-            arrive(number: next.value.sequence, lateBy: now - intended)
+            arrive(number: next.value.sequence, intended: intended)
         }
         guard next.value.intended < end else {
             endOne()
@@ -211,7 +211,9 @@ final class EventLoopPacer: Sendable {
         eventLoop.scheduleTask(deadline: next.value.intended) { self.tick() }
     }
 
-    private func arrive(number: Int, lateBy: TimeAmount) {
+    /// Starts one iteration; its first operation is charged with how late it
+    /// starts — read when it starts, after any arrivals before it in a catch-up.
+    private func arrive(number: Int, intended: NIODeadline) {
         guard collector.inFlight.load(ordering: .relaxed) < maximumInFlight else {
             collector.record("dropped", .zero, .failed("client_saturated"))
             return
@@ -220,18 +222,21 @@ final class EventLoopPacer: Sendable {
         outstanding.add(1, ordering: .relaxed)
         let collector = self.collector
         let first = scenario.firstOperation
-        let late = Duration.nanoseconds(lateBy.nanoseconds)
-        let record: @Sendable (String, Duration, OperationOutcome) -> Void = { operation, latency, outcome in
-            collector.record(operation, latency + (operation == first ? late : .zero), outcome)
+        @Sendable func recording(lateBy late: Duration) -> @Sendable (String, Duration, OperationOutcome) -> Void {
+            { operation, latency, outcome in collector.record(operation, latency + (operation == first ? late : .zero), outcome) }
         }
         let iteration: EventLoopFuture<Void>
         if let scenario = scenario as? any EventLoopBenchScenario {
-            iteration = scenario.iteration(on: eventLoop, client: number % 64, sequence: number, record: record)
+            let late = Duration.nanoseconds((NIODeadline.now() - intended).nanoseconds)
+            iteration = scenario.iteration(on: eventLoop, client: number % 64, sequence: number, record: recording(lateBy: late))
         } else {
-            // The task's start is charged to the iteration too: its latency counts from the intended start.
+            // Late by the time the task runs: waiting for a thread is charged too.
             let promise = eventLoop.makePromise(of: Void.self)
             let scenario = self.scenario
-            promise.completeWithTask { await scenario.iteration(client: number % 64, sequence: number, record: record) }
+            promise.completeWithTask {
+                let late = Duration.nanoseconds((NIODeadline.now() - intended).nanoseconds)
+                await scenario.iteration(client: number % 64, sequence: number, record: recording(lateBy: late))
+            }
             iteration = promise.futureResult
         }
         iteration.whenComplete { _ in

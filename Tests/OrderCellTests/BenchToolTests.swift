@@ -35,7 +35,7 @@ struct BenchToolTests {
     }
 }
 
-/// An event-loop scenario that blocks its event loop once, for 100 ms.
+/// An event-loop scenario that blocks its event loop once, for 200 ms.
 final class StallingOnce: EventLoopBenchScenario {
     let started = Atomic<Int>(0)
 
@@ -47,7 +47,7 @@ final class StallingOnce: EventLoopBenchScenario {
         on eventLoop: any EventLoop, client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
     ) -> EventLoopFuture<Void> {
         started.add(1, ordering: .relaxed)
-        if sequence == 20 { usleep(100_000) }
+        if sequence == 20 { usleep(200_000) }
         record("create", .zero, .ok)
         return eventLoop.makeSucceededVoidFuture()
     }
@@ -56,14 +56,21 @@ final class StallingOnce: EventLoopBenchScenario {
 @Suite("Load generator on an event loop")
 struct EventLoopPacingTests {
     @Test("the open loop never offers more than its rate, and charges a stall to every iteration it delayed")
-    func stallIsCharged() async {
+    func stallIsCharged() async throws {
+        // A loop of its own: the stall must not hold up other suites' event loops.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let scenario = StallingOnce()
-        let report = await LoadRun(name: "stall", shape: .open(perSecond: 200, maximumInFlight: 50), warmup: .zero, duration: .seconds(1), progress: false)
-            .run(scenario)
+        let report = await LoadRun(
+            name: "stall", shape: .open(perSecond: 200, maximumInFlight: 50), warmup: .zero, duration: .seconds(1), progress: false,
+            eventLoopGroup: group
+        ).run(scenario)
+        try await group.shutdownGracefully()
         let started = scenario.started.load(ordering: .relaxed)
-        #expect(started > 20 && started <= 201, "\(started) iterations started")
-        // Each iteration itself records zero; those due while the loop was blocked count from their intended start.
-        #expect(report.percentile(100, "create") >= 50, "the 100 ms stall shows in the latencies")
+        #expect(started > 20 && started <= 200, "\(started) iterations started, 200 offered")
+        // Each iteration itself records zero. The ~40 due while the loop was blocked count from
+        // their intended start, each from the moment it really started: a fifth of them waited
+        // over 50 ms, so the 90th percentile shows it, not just the maximum.
+        #expect(report.percentile(90, "create") >= 50, "the 200 ms stall shows in the latencies")
         #expect(report.percentile(50, "create") < 50)
     }
 }
@@ -99,19 +106,20 @@ struct BenchOverHTTPTests {
         }
     }
 
-    @Test("the default mix runs in an open loop too, every iteration chained on the event loop, with no errors")
+    @Test("the default mix runs in an open loop too, its requests chained as futures, with no errors")
     func defaultMixOpenLoop() async throws {
         try await TestSystem.run { (system: TestSystem) async throws in
             let http = BenchHTTPClient()
             defer { http.shutdown() }
             let scenario = try HTTPOrderScenario(urls: [system.client.base], client: http, createOnly: false)
-            let report = await LoadRun(name: "mix", shape: .open(perSecond: 100, maximumInFlight: 50), warmup: .zero, duration: .seconds(1), progress: false)
+            let report = await LoadRun(name: "mix", shape: .open(perSecond: 100, maximumInFlight: 1000), warmup: .zero, duration: .seconds(1), progress: false)
                 .run(scenario)
             let operations = try #require(report.json["operations"] as? [String: Any])
             #expect(report.throughput("create") > 0)
             #expect(report.throughput("query") > 0)
             #expect(operations["pay"] != nil || operations["close"] != nil)
-            for (name, value) in operations {
+            // A machine too busy to keep the rate drops arrivals ("dropped", in "all" too); the requests made must not fail.
+            for (name, value) in operations where name != "dropped" && name != "all" {
                 let errors = (value as? [String: Any])?["errors"] as? [String: Int] ?? [:]
                 #expect(errors.isEmpty, "\(name) had errors \(errors)")
             }
