@@ -7,14 +7,27 @@ import OrderModel
 /// Writes go through GRDB's single writer connection, so the
 /// read-decide-write of ``apply(_:to:now:)`` is serialised per cell; reads
 /// use the pool's concurrent readers. `synchronous = FULL` makes every
-/// acknowledged commit durable before it is acknowledged.
+/// acknowledged commit durable before it is acknowledged. Concurrent creates
+/// share a commit (``insertBatch(_:)``, through the cell service's group
+/// commit), and the log is copied back into the database file by a
+/// connection of its own (``SQLiteCheckpointer``), never by a create's commit.
 public final class SQLiteOrderStore: OrderStore {
     private let pool: DatabasePool
+    private let checkpointer: SQLiteCheckpointer
     private let machine = OrderStateMachine()
     public let path: String
 
-    private init(pool: DatabasePool, path: String) {
+    /// What the store's checkpointer has done so far (for tests).
+    var checkpointProgress: SQLiteCheckpointer.Progress { checkpointer.progress }
+
+    /// The writer connection's automatic checkpoint threshold, in pages (for tests).
+    func writerAutomaticCheckpointPages() async throws -> Int {
+        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0 }
+    }
+
+    private init(pool: DatabasePool, checkpointer: SQLiteCheckpointer, path: String) {
         self.pool = pool
+        self.checkpointer = checkpointer
         self.path = path
     }
 
@@ -30,10 +43,15 @@ public final class SQLiteOrderStore: OrderStore {
                     configuration.busyMode = .timeout(busyTimeoutSeconds)
                     configuration.prepareDatabase { db in
                         try db.execute(sql: "PRAGMA synchronous = FULL")
+                        // Checkpoints run on a connection of their own (SQLiteCheckpointer).
+                        try db.execute(sql: "PRAGMA wal_autocheckpoint = \(SQLiteCheckpointer.writerBackstopPages)")
                     }
                     let pool = try DatabasePool(path: path, configuration: configuration)
                     try SQLiteSchema.migrator.migrate(pool)
-                    continuation.resume(returning: SQLiteOrderStore(pool: pool, path: path))
+                    let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds)
+                    let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
+                    SQLiteCheckpointer.run(for: store) { $0.checkpointer }
+                    continuation.resume(returning: store)
                 } catch {
                     continuation.resume(throwing: error)
                 }
@@ -53,6 +71,31 @@ public final class SQLiteOrderStore: OrderStore {
             }
         }
     }
+
+    /// One transaction, one commit (one `fsync` of the WAL) for all of them:
+    /// what lets the cell service's group commit acknowledge many creates
+    /// with one write to disk. An order whose key came earlier in the batch
+    /// finds that one, as it would have with one insert after the other.
+    public func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome] {
+        try await guarded {
+            try await pool.write { db in
+                var outcomes: [StoreInsertOutcome] = []
+                outcomes.reserveCapacity(orders.count)
+                for order in orders {
+                    if let existing = try Self.fetchOrder(db, merchantID: order.merchantID, outTradeNo: order.outTradeNo) {
+                        outcomes.append(.existing(existing))
+                        continue
+                    }
+                    try db.cachedStatement(sql: SQLiteSchema.insertOrder).execute(arguments: Self.arguments(of: order))
+                    try Self.append(OrderStateMachine.creationEvent(of: order), db)
+                    outcomes.append(.inserted(order))
+                }
+                return outcomes
+            }
+        }
+    }
+
+    public var batchesInserts: Bool { true }
 
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
         let key = id.description

@@ -63,7 +63,9 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
         )
         let idleTimeout = self.idleTimeout
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 256)
+            // Bursts of new connections (a client pool growing under a stall) must not overflow
+            // the accept queue: a dropped SYN costs its client a 1 s retransmission.
+            .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // A client that half-closes after its request still gets the answer.
