@@ -7,8 +7,9 @@ import OrderProxy
 ///
 /// It bounds its own calls: in process, a call can only outlast the
 /// proxy's deadline under a drill latency fault (waits for the database are
-/// bounded by SQLite's busy timeout), so only then does it pay for a
-/// deadline around the call.
+/// bounded by SQLite's busy timeout, and a create's wait for its turn in a
+/// group commit by the cell service's maximum wait), so only then does it
+/// pay for a deadline around the call.
 struct InProcessCellClient: CellClient {
     let service: CellService
     let timeout: Duration

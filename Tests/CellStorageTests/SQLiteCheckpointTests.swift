@@ -13,28 +13,37 @@ struct SQLiteCheckpointTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-checkpoint-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent("cell.sqlite").path)
-        #expect(try await store.writerAutomaticCheckpointPages() == SQLiteCheckpointer.writerBackstopPages)
+        let path = directory.appendingPathComponent("cell.sqlite").path
+        var store: SQLiteOrderStore? = try await SQLiteOrderStore.open(path: path)
+        let settings = try await store!.writerSettings()
+        #expect(settings.automaticCheckpointPages == SQLiteCheckpointer.writerBackstopPages)
+        #expect(settings.synchronous == 2, "the writer fsyncs every commit (FULL), whatever GRDB's WAL set-up chose")
 
         // Orders written one by one and in batches, with checkpoints running beside them.
         for sequence in 1...100 as ClosedRange<Int64> {
-            _ = try await store.insert(try OrderStoreSuite.order(sequence: sequence))
+            _ = try await store!.insert(try OrderStoreSuite.order(sequence: sequence))
         }
         for start in stride(from: 101, through: 300, by: 25) as StrideThrough<Int64> {
             let batch = try (start..<start + 25).map { try OrderStoreSuite.order(sequence: $0) }
-            #expect(try await store.insertBatch(batch) == batch.map { .inserted($0) })
+            #expect(try await store!.insertBatch(batch) == batch.map { .inserted($0) })
         }
 
         // Within a few ticks a checkpoint finds the log and copies all of it back.
-        var progress = store.checkpointProgress
+        var progress = store!.checkpointProgress
         for _ in 0..<200 where !(progress.logFrames > 0 && progress.checkpointedFrames == progress.logFrames) {
             try await Task.sleep(for: .milliseconds(50))
-            progress = store.checkpointProgress
+            progress = store!.checkpointProgress
         }
         #expect(progress.checkpoints > 0)
+        #expect(progress.failures == 0, "\(progress)")
         #expect(progress.logFrames > 0 && progress.checkpointedFrames == progress.logFrames, "\(progress)")
-        #expect(try await store.orderCount() == 300)
+        #expect(try await store!.orderCount() == 300)
+
+        // Closed and opened again: every order is there.
+        store = nil
+        let reopened = try await SQLiteOrderStore.open(path: path)
+        #expect(try await reopened.orderCount() == 300)
         let last = try OrderStoreSuite.order(sequence: 300)
-        #expect(try await store.order(last.id, consistency: .strong) == last)
+        #expect(try await reopened.order(last.id, consistency: .strong) == last)
     }
 }

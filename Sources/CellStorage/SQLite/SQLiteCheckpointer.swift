@@ -2,32 +2,45 @@ import GRDB
 import Synchronization
 
 /// Copies a cell's SQLite write-ahead log back into its database file from
-/// a connection of its own, so that the writer never does it.
+/// a connection of its own, so that creates' commits do not.
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses its
 /// threshold (1 000 pages), on the one writer connection: every create
-/// queued behind that commit waits for the whole copy and its `fsync`
-/// (with checkpoints off for a run, the store's p90 at 5 400 inserts/s fell
-/// from ~5 ms to 0.34 ms). A passive checkpoint on another connection runs
-/// beside the writer — SQLite's WAL lets writers append while it copies —
-/// and the writer keeps a high automatic threshold only as a backstop,
-/// should these fall behind (docs/performance.md, sixth look).
+/// queued behind that commit waits for the whole copy and its `fsync`s.
+/// Here a passive checkpoint on another connection copies the log every
+/// ``interval``, beside the writer (SQLite's WAL lets writers append while
+/// it copies). Under steady writes a passive checkpoint never quite catches
+/// up — the writer appends while it copies — and SQLite restarts the log
+/// only once all of it is copied; so when one leaves more than
+/// ``writerFinishPages`` behind, the writer copies the rest between two
+/// transactions (a few pages, most already copied), and the next commit
+/// starts the log afresh. The writer keeps a high automatic threshold only
+/// as a backstop (docs/performance.md, sixth look).
 final class SQLiteCheckpointer: Sendable {
     /// How often the log is copied back.
     static let interval = Duration.milliseconds(100)
     /// The writer's own automatic checkpoint threshold, in pages: a backstop only.
     static let writerBackstopPages = 10_000
+    /// Log pages the side checkpoint may leave behind before the writer copies the rest.
+    static let writerFinishPages = 1_000
+    /// A log grown past this is truncated back to it when it restarts.
+    static let journalSizeLimitBytes = 64 << 20
 
-    /// What the last checkpoint found and did, and how many have run.
+    /// What the checkpoints found and did.
     struct Progress: Sendable, Equatable {
         var checkpoints = 0
-        /// Frames in the log, and how many of them are in the database file now.
+        /// Checkpoints the writer finished because the side one fell behind.
+        var finishedByWriter = 0
+        var failures = 0
+        var lastFailure: String?
+        /// Frames in the log at the last checkpoint, and how many of them are in the database file.
         var logFrames = 0
         var checkpointedFrames = 0
     }
 
     private let connection: DatabaseQueue
     private let progressBox = Mutex(Progress())
+    private let loop = Mutex<Task<Void, Never>?>(nil)
 
     var progress: Progress { progressBox.withLock { $0 } }
 
@@ -42,26 +55,44 @@ final class SQLiteCheckpointer: Sendable {
         connection = try DatabaseQueue(path: path, configuration: configuration)
     }
 
-    /// One passive checkpoint: copies what no reader still needs, waits for nobody.
-    func checkpoint() async throws {
-        let result = try await connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+    /// One round: a passive checkpoint here, and the writer finishing it if it fell far behind.
+    func checkpoint(writer: DatabasePool) async throws {
+        let side = try await connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+        var result = side
+        let finish = side.walFrameCount - side.checkpointedFrameCount > Self.writerFinishPages
+        if finish {
+            result = try await writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+        }
         progressBox.withLock { progress in
             progress.checkpoints += 1
+            if finish { progress.finishedByWriter += 1 }
             progress.logFrames = result.walFrameCount
             progress.checkpointedFrames = result.checkpointedFrameCount
         }
     }
 
-    /// Checkpoints every ``interval`` while `owner` lives; returns at once.
-    static func run<Owner: AnyObject & Sendable>(for owner: Owner, checkpointer: @escaping @Sendable (Owner) -> SQLiteCheckpointer) {
-        Task.detached(priority: .utility) { [weak owner] in
+    /// Checkpoints every ``interval`` until ``stop()`` or until `owner` is gone.
+    func start<Owner: AnyObject & Sendable>(for owner: Owner, writer: @escaping @Sendable (Owner) -> DatabasePool) {
+        let task = Task.detached(priority: .utility) { [weak owner, self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                guard let owner else { return }
-                let current = checkpointer(owner)
-                // A failed checkpoint is retried at the next tick; the writer's backstop bounds the log meanwhile.
-                try? await current.checkpoint()
+                try? await Task.sleep(for: Self.interval)
+                guard !Task.isCancelled, let pool = owner.map(writer) else { return }
+                do {
+                    try await checkpoint(writer: pool)
+                } catch {
+                    // Retried at the next tick; the writer's backstop bounds the log meanwhile.
+                    progressBox.withLock { progress in
+                        progress.failures += 1
+                        progress.lastFailure = "\(error)"
+                    }
+                }
             }
         }
+        loop.withLock { $0 = task }
+    }
+
+    /// Stops checkpointing (the store is closing).
+    func stop() {
+        loop.withLock { $0?.cancel() }
     }
 }

@@ -10,7 +10,7 @@ import OrderModel
 /// acknowledged commit durable before it is acknowledged. Concurrent creates
 /// share a commit (``insertBatch(_:)``, through the cell service's group
 /// commit), and the log is copied back into the database file by a
-/// connection of its own (``SQLiteCheckpointer``), never by a create's commit.
+/// connection of its own (``SQLiteCheckpointer``) rather than by a create's commit.
 public final class SQLiteOrderStore: OrderStore {
     private let pool: DatabasePool
     private let checkpointer: SQLiteCheckpointer
@@ -20,10 +20,15 @@ public final class SQLiteOrderStore: OrderStore {
     /// What the store's checkpointer has done so far (for tests).
     var checkpointProgress: SQLiteCheckpointer.Progress { checkpointer.progress }
 
-    /// The writer connection's automatic checkpoint threshold, in pages (for tests).
-    func writerAutomaticCheckpointPages() async throws -> Int {
-        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0 }
+    /// The writer connection's automatic checkpoint threshold, in pages, and
+    /// its `synchronous` level (2 is FULL) (for tests).
+    func writerSettings() async throws -> (automaticCheckpointPages: Int, synchronous: Int) {
+        try await pool.writeWithoutTransaction { db in
+            (try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0, try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 0)
+        }
     }
+
+    deinit { checkpointer.stop() }
 
     private init(pool: DatabasePool, checkpointer: SQLiteCheckpointer, path: String) {
         self.pool = pool
@@ -47,10 +52,17 @@ public final class SQLiteOrderStore: OrderStore {
                         try db.execute(sql: "PRAGMA wal_autocheckpoint = \(SQLiteCheckpointer.writerBackstopPages)")
                     }
                     let pool = try DatabasePool(path: path, configuration: configuration)
+                    // GRDB sets up WAL mode on the writer after `prepareDatabase`, and with it
+                    // `synchronous = NORMAL`, which does not fsync a commit: set FULL again, on the
+                    // one writer connection GRDB keeps for the pool's life.
+                    try pool.writeWithoutTransaction { db in
+                        try db.execute(sql: "PRAGMA synchronous = FULL")
+                        try db.execute(sql: "PRAGMA journal_size_limit = \(SQLiteCheckpointer.journalSizeLimitBytes)")
+                    }
                     try SQLiteSchema.migrator.migrate(pool)
                     let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds)
                     let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
-                    SQLiteCheckpointer.run(for: store) { $0.checkpointer }
+                    checkpointer.start(for: store, writer: { $0.pool })
                     continuation.resume(returning: store)
                 } catch {
                     continuation.resume(throwing: error)

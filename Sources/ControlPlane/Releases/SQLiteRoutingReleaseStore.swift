@@ -6,11 +6,19 @@ import GRDB
 public final class SQLiteRoutingReleaseStore: RoutingReleaseStore {
     private let pool: DatabasePool
 
+    /// The writer connection's `synchronous` level; 2 is FULL (for tests).
+    func writerSynchronousLevel() throws -> Int {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 0 }
+    }
+
     public init(path: String) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         pool = try DatabasePool(path: path, configuration: configuration)
+        // GRDB sets up WAL mode on the writer after `prepareDatabase`, and with it
+        // `synchronous = NORMAL` (no fsync per commit): a published release must survive power loss.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try pool.write { db in
             try db.execute(
                 sql: """
