@@ -46,4 +46,17 @@ struct SQLiteCheckpointTests {
         let last = try OrderStoreSuite.order(sequence: 300)
         #expect(try await reopened.order(last.id, consistency: .strong) == last)
     }
+
+    @Test("the writer finishes a checkpoint only when the log is long and little of it is left to copy")
+    func writerFinishesOnlyShortRemainders() {
+        let long = SQLiteCheckpointer.writerFinishPages
+        // A long log the side connection copied nearly all of: the writer copies the rest, the log restarts.
+        #expect(SQLiteCheckpointer.writerShouldFinish((walFrameCount: long + 500, checkpointedFrameCount: long + 480)))
+        #expect(SQLiteCheckpointer.writerShouldFinish((walFrameCount: long, checkpointedFrameCount: long - SQLiteCheckpointer.writerFinishMostPages)))
+        // A short log: the side connection keeps up, nothing to restart yet.
+        #expect(!SQLiteCheckpointer.writerShouldFinish((walFrameCount: long - 1, checkpointedFrameCount: long - 10)))
+        // Far behind: the writer would pause for a long copy; the side connection goes on alone.
+        #expect(!SQLiteCheckpointer.writerShouldFinish((walFrameCount: 5_000, checkpointedFrameCount: 1_000)))
+        #expect(!SQLiteCheckpointer.writerShouldFinish((walFrameCount: long + SQLiteCheckpointer.writerFinishMostPages + 1, checkpointedFrameCount: long - 1)))
+    }
 }

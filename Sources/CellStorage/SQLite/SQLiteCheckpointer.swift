@@ -11,18 +11,21 @@ import Synchronization
 /// ``interval``, beside the writer (SQLite's WAL lets writers append while
 /// it copies). Under steady writes a passive checkpoint never quite catches
 /// up — the writer appends while it copies — and SQLite restarts the log
-/// only once all of it is copied; so when one leaves more than
-/// ``writerFinishPages`` behind, the writer copies the rest between two
-/// transactions (a few pages, most already copied), and the next commit
-/// starts the log afresh. The writer keeps a high automatic threshold only
-/// as a backstop (docs/performance.md, sixth look).
+/// only once all of it is copied; so once the log is longer than
+/// ``writerFinishPages`` and the side checkpoint has copied nearly all of
+/// it, the writer copies the few pages left between two transactions, and
+/// the next commit starts the log afresh (``writerShouldFinish(_:)``). The
+/// writer keeps a high automatic threshold only as a backstop
+/// (docs/performance.md, sixth look).
 final class SQLiteCheckpointer: Sendable {
     /// How often the log is copied back.
     static let interval = Duration.milliseconds(100)
     /// The writer's own automatic checkpoint threshold, in pages: a backstop only.
     static let writerBackstopPages = 10_000
-    /// Log pages the side checkpoint may leave behind before the writer copies the rest.
+    /// A log longer than this is finished by the writer, when little of it is left to copy.
     static let writerFinishPages = 1_000
+    /// At most this many pages left for the writer to copy; with more, the side connection goes on alone.
+    static let writerFinishMostPages = 250
     /// A log grown past this is truncated back to it when it restarts.
     static let journalSizeLimitBytes = 64 << 20
 
@@ -51,6 +54,8 @@ final class SQLiteCheckpointer: Sendable {
         configuration.label = "checkpointer"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // On Apple platforms fsync does not flush the drive's cache; F_FULLFSYNC does (no effect elsewhere).
+            try db.execute(sql: "PRAGMA checkpoint_fullfsync = ON")
         }
         connection = try DatabaseQueue(path: path, configuration: configuration)
     }
@@ -59,7 +64,7 @@ final class SQLiteCheckpointer: Sendable {
     func checkpoint(writer: DatabasePool) async throws {
         let side = try await connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
         var result = side
-        let finish = side.walFrameCount - side.checkpointedFrameCount > Self.writerFinishPages
+        let finish = Self.writerShouldFinish(side)
         if finish {
             result = try await writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
         }
@@ -71,6 +76,13 @@ final class SQLiteCheckpointer: Sendable {
         }
     }
 
+    /// Whether the writer should copy what a side checkpoint left: only when
+    /// the log is long enough to be worth restarting and what is left is
+    /// small, so the writer's pause stays short.
+    static func writerShouldFinish(_ side: (walFrameCount: Int, checkpointedFrameCount: Int)) -> Bool {
+        side.walFrameCount >= writerFinishPages && side.walFrameCount - side.checkpointedFrameCount <= writerFinishMostPages
+    }
+
     /// Checkpoints every ``interval`` until ``stop()`` or until `owner` is gone.
     func start<Owner: AnyObject & Sendable>(for owner: Owner, writer: @escaping @Sendable (Owner) -> DatabasePool) {
         let task = Task.detached(priority: .utility) { [weak owner, self] in
@@ -79,6 +91,8 @@ final class SQLiteCheckpointer: Sendable {
                 guard !Task.isCancelled, let pool = owner.map(writer) else { return }
                 do {
                     try await checkpoint(writer: pool)
+                } catch is CancellationError {
+                    return
                 } catch {
                     // Retried at the next tick; the writer's backstop bounds the log meanwhile.
                     progressBox.withLock { progress in

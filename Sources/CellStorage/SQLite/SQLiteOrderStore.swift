@@ -57,6 +57,9 @@ public final class SQLiteOrderStore: OrderStore {
                     // one writer connection GRDB keeps for the pool's life.
                     try pool.writeWithoutTransaction { db in
                         try db.execute(sql: "PRAGMA synchronous = FULL")
+                        // On Apple platforms fsync does not flush the drive's cache; F_FULLFSYNC does (no effect elsewhere).
+                        try db.execute(sql: "PRAGMA fullfsync = ON")
+                        try db.execute(sql: "PRAGMA checkpoint_fullfsync = ON")
                         try db.execute(sql: "PRAGMA journal_size_limit = \(SQLiteCheckpointer.journalSizeLimitBytes)")
                     }
                     try SQLiteSchema.migrator.migrate(pool)

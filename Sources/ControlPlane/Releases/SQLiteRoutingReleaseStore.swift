@@ -18,7 +18,11 @@ public final class SQLiteRoutingReleaseStore: RoutingReleaseStore {
         pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB sets up WAL mode on the writer after `prepareDatabase`, and with it
         // `synchronous = NORMAL` (no fsync per commit): a published release must survive power loss.
-        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        // On Apple platforms fsync does not flush the drive's cache; F_FULLFSYNC does (no effect elsewhere).
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA fullfsync = ON")
+        }
         try pool.write { db in
             try db.execute(
                 sql: """
