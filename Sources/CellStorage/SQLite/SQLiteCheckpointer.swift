@@ -34,6 +34,9 @@ final class SQLiteCheckpointer: Sendable {
         var checkpoints = 0
         /// Checkpoints the writer finished because the side one fell behind.
         var finishedByWriter = 0
+        /// Rounds skipped because another connection held a lock the checkpoint needs
+        /// (SQLite answers a passive checkpoint `SQLITE_BUSY` then; the next round copies it).
+        var busy = 0
         var failures = 0
         var lastFailure: String?
         /// Frames in the log at the last checkpoint, and how many of them are in the database file.
@@ -93,6 +96,8 @@ final class SQLiteCheckpointer: Sendable {
                     try await checkpoint(writer: pool)
                 } catch is CancellationError {
                     return
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+                    progressBox.withLock { $0.busy += 1 }
                 } catch {
                     // Retried at the next tick; the writer's backstop bounds the log meanwhile.
                     progressBox.withLock { progress in
