@@ -76,14 +76,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func insert(_ order: Order) async throws -> StoreInsertOutcome {
         try await guarded {
-            try await pool.write { db in
-                if let existing = try Self.fetchOrder(db, merchantID: order.merchantID, outTradeNo: order.outTradeNo) {
-                    return .existing(existing)
-                }
-                try db.cachedStatement(sql: SQLiteSchema.insertOrder).execute(arguments: Self.arguments(of: order))
-                try Self.append(OrderStateMachine.creationEvent(of: order), db)
-                return .inserted(order)
-            }
+            try await pool.write { db in try Self.insertUnlessExisting(order, db) }
         }
     }
 
@@ -93,20 +86,7 @@ public final class SQLiteOrderStore: OrderStore {
     /// finds that one, as it would have with one insert after the other.
     public func insertBatch(_ orders: [Order]) async throws -> [StoreInsertOutcome] {
         try await guarded {
-            try await pool.write { db in
-                var outcomes: [StoreInsertOutcome] = []
-                outcomes.reserveCapacity(orders.count)
-                for order in orders {
-                    if let existing = try Self.fetchOrder(db, merchantID: order.merchantID, outTradeNo: order.outTradeNo) {
-                        outcomes.append(.existing(existing))
-                        continue
-                    }
-                    try db.cachedStatement(sql: SQLiteSchema.insertOrder).execute(arguments: Self.arguments(of: order))
-                    try Self.append(OrderStateMachine.creationEvent(of: order), db)
-                    outcomes.append(.inserted(order))
-                }
-                return outcomes
-            }
+            try await pool.write { db in try orders.map { try Self.insertUnlessExisting($0, db) } }
         }
     }
 
@@ -253,6 +233,17 @@ public final class SQLiteOrderStore: OrderStore {
         } catch {
             throw StoreError("SQLite store \(path): \(error)")
         }
+    }
+
+    /// The order and its creation event, unless its `(merchant_id, out_trade_no)` is taken
+    /// (in the store, or earlier in the same transaction): then the order already there.
+    private static func insertUnlessExisting(_ order: Order, _ db: Database) throws -> StoreInsertOutcome {
+        if let existing = try fetchOrder(db, merchantID: order.merchantID, outTradeNo: order.outTradeNo) {
+            return .existing(existing)
+        }
+        try db.cachedStatement(sql: SQLiteSchema.insertOrder).execute(arguments: arguments(of: order))
+        try append(OrderStateMachine.creationEvent(of: order), db)
+        return .inserted(order)
     }
 
     private static func fetchOrder(_ db: Database, id: String) throws -> Order? {
