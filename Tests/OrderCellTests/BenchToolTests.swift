@@ -86,39 +86,23 @@ extension LoadShape: CustomTestStringConvertible {
 
 @Suite("Load generator over HTTP")
 struct BenchOverHTTPTests {
-    @Test("the default mix runs against a real endpoint: creates, pays or closes, queries and refunds, with no errors")
-    func defaultMix() async throws {
+    @Test(
+        "the default mix runs against a real endpoint: creates, pays or closes, queries and refunds, with no errors",
+        arguments: [LoadShape.closed(clients: 4), .open(perSecond: 100, maximumInFlight: 1000)]
+    )
+    func defaultMix(shape: LoadShape) async throws {
         try await TestSystem.run { (system: TestSystem) async throws in
             let http = BenchHTTPClient()
             defer { http.shutdown() }
             let scenario = try HTTPOrderScenario(urls: [system.client.base], client: http, createOnly: false)
-            let report = await LoadRun(name: "mix", shape: .closed(clients: 4), warmup: .milliseconds(100), duration: .seconds(1), progress: false)
-                .run(scenario)
-            #expect(report.throughput("create") > 0)
-            #expect(report.throughput("query") > 0)
-            let json = report.json
-            let operations = try #require(json["operations"] as? [String: Any])
-            for (name, value) in operations {
-                let errors = (value as? [String: Any])?["errors"] as? [String: Int] ?? [:]
-                #expect(errors.isEmpty, "\(name) had errors \(errors)")
-            }
-            #expect(operations["pay"] != nil || operations["close"] != nil)
-        }
-    }
-
-    @Test("the default mix runs in an open loop too, its requests chained as futures, with no errors")
-    func defaultMixOpenLoop() async throws {
-        try await TestSystem.run { (system: TestSystem) async throws in
-            let http = BenchHTTPClient()
-            defer { http.shutdown() }
-            let scenario = try HTTPOrderScenario(urls: [system.client.base], client: http, createOnly: false)
-            let report = await LoadRun(name: "mix", shape: .open(perSecond: 100, maximumInFlight: 1000), warmup: .zero, duration: .seconds(1), progress: false)
+            let report = await LoadRun(name: "mix", shape: shape, warmup: .milliseconds(100), duration: .seconds(1), progress: false)
                 .run(scenario)
             let operations = try #require(report.json["operations"] as? [String: Any])
             #expect(report.throughput("create") > 0)
             #expect(report.throughput("query") > 0)
             #expect(operations["pay"] != nil || operations["close"] != nil)
-            // A machine too busy to keep the rate drops arrivals ("dropped", in "all" too); the requests made must not fail.
+            // An open loop on a machine too busy to keep the rate drops arrivals ("dropped", in "all"
+            // too); the requests made must not fail.
             for (name, value) in operations where name != "dropped" && name != "all" {
                 let errors = (value as? [String: Any])?["errors"] as? [String: Int] ?? [:]
                 #expect(errors.isEmpty, "\(name) had errors \(errors)")
