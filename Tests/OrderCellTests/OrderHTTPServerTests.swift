@@ -14,9 +14,19 @@ import Testing
 @Suite("Order API HTTP server")
 struct OrderHTTPServerTests {
     /// A server with a fast route, a slow one and a small body limit, for the length of `body`.
-    /// Counts the slow requests the router has started.
+    /// Counts the slow requests the router has started; a held one answers
+    /// only once the test releases it, otherwise after 400 ms.
     final class SlowRequests: Sendable {
         let started = Mutex(0)
+        let held: Bool
+        let released = Mutex(false)
+
+        init(held: Bool = false) { self.held = held }
+
+        func wait() async throws {
+            guard held else { return try await Task.sleep(for: .milliseconds(400)) }
+            while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        }
     }
 
     static func serving(
@@ -28,7 +38,7 @@ struct OrderHTTPServerTests {
         router.get("/fast") { _, _ in "fast" }
         router.get("/slow") { _, _ in
             slow.started.withLock { $0 += 1 }
-            try await Task.sleep(for: .milliseconds(400))
+            try await slow.wait()
             return "slow"
         }
         router.post("/echo") { request, _ in
@@ -202,18 +212,31 @@ struct OrderHTTPServerTests {
 
     @Test("graceful shutdown lets a request under way finish, then closes its connection")
     func gracefulShutdown() async throws {
-        let slow = SlowRequests()
+        // The slow request is held until the shutdown has reached the server:
+        // a fixed delay loses the race on a busy machine, and a response that
+        // ends before the shutdown rightly keeps the connection open (until
+        // the server, then idle, closes it).
+        let slow = SlowRequests(held: true)
         try await Self.serving(slow: slow) { port, group in
             let socket = try await RawConnection.open(port: port)
             defer { socket.close() }
             socket.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
             while slow.started.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
             await group.triggerGracefulShutdown()
+            // Nothing listens once the server has begun draining its connections.
+            let stopListening = ContinuousClock.now.advanced(by: .seconds(10))
+            while let probe = try? await RawConnection.open(port: port), ContinuousClock.now < stopListening {
+                probe.close()
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            await #expect(throws: (any Error).self, "nothing listens any more") { _ = try await RawConnection.open(port: port) }
+            // The drain request reaches the connection's event loop right after the listener closes.
+            try await Task.sleep(for: .milliseconds(200))
+            slow.released.withLock { $0 = true }
             let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
             #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("slow"), "the slow answer arrives whole: \(text)")
             #expect(text.lowercased().contains("connection: close"))
             #expect(closed)
-            await #expect(throws: (any Error).self, "nothing listens any more") { _ = try await RawConnection.open(port: port) }
         }
     }
 
