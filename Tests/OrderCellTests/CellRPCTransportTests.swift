@@ -106,6 +106,46 @@ struct CellRPCTransportTests {
         await cell.stop()
     }
 
+    @Test("every create goes to the cell's first instance, other calls take turns; while it is down the next takes the creates")
+    func activeInstance() async throws {
+        let first = try await ServedCell.start()
+        let second = try await ServedCell.start()
+        // Two instances of cell 3 over stores of their own, so that where an
+        // order was written shows which instance took the call.
+        let client = try RPCCellClient(
+            cell: CellID(3)!, endpoints: ["wire://127.0.0.1:\(first.wire.port)", "wire://127.0.0.1:\(second.wire.port)"],
+            timeout: .seconds(4)
+        )
+        func create(_ key: String) async throws -> Order {
+            let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: key, amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
+            return try await client.create(request).order
+        }
+        func holder(of order: Order) async throws -> [Bool] {
+            // By trade number: both stores hand out the same order ids.
+            [
+                try await first.service.store.order(merchantID: order.merchantID, outTradeNo: order.outTradeNo) != nil,
+                try await second.service.store.order(merchantID: order.merchantID, outTradeNo: order.outTradeNo) != nil,
+            ]
+        }
+        for number in 0..<6 {
+            let held = try await holder(of: try await create("a-\(number)"))
+            #expect(held == [true, false])
+        }
+        // Reads still take turns over both instances; each answers from its own store here.
+        let probe = try await create("a-0")
+        var answers: [String] = []
+        for _ in 0..<4 { answers.append((try? await client.order(probe.id, consistency: .strong))?.outTradeNo ?? "-") }
+        #expect(answers == ["a-0", "-", "a-0", "-"], "every other read went to the second instance, which does not hold the order")
+
+        await first.stop()
+        for number in 0..<4 {
+            let held = try await holder(of: try await create("b-\(number)"))
+            #expect(held == [false, true], "the first is down: the second takes the creates")
+        }
+        client.shutdown()
+        await second.stop()
+    }
+
     @Test("cell endpoints: host:port is gRPC, wire:// and grpc:// say so, anything else is refused")
     func endpoints() throws {
         #expect(try CellServiceEndpoint(parsing: "10.0.0.7:9090") == CellServiceEndpoint(transport: .grpc, host: "10.0.0.7", port: 9090))

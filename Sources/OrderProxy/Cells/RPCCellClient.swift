@@ -5,28 +5,41 @@ import Logging
 import OrderModel
 import Synchronization
 
-/// The proxy's client of one cell over the cell RPC, spread over the
-/// cell's service instances: calls go round-robin, and a call that fails on
-/// one instance is tried once on each other (every cell call is
-/// idempotent). Each instance is reached over the transport its endpoint
-/// names (``CellServiceEndpoint``); connections are long-lived and
-/// multiplexed.
+/// The proxy's client of one cell over the cell RPC, over the cell's
+/// service instances: creates go to the cell's active instance and other
+/// calls take turns (``CellInstancePreference``); a call that fails on one
+/// instance is tried once on each other (every cell call is idempotent),
+/// and the failed instance is passed over for a while. Each instance is
+/// reached over the transport its endpoint names (``CellServiceEndpoint``);
+/// connections are long-lived and multiplexed.
 public final class RPCCellClient: CellClient {
     public let cell: CellID
     public let endpoints: [String]
     private let instances: [any CellServiceChannel]
     private let next = Atomic<Int>(0)
+    private let preference: Mutex<CellInstancePreference>
     private let timeout: Duration
+    private let clock: @Sendable () -> Timestamp
 
     /// Every attempt carries a deadline the transport enforces with its own
     /// timers, so the proxy adds none of its own.
     public var enforcesOwnDeadline: Bool { true }
 
-    /// - Parameter endpoints: each cell service instance of the cell, `wire://host:port` or `[grpc://]host:port`.
-    public init(cell: CellID, endpoints: [String], timeout: Duration) throws {
+    /// - Parameters:
+    ///   - endpoints: each cell service instance of the cell, `wire://host:port` or `[grpc://]host:port`;
+    ///     the first that has not failed lately takes the creates.
+    ///   - passOver: how long an instance whose call failed is passed over.
+    ///   - clock: measures the pass-over time (monotonic by default).
+    public init(
+        cell: CellID, endpoints: [String], timeout: Duration, passOver: Duration = .seconds(5),
+        clock: @escaping @Sendable () -> Timestamp = RPCCellClient.monotonicClock
+    ) throws {
         self.cell = cell
         self.endpoints = endpoints
         self.timeout = timeout
+        self.clock = clock
+        let passOverMilliseconds = passOver.components.seconds * 1000 + passOver.components.attoseconds / 1_000_000_000_000_000
+        self.preference = Mutex(CellInstancePreference(instanceCount: endpoints.count, passOverMilliseconds: passOverMilliseconds))
         self.instances = try endpoints.map { text -> any CellServiceChannel in
             let endpoint = try CellServiceEndpoint(parsing: text)
             switch endpoint.transport {
@@ -52,21 +65,39 @@ public final class RPCCellClient: CellClient {
     /// Each instance gets an equal share of the call's deadline.
     private var share: Duration { timeout / max(1, instances.count) }
 
-    /// Calls one instance after the other, starting with the next in turn.
-    private func call<T: Sendable>(_ body: (any CellServiceChannel, Duration) async throws -> T) async throws -> T {
+    /// Milliseconds since the first call on a monotonic clock: pass-over
+    /// times must not move with the wall clock.
+    @Sendable public static func monotonicClock() -> Timestamp {
+        let elapsed = monotonicOrigin.duration(to: .now).components
+        return Timestamp(millisecondsSinceEpoch: elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)
+    }
+
+    private static let monotonicOrigin = ContinuousClock.now
+
+    /// Calls one instance after the other, starting with the cell's active
+    /// instance (creates) or the next in turn (the rest).
+    private func call<T: Sendable>(
+        creating: Bool = false, _ body: (any CellServiceChannel, Duration) async throws -> T
+    ) async throws -> T {
         guard !instances.isEmpty else { throw CellWireError.unreachable("cell \(cell) has no service endpoints") }
-        let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        let now = clock()
+        let turn = creating ? 0 : next.wrappingAdd(1, ordering: .relaxed).oldValue
+        // One lock when every instance answers; failures and recoveries take one more each.
+        let (start, hasFailures) = preference.withLock { ($0.first(from: turn, at: now), $0.hasFailures) }
         let share = self.share
         var lastError: (any Error)?
         for offset in 0..<instances.count {
-            let instance = instances[(start &+ offset) % instances.count]
+            let index = (start + offset) % instances.count
             do {
-                return try await body(instance, share)
+                let answer = try await body(instances[index], share)
+                if hasFailures || offset > 0 { preference.withLock { $0.answered(index) } }
+                return answer
             } catch let refusal as OrderError {
                 throw refusal
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
+                preference.withLock { [now = clock()] in $0.failed(index, at: now) }
                 lastError = error
             }
         }
@@ -75,7 +106,7 @@ public final class RPCCellClient: CellClient {
 
     public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
         let message = Ordercell_Cell_V1_CreateOrderRequest(request)
-        let reply = try await call { try await $0.createOrder(message, timeout: $1) }
+        let reply = try await call(creating: true) { try await $0.createOrder(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return CreateOrderResult(order: try reply.order.domain(), created: reply.created)
     }
