@@ -27,8 +27,8 @@ public struct GroupCommitConfiguration: Sendable {
     public var maximumWait: Duration
 
     /// One insert at a time per cell service measured best on a local
-    /// cluster (docs/performance.md); a cell's several services still commit
-    /// side by side.
+    /// cluster (docs/performance.md); proxies send a cell's creates to one
+    /// of its services, the active one, so that they meet in its batches.
     public init(maximumBatches: Int = 1, maximumBatchSize: Int = 64, maximumWait: Duration = .milliseconds(500)) {
         self.maximumBatches = maximumBatches
         self.maximumBatchSize = maximumBatchSize

@@ -13,14 +13,16 @@ import Synchronization
 final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
     private let directory: URL
     private let timeout: Duration
+    private let groupCommit: GroupCommitConfiguration
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
     private let running = Mutex<[CellID: CellService]>([:])
     private let clients = Mutex<[CellID: InProcessCellClient]>([:])
 
-    init(directory: URL, timeout: Duration, clock: @escaping @Sendable () -> Timestamp, logger: Logger) {
+    init(directory: URL, timeout: Duration, groupCommit: GroupCommitConfiguration, clock: @escaping @Sendable () -> Timestamp, logger: Logger) {
         self.directory = directory
         self.timeout = timeout
+        self.groupCommit = groupCommit
         self.clock = clock
         self.logger = logger
     }
@@ -32,7 +34,7 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
         for cell in table.sortedCells where running.withLock({ $0[cell.id] == nil }) {
             let name = "cell-" + String(repeating: "0", count: 4 - cell.id.description.count) + cell.id.description
             let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent(name + ".sqlite").path)
-            let service = CellService(cell: cell.id, store: store, clock: clock, logger: logger)
+            let service = CellService(cell: cell.id, store: store, groupCommit: groupCommit, clock: clock, logger: logger)
             running.withLock { $0[cell.id] = $0[cell.id] ?? service }
             clients.withLock { $0[cell.id] = $0[cell.id] ?? InProcessCellClient(service: service, timeout: timeout) }
         }

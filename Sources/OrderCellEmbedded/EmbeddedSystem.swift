@@ -28,11 +28,14 @@ public struct EmbeddedConfiguration: Sendable {
     public var expirySweepInterval: Duration
     /// How the health checker judges cells; `nil` runs none.
     public var healthCheck: HealthCheckPolicy?
+    /// How each cell groups concurrent creates into shared transactions.
+    public var groupCommit: GroupCommitConfiguration
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 8080, layout: EmbeddedLayout = .standard,
         proxy: ProxyConfiguration = .init(), adminToken: String? = nil, viewerToken: String? = nil,
-        expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
+        expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
+        groupCommit: GroupCommitConfiguration = .init()
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -43,6 +46,7 @@ public struct EmbeddedConfiguration: Sendable {
         self.viewerToken = viewerToken
         self.expirySweepInterval = expirySweepInterval
         self.healthCheck = healthCheck
+        self.groupCommit = groupCommit
     }
 }
 
@@ -137,7 +141,9 @@ public final class EmbeddedSystem: Sendable {
             cells: layout.cells, partitions: layout.partitions, defaultPartition: layout.defaultPartition,
             merchantPartitions: layout.merchantPartitions
         )
-        let cells = EmbeddedCells(directory: cellsDirectory, timeout: configuration.proxy.cellCallTimeout, clock: clock, logger: logger)
+        let cells = EmbeddedCells(
+            directory: cellsDirectory, timeout: configuration.proxy.cellCallTimeout, groupCommit: configuration.groupCommit, clock: clock, logger: logger
+        )
         let store = try SQLiteRoutingReleaseStore(path: directory.appendingPathComponent("control.sqlite").path)
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger) { table in
             try await cells.open(table)

@@ -113,14 +113,15 @@ struct CellWireTests {
 
     @Test("calls under way when the server goes fail with .connectionClosed, later ones fail fast, a new server is found again")
     func reconnect() async throws {
+        let responder = EchoResponder()
         let first = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(50), logger: logger
+            host: "127.0.0.1", port: 0, responder: responder, drainTimeout: .milliseconds(50), logger: logger
         )
         let port = first.port
         let connection = CellWireConnection(host: "127.0.0.1", port: port)
         _ = try await connection.call(method: 1, payload: payload(delay: 0, 1), timeout: .seconds(5))
         let slow = Task { try await connection.call(method: 3, payload: ByteBuffer(), timeout: .seconds(10)) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntil { responder.running.current == 1 }
         await first.shutdown()
         await #expect(throws: CellWireError.connectionClosed) { try await slow.value }
         await #expect {
@@ -151,7 +152,8 @@ struct CellWireTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for tag in 0..<40 as Range<UInt32> {
                 group.addTask { () async throws in
-                    let sent = payload(delay: 20, tag)
+                    // Long enough that the first four overlap on a busy machine.
+                    let sent = payload(delay: 60, tag)
                     let answer = try await connection.call(method: 1, payload: sent, timeout: .seconds(10))
                     #expect(answer == sent)
                 }

@@ -22,6 +22,13 @@ struct ClusterTests {
         #expect(Set(cells) == [1, 2])
     }
 
+    /// Lets the load run for at least `minimum` and until `progressed` (at most 30 s more).
+    static func keepLoading(for minimum: Duration, until progressed: () -> Bool) async throws {
+        try await Task.sleep(for: minimum)
+        let giveUp = ContinuousClock.now.advanced(by: .seconds(30))
+        while !progressed(), ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(50)) }
+    }
+
     /// Load through both proxies; clients retry a failed call on the other proxy.
     static func load(_ proxies: [APIClient], log: AcknowledgementLog, workers: Int, tag: String, stop: @escaping @Sendable () -> Bool) async -> Int {
         let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3) }
@@ -36,7 +43,12 @@ struct ClusterTests {
                         round += 1
                         let outTradeNo = "\(tag)-\(worker)-\(round)"
                         var created: HTTPResult?
-                        for _ in 0..<4 {
+                        // At least four tries, and more for up to 30 s: a loaded
+                        // machine may answer slowly while a component is down.
+                        let giveUp = ContinuousClock.now.advanced(by: .seconds(30))
+                        var attempts = 0
+                        while created == nil, attempts < 4 || ContinuousClock.now < giveUp {
+                            attempts += 1
                             if let result = try? await proxies[preferred].create("load-\(worker)", outTradeNo), [200, 201].contains(result.status) {
                                 created = result
                                 break
@@ -74,7 +86,7 @@ struct ClusterTests {
         kill(proxy, SIGKILL)
         kill(service, SIGKILL)
         let atKill = log.count
-        try await Task.sleep(for: .seconds(2))
+        try await Self.keepLoading(for: .seconds(2), until: { log.count >= atKill + 50 })
         stopFlag.set()
         let createFailures = await load.value
         let acknowledged = log.all
@@ -96,7 +108,7 @@ struct ClusterTests {
         let pid = try #require(Int32((try String(contentsOfFile: primary.dataDirectory! + "/postmaster.pid", encoding: .utf8)).split(separator: "\n")[0]))
         kill(pid, SIGKILL)
         let atKill = log.count
-        try await Task.sleep(for: .seconds(3))
+        try await Self.keepLoading(for: .seconds(3), until: { log.count >= atKill + 50 })
         stopFlag.set()
         let createFailures = await load.value
         #expect(createFailures == 0, "creates keep succeeding in the other cells while cell 1 is down")

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CellService
 import CellRouting
 import Foundation
 import Logging
@@ -42,7 +43,11 @@ struct TestSystem: Sendable {
         let system = try await EmbeddedSystem.open(
             EmbeddedConfiguration(
                 dataDirectory: directory.path, port: 0, layout: layout, proxy: proxy, adminToken: adminToken, viewerToken: viewerToken,
-                healthCheck: healthCheck
+                healthCheck: healthCheck,
+                // Suites run side by side on two cores: a create may wait for
+                // its commit longer than the production bound of 500 ms, and
+                // these tests check where orders go, not how fast.
+                groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10))
             ),
             clock: { clock.now }, logger: logger
         )
