@@ -33,7 +33,7 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
     func open(_ table: RoutingTable) async throws {
         for cell in table.sortedCells where running.withLock({ $0[cell.id] == nil }) {
             let name = "cell-" + String(repeating: "0", count: 4 - cell.id.description.count) + cell.id.description
-            let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent(name + ".sqlite").path)
+            let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent(name + ".sqlite").path, logger: logger)
             let service = CellService(cell: cell.id, store: store, groupCommit: groupCommit, clock: clock, logger: logger)
             running.withLock { $0[cell.id] = $0[cell.id] ?? service }
             clients.withLock { $0[cell.id] = $0[cell.id] ?? InProcessCellClient(service: service, timeout: timeout) }

@@ -59,4 +59,21 @@ struct SQLiteCheckpointTests {
         #expect(!SQLiteCheckpointer.writerShouldFinish((walFrameCount: 5_000, checkpointedFrameCount: 1_000)))
         #expect(!SQLiteCheckpointer.writerShouldFinish((walFrameCount: long + SQLiteCheckpointer.writerFinishMostPages + 1, checkpointedFrameCount: long - 1)))
     }
+
+    @Test("a failing checkpointer warns on the first failure of a run, then once a minute, and says when it works again")
+    func failuresAreWarnedAboutSparingly() {
+        var progress = SQLiteCheckpointer.Progress()
+        let quiet = progress.recordSuccess()
+        #expect(quiet == nil, "nothing to report after a round that worked")
+        var warnings: [Int] = []
+        for round in 1...1_300 where progress.recordFailure("disk I/O error") { warnings.append(round) }
+        #expect(warnings == [1, 600, 1_200])
+        #expect(progress.failures == 1_300 && progress.lastFailure == "disk I/O error")
+        let recovered = progress.recordSuccess()
+        #expect(recovered == 1_300)
+        let again = progress.recordSuccess()
+        #expect(again == nil)
+        let warnsAtOnce = progress.recordFailure("again")
+        #expect(warnsAtOnce, "a new run of failures warns at once")
+    }
 }

@@ -1,4 +1,5 @@
 import GRDB
+import Logging
 import Synchronization
 
 /// Copies a cell's SQLite write-ahead log back into its database file from
@@ -39,19 +40,43 @@ final class SQLiteCheckpointer: Sendable {
         var busy = 0
         var failures = 0
         var lastFailure: String?
+        /// Failed rounds since the last checkpoint that worked.
+        var failingRounds = 0
         /// Frames in the log at the last checkpoint, and how many of them are in the database file.
         var logFrames = 0
         var checkpointedFrames = 0
+
+        /// Counts a failed round; whether to warn about it: the first of a
+        /// run of failures, then every ``SQLiteCheckpointer/failureWarningEvery``-th.
+        mutating func recordFailure(_ description: String) -> Bool {
+            failures += 1
+            lastFailure = description
+            failingRounds += 1
+            return failingRounds == 1 || failingRounds.isMultiple(of: SQLiteCheckpointer.failureWarningEvery)
+        }
+
+        /// Counts a round that worked; after a run of failures, how long it was.
+        mutating func recordSuccess() -> Int? {
+            defer { failingRounds = 0 }
+            return failingRounds > 0 ? failingRounds : nil
+        }
     }
 
+    /// Rounds between repeated warnings while checkpoints keep failing (a minute at 100 ms).
+    static let failureWarningEvery = 600
+
     private let connection: DatabaseQueue
+    private let logger: Logger
     private let progressBox = Mutex(Progress())
     private let loop = Mutex<Task<Void, Never>?>(nil)
 
     var progress: Progress { progressBox.withLock { $0 } }
 
     /// Opens the checkpointing connection to the database at `path` (blocking).
-    init(path: String, busyTimeoutSeconds: Double) throws {
+    init(path: String, busyTimeoutSeconds: Double, logger: Logger) throws {
+        var logger = logger
+        logger[metadataKey: "database"] = "\(path)"
+        self.logger = logger
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeoutSeconds)
         configuration.label = "checkpointer"
@@ -71,11 +96,15 @@ final class SQLiteCheckpointer: Sendable {
         if finish {
             result = try await writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
         }
-        progressBox.withLock { progress in
+        let recovered = progressBox.withLock { progress in
             progress.checkpoints += 1
             if finish { progress.finishedByWriter += 1 }
             progress.logFrames = result.walFrameCount
             progress.checkpointedFrames = result.checkpointedFrameCount
+            return progress.recordSuccess()
+        }
+        if let recovered {
+            logger.notice("SQLite checkpoints work again", metadata: ["failed_rounds": "\(recovered)"])
         }
     }
 
@@ -100,9 +129,12 @@ final class SQLiteCheckpointer: Sendable {
                     progressBox.withLock { $0.busy += 1 }
                 } catch {
                     // Retried at the next tick; the writer's backstop bounds the log meanwhile.
-                    progressBox.withLock { progress in
-                        progress.failures += 1
-                        progress.lastFailure = "\(error)"
+                    let warn = progressBox.withLock { $0.recordFailure("\(error)") }
+                    if warn {
+                        logger.warning(
+                            "SQLite checkpoint failed; the writer's own checkpoints bound the log meanwhile",
+                            metadata: ["error": "\(error)", "failed_rounds": "\(progress.failingRounds)"]
+                        )
                     }
                 }
             }

@@ -1,5 +1,6 @@
 import Dispatch
 import GRDB
+import Logging
 import OrderModel
 
 /// A cell's storage in one SQLite file (WAL mode), the embedded default.
@@ -40,7 +41,9 @@ public final class SQLiteOrderStore: OrderStore {
     ///
     /// Opening and migrating are blocking; they run on a dispatch queue, not
     /// on the caller's executor.
-    public static func open(path: String, busyTimeoutSeconds: Double = 5) async throws -> SQLiteOrderStore {
+    public static func open(
+        path: String, busyTimeoutSeconds: Double = 5, logger: Logger = Logger(label: "ordercell.storage")
+    ) async throws -> SQLiteOrderStore {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 do {
@@ -63,7 +66,7 @@ public final class SQLiteOrderStore: OrderStore {
                         try db.execute(sql: "PRAGMA journal_size_limit = \(SQLiteCheckpointer.journalSizeLimitBytes)")
                     }
                     try SQLiteSchema.migrator.migrate(pool)
-                    let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds)
+                    let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds, logger: logger)
                     let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
                     checkpointer.start(for: store, writer: { $0.pool })
                     continuation.resume(returning: store)
