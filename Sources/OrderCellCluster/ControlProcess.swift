@@ -54,9 +54,9 @@ public struct ControlProcess: Sendable {
         }
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
         let api = ControlAdminAPI(control: control, tokens: tokens, offersFailover: true, clock: wallClock, logger: logger)
-        let application = Application(
-            router: api.buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "OrderCell control"),
-            logger: logger
+        // The order API's server: undecodable requests get a problem+json 400 here too.
+        let application = OrderHTTPServer(
+            host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger
         )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
         let clients = RPCCellClients(timeout: .seconds(2), logger: logger)

@@ -22,6 +22,18 @@ struct ClusterTests {
         #expect(Set(cells) == [1, 2])
     }
 
+    @Test func proxiesAndTheControlPlaneAnswerBytesThatAreNotHTTPWithAProblem() async throws {
+        // Proxy 2: proxy 1 may have been killed by another test of this suite.
+        for url in [cluster.state.proxyURLs[1], cluster.state.controlURL] {
+            let port = try #require(URLComponents(string: url)?.port)
+            let (text, closed) = try await RawConnection.exchange(port: port, "GARBAGE\r\n\r\n", timeout: .seconds(10))
+            #expect(text.hasPrefix("HTTP/1.1 400"), "\(url): \(text)")
+            #expect(text.lowercased().contains("content-type: application/problem+json"), "\(url): \(text)")
+            #expect(text.contains(#""code":"invalid_request""#), "\(url): \(text)")
+            #expect(closed)
+        }
+    }
+
     /// Lets the load run for at least `minimum` and until `progressed` (at most 30 s more).
     static func keepLoading(for minimum: Duration, until progressed: () -> Bool) async throws {
         try await Task.sleep(for: minimum)

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import OrderCellTestSupport
 import OrderHTTP
 import ServiceLifecycle
 import Synchronization
@@ -70,10 +71,7 @@ struct OrderHTTPServerTests {
 
     /// Sends `request` as it is and reads until the server closes (or `timeout`).
     static func exchange(_ port: Int, _ request: String, timeout: Duration = .seconds(5)) async throws -> (text: String, closed: Bool) {
-        let socket = try await RawConnection.open(port: port)
-        defer { socket.close() }
-        socket.send(request)
-        return try await socket.readUntilClosed(timeout: timeout)
+        try await RawConnection.exchange(port: port, request, timeout: timeout)
     }
 
     @Test("pipelined requests are answered in order on one connection, which closes after Connection: close")
@@ -254,79 +252,4 @@ struct OrderHTTPServerTests {
             #expect(closed, "closed once idle")
         }
     }
-}
-
-/// A client TCP connection for the tests: raw bytes in, everything read until the peer closes.
-final class RawConnection: Sendable {
-    private let channel: any Channel
-    private let received: Collected
-
-    final class Collected: Sendable {
-        let state = Mutex<(text: String, closed: Bool)>(("", false))
-    }
-
-    private final class Reader: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        let collected: Collected
-        init(_ collected: Collected) { self.collected = collected }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let text = String(buffer: unwrapInboundIn(data))
-            collected.state.withLock { $0.text += text }
-        }
-        func channelInactive(context: ChannelHandlerContext) {
-            collected.state.withLock { $0.closed = true }
-        }
-        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            // The server's FIN: it will send nothing more.
-            if case ChannelEvent.inputClosed = event { collected.state.withLock { $0.closed = true } }
-        }
-    }
-
-    private init(channel: any Channel, received: Collected) {
-        self.channel = channel
-        self.received = received
-    }
-
-    static func open(port: Int) async throws -> RawConnection {
-        let collected = Collected()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Reader(collected)) }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-        return RawConnection(channel: channel, received: collected)
-    }
-
-    func send(_ text: String) {
-        channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
-    }
-
-    /// Half-closes: the server reads EOF, the connection still receives.
-    func closeOutput() async throws {
-        try await channel.close(mode: .output).get()
-    }
-
-    /// Waits until `text` has arrived.
-    func waitFor(_ text: String, timeout: Duration) async throws {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if received.state.withLock({ $0.text.contains(text) }) { return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        Issue.record("\(text) did not arrive within \(timeout)")
-    }
-
-    /// What arrived until the server closed, or until `timeout` (then `closed` is false).
-    func readUntilClosed(timeout: Duration) async throws -> (text: String, closed: Bool) {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            let state = received.state.withLock { $0 }
-            if state.closed { return state }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return received.state.withLock { $0 }
-    }
-
-    func close() { channel.close(promise: nil) }
 }
