@@ -24,7 +24,8 @@ struct BenchCommand: AsyncParsableCommand {
             --compare runs the same create-only workload straight on one cell's store, on one cell service, \
             and through the proxy, in one run, and prints the ratios. Without --url it starts an embedded \
             system of its own; with --url and --postgres it compares a cluster's proxy with the same INSERT \
-            on that cell primary.
+            on that cell primary. --compare --workload query (embedded) does the same with reads of orders \
+            it created first: the proxy hop without the commit's fsync in the figures.
             """
     )
 
@@ -33,7 +34,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Iterations per second (open loop).") var rate: Double?
     @Option(help: "Seconds measured.") var duration = 10
     @Option(help: "Seconds of warm-up, not measured.") var warmup = 2
-    @Option(help: "Workload: mix (create, pay/close, query, refund), create, or round-trip (GET /healthz: the bare HTTP round trip).")
+    @Option(
+        help: "Workload: mix (create, pay/close, query, refund), create, round-trip (GET /healthz: the bare HTTP round trip), or query (with --compare, embedded: reads by id)."
+    )
     var workload = "mix"
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
@@ -54,6 +57,7 @@ struct BenchCommand: AsyncParsableCommand {
         var reports: [BenchReport] = []
         do {
             if compare {
+                guard workload != "query" || urls.isEmpty else { throw ValidationError("--compare --workload query runs embedded only (no --url)") }
                 reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
             } else {
                 guard !urls.isEmpty else { throw ValidationError("give --url (a proxy), or --compare") }
@@ -77,7 +81,9 @@ struct BenchCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(data + Data("\n".utf8))
         } else {
             for report in reports { say(report.text) }
-            if compare, let proxied = reports.last, reports.count >= 2 { say(ratios(proxied, reports.dropLast())) }
+            if compare, let proxied = reports.last, reports.count >= 2 {
+                say(ratios(proxied, reports.dropLast(), operation: workload == "query" ? QueryScenarios.operation : "create"))
+            }
         }
     }
 
@@ -86,8 +92,8 @@ struct BenchCommand: AsyncParsableCommand {
         return await LoadRun(name: name, shape: shape, warmup: .seconds(warmup), duration: .seconds(duration), progress: !json).run(scenario)
     }
 
-    private func ratios(_ proxied: BenchReport, _ baselines: ArraySlice<BenchReport>) -> String {
-        var lines = ["", "through the proxy vs each baseline (create):"]
+    private func ratios(_ proxied: BenchReport, _ baselines: ArraySlice<BenchReport>, operation: String) -> String {
+        var lines = ["", "through the proxy vs each baseline (\(operation)):"]
         for baseline in baselines {
             let roundTrip = HTTPRoundTripScenario.operation
             if baseline.recorded(roundTrip) {
@@ -98,13 +104,13 @@ struct BenchCommand: AsyncParsableCommand {
                 )
                 continue
             }
-            guard baseline.throughput("create") > 0 else {
-                lines.append("  vs \(baseline.name): no create succeeded, no ratio")
+            guard baseline.throughput(operation) > 0 else {
+                lines.append("  vs \(baseline.name): no \(operation) succeeded, no ratio")
                 continue
             }
-            let ratio = proxied.throughput("create") / max(baseline.throughput("create"), 0.001)
-            let p50 = proxied.percentile(50, "create") - baseline.percentile(50, "create")
-            let p99 = proxied.percentile(99, "create") - baseline.percentile(99, "create")
+            let ratio = proxied.throughput(operation) / max(baseline.throughput(operation), 0.001)
+            let p50 = proxied.percentile(50, operation) - baseline.percentile(50, operation)
+            let p99 = proxied.percentile(99, operation) - baseline.percentile(99, operation)
             lines.append(
                 "  vs \(baseline.name.padding(toLength: 48, withPad: " ", startingAt: 0)) throughput ×\(String(format: "%.2f", ratio)), added p50 \(String(format: "%+.2f", p50)) ms, added p99 \(String(format: "%+.2f", p99)) ms"
             )
@@ -123,17 +129,28 @@ struct BenchCommand: AsyncParsableCommand {
         )
         let firstCell = try requireCell(system.cells[CellID(unchecked: 1)])
         var reports: [BenchReport] = []
-        reports.append(await load("a1. one cell's SQLite store", DirectStoreScenario(store: firstCell.store, cell: firstCell.cell)))
-        reports.append(await load("a2. one cell service", DirectCellScenario(cell: firstCell)))
+        let orderIDs = workload == "query" ? try await QueryScenarios.seed(firstCell, orders: 5_000) : []
+        if workload == "query" {
+            reports.append(await load("a2. one cell service, reads", DirectQueryScenario(cell: firstCell, orderIDs: orderIDs)))
+        } else {
+            reports.append(await load("a1. one cell's SQLite store", DirectStoreScenario(store: firstCell.store, cell: firstCell.cell)))
+            reports.append(await load("a2. one cell service", DirectCellScenario(cell: firstCell)))
+        }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let group = ServiceGroup(services: [system.application { continuation.yield($0) }], logger: logger)
         let server = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
         reports.append(await load("h. HTTP round trip alone (GET /healthz)", HTTPRoundTripScenario(host: "127.0.0.1", port: port, client: http)))
-        reports.append(
-            await load("b. proxy over HTTP, \(cells) cells", try HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
-        )
+        if workload == "query" {
+            reports.append(
+                await load("b. proxy over HTTP, reads", HTTPQueryScenario(host: "127.0.0.1", port: port, client: http, orderIDs: orderIDs))
+            )
+        } else {
+            reports.append(
+                await load("b. proxy over HTTP, \(cells) cells", try HTTPOrderScenario(urls: ["http://127.0.0.1:\(port)"], client: http, createOnly: true))
+            )
+        }
         await group.triggerGracefulShutdown()
         _ = try? await server.value
         return reports

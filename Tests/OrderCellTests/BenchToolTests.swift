@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import OrderCellBench
+import OrderModel
 import Synchronization
 import Testing
 
@@ -126,6 +127,32 @@ struct BenchOverHTTPTests {
             let operations = try #require(report.json["operations"] as? [String: Any])
             let roundTrip = try #require(operations[HTTPRoundTripScenario.operation] as? [String: Any])
             #expect((roundTrip["errors"] as? [String: Int] ?? [:]).isEmpty)
+        }
+    }
+
+    @Test("the read comparison reads seeded orders, on the cell service and through the proxy, and finds every one")
+    func reads() async throws {
+        try await TestSystem.run { (system: TestSystem) async throws in
+            let cell = try #require(system.system.cells[CellID(3)!])
+            let ids = try await QueryScenarios.seed(cell, orders: 100)
+            #expect(Set(ids).count == 100 && ids.allSatisfy { $0.cell == CellID(3)! })
+            let http = BenchHTTPClient()
+            defer { http.shutdown() }
+            let base = system.client.base
+            let colon = try #require(base.lastIndex(of: ":"))
+            let port = try #require(Int(base[base.index(after: colon)...]))
+            let scenarios: [any BenchScenario] = [
+                DirectQueryScenario(cell: cell, orderIDs: ids), HTTPQueryScenario(host: "127.0.0.1", port: port, client: http, orderIDs: ids),
+            ]
+            for scenario in scenarios {
+                #expect(scenario.firstOperation == QueryScenarios.operation)
+                let report = await LoadRun(name: "reads", shape: .closed(clients: 4), warmup: .milliseconds(100), duration: .milliseconds(500), progress: false)
+                    .run(scenario)
+                #expect(report.throughput(QueryScenarios.operation) > 0)
+                let operations = try #require(report.json["operations"] as? [String: Any])
+                let reads = try #require(operations[QueryScenarios.operation] as? [String: Any])
+                #expect((reads["errors"] as? [String: Int] ?? [:]).isEmpty, "\(type(of: scenario)): \(reads)")
+            }
         }
     }
 
