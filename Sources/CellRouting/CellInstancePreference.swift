@@ -4,60 +4,85 @@ import OrderModel
 ///
 /// Creates go to the cell's *active* instance: the first, in the routing
 /// table's endpoint order, that has not failed a call lately. Every proxy
-/// picks the same one, so that instance's group commit puts the creates of
-/// all proxies into the same transactions — fewer, larger commits for the
-/// cell's primary (measured on the local cluster: about +30 % creates
-/// through the proxies against spreading them, docs/performance.md). Other
-/// calls take turns over the instances to spread their load.
+/// picks the same one while they see the same failures, so that instance's
+/// group commit puts the creates of all proxies into the same transactions —
+/// fewer, larger commits for the cell's primary (measured on the local
+/// cluster: about +30 % creates through the proxies against spreading them,
+/// docs/performance.md). Other calls take turns over the instances to
+/// spread their load.
 ///
-/// An instance whose call failed is passed over for `passOverMilliseconds`,
-/// then tried first again; one that answers is in turn at once. When every
-/// instance is passed over, the call starts where it would have anyway (a
+/// An instance whose call failed is passed over for `passOverMilliseconds`.
+/// When that time is up, one call tries it (the trial) and the others keep
+/// passing it over for `trialMilliseconds` more, so that an instance that
+/// hangs costs one call's wait, not every call's; an answer puts it back in
+/// turn. An answer to a call that started before the failure does not. With
+/// every instance passed over, a call starts where it would have anyway (a
 /// caller tries the others after it). Pure value type; time is a parameter.
 public struct CellInstancePreference: Sendable, Equatable {
+    /// A failed instance: when it failed, and until when calls pass it over.
+    struct PassOver: Sendable, Equatable {
+        var failedAt: Timestamp
+        var until: Timestamp
+    }
+
     public let instanceCount: Int
     public let passOverMilliseconds: Int64
-    private var passedOverUntil: [Timestamp?]
+    public let trialMilliseconds: Int64
+    private var passedOver: [PassOver?]
 
-    public init(instanceCount: Int, passOverMilliseconds: Int64 = 5_000) {
+    public init(instanceCount: Int, passOverMilliseconds: Int64 = 5_000, trialMilliseconds: Int64 = 1_000) {
         self.instanceCount = instanceCount
         self.passOverMilliseconds = passOverMilliseconds
-        self.passedOverUntil = Array(repeating: nil, count: instanceCount)
+        self.trialMilliseconds = trialMilliseconds
+        self.passedOver = Array(repeating: nil, count: instanceCount)
     }
 
     /// The instance a create tries first: the active one.
-    public func firstForCreate(at now: Timestamp) -> Int {
-        first(from: 0, at: now)
+    public mutating func chooseForCreate(at now: Timestamp) -> Int {
+        choose(from: 0, at: now)
     }
 
-    /// The instance any other call tries first: the one whose turn it is, or
-    /// the next after it that is not passed over.
-    public func first(from turn: Int, at now: Timestamp) -> Int {
+    /// The instance a call tries first: the one whose turn it is (creates:
+    /// turn 0), or the next after it that is not passed over. Choosing an
+    /// instance whose pass-over time is up makes this call its trial.
+    public mutating func choose(from turn: Int, at now: Timestamp) -> Int {
         guard instanceCount > 0 else { return 0 }
-        let start = turn.magnitude % UInt(instanceCount)
-        for offset in 0..<UInt(instanceCount) {
-            let instance = Int((start + offset) % UInt(instanceCount))
-            if !isPassedOver(instance, at: now) { return instance }
+        let start = Int(turn.magnitude % UInt(instanceCount))
+        for offset in 0..<instanceCount {
+            let instance = (start + offset) % instanceCount
+            guard let mark = passedOver[instance] else { return instance }
+            if now >= mark.until {
+                passedOver[instance]?.until = now.adding(milliseconds: trialMilliseconds)
+                return instance
+            }
         }
-        return Int(start)
+        return start
     }
 
-    /// Whether `instance` failed within its pass-over time.
+    /// Whether `instance` failed and is passed over at `now`.
     public func isPassedOver(_ instance: Int, at now: Timestamp) -> Bool {
-        guard let until = passedOverUntil[instance] else { return false }
-        return now < until
+        guard let mark = passedOver[instance] else { return false }
+        return now < mark.until
     }
 
-    /// Whether any instance has failed and not answered since (a caller can skip recording successes otherwise).
-    public var hasFailures: Bool { passedOverUntil.contains { $0 != nil } }
+    /// Whether any instance has failed and not answered since (a caller can skip recording answers otherwise).
+    public var hasFailures: Bool { passedOver.contains { $0 != nil } }
 
-    /// Records a failed call: the instance is passed over for a while.
-    public mutating func failed(_ instance: Int, at now: Timestamp) {
-        passedOverUntil[instance] = now.adding(milliseconds: passOverMilliseconds)
+    /// Records a failed call; returns whether the instance was in turn until now (newly passed over).
+    @discardableResult
+    public mutating func failed(_ instance: Int, at now: Timestamp) -> Bool {
+        let wasInTurn = passedOver[instance] == nil
+        passedOver[instance] = PassOver(failedAt: now, until: now.adding(milliseconds: passOverMilliseconds))
+        return wasInTurn
     }
 
-    /// Records an answered call: the instance is in turn again at once.
-    public mutating func answered(_ instance: Int) {
-        passedOverUntil[instance] = nil
+    /// Records an answer to a call that started at `callStarted`; it puts the
+    /// instance back in turn unless it failed after that call started.
+    /// Returns whether it did (the instance had been passed over).
+    @discardableResult
+    public mutating func answered(_ instance: Int, callStarted: Timestamp) -> Bool {
+        guard let mark = passedOver[instance], mark.failedAt < callStarted else { return false }
+        passedOver[instance] = nil
+        return true
     }
 }

@@ -201,7 +201,7 @@ final class WireClientHandler: ChannelInboundHandler {
             expiriesInARow = 0
             guard let call = pending.removeValue(forKey: frame.callID) else { return }
             call.timer.cancel()
-            call.promise.fail(CellWireError.failed(String(buffer: frame.payload)))
+            call.promise.fail(CellWireError(failureReason: String(buffer: frame.payload)))
             closeIfIdleAndClosing()
         case .call:
             context.fireErrorCaught(CellWireError.unknownKind(frame.kind.rawValue))

@@ -74,6 +74,17 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
     /// The caller had stopped waiting before the server could start the call; it was not run.
     case expiredBeforeStart
 
+    /// The error a failure frame's reason stands for: the server's own
+    /// refusals to start a call (``goingAway``, ``expiredBeforeStart``) by
+    /// their text, anything else as ``failed(_:)``.
+    init(failureReason reason: String) {
+        switch reason {
+        case CellWireError.goingAway.description: self = .goingAway
+        case CellWireError.expiredBeforeStart.description: self = .expiredBeforeStart
+        default: self = .failed(reason)
+        }
+    }
+
     public var description: String {
         switch self {
         case .badPreamble: "the peer does not speak the cell wire protocol"

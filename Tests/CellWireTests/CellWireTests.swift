@@ -210,7 +210,7 @@ struct CellWireTests {
         try await waitUntil { responder.running.current == 1 }
         let draining = Task { await server.shutdown() }
         try await waitUntil { server.isDraining }
-        await #expect(throws: CellWireError.failed(CellWireError.goingAway.description)) {
+        await #expect(throws: CellWireError.goingAway) {
             try await connection.call(method: 4, payload: ByteBuffer(), timeout: .seconds(1))
         }
         #expect(responder.fourthStarted.most == 0)

@@ -146,6 +146,15 @@ struct CellRPCTransportTests {
         await second.stop()
     }
 
+    @Test("a service is passed over when it is broken, gone or hanging, not when it was only too busy to start a call")
+    func whatPassesOver() {
+        for error: CellWireError in [.unreachable("refused"), .connectionClosed, .deadlineExceeded, .goingAway, .failed("disk full"), .badPreamble] {
+            #expect(RPCCellClient.passesOver(error), "\(error)")
+        }
+        #expect(!RPCCellClient.passesOver(CellWireError.expiredBeforeStart))
+        #expect(!RPCCellClient.passesOver(CellWireError.shutDown))
+    }
+
     @Test("cell endpoints: host:port is gRPC, wire:// and grpc:// say so, anything else is refused")
     func endpoints() throws {
         #expect(try CellServiceEndpoint(parsing: "10.0.0.7:9090") == CellServiceEndpoint(transport: .grpc, host: "10.0.0.7", port: 9090))

@@ -20,6 +20,7 @@ public final class RPCCellClient: CellClient {
     private let preference: Mutex<CellInstancePreference>
     private let timeout: Duration
     private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
 
     /// Every attempt carries a deadline the transport enforces with its own
     /// timers, so the proxy adds none of its own.
@@ -32,14 +33,20 @@ public final class RPCCellClient: CellClient {
     ///   - clock: measures the pass-over time (monotonic by default).
     public init(
         cell: CellID, endpoints: [String], timeout: Duration, passOver: Duration = .seconds(5),
-        clock: @escaping @Sendable () -> Timestamp = RPCCellClient.monotonicClock
+        clock: @escaping @Sendable () -> Timestamp = RPCCellClient.monotonicClock, logger: Logger = Logger(label: "ordercell.proxy")
     ) throws {
         self.cell = cell
         self.endpoints = endpoints
         self.timeout = timeout
         self.clock = clock
-        let passOverMilliseconds = passOver.components.seconds * 1000 + passOver.components.attoseconds / 1_000_000_000_000_000
-        self.preference = Mutex(CellInstancePreference(instanceCount: endpoints.count, passOverMilliseconds: passOverMilliseconds))
+        self.logger = logger
+        // A trial of an instance whose pass-over time is up may take its whole share of the deadline.
+        let share = timeout / max(1, endpoints.count)
+        self.preference = Mutex(
+            CellInstancePreference(
+                instanceCount: endpoints.count, passOverMilliseconds: Self.milliseconds(passOver), trialMilliseconds: Self.milliseconds(share)
+            )
+        )
         self.instances = try endpoints.map { text -> any CellServiceChannel in
             let endpoint = try CellServiceEndpoint(parsing: text)
             switch endpoint.transport {
@@ -74,30 +81,52 @@ public final class RPCCellClient: CellClient {
 
     private static let monotonicOrigin = ContinuousClock.now
 
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Whether a failed call says the instance is broken, gone or hanging —
+    /// then it is passed over. A call the server found expired in its queue
+    /// (an overloaded instance: every proxy sees it alike) or a client shut
+    /// down says nothing about the instance.
+    public static func passesOver(_ error: any Error) -> Bool {
+        switch error as? CellWireError {
+        case .expiredBeforeStart, .shutDown: false
+        default: true
+        }
+    }
+
     /// Calls one instance after the other, starting with the cell's active
     /// instance (creates) or the next in turn (the rest).
     private func call<T: Sendable>(
         creating: Bool = false, _ body: (any CellServiceChannel, Duration) async throws -> T
     ) async throws -> T {
         guard !instances.isEmpty else { throw CellWireError.unreachable("cell \(cell) has no service endpoints") }
-        let now = clock()
+        let started = clock()
         let turn = creating ? 0 : next.wrappingAdd(1, ordering: .relaxed).oldValue
         // One lock when every instance answers; failures and recoveries take one more each.
-        let (start, hasFailures) = preference.withLock { ($0.first(from: turn, at: now), $0.hasFailures) }
+        let (start, hasFailures) = preference.withLock { ($0.choose(from: turn, at: started), $0.hasFailures) }
         let share = self.share
         var lastError: (any Error)?
         for offset in 0..<instances.count {
             let index = (start + offset) % instances.count
             do {
                 let answer = try await body(instances[index], share)
-                if hasFailures || offset > 0 { preference.withLock { $0.answered(index) } }
+                // An instance that failed after this call started stays passed over (see CellInstancePreference).
+                if hasFailures || offset > 0, preference.withLock({ $0.answered(index, callStarted: started) }) {
+                    logger.notice("cell service answers again", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])"])
+                }
                 return answer
             } catch let refusal as OrderError {
                 throw refusal
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                preference.withLock { [now = clock()] in $0.failed(index, at: now) }
+                if Self.passesOver(error), preference.withLock({ [now = clock()] in $0.failed(index, at: now) }) {
+                    logger.warning(
+                        "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])", "error": "\(error)"]
+                    )
+                }
                 lastError = error
             }
         }
@@ -175,7 +204,7 @@ public final class RPCCellClients: CellClientProvider, CellDrillControl {
         // The hot path is one lock and an endpoint comparison; the rest only when a cell is new or moved.
         let (client, created, replaced) = clients.withLock { clients -> (RPCCellClient?, Bool, RPCCellClient?) in
             if let existing = clients[route.id], existing.endpoints == route.endpoints { return (existing, false, nil) }
-            guard let made = try? RPCCellClient(cell: route.id, endpoints: route.endpoints, timeout: timeout) else {
+            guard let made = try? RPCCellClient(cell: route.id, endpoints: route.endpoints, timeout: timeout, logger: logger) else {
                 return (nil, false, nil)
             }
             let old = clients[route.id]
