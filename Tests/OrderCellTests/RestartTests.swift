@@ -1,4 +1,5 @@
 import Foundation
+import OrderCellTestSupport
 import Synchronization
 import Testing
 
@@ -108,6 +109,7 @@ struct RestartTests {
         // 2. Kill -9 in the middle of a load of creates and payments.
         let load = second.client!
         let tally = RestartLog()
+        let killing = StopFlag()
         let loadTask = Task {
             try? await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<8 {
@@ -117,10 +119,15 @@ struct RestartTests {
                         for round in 0..<100_000 {
                             guard let created = try? await load.create("k\(worker)", "kill-\(worker)-\(round)"), created.status == 201,
                                 let id = created["order_id"]
-                            else { if tally.count < 1000 { continue } else { return } }
+                            else {
+                                if killing.isSet { return }
+                                try? await Task.sleep(for: .milliseconds(10))
+                                continue
+                            }
                             tally.created(id)
                             guard let paid = try? await load.pay(id, "kp-\(worker)-\(round)"), paid.status == 200 else {
-                                if tally.count < 1000 { continue } else { return }
+                                if killing.isSet { return }
+                                continue
                             }
                             tally.paid(id)
                         }
@@ -131,6 +138,7 @@ struct RestartTests {
         }
         let giveUp = ContinuousClock.now.advanced(by: .seconds(120))
         while tally.count < 1000, ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(20)) }
+        killing.set()
         try await second.stop(signal: SIGKILL)
         await loadTask.value
         let beforeKill = tally.all

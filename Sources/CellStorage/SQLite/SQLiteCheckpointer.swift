@@ -129,11 +129,11 @@ final class SQLiteCheckpointer: Sendable {
                     progressBox.withLock { $0.busy += 1 }
                 } catch {
                     // Retried at the next tick; the writer's backstop bounds the log meanwhile.
-                    let warn = progressBox.withLock { $0.recordFailure("\(error)") }
+                    let (warn, rounds) = progressBox.withLock { ($0.recordFailure("\(error)"), $0.failingRounds) }
                     if warn {
                         logger.warning(
                             "SQLite checkpoint failed; the writer's own checkpoints bound the log meanwhile",
-                            metadata: ["error": "\(error)", "failed_rounds": "\(progress.failingRounds)"]
+                            metadata: ["error": "\(error)", "failed_rounds": "\(rounds)"]
                         )
                     }
                 }
