@@ -22,7 +22,11 @@ struct CellServiceTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-cell-\(UUID().uuidString).sqlite").path
         let store = try await SQLiteOrderStore.open(path: path)
         let clock = self.clock
-        return CellService(cell: CellID(cell)!, store: store, sequenceSegmentSize: 10, clock: { clock.now })
+        // Suites share two cores: a create may wait longer than production's 500 ms for its group commit.
+        return CellService(
+            cell: CellID(cell)!, store: store, sequenceSegmentSize: 10, groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)),
+            clock: { clock.now }
+        )
     }
 
     func request(_ outTradeNo: String, amount: Int64 = 500, description: String? = nil, expire: Int64? = nil) throws -> CreateOrderRequest {

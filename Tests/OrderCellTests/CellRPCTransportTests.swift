@@ -21,7 +21,7 @@ private struct ServedCell {
     static func start() async throws -> ServedCell {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-rpc-\(UUID().uuidString).sqlite").path
         let store = try await SQLiteOrderStore.open(path: path)
-        let service = CellService(cell: CellID(3)!, store: store, clock: wallClock)
+        let service = CellService(cell: CellID(3)!, store: store, groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), clock: wallClock)
         let grpc = GRPCServer(
             transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
             services: [CellRPCService(cell: service)]
