@@ -20,6 +20,8 @@ public final class ControlPlane: Sendable {
     private struct Waiters {
         var parked: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var abandoned: Set<UInt64> = []
+        /// Set by ``endLongPolls()``: nobody parks any more.
+        var ended = false
     }
     private let waiters = Mutex(Waiters())
     private let nextWaiter = Atomic<UInt64>(0)
@@ -184,6 +186,19 @@ public final class ControlPlane: Sendable {
         return newer(than: version)
     }
 
+    /// Answers every long poll now, and every later one at once, with what
+    /// there is (no newer release: "not modified"): the server is shutting
+    /// down, and its followers should poll again elsewhere or later rather
+    /// than have their connections cut.
+    public func endLongPolls() {
+        let parked = waiters.withLock { waiters in
+            waiters.ended = true
+            defer { waiters.parked.removeAll() }
+            return Array(waiters.parked.values)
+        }
+        for waiter in parked { waiter.resume() }
+    }
+
     private func newer(than version: UInt64) -> RoutingTable? {
         let table = routingTable
         return table.version > version ? table : nil
@@ -196,7 +211,7 @@ public final class ControlPlane: Sendable {
         await withCheckedContinuation { continuation in
             let parked = waiters.withLock { waiters -> Bool in
                 if waiters.abandoned.remove(id) != nil { return false }
-                guard routingTable.version <= version else { return false }
+                guard !waiters.ended, routingTable.version <= version else { return false }
                 waiters.parked[id] = continuation
                 return true
             }

@@ -56,7 +56,9 @@ public struct ControlProcess: Sendable {
         let api = ControlAdminAPI(control: control, tokens: tokens, offersFailover: true, clock: wallClock, logger: logger)
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
-            host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger
+            host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,
+            // Followers' long polls are answered at once rather than cut when the drain gives up.
+            onGracefulShutdown: { control.endLongPolls() }
         )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
         let clients = RPCCellClients(timeout: .seconds(2), logger: logger)

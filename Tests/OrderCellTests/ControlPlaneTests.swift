@@ -85,6 +85,21 @@ struct ControlPlaneTests {
         }
     }
 
+    @Test func endingLongPollsAnswersTheWaitingOnesAndEveryLaterOneAtOnce() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 2)) { system in
+            let control = system.system.control
+            let version = control.routingTable.version
+            let started = ContinuousClock.now
+            async let waiting = control.table(after: version, waitingUpTo: .seconds(60))
+            try await Task.sleep(for: .milliseconds(50))
+            control.endLongPolls()
+            #expect(await waiting == nil, "not modified")
+            #expect(await control.table(after: version, waitingUpTo: .seconds(60)) == nil)
+            #expect(ContinuousClock.now - started < .seconds(30), "answered when the polls ended, not at their timeout")
+            #expect(await control.table(after: version - 1, waitingUpTo: .seconds(60))?.version == version, "a newer release still answers")
+        }
+    }
+
     @Test func rollbackKeepsCellsAddedSinceAndWhereCellsLive() async throws {
         try await TestSystem.run(layout: .singlePartition(cells: 2)) { system in
             let api = system.client

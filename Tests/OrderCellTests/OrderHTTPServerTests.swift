@@ -31,7 +31,7 @@ struct OrderHTTPServerTests {
     }
 
     static func serving(
-        idleTimeout: TimeAmount = .seconds(30), slow: SlowRequests = SlowRequests(),
+        idleTimeout: TimeAmount = .seconds(30), slow: SlowRequests = SlowRequests(), onGracefulShutdown: @escaping @Sendable () -> Void = {},
         _ body: (_ port: Int, _ group: ServiceGroup) async throws -> Void
     ) async throws {
         let router = Router()
@@ -51,7 +51,7 @@ struct OrderHTTPServerTests {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = OrderHTTPServer(
             host: "127.0.0.1", port: 0, responder: router.buildResponder(), maximumBodyBytes: 1024, idleTimeout: idleTimeout, logger: logger,
-            onServerRunning: { continuation.yield($0) }
+            onServerRunning: { continuation.yield($0) }, onGracefulShutdown: onGracefulShutdown
         )
         let group = ServiceGroup(services: [server], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -235,6 +235,23 @@ struct OrderHTTPServerTests {
             let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(5))
             #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("slow"), "the slow answer arrives whole: \(text)")
             #expect(text.lowercased().contains("connection: close"))
+            #expect(closed)
+        }
+    }
+
+    @Test("a graceful shutdown first tells the application, which can answer requests that would wait (long polls)")
+    func shutdownAnswersWaitingRequests() async throws {
+        // The slow route is held until released; the shutdown hook releases it.
+        let slow = SlowRequests(held: true)
+        try await Self.serving(slow: slow, onGracefulShutdown: { slow.released.withLock { $0 = true } }) { port, group in
+            let socket = try await RawConnection.open(port: port)
+            defer { socket.close() }
+            socket.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            while slow.started.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(!slow.released.withLock { $0 })
+            await group.triggerGracefulShutdown()
+            let (text, closed) = try await socket.readUntilClosed(timeout: .seconds(8))
+            #expect(text.hasPrefix("HTTP/1.1 200") && text.hasSuffix("slow"), "answered, not cut: \(text)")
             #expect(closed)
         }
     }

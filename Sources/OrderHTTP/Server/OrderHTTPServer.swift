@@ -40,11 +40,16 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     private let responder: Responder
     private let logger: Logger
     private let onServerRunning: @Sendable (Int) async -> Void
+    private let onGracefulShutdown: @Sendable () -> Void
 
+    /// - Parameter onGracefulShutdown: called when a graceful shutdown
+    ///   begins, before the server drains its connections: the place to
+    ///   answer requests that would otherwise wait (long polls).
     public init(
         host: String, port: Int, responder: Responder, serverName: String = "OrderCell",
         maximumBodyBytes: Int = 4 * HTTPBodies.maximumBodyBytes,
-        idleTimeout: TimeAmount = .seconds(75), logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        idleTimeout: TimeAmount = .seconds(75), logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onGracefulShutdown: @escaping @Sendable () -> Void = {}
     ) {
         self.host = host
         self.port = port
@@ -54,6 +59,7 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
         self.idleTimeout = idleTimeout
         self.logger = logger
         self.onServerRunning = onServerRunning
+        self.onGracefulShutdown = onGracefulShutdown
     }
 
     public func run() async throws {
@@ -86,8 +92,9 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
         // Serve until a graceful shutdown or cancellation; then drain (graceful) or close (cancelled).
         await withTaskCancellationOrGracefulShutdownHandler {
             try? await server.closeFuture.get()
-        } onCancelOrGracefulShutdown: {
+        } onCancelOrGracefulShutdown: { [onGracefulShutdown] in
             server.close(promise: nil)
+            onGracefulShutdown()
         }
         try? await server.closeFuture.get()
         if Task.isCancelled {
