@@ -20,15 +20,29 @@ struct PostgresTestServers: Sendable {
             FileManager.default.isExecutableFile(atPath: initdb),
             "PostgreSQL server tools are not installed; scripts/test installs them (apt-get install postgresql)"
         )
-        let directory = "/tmp/ordercell-test-pg-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let primary = PostgresServer(dataDirectory: directory + "/primary", port: try FreePort.find())
-        let replica = PostgresServer(dataDirectory: directory + "/replica", port: try FreePort.find())
-        try await primary.initializePrimary(synchronousCommit: .anyOneStandby)
-        try await primary.start()
-        try await replica.initializeReplica(of: primary, name: "replica1")
-        try await replica.start()
-        return PostgresTestServers(directory: directory, primary: primary, replica: replica)
+        // A free port can be taken by another suite between finding it and the
+        // server binding it (initdb and the base backup take seconds): start
+        // again on new ports, up to three times.
+        var attempt = 1
+        while true {
+            let directory = "/tmp/ordercell-test-pg-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let servers = PostgresTestServers(
+                directory: directory,
+                primary: PostgresServer(dataDirectory: directory + "/primary", port: try FreePort.find()),
+                replica: PostgresServer(dataDirectory: directory + "/replica", port: try FreePort.find())
+            )
+            do {
+                try await servers.primary.initializePrimary(synchronousCommit: .anyOneStandby)
+                try await servers.primary.start()
+                try await servers.replica.initializeReplica(of: servers.primary, name: "replica1")
+                try await servers.replica.start()
+                return servers
+            } catch where attempt < 3 {
+                await servers.stop()
+                attempt += 1
+            }
+        }
     }
 
     func stop() async {
