@@ -126,10 +126,7 @@ public final class HealthChecker: Service, Sendable {
     /// One synthetic order through the cell: create, pay, refund in full.
     private func probe(_ route: CellRoute) async -> (CellID, String?, Int64) {
         let started = ContinuousClock.now
-        func elapsed() -> Int64 {
-            let duration = ContinuousClock.now - started
-            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        }
+        func elapsed() -> Int64 { (ContinuousClock.now - started).wholeMilliseconds }
         guard let client = clients.client(for: route) else { return (route.id, "no client for the cell", 0) }
         let number = sequence.add(1, ordering: .relaxed).newValue
         let reference = "probe-\(route.id)-\(clock().millisecondsSinceEpoch)-\(number)"

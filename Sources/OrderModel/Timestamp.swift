@@ -138,3 +138,11 @@ extension Timestamp: Codable {
         try container.encode(millisecondsSinceEpoch)
     }
 }
+
+extension Duration {
+    /// The duration in whole milliseconds (rounded towards zero), for
+    /// timestamps, timeouts given to servers, and pass-over times.
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,4 +1,5 @@
 import NIOSSL
+import OrderModel
 import PostgresNIO
 
 /// How a cell service reaches one PostgreSQL server of its cell.
@@ -74,7 +75,7 @@ public struct PostgresCellConfiguration: Sendable {
             host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
             database: endpoint.database, tls: tls
         )
-        let statementMilliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        let statementMilliseconds = statementTimeout.wholeMilliseconds
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", "\(statementMilliseconds)"),
             ("lock_timeout", "\(statementMilliseconds)"),

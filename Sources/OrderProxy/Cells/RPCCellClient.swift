@@ -44,7 +44,7 @@ public final class RPCCellClient: CellClient {
         let share = timeout / max(1, endpoints.count)
         self.preference = Mutex(
             CellInstancePreference(
-                instanceCount: endpoints.count, passOverMilliseconds: Self.milliseconds(passOver), trialMilliseconds: Self.milliseconds(share)
+                instanceCount: endpoints.count, passOverMilliseconds: passOver.wholeMilliseconds, trialMilliseconds: share.wholeMilliseconds
             )
         )
         self.instances = try endpoints.map { text -> any CellServiceChannel in
@@ -75,15 +75,10 @@ public final class RPCCellClient: CellClient {
     /// Milliseconds since the first call on a monotonic clock: pass-over
     /// times must not move with the wall clock.
     @Sendable public static func monotonicClock() -> Timestamp {
-        let elapsed = monotonicOrigin.duration(to: .now).components
-        return Timestamp(millisecondsSinceEpoch: elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)
+        Timestamp(millisecondsSinceEpoch: monotonicOrigin.duration(to: .now).wholeMilliseconds)
     }
 
     private static let monotonicOrigin = ContinuousClock.now
-
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
 
     /// Whether a failed call says the instance is broken, gone or hanging —
     /// then it is passed over. A call the server found expired in its queue
