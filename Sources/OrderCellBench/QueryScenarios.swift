@@ -1,6 +1,5 @@
 import CellService
 import NIOCore
-import NIOHTTP1
 import OrderModel
 
 /// Reads of orders that exist, for measuring the proxy hop without the
@@ -92,14 +91,7 @@ public struct HTTPQueryScenario: EventLoopBenchScenario {
     private func read(
         on eventLoop: (any EventLoop)?, client number: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
     ) -> EventLoopFuture<Void> {
-        let clock = ContinuousClock()
-        let start = clock.now
         let path = paths[QueryScenarios.index(client: number, sequence: sequence, count: paths.count)]
-        return client.send(.GET, host: host, port: port, path: path, json: nil, on: eventLoop).map { response in
-            let elapsed = clock.now - start
-            record(QueryScenarios.operation, elapsed, response.status.code == 200 ? .ok : .failed("http_\(response.status.code)"))
-        }.recover { _ in
-            record(QueryScenarios.operation, clock.now - start, .failed("transport"))
-        }
+        return client.recordedGet(host: host, port: port, path: path, as: QueryScenarios.operation, on: eventLoop, record: record)
     }
 }

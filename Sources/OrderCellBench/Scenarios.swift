@@ -138,12 +138,23 @@ public struct HTTPRoundTripScenario: EventLoopBenchScenario {
     }
 
     private func roundTrip(on eventLoop: (any EventLoop)?, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) -> EventLoopFuture<Void> {
+        client.recordedGet(host: host, port: port, path: path, as: Self.operation, on: eventLoop, record: record)
+    }
+}
+
+extension BenchHTTPClient {
+    /// One `GET`, recorded as `operation`: ok on 200, otherwise its status
+    /// (or `transport`); the future never fails.
+    func recordedGet(
+        host: String, port: Int, path: String, as operation: String, on eventLoop: (any EventLoop)?,
+        record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
+    ) -> EventLoopFuture<Void> {
         let clock = ContinuousClock()
         let start = clock.now
-        return client.send(.GET, host: host, port: port, path: path, json: nil, on: eventLoop).map { response in
-            record(Self.operation, clock.now - start, response.status.code == 200 ? .ok : .failed("http_\(response.status.code)"))
+        return send(.GET, host: host, port: port, path: path, json: nil, on: eventLoop).map { response in
+            record(operation, clock.now - start, response.status.code == 200 ? .ok : .failed("http_\(response.status.code)"))
         }.recover { _ in
-            record(Self.operation, clock.now - start, .failed("transport"))
+            record(operation, clock.now - start, .failed("transport"))
         }
     }
 }

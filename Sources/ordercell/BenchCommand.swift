@@ -68,7 +68,9 @@ struct BenchCommand: AsyncParsableCommand {
                     let endpoint = try HTTPOrderScenario(urls: urls, client: http, createOnly: true).endpoints[0]
                     reports.append(await load("HTTP round trip", HTTPRoundTripScenario(host: endpoint.host, port: endpoint.port, client: http)))
                 default:
-                    throw ValidationError("--workload is mix, create or round-trip")
+                    throw ValidationError(
+                        workload == "query" ? "--workload query runs with --compare (embedded, no --url)" : "--workload is mix, create, round-trip or query"
+                    )
                 }
             }
         } catch {
