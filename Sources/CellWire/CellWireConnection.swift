@@ -159,7 +159,7 @@ final class WireClientHandler: ChannelInboundHandler {
         pending[id] = (call.promise, timer)
         let milliseconds = UInt32(clamping: max(1, call.timeout.nanoseconds / 1_000_000))
         var buffer = context.channel.allocator.buffer(capacity: 14 + call.payload.readableBytes)
-        buffer.writeWireFrame(kind: .call, method: call.method, callID: id, timeoutMilliseconds: milliseconds, payload: call.payload)
+        buffer.writeWireFrame(kind: .call, method: call.method, callID: id, argument: milliseconds, payload: call.payload)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -201,7 +201,7 @@ final class WireClientHandler: ChannelInboundHandler {
             expiriesInARow = 0
             guard let call = pending.removeValue(forKey: frame.callID) else { return }
             call.timer.cancel()
-            call.promise.fail(CellWireError(failureReason: String(buffer: frame.payload)))
+            call.promise.fail(frame.failure ?? .failed(String(buffer: frame.payload)))
             closeIfIdleAndClosing()
         case .call:
             context.fireErrorCaught(CellWireError.unknownKind(frame.kind.rawValue))

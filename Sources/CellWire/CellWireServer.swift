@@ -253,8 +253,9 @@ final class WireServerHandler: ChannelDuplexHandler {
         case .failure(let error):
             var reason = ByteBuffer(string: "\(error)")
             if reason.readableBytes > 4096 { reason = reason.getSlice(at: reason.readerIndex, length: 4096)! }
+            let code = (error as? CellWireError)?.failureCode ?? .failed
             buffer = context.channel.allocator.buffer(capacity: 14 + reason.readableBytes)
-            buffer.writeWireFrame(kind: .failure, method: call.method, callID: call.callID, payload: reason)
+            buffer.writeWireFrame(kind: .failure, method: call.method, callID: call.callID, argument: code.rawValue, payload: reason)
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }

@@ -6,7 +6,12 @@ import NIOCore
 /// On the wire (all integers big-endian):
 ///
 ///     u32 length of what follows · u8 kind · u8 method · u32 call id ·
-///     u32 milliseconds the caller still waits (calls; 0 in answers) · payload
+///     u32 argument · payload
+///
+/// The argument is the milliseconds the caller still waits in a call, the
+/// ``FailureCode`` in a failure, and 0 in an answer. (Clients before the
+/// failure code read a failure's text only; servers before it send 0,
+/// which reads as a plain ``FailureCode/failed``: both still work.)
 ///
 /// The server drops a call whose caller has stopped waiting before it
 /// starts it: a create the proxy gave up on (and may have made in another
@@ -22,28 +27,53 @@ public struct WireFrame: Sendable, Equatable {
         case call = 1
         /// The answer to a call (the method's reply message).
         case answer = 2
-        /// The cell could not answer the call; the payload is a UTF-8 reason.
+        /// The cell could not answer the call; the argument is a ``FailureCode``, the payload a UTF-8 reason.
         case failure = 3
+    }
+
+    /// Why a call got a failure rather than an answer. The client needs to
+    /// tell a call the server never started (safe to send elsewhere, and no
+    /// sign the service is broken) from one that failed.
+    public enum FailureCode: UInt32, Sendable {
+        /// The call failed, or may have run before failing; the payload says why.
+        case failed = 0
+        /// The server is shutting down and did not start the call.
+        case goingAway = 1
+        /// The caller's deadline passed before the server could start the call; it was not run.
+        case expiredBeforeStart = 2
     }
 
     public var kind: Kind
     public var method: UInt8
     public var callID: UInt32
-    /// How long the caller waits for the answer, from when it sent the call.
-    public var timeoutMilliseconds: UInt32
+    /// The header's last word: the caller's timeout in a call, the failure code in a failure.
+    public var argument: UInt32
     public var payload: ByteBuffer
 
-    public init(kind: Kind, method: UInt8, callID: UInt32, timeoutMilliseconds: UInt32 = 0, payload: ByteBuffer) {
+    public init(kind: Kind, method: UInt8, callID: UInt32, argument: UInt32 = 0, payload: ByteBuffer) {
         self.kind = kind
         self.method = method
         self.callID = callID
-        self.timeoutMilliseconds = timeoutMilliseconds
+        self.argument = argument
         self.payload = payload
+    }
+
+    /// In a call: how long the caller waits for the answer, from when it sent the call (0: no deadline).
+    public var timeoutMilliseconds: UInt32 { kind == .call ? argument : 0 }
+
+    /// In a failure: the error it stands for; a code this build does not know reads as a plain failure.
+    public var failure: CellWireError? {
+        guard kind == .failure else { return nil }
+        switch FailureCode(rawValue: argument) ?? .failed {
+        case .goingAway: return .goingAway
+        case .expiredBeforeStart: return .expiredBeforeStart
+        case .failed: return .failed(String(buffer: payload))
+        }
     }
 
     /// The bytes a client sends first on every connection.
     public static let preamble: [UInt8] = Array("OCW1".utf8)
-    /// Kind, method, call id and timeout.
+    /// Kind, method, call id and argument.
     static let headerSize = 10
     /// Frames larger than this close the connection (no cell message comes near it).
     public static let maximumSize = 8 << 20
@@ -74,14 +104,12 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
     /// The caller had stopped waiting before the server could start the call; it was not run.
     case expiredBeforeStart
 
-    /// The error a failure frame's reason stands for: the server's own
-    /// refusals to start a call (``goingAway``, ``expiredBeforeStart``) by
-    /// their text, anything else as ``failed(_:)``.
-    init(failureReason reason: String) {
-        switch reason {
-        case CellWireError.goingAway.description: self = .goingAway
-        case CellWireError.expiredBeforeStart.description: self = .expiredBeforeStart
-        default: self = .failed(reason)
+    /// The code a failure frame carries for this error when the server sends it.
+    var failureCode: WireFrame.FailureCode {
+        switch self {
+        case .goingAway: .goingAway
+        case .expiredBeforeStart: .expiredBeforeStart
+        default: .failed
         }
     }
 
@@ -104,13 +132,13 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
 
 extension ByteBuffer {
     /// Writes `frame`'s length, header and payload.
-    mutating func writeWireFrame(kind: WireFrame.Kind, method: UInt8, callID: UInt32, timeoutMilliseconds: UInt32 = 0, payload: ByteBuffer) {
+    mutating func writeWireFrame(kind: WireFrame.Kind, method: UInt8, callID: UInt32, argument: UInt32 = 0, payload: ByteBuffer) {
         precondition(payload.readableBytes <= WireFrame.maximumSize - WireFrame.headerSize, "frame payloads are checked against the maximum first")
         writeInteger(UInt32(WireFrame.headerSize + payload.readableBytes))
         writeInteger(kind.rawValue)
         writeInteger(method)
         writeInteger(callID)
-        writeInteger(timeoutMilliseconds)
+        writeInteger(argument)
         writeImmutableBuffer(payload)
     }
 }
@@ -141,11 +169,11 @@ struct WireFrameDecoder: ByteToMessageDecoder {
         let kindByte: UInt8 = buffer.readInteger()!
         let method: UInt8 = buffer.readInteger()!
         let callID: UInt32 = buffer.readInteger()!
-        let timeout: UInt32 = buffer.readInteger()!
+        let argument: UInt32 = buffer.readInteger()!
         let payload = buffer.readSlice(length: size - WireFrame.headerSize)!
         guard let kind = WireFrame.Kind(rawValue: kindByte) else { throw CellWireError.unknownKind(kindByte) }
         context.fireChannelRead(
-            Self.wrapInboundOut(WireFrame(kind: kind, method: method, callID: callID, timeoutMilliseconds: timeout, payload: payload))
+            Self.wrapInboundOut(WireFrame(kind: kind, method: method, callID: callID, argument: argument, payload: payload))
         )
         return .continue
     }

@@ -289,6 +289,31 @@ struct WireFrameTests {
     }
 }
 
+extension WireFrameTests {
+    @Test("a failure says in its header whether the call was started; the text does not decide it")
+    func failureCodes() throws {
+        func failure(code: UInt32, reason: String) throws -> CellWireError? {
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+            var bytes = ByteBuffer()
+            bytes.writeWireFrame(kind: .failure, method: 1, callID: 5, argument: code, payload: ByteBuffer(string: reason))
+            try channel.writeInbound(bytes)
+            return try #require(try channel.readInbound(as: WireFrame.self)).failure
+        }
+        #expect(try failure(code: WireFrame.FailureCode.goingAway.rawValue, reason: "draining") == .goingAway)
+        #expect(try failure(code: WireFrame.FailureCode.expiredBeforeStart.rawValue, reason: "late") == .expiredBeforeStart)
+        // A server that sends no code (0), whatever its text, and a code this build does not know: plain failures.
+        #expect(try failure(code: 0, reason: CellWireError.goingAway.description) == .failed(CellWireError.goingAway.description))
+        #expect(try failure(code: 9, reason: "something new") == .failed("something new"))
+        // The server's own refusals carry their codes; anything else is a plain failure.
+        #expect(CellWireError.goingAway.failureCode == .goingAway)
+        #expect(CellWireError.expiredBeforeStart.failureCode == .expiredBeforeStart)
+        #expect(CellWireError.deadlineExceeded.failureCode == .failed)
+        // Only calls carry a timeout.
+        #expect(WireFrame(kind: .failure, method: 1, callID: 1, argument: 2, payload: ByteBuffer()).timeoutMilliseconds == 0)
+        #expect(WireFrame(kind: .call, method: 1, callID: 1, argument: 250, payload: ByteBuffer()).timeoutMilliseconds == 250)
+    }
+}
+
 @Suite("Cell wire connection state")
 struct WireConnectionStateTests {
     final class Link {}
