@@ -246,7 +246,7 @@ let package = Package(
             ],
             swiftSettings: testSwiftSettings
         ),
-        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage", .product(name: "GRPCCore", package: "grpc-swift-2")], swiftSettings: testSwiftSettings),
         // What the end-to-end tests share: an HTTP client of the API and the order flows every deployment must pass.
         .target(
             name: "OrderCellTestSupport",

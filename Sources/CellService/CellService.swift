@@ -78,6 +78,9 @@ public final class CellService: Sendable {
         self.logger = logger
     }
 
+    /// Creates waiting for their turn in a group commit (for tests).
+    var createsWaitingForGroupCommit: Int { groupCommit?.waitingCount ?? 0 }
+
     // MARK: - Drill faults
 
     /// The fault injected for drills.

@@ -1,11 +1,13 @@
 import CellRouting
-import CellService
+@testable import CellService
 import CellStorage
 import CellWire
 import Foundation
+import GRDB
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import OrderCellTestSupport
 import OrderModel
 import OrderProxy
 import Testing
@@ -13,6 +15,8 @@ import Testing
 /// One cell service served over both transports of the cell RPC, the way `ordercell cell --wire-port` does.
 private struct ServedCell {
     let service: CellService
+    /// The cell's SQLite file.
+    let path: String
     let grpc: GRPCServer<HTTP2ServerTransport.Posix>
     let grpcPort: Int
     let wire: CellWireServer
@@ -31,7 +35,7 @@ private struct ServedCell {
         let wire = try await CellWireServer.bind(
             host: "127.0.0.1", port: 0, responder: CellWireService(cell: service), logger: Logger(label: "cell-rpc-test")
         )
-        return ServedCell(service: service, grpc: grpc, grpcPort: address.port, wire: wire, serving: serving)
+        return ServedCell(service: service, path: path, grpc: grpc, grpcPort: address.port, wire: wire, serving: serving)
     }
 
     func stop() async {
@@ -84,6 +88,58 @@ struct CellRPCTransportTests {
         try await client.setFault(.none)
         let replayed = try await client.create(request)
         #expect(!replayed.created && replayed.order.id == created.order.id && replayed.order.status == refunded.order.status)
+        await cell.stop()
+    }
+
+    @Test(
+        "a create whose caller gave up while it waited for a group commit is never stored, over either transport",
+        arguments: ["grpc://127.0.0.1:", "wire://127.0.0.1:"]
+    )
+    func queuedCreatePastItsDeadline(prefix: String) async throws {
+        let cell = try await ServedCell.start()
+        let port = prefix.hasPrefix("wire") ? cell.wire.port : cell.grpcPort
+        let client = try RPCCellClient(cell: CellID(3)!, endpoints: ["\(prefix)\(port)"], timeout: .milliseconds(300))
+        let running = Task { await client.run() }
+        defer {
+            client.shutdown()
+            running.cancel()
+        }
+        func request(_ key: String) throws -> CreateOrderRequest {
+            try CreateOrderRequest(merchantID: "shop", outTradeNo: key, amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
+        }
+        // Connected, and the order sequence's first segment reserved, before the store is held up.
+        let first = try await client.create(try request("warm-up"))
+        #expect(first.created)
+
+        // Another connection holds SQLite's write lock: the next insert waits for it (busy timeout 5 s).
+        let lock = try DatabaseQueue(path: cell.path)
+        let holding = StopFlag()
+        let release = StopFlag()
+        let holder = Task {
+            try await lock.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                holding.set()
+                while !release.isSet { usleep(5_000) }
+                try db.execute(sql: "COMMIT")
+            }
+        }
+        try await waitUntil { holding.isSet }
+        // One create takes the group commit's slot and waits for the lock; the other queues behind it.
+        let creates = ["held-1", "held-2"].map { key in Task { try await client.create(try request(key)) } }
+        try await waitUntil { cell.service.createsWaitingForGroupCommit == 1 }
+        for create in creates {
+            await #expect(throws: (any Error).self, "the caller gives up after 300 ms") { try await create.value }
+        }
+        release.set()
+        try await holder.value
+
+        // A create after the lock is gone runs after the queued batch has been decided.
+        #expect(try await client.create(try request("after")).created)
+        var stored: [String] = []
+        for key in ["held-1", "held-2"] where try await cell.service.store.order(merchantID: "shop", outTradeNo: key) != nil {
+            stored.append(key)
+        }
+        #expect(stored.count == 1, "only the create that had reached the store is stored, not the one still queued: \(stored)")
         await cell.stop()
     }
 

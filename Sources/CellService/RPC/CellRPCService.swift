@@ -104,6 +104,16 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
 
     // MARK: - gRPC
 
+    /// Creates read the caller's `grpc-timeout`, which the single-message
+    /// form of the method cannot see: a create still queued for a group
+    /// commit when the caller gives up must never be stored.
+    public func createOrder(
+        request: ServerRequest<Ordercell_Cell_V1_CreateOrderRequest>, context: ServerContext
+    ) async throws -> ServerResponse<Ordercell_Cell_V1_CreateOrderReply> {
+        let deadline = GRPCTimeout.deadline(in: request.metadata, from: .now)
+        return ServerResponse(message: try await createOrder(request.message, deadline: deadline), metadata: [:])
+    }
+
     public func createOrder(
         request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
     ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
