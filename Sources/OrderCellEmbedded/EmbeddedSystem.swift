@@ -144,7 +144,7 @@ public final class EmbeddedSystem: Sendable {
         let cells = EmbeddedCells(
             directory: cellsDirectory, timeout: configuration.proxy.cellCallTimeout, groupCommit: configuration.groupCommit, clock: clock, logger: logger
         )
-        let store = try SQLiteRoutingReleaseStore(path: directory.appendingPathComponent("control.sqlite").path)
+        let store = try await SQLiteRoutingReleaseStore.open(path: directory.appendingPathComponent("control.sqlite").path)
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger) { table in
             try await cells.open(table)
         }

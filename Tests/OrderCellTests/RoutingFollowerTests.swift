@@ -20,7 +20,7 @@ struct RoutingFollowerTests {
         let initial = try RoutingTable(
             cells: [CellRoute(id: CellID(unchecked: 1), partition: "n")], partitions: [Partition(name: "n", kind: .normal)], defaultPartition: "n"
         )
-        let store = try SQLiteRoutingReleaseStore(path: directory.appendingPathComponent("control.sqlite").path)
+        let store = try await SQLiteRoutingReleaseStore.open(path: directory.appendingPathComponent("control.sqlite").path)
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
         #expect(control.routingTable.epoch != nil, "a new control database names its epoch")
         let api = ControlAdminAPI(

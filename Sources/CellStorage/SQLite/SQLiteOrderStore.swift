@@ -1,4 +1,3 @@
-import Dispatch
 import GRDB
 import Logging
 import OrderModel
@@ -37,43 +36,22 @@ public final class SQLiteOrderStore: OrderStore {
         self.path = path
     }
 
-    /// Opens (creating if needed) the database at `path` and migrates it.
-    ///
-    /// Opening and migrating are blocking; they run on a dispatch queue, not
-    /// on the caller's executor.
+    /// Opens (creating if needed) the database at `path` and migrates it
+    /// (``DurableSQLite``: every commit `fsync`ed, opened off the caller's executor).
     public static func open(
         path: String, busyTimeoutSeconds: Double = 5, logger: Logger = Logger(label: "ordercell.storage")
     ) async throws -> SQLiteOrderStore {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    var configuration = Configuration()
-                    configuration.busyMode = .timeout(busyTimeoutSeconds)
-                    configuration.prepareDatabase { db in
-                        try db.execute(sql: "PRAGMA synchronous = FULL")
-                        // Checkpoints run on a connection of their own (SQLiteCheckpointer).
-                        try db.execute(sql: "PRAGMA wal_autocheckpoint = \(SQLiteCheckpointer.writerBackstopPages)")
-                    }
-                    let pool = try DatabasePool(path: path, configuration: configuration)
-                    // GRDB sets up WAL mode on the writer after `prepareDatabase`, and with it
-                    // `synchronous = NORMAL`, which does not fsync a commit: set FULL again, on the
-                    // one writer connection GRDB keeps for the pool's life.
-                    try pool.writeWithoutTransaction { db in
-                        try db.execute(sql: "PRAGMA synchronous = FULL")
-                        // On Apple platforms fsync does not flush the drive's cache; F_FULLFSYNC does (no effect elsewhere).
-                        try db.execute(sql: "PRAGMA fullfsync = ON")
-                        try db.execute(sql: "PRAGMA checkpoint_fullfsync = ON")
-                        try db.execute(sql: "PRAGMA journal_size_limit = \(SQLiteCheckpointer.journalSizeLimitBytes)")
-                    }
-                    try SQLiteSchema.migrator.migrate(pool)
-                    let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds, logger: logger)
-                    let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
-                    checkpointer.start(for: store, writer: { $0.pool })
-                    continuation.resume(returning: store)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
+        try await DurableSQLite.open(
+            path: path, busyTimeoutSeconds: busyTimeoutSeconds,
+            // Checkpoints run on a connection of their own (SQLiteCheckpointer).
+            everyConnection: ["PRAGMA wal_autocheckpoint = \(SQLiteCheckpointer.writerBackstopPages)"],
+            writer: ["PRAGMA checkpoint_fullfsync = ON", "PRAGMA journal_size_limit = \(SQLiteCheckpointer.journalSizeLimitBytes)"]
+        ) { pool in
+            try SQLiteSchema.migrator.migrate(pool)
+            let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds, logger: logger)
+            let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
+            checkpointer.start(for: store, writer: { $0.pool })
+            return store
         }
     }
 

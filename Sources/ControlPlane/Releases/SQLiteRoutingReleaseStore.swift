@@ -1,4 +1,5 @@
 import CellRouting
+import CellStorage
 import Foundation
 import GRDB
 
@@ -7,35 +8,31 @@ public final class SQLiteRoutingReleaseStore: RoutingReleaseStore {
     private let pool: DatabasePool
 
     /// The writer connection's `synchronous` level; 2 is FULL (for tests).
-    func writerSynchronousLevel() throws -> Int {
-        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 0 }
+    func writerSynchronousLevel() async throws -> Int {
+        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 0 }
     }
 
-    public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        pool = try DatabasePool(path: path, configuration: configuration)
-        // GRDB sets up WAL mode on the writer after `prepareDatabase`, and with it
-        // `synchronous = NORMAL` (no fsync per commit): a published release must survive power loss.
-        // On Apple platforms fsync does not flush the drive's cache; F_FULLFSYNC does (no effect elsewhere).
-        try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-            try db.execute(sql: "PRAGMA fullfsync = ON")
-        }
-        try pool.write { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE IF NOT EXISTS routing_releases (
-                        version INTEGER PRIMARY KEY,
-                        document TEXT NOT NULL,
-                        author TEXT NOT NULL,
-                        reason TEXT NOT NULL,
-                        created_at_ms INTEGER NOT NULL,
-                        rolled_back_to INTEGER
-                    )
-                    """
-            )
+    private init(pool: DatabasePool) { self.pool = pool }
+
+    /// Opens (creating if needed) the release database at `path`; a
+    /// published release is on disk before it is acknowledged (``DurableSQLite``).
+    public static func open(path: String) async throws -> SQLiteRoutingReleaseStore {
+        try await DurableSQLite.open(path: path, busyTimeoutSeconds: 5) { pool in
+            try pool.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE IF NOT EXISTS routing_releases (
+                            version INTEGER PRIMARY KEY,
+                            document TEXT NOT NULL,
+                            author TEXT NOT NULL,
+                            reason TEXT NOT NULL,
+                            created_at_ms INTEGER NOT NULL,
+                            rolled_back_to INTEGER
+                        )
+                        """
+                )
+            }
+            return SQLiteRoutingReleaseStore(pool: pool)
         }
     }
 
