@@ -68,6 +68,14 @@ public struct CellInstancePreference: Sendable, Equatable {
     /// Whether any instance has failed and not answered since (a caller can skip recording answers otherwise).
     public var hasFailures: Bool { passedOver.contains { $0 != nil } }
 
+    /// Whether `instance` failed and has not answered since (passed over, but for its trials).
+    public func hasFailed(_ instance: Int) -> Bool { passedOver[instance] != nil }
+
+    /// The instance that takes creates while every instance answers as it
+    /// does now: the first that has not failed since it last answered (nil:
+    /// all have; creates then go to trials and the first instance).
+    public var activeInstance: Int? { passedOver.firstIndex { $0 == nil } }
+
     /// Records a failed call; returns whether the instance was in turn until now (newly passed over).
     @discardableResult
     public mutating func failed(_ instance: Int, at now: Timestamp) -> Bool {

@@ -81,6 +81,12 @@ public final class OrderProxy: Sendable {
         return placement.withLock { $0.outliers.ejections(at: now) }
     }
 
+    /// How this proxy sees the service instances of `cell` (empty in process, or when the cell is not in its table).
+    public func serviceInstances(of cell: CellID) -> [CellServiceInstanceStatus] {
+        guard let route = routing.withLock({ $0.cells[cell] }), let client = clients.client(for: route) else { return [] }
+        return client.serviceInstances()
+    }
+
     // MARK: - Create (late binding + order retry)
 
     /// Places a new order: admits it under the rate limits, chooses the

@@ -45,6 +45,22 @@ struct CellInstancePreferenceTests {
         #expect(!preference.hasFailures)
     }
 
+    @Test("the active instance is the first that has not failed since it answered; none when all have")
+    func activeForOperators() {
+        var preference = CellInstancePreference(instanceCount: 3)
+        #expect(preference.activeInstance == 0 && !preference.hasFailed(0))
+        preference.failed(0, at: now)
+        #expect(preference.activeInstance == 1 && preference.hasFailed(0))
+        // Its pass-over time being up does not make it active again: only an answer does.
+        _ = preference.chooseForCreate(at: later(5_000))
+        #expect(preference.activeInstance == 1)
+        preference.failed(1, at: later(5_001))
+        preference.failed(2, at: later(5_001))
+        #expect(preference.activeInstance == nil)
+        preference.answered(0, callStarted: later(5_002))
+        #expect(preference.activeInstance == 0 && !preference.hasFailed(0) && preference.hasFailed(1))
+    }
+
     @Test("an answer to a call that started before the failure does not put the instance back")
     func staleAnswers() {
         var preference = CellInstancePreference(instanceCount: 2)

@@ -101,6 +101,14 @@ struct ClusterTests {
         #expect(createFailures == 0, "a client retrying on the other proxy always gets its order placed")
         let missing = try await proxies[1].missing(acknowledged)
         #expect(missing.isEmpty, "lost acknowledged orders: \(missing.prefix(5))")
+        // The surviving proxy tells operators which of cell 1's services it passes over, and why.
+        let cells = try await proxies[1].send(.GET, "/admin/cells", admin: true)
+        let cell1 = (cells.json["cells"] as? [[String: Any]])?.first { $0["cell_id"] as? Int == 1 }
+        let services = try #require(cell1?["services"] as? [[String: Any]])
+        #expect(services.count == 2)
+        #expect(services.map { $0["passed_over"] as? Bool } == [true, false], "\(services)")
+        #expect(services.map { $0["active"] as? Bool } == [false, true], "\(services)")
+        #expect(services[0]["last_failure"] is String && services[0]["seconds_since_last_failure"] is Double)
         print("kill proxy + cell service: \(acknowledged.count) acknowledged orders (\(atKill) before the kills), none lost")
     }
 

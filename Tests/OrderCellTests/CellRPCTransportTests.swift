@@ -193,11 +193,19 @@ struct CellRPCTransportTests {
         for _ in 0..<4 { answers.append((try? await client.order(probe.id, consistency: .strong))?.outTradeNo ?? "-") }
         #expect(answers == ["a-0", "-", "a-0", "-"], "every other read went to the second instance, which does not hold the order")
 
+        #expect(client.serviceInstances().map(\.active) == [true, false])
+        #expect(client.serviceInstances().allSatisfy { !$0.passedOver && $0.lastFailure == nil })
+
         await first.stop()
         for number in 0..<4 {
             let held = try await holder(of: try await create("b-\(number)"))
             #expect(held == [false, true], "the first is down: the second takes the creates")
         }
+        // What operators read at /admin/cells: the first passed over, with its failure, the second active.
+        let seen = client.serviceInstances()
+        #expect(seen.map(\.endpoint) == client.endpoints)
+        #expect(seen.map(\.active) == [false, true] && seen.map(\.passedOver) == [true, false])
+        #expect(seen[0].lastFailure != nil && (seen[0].millisecondsSinceLastFailure ?? -1) >= 0 && seen[1].lastFailure == nil)
         client.shutdown()
         await second.stop()
     }

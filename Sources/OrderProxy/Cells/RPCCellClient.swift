@@ -18,6 +18,8 @@ public final class RPCCellClient: CellClient {
     private let instances: [any CellServiceChannel]
     private let next = Atomic<Int>(0)
     private let preference: Mutex<CellInstancePreference>
+    /// Each instance's last failure and when (on ``clock``), for operators; written only when a call fails.
+    private let lastFailures: Mutex<[(reason: String, at: Timestamp)?]>
     private let timeout: Duration
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
@@ -47,6 +49,7 @@ public final class RPCCellClient: CellClient {
                 instanceCount: endpoints.count, passOverMilliseconds: passOver.wholeMilliseconds, trialMilliseconds: share.wholeMilliseconds
             )
         )
+        self.lastFailures = Mutex(Array(repeating: nil, count: endpoints.count))
         self.instances = try endpoints.map { text -> any CellServiceChannel in
             let endpoint = try CellServiceEndpoint(parsing: text)
             switch endpoint.transport {
@@ -67,6 +70,20 @@ public final class RPCCellClient: CellClient {
 
     public func shutdown() {
         for instance in instances { instance.shutdown() }
+    }
+
+    public func serviceInstances() -> [CellServiceInstanceStatus] {
+        let now = clock()
+        let (active, failed) = preference.withLock { preference in
+            (preference.activeInstance, endpoints.indices.map(preference.hasFailed))
+        }
+        let failures = lastFailures.withLock { $0 }
+        return endpoints.indices.map { index in
+            CellServiceInstanceStatus(
+                endpoint: endpoints[index], active: index == active, passedOver: failed[index], lastFailure: failures[index]?.reason,
+                millisecondsSinceLastFailure: failures[index].map { now.millisecondsSinceEpoch - $0.at.millisecondsSinceEpoch }
+            )
+        }
     }
 
     /// Each instance gets an equal share of the call's deadline.
@@ -117,7 +134,9 @@ public final class RPCCellClient: CellClient {
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                if Self.passesOver(error), preference.withLock({ [now = clock()] in $0.failed(index, at: now) }) {
+                let now = clock()
+                lastFailures.withLock { $0[index] = ("\(error)", now) }
+                if Self.passesOver(error), preference.withLock({ $0.failed(index, at: now) }) {
                     logger.warning(
                         "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])", "error": "\(error)"]
                     )

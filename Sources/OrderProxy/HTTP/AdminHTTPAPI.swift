@@ -104,7 +104,8 @@ struct AdminHTTPAPI: Sendable {
                     ? BlacklistView(reason: entry.reason, since: entry.since.rfc3339, until: entry.until?.rfc3339) : nil
             },
             ejectedUntil: proxy.ejectedCells[cell]?.rfc3339,
-            fault: fault
+            fault: fault,
+            services: proxy.serviceInstances(of: cell).map(CellServiceView.init)
         )
     }
 }
@@ -160,9 +161,31 @@ struct CellView: Encodable {
     var blacklist: BlacklistView?
     var ejectedUntil: String?
     var fault: String
+    /// The cell's service instances as this proxy sees them (empty when embedded: the cell runs in process).
+    var services: [CellServiceView]
     enum CodingKeys: String, CodingKey {
         case cellID = "cell_id", partition, state, weight, versionLabel = "version_label", health, blacklist
-        case ejectedUntil = "ejected_until", fault
+        case ejectedUntil = "ejected_until", fault, services
+    }
+}
+
+/// One cell service instance in `/admin/cells`.
+struct CellServiceView: Encodable {
+    var endpoint: String
+    var active: Bool
+    var passedOver: Bool
+    var lastFailure: String?
+    var secondsSinceLastFailure: Double?
+    enum CodingKeys: String, CodingKey {
+        case endpoint, active, passedOver = "passed_over", lastFailure = "last_failure", secondsSinceLastFailure = "seconds_since_last_failure"
+    }
+
+    init(_ status: CellServiceInstanceStatus) {
+        endpoint = status.endpoint
+        active = status.active
+        passedOver = status.passedOver
+        lastFailure = status.lastFailure
+        secondsSinceLastFailure = status.millisecondsSinceLastFailure.map { Double($0) / 1000 }
     }
 }
 
