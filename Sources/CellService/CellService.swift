@@ -78,8 +78,8 @@ public final class CellService: Sendable {
         self.logger = logger
     }
 
-    /// Creates waiting for their turn in a group commit (for tests).
-    var createsWaitingForGroupCommit: Int { groupCommit?.waitingCount ?? 0 }
+    /// The deadlines of the creates waiting for their turn in a group commit (for tests).
+    var groupCommitWaitingDeadlines: [ContinuousClock.Instant] { groupCommit?.waitingDeadlines ?? [] }
 
     // MARK: - Drill faults
 

@@ -9,9 +9,11 @@ import NIOCore
 ///     u32 argument · payload
 ///
 /// The argument is the milliseconds the caller still waits in a call, the
-/// ``FailureCode`` in a failure, and 0 in an answer. (Clients before the
-/// failure code read a failure's text only; servers before it send 0,
-/// which reads as a plain ``FailureCode/failed``: both still work.)
+/// ``FailureCode`` in a failure, and 0 in an answer. Clients older than the
+/// failure code read a failure's text only, which has not changed. Servers
+/// older than it send 0, which reads as a plain ``FailureCode/failed``: a
+/// proxy newer than a cell service would then pass the service over when it
+/// was only too busy to start a call — release cell services before proxies.
 ///
 /// The server drops a call whose caller has stopped waiting before it
 /// starts it: a create the proxy gave up on (and may have made in another

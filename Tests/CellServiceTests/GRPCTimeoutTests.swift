@@ -18,7 +18,7 @@ struct GRPCTimeoutTests {
         }
     }
 
-    @Test("the deadline counts from the call's arrival; a call without a valid timeout has none")
+    @Test("the deadline counts from when the handler starts; a call without a valid timeout has none")
     func deadline() {
         let now = ContinuousClock.now
         #expect(GRPCTimeout.deadline(in: ["grpc-timeout": "300m"], from: now) == now.advanced(by: .milliseconds(300)))

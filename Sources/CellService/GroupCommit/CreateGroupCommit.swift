@@ -111,6 +111,9 @@ final class CreateGroupCommit: Sendable {
     /// Creates waiting for their turn (for tests).
     var waitingCount: Int { state.withLock { $0.waiting.count } }
 
+    /// When each waiting create stops being stored (for tests).
+    var waitingDeadlines: [ContinuousClock.Instant] { state.withLock { $0.waiting.map(\.deadline) } }
+
     /// A slot's insert finished: it goes on with the creates that waited meanwhile.
     private func slotFreed() {
         guard let batch = state.withLock({ $0.finished(batchSize: maximumBatchSize) }) else { return }

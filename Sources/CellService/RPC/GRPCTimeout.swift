@@ -3,10 +3,12 @@ import GRPCCore
 /// The `grpc-timeout` request header: how long a gRPC caller waits, as at
 /// most eight digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`), e.g. `500m`.
 ///
-/// The gRPC server cancels a handler whose caller's timeout passed, but a
-/// create already queued for a group commit does not notice cancellation;
-/// its deadline does (``CellService/create(_:deadline:)``), so the cell RPC
-/// reads the header and hands the deadline down, as the cell wire protocol does.
+/// When a caller's timeout passes, the gRPC server only signals the
+/// handler's context (its task runs on); a create queued for a group commit
+/// would be stored after the caller gave up. A deadline stops it
+/// (``CellService/create(_:deadline:)``), so the cell RPC reads the header
+/// and hands the deadline down, as the cell wire protocol does. It counts
+/// from when the handler starts, a little after the caller started waiting.
 enum GRPCTimeout {
     /// The timeout in `text`, or nil when it is not one (a caller without one waits as long as it likes).
     static func parse(_ text: String) -> Duration? {
@@ -24,7 +26,7 @@ enum GRPCTimeout {
         }
     }
 
-    /// When a call with `metadata` stops being waited for, counted from `now`; nil without a valid timeout.
+    /// When a call with `metadata` stops being waited for, counted from `now` (when its handler starts); nil without a valid timeout.
     static func deadline(in metadata: Metadata, from now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         for case .string(let text) in metadata["grpc-timeout"] {
             if let timeout = parse(text) { return now.advanced(by: timeout) }
