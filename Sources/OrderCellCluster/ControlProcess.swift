@@ -21,6 +21,10 @@ public struct ControlProcess: Sendable {
     public var host: String
     public var port: Int
     public var database: String
+    /// TLS to the control database.
+    public var databaseTLS: PostgresTLSMode
+    /// TLS to the cells' PostgreSQL servers (failover), as the cell services use.
+    public var cellStorageTLS: PostgresTLSMode
     public var tokens: OperatorTokens
     /// The routing table to publish when the control database has none yet.
     public var initialRoutingFile: String?
@@ -28,12 +32,14 @@ public struct ControlProcess: Sendable {
     public var healthCheck: HealthCheckPolicy?
 
     public init(
-        host: String, port: Int, database: String, tokens: OperatorTokens, initialRoutingFile: String?,
-        healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
+        host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require, cellStorageTLS: PostgresTLSMode = .require,
+        tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
     ) {
         self.host = host
         self.port = port
         self.database = database
+        self.databaseTLS = databaseTLS
+        self.cellStorageTLS = cellStorageTLS
         self.tokens = tokens
         self.initialRoutingFile = initialRoutingFile
         self.healthCheck = healthCheck
@@ -43,7 +49,7 @@ public struct ControlProcess: Sendable {
         guard let url = PostgresEndpoint(url: database) else {
             throw ValidationFailure("--database must be postgres://user@host:port/database, got \(database)")
         }
-        let store = try await PostgresRoutingReleaseStore(host: url.host, port: url.port, database: url.database, username: url.username, logger: logger)
+        let store = try await PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
         let initial: RoutingTable
         if let latest = try await store.latest() {
             initial = latest.table
@@ -53,7 +59,7 @@ public struct ControlProcess: Sendable {
             throw ValidationFailure("the control database has no routing table yet: pass --routing FILE")
         }
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
-        let api = ControlAdminAPI(control: control, tokens: tokens, offersFailover: true, clock: wallClock, logger: logger)
+        let api = ControlAdminAPI(control: control, tokens: tokens, failoverTLS: cellStorageTLS, clock: wallClock, logger: logger)
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
             host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,

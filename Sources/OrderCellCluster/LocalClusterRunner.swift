@@ -121,6 +121,8 @@ public struct LocalClusterRunner: Sendable {
                 name: "control", kind: "control", port: basePort + 2,
                 arguments: [
                     "control", "--port", "\(basePort + 2)", "--database", "postgres://ordercell@127.0.0.1:\(controlDatabasePort)/ordercell_control",
+                    // Loopback PostgreSQL servers without certificates, as the cell services are told.
+                    "--database-tls", "disable", "--postgres-tls", "disable",
                     "--routing", routingFile, "--admin-token", adminToken, "--token", "followers:viewer:\(followerToken)",
                 ],
                 report: report

@@ -72,7 +72,7 @@ public final class OrderProxy: Sendable {
         }
     }
 
-    /// Learns the cells of a new routing table ahead of traffic (connections start at once).
+    /// The cell clients this proxy calls, for another component that calls cells the same way (a health checker).
     public var clientProvider: any CellClientProvider { clients }
 
     /// Cells this proxy's passive outlier detection has ejected, with when each ejection lapses.

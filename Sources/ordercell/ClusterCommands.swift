@@ -35,7 +35,9 @@ struct ControlCommand: AsyncParsableCommand {
     )
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8082
-    @Option(help: "Control database, postgres://user@host:port/database.") var database: String
+    @Option(help: "Control database, postgres://user[:password]@host:port/database.") var database: String
+    @Option(help: "TLS to the control database: require or disable (loopback development only).") var databaseTLS = "require"
+    @Option(help: "TLS to the cells' PostgreSQL servers (failover): require or disable, as the cell services use.") var postgresTLS = "require"
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
     @OptionGroup var tokens: OperatorTokenOptions
     @Flag(help: "Run no health checker.") var noHealthCheck = false
@@ -52,12 +54,15 @@ struct ControlCommand: AsyncParsableCommand {
             throw ValidationError("--health-failures and --health-successes must be 1...100")
         }
         guard (0...1).contains(healthPanicShare) else { throw ValidationError("--health-panic-share must be 0...1") }
+        guard let databaseTLS = PostgresTLSMode(rawValue: databaseTLS) else { throw ValidationError("--database-tls must be require or disable") }
+        guard let cellStorageTLS = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         let policy = HealthCheckPolicy(
             failuresToMarkDown: healthFailures, successesToMarkUp: healthSuccesses, intervalMilliseconds: healthInterval,
             maximumBackoffMilliseconds: max(healthInterval, 8 * healthInterval), panicShare: healthPanicShare
         )
         try await ControlProcess(
-            host: host, port: port, database: database, tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
+            host: host, port: port, database: database, databaseTLS: databaseTLS, cellStorageTLS: cellStorageTLS,
+            tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy
         ).run(logger: Logger(label: "ordercell.control"))
     }

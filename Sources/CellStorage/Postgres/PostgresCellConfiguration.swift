@@ -28,6 +28,14 @@ public enum PostgresTLSMode: String, Sendable, CaseIterable {
     case disable
     /// TLS with certificate and host name verification; production configs use this.
     case require
+
+    /// The client setting: never PostgresNIO's default, which falls back to plaintext.
+    public var clientTLS: PostgresClient.Configuration.TLS {
+        switch self {
+        case .disable: .disable
+        case .require: .require(.makeClientConfiguration())
+        }
+    }
 }
 
 /// Settings of a cell's PostgreSQL storage.
@@ -66,14 +74,9 @@ public struct PostgresCellConfiguration: Sendable {
     }
 
     func clientConfiguration(for endpoint: PostgresEndpoint, applicationName: String) -> PostgresClient.Configuration {
-        let tls: PostgresClient.Configuration.TLS
-        switch self.tls {
-        case .disable: tls = .disable
-        case .require: tls = .require(.makeClientConfiguration())
-        }
         var configuration = PostgresClient.Configuration(
             host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
-            database: endpoint.database, tls: tls
+            database: endpoint.database, tls: tls.clientTLS
         )
         let statementMilliseconds = statementTimeout.wholeMilliseconds
         configuration.options.additionalStartupParameters = [

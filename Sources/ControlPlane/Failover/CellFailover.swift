@@ -14,20 +14,22 @@ extension ControlPlane {
     /// primaries would split the cell's writes (and a repeated request,
     /// after the first promoted the replica, would otherwise promote the
     /// next replica, which lacks the writes made since).
-    public func failover(cell: CellID, author: String, logger: Logger) async throws -> RoutingTable {
+    ///
+    /// - Parameter tls: TLS to the cell's PostgreSQL servers, as its cell services use.
+    public func failover(cell: CellID, author: String, tls: PostgresTLSMode, logger: Logger) async throws -> RoutingTable {
         let table = routingTable
         guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
         guard let storage = route.storage, let replica = storage.replicas.first else {
             throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
         }
         guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
-        if let primary = PostgresEndpoint(url: storage.primary), await CellFailover.answersAsPrimary(primary, logger: logger) {
+        if let primary = PostgresEndpoint(url: storage.primary), await CellFailover.answersAsPrimary(primary, tls: tls, logger: logger) {
             throw OrderError(
                 .invalidRequest,
                 "cell \(cell)'s primary \(storage.primary) still answers as a primary: stop it before failing over (no split brain)"
             )
         }
-        try await CellFailover.promote(endpoint, logger: logger)
+        try await CellFailover.promote(endpoint, tls: tls, logger: logger)
         return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
             try table.updatingCell(cell) { route in
                 route.storage = CellStorageRoute(primary: replica, replicas: Array(storage.replicas.dropFirst()))
@@ -38,12 +40,23 @@ extension ControlPlane {
 
 /// Promotion of a cell's PostgreSQL standby.
 enum CellFailover {
-    /// Whether `endpoint` accepts a connection within 2 s and is not in recovery.
-    static func answersAsPrimary(_ endpoint: PostgresEndpoint, logger: Logger) async -> Bool {
+    /// A client of one of the cell's servers whose statements the server ends after `statementTimeout`.
+    private static func configuration(
+        _ endpoint: PostgresEndpoint, tls: PostgresTLSMode, statementTimeout: Duration
+    ) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
-            database: endpoint.database, tls: .disable
+            database: endpoint.database, tls: tls.clientTLS
         )
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(statementTimeout.wholeMilliseconds)"), ("application_name", "ordercell-failover"),
+        ]
+        return configuration
+    }
+
+    /// Whether `endpoint` accepts a connection within 2 s and is not in recovery.
+    static func answersAsPrimary(_ endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger) async -> Bool {
+        var configuration = configuration(endpoint, tls: tls, statementTimeout: .seconds(2))
         configuration.options.connectTimeout = .seconds(2)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let run = Task { await client.run() }
@@ -61,11 +74,9 @@ enum CellFailover {
     }
 
     /// Promotes a PostgreSQL standby (idempotent) and makes it commit without a standby.
-    static func promote(_ endpoint: PostgresEndpoint, logger: Logger) async throws {
-        let configuration = PostgresClient.Configuration(
-            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
-            database: endpoint.database, tls: .disable
-        )
+    static func promote(_ endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger) async throws {
+        // pg_promote waits up to 60 s for the promotion; the whole call, 90 s.
+        let configuration = configuration(endpoint, tls: tls, statementTimeout: .seconds(75))
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let run = Task { await client.run() }
         defer { run.cancel() }

@@ -1,4 +1,5 @@
 import CellRouting
+import CellStorage
 import Foundation
 import Hummingbird
 import Logging
@@ -15,8 +16,9 @@ public struct ControlAdminAPI: Sendable {
     public let tokens: OperatorTokens
     /// Mounted under this path (embedded: `/control`; cluster: empty).
     public let pathPrefix: String
-    /// Whether cell failover (PostgreSQL promotion) is offered.
-    public let offersFailover: Bool
+    /// Cell failover (PostgreSQL promotion) is offered when this says the
+    /// TLS to the cells' PostgreSQL servers; nil: not offered.
+    public let failoverTLS: PostgresTLSMode?
     /// Whether the followers' long poll (`/v1/routing`) is served: on the
     /// control plane's own (internal) port in a cluster; not on the public
     /// port of the embedded deployment, whose proxy follows in process.
@@ -25,13 +27,13 @@ public struct ControlAdminAPI: Sendable {
     private let logger: Logger
 
     public init(
-        control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", offersFailover: Bool = false,
+        control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", failoverTLS: PostgresTLSMode? = nil,
         servesFollowers: Bool = true, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.control = control
         self.tokens = tokens
         self.pathPrefix = pathPrefix
-        self.offersFailover = offersFailover
+        self.failoverTLS = failoverTLS
         self.servesFollowers = servesFollowers
         self.clock = clock
         self.logger = logger
@@ -142,14 +144,14 @@ public struct ControlAdminAPI: Sendable {
                 try $0.unblacklisting(cell)
             }
         }
-        if offersFailover {
+        if let failoverTLS {
             routes.on(.post, p + "/admin/cells/{cell_id}/failover") { request, context in
                 let token = try tokens.authorize(request, as: .operator)
                 let cell = try Self.cellID(context)
                 let before = control.routingTable
                 let table: RoutingTable
                 do {
-                    table = try await control.failover(cell: cell, author: token.name, logger: logger)
+                    table = try await control.failover(cell: cell, author: token.name, tls: failoverTLS, logger: logger)
                 } catch let error as OrderError {
                     throw error
                 } catch {

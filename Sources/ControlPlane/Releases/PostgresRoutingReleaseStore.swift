@@ -1,7 +1,9 @@
 import AsyncDeadline
 import CellRouting
+import CellStorage
 import Foundation
 import Logging
+import OrderModel
 import PostgresNIO
 
 /// Routing releases in the cluster's PostgreSQL control database.
@@ -11,11 +13,17 @@ public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
     private let runTask: Task<Void, Never>
     private let timeout: Duration
 
-    public init(host: String, port: Int, database: String, username: String, logger: Logger, timeout: Duration = .seconds(5)) async throws {
+    /// - Parameters:
+    ///   - tls: TLS to the control database (`disable` for loopback development only).
+    ///   - timeout: the client-side deadline of every call; the server's `statement_timeout` is 80 % of it.
+    public init(endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger, timeout: Duration = .seconds(5)) async throws {
         var configuration = PostgresClient.Configuration(
-            host: host, port: port, username: username, password: nil, database: database, tls: .disable
+            host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
+            database: endpoint.database, tls: tls.clientTLS
         )
-        configuration.options.additionalStartupParameters = [("statement_timeout", "5000"), ("application_name", "ordercell-control")]
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(timeout.wholeMilliseconds * 4 / 5)"), ("application_name", "ordercell-control"),
+        ]
         configuration.options.maximumConnections = 4
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
