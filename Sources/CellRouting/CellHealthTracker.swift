@@ -43,6 +43,7 @@ public struct HealthVerdict: Sendable, Equatable {
 /// to mark down, m successes to mark up), a backoff that grows while a
 /// cell stays down, and the panic threshold. Pure; time is a parameter.
 public struct CellHealthTracker: Sendable {
+    /// Whether a cell is judged up or down, and why down.
     public enum State: Sendable, Equatable {
         case up
         case down(reason: String)

@@ -5,6 +5,7 @@ import OrderModel
 /// `wire://host:port` is the cell wire protocol; `grpc://host:port`, or a
 /// bare `host:port`, is gRPC.
 public struct CellServiceEndpoint: Sendable, Equatable {
+    /// Which protocol the cell service is spoken to over.
     public enum Transport: String, Sendable { case grpc, wire }
 
     public var transport: Transport

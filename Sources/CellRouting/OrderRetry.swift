@@ -16,6 +16,7 @@ public struct OrderRetryPolicy: Sendable, Equatable {
 ///
 /// A state machine as a value type; the proxy drives it and does the I/O.
 public struct OrderRetry: Sendable {
+    /// Where one create's retry stands.
     public enum State: Sendable, Equatable {
         /// Ready to choose the next cell.
         case choosing

@@ -5,6 +5,7 @@ import OrderModel
 
 /// What `ordercell cluster up` started, written to `<dir>/cluster.json`.
 public struct LocalClusterState: Codable, Sendable {
+    /// One process of the cluster: what it is, where it listens, its pid.
     public struct Component: Codable, Sendable {
         public var name: String
         /// `postgres`, `control`, `cell` or `proxy`.

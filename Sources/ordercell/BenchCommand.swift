@@ -41,6 +41,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
     var postgres: String?
+    @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
     @Option(help: "With --compare and --url: one cell service of cell 1, wire://host:port or host:port (gRPC), for a baseline without the proxy.")
     var cellService: String?
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
@@ -176,9 +177,16 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if let postgres {
             guard let endpoint = PostgresEndpoint(url: postgres) else { throw ValidationError("--postgres must be postgres://user@host:port/database") }
+            guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
+            // The same server-side bound on every statement as the cell store's (a hung server ends the run's calls).
+            let cellSettings = PostgresCellConfiguration(primary: endpoint, tls: tls, maximumConnections: clients)
             var configuration = PostgresClient.Configuration(
-                host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password, database: endpoint.database, tls: .disable
+                host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password, database: endpoint.database,
+                tls: tls.clientTLS
             )
+            configuration.options.additionalStartupParameters = [
+                ("statement_timeout", "\(cellSettings.statementTimeout.wholeMilliseconds)"), ("application_name", "ordercell-bench"),
+            ]
             configuration.options.maximumConnections = clients
             let client = PostgresClient(configuration: configuration)
             primary = client
@@ -186,9 +194,7 @@ struct BenchCommand: AsyncParsableCommand {
             try await RawPostgresScenario.prepare(client)
             await settle()
             reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))
-            let store = try await PostgresOrderStore.connect(
-                PostgresCellConfiguration(primary: endpoint, tls: .disable, maximumConnections: clients)
-            )
+            let store = try await PostgresOrderStore.connect(cellSettings)
             await settle()
             reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
             store.close()

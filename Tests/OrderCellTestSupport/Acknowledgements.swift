@@ -3,6 +3,7 @@ import Synchronization
 /// What clients were told, shared between their tasks: the orders whose
 /// creation was acknowledged, and which of them had a payment acknowledged.
 public final class AcknowledgementLog: Sendable {
+    /// One acknowledged order: its id, its cell, and whether its payment was acknowledged.
     public struct Entry: Sendable {
         public var id: String
         public var cell: Int
