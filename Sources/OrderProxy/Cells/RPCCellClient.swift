@@ -135,7 +135,8 @@ public final class RPCCellClient: CellClient {
                 throw CancellationError()
             } catch {
                 let now = clock()
-                lastFailures.withLock { $0[index] = ("\(error)", now) }
+                let reason = "\(error)"
+                lastFailures.withLock { $0[index] = (reason, now) }
                 if Self.passesOver(error), preference.withLock({ $0.failed(index, at: now) }) {
                     logger.warning(
                         "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])", "error": "\(error)"]
