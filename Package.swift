@@ -212,7 +212,7 @@ let package = Package(
         .executableTarget(
             name: "ordercell",
             dependencies: [
-                "OrderCellEmbedded", "OrderCellCluster", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
+                "OrderCellEmbedded", "OrderCellCluster", "AsyncDeadline", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
                 "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking", "OrderProxy",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

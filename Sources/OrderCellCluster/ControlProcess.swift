@@ -49,7 +49,15 @@ public struct ControlProcess: Sendable {
         guard let url = PostgresEndpoint(url: database) else {
             throw ValidationFailure("--database must be postgres://user@host:port/database, got \(database)")
         }
-        let store = try await PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
+        let store: PostgresRoutingReleaseStore
+        do {
+            store = try await PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
+        } catch {
+            throw ValidationFailure(
+                "the control database \(url) (TLS \(databaseTLS.rawValue)) could not be used: \(String(reflecting: error))"
+                    + (databaseTLS == .require ? " — a loopback development server without certificates needs --database-tls disable" : "")
+            )
+        }
         let initial: RoutingTable
         if let latest = try await store.latest() {
             initial = latest.table

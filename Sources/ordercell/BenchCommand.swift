@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncDeadline
 import CellRouting
 import CellService
 import CellStorage
@@ -191,7 +192,14 @@ struct BenchCommand: AsyncParsableCommand {
             let client = PostgresClient(configuration: configuration)
             primary = client
             primaryRun = Task { await client.run() }
-            try await RawPostgresScenario.prepare(client)
+            do {
+                try await withDeadline(.seconds(10)) { try await RawPostgresScenario.prepare(client) }
+            } catch {
+                throw ValidationError(
+                    "--postgres \(endpoint) (TLS \(tls.rawValue)) could not be used: \(String(reflecting: error))"
+                        + (tls == .require ? " — a loopback development cluster without certificates needs --postgres-tls disable" : "")
+                )
+            }
             await settle()
             reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))
             let store = try await PostgresOrderStore.connect(cellSettings)
