@@ -72,8 +72,9 @@ public struct CellInstancePreference: Sendable, Equatable {
     public func hasFailed(_ instance: Int) -> Bool { passedOver[instance] != nil }
 
     /// The instance that takes creates while every instance answers as it
-    /// does now: the first that has not failed since it last answered (nil:
-    /// all have; creates then go to trials and the first instance).
+    /// does now: the first that is not passed over — no failure that passes
+    /// it over since it last answered (nil: all are; creates then go to
+    /// trials and the first instance).
     public var activeInstance: Int? { passedOver.firstIndex { $0 == nil } }
 
     /// Records a failed call; returns whether the instance was in turn until now (newly passed over).

@@ -78,8 +78,8 @@ public final class CellService: Sendable {
         self.logger = logger
     }
 
-    /// The deadlines of the creates waiting for their turn in a group commit (for tests).
-    var groupCommitWaitingDeadlines: [ContinuousClock.Instant] { groupCommit?.waitingDeadlines ?? [] }
+    /// The creates waiting for their turn in a group commit, with their deadlines (for tests).
+    var groupCommitWaiting: [(outTradeNo: String, deadline: ContinuousClock.Instant)] { groupCommit?.waiting ?? [] }
 
     // MARK: - Drill faults
 

@@ -47,7 +47,8 @@ public struct ControlProcess: Sendable {
 
     public func run(logger: Logger) async throws {
         guard let url = PostgresEndpoint(url: database) else {
-            throw ValidationFailure("--database must be postgres://user@host:port/database, got \(database)")
+            // Not echoed: the URL may hold a password.
+            throw ValidationFailure("--database must be postgres://user[:password]@host:port/database")
         }
         let store: PostgresRoutingReleaseStore
         do {

@@ -171,7 +171,15 @@ struct BenchCommand: AsyncParsableCommand {
         func settle() async {
             guard let primary else { return }
             do {
-                try await primary.query("CHECKPOINT")
+                // A checkpoint after a run may take longer than the statement bound the runs use.
+                try await withDeadline(.seconds(120)) {
+                    try await primary.withConnection { connection in
+                        let logger = Logger(label: "ordercell.bench")
+                        try await connection.query("SET statement_timeout = 0", logger: logger)
+                        try await connection.query("CHECKPOINT", logger: logger)
+                        try await connection.query("RESET statement_timeout", logger: logger)
+                    }
+                }
             } catch {
                 FileHandle.standardError.write(Data("note: CHECKPOINT on the primary failed (\(String(reflecting: error))); runs start unsettled\n".utf8))
             }

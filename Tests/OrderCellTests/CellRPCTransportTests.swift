@@ -24,7 +24,8 @@ private struct ServedCell {
 
     static func start() async throws -> ServedCell {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-rpc-\(UUID().uuidString).sqlite").path
-        let store = try await SQLiteOrderStore.open(path: path)
+        // A long busy timeout: a test holds the write lock for seconds on purpose.
+        let store = try await SQLiteOrderStore.open(path: path, busyTimeoutSeconds: 30)
         let service = CellService(cell: CellID(3)!, store: store, groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), clock: wallClock)
         let grpc = GRPCServer(
             transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
@@ -130,8 +131,9 @@ struct CellRPCTransportTests {
         try await waitUntil { holding.isSet }
         // One create takes the group commit's slot and waits for the lock; the other queues behind it.
         let creates = ["held-1", "held-2"].map { key in Task { try await client.create(try request(key)) } }
-        try await waitUntil { cell.service.groupCommitWaitingDeadlines.count == 1 }
-        let queuedUntil = try #require(cell.service.groupCommitWaitingDeadlines.first)
+        try await waitUntil { cell.service.groupCommitWaiting.count == 1 }
+        let queued = try #require(cell.service.groupCommitWaiting.first)
+        let queuedUntil = queued.deadline
         for create in creates {
             await #expect(throws: (any Error).self, "the caller gives up after 2 s") { try await create.value }
         }
@@ -147,7 +149,7 @@ struct CellRPCTransportTests {
         for key in ["held-1", "held-2"] where try await cell.service.store.order(merchantID: "shop", outTradeNo: key) != nil {
             stored.append(key)
         }
-        #expect(stored.count == 1, "only the create that had reached the store is stored, not the one still queued: \(stored)")
+        #expect(stored.count == 1 && !stored.contains(queued.outTradeNo), "only the create that had reached the store is stored, not \(queued.outTradeNo), still queued: \(stored)")
         await cell.stop()
     }
 

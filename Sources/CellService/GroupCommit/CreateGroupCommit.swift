@@ -111,8 +111,10 @@ final class CreateGroupCommit: Sendable {
     /// Creates waiting for their turn (for tests).
     var waitingCount: Int { state.withLock { $0.waiting.count } }
 
-    /// When each waiting create stops being stored (for tests).
-    var waitingDeadlines: [ContinuousClock.Instant] { state.withLock { $0.waiting.map(\.deadline) } }
+    /// The waiting creates, and when each stops being stored (for tests).
+    var waiting: [(outTradeNo: String, deadline: ContinuousClock.Instant)] {
+        state.withLock { $0.waiting.map { ($0.order.outTradeNo, $0.deadline) } }
+    }
 
     /// A slot's insert finished: it goes on with the creates that waited meanwhile.
     private func slotFreed() {

@@ -32,7 +32,7 @@ extension CellClient {
 /// called for its turn at reads and changes, never for creates).
 public struct CellServiceInstanceStatus: Sendable, Equatable {
     public var endpoint: String
-    /// It takes the cell's creates: the first instance that has not failed since it last answered.
+    /// It takes the cell's creates: the first instance that is not passed over.
     public var active: Bool
     /// A call to it failed and none has answered since: calls pass it over (but for a trial now and then).
     public var passedOver: Bool
