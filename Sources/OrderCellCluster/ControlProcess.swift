@@ -54,10 +54,8 @@ public struct ControlProcess: Sendable {
         do {
             store = try await PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
         } catch {
-            throw ValidationFailure(
-                "the control database \(url) (TLS \(databaseTLS.rawValue)) could not be used: \(String(reflecting: error))"
-                    + (databaseTLS == .require ? " — a loopback development server without certificates needs --database-tls disable" : "")
-            )
+            let why = await PostgresServerProbe.diagnose(url, tls: databaseTLS, flag: "--database-tls", failure: error, logger: logger)
+            throw ValidationFailure("the control database could not be used: \(why)")
         }
         let initial: RoutingTable
         if let latest = try await store.latest() {

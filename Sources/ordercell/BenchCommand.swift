@@ -203,10 +203,10 @@ struct BenchCommand: AsyncParsableCommand {
             do {
                 try await withDeadline(.seconds(10)) { try await RawPostgresScenario.prepare(client) }
             } catch {
-                throw ValidationError(
-                    "--postgres \(endpoint) (TLS \(tls.rawValue)) could not be used: \(String(reflecting: error))"
-                        + (tls == .require ? " — a loopback development cluster without certificates needs --postgres-tls disable" : "")
+                let why = await PostgresServerProbe.diagnose(
+                    endpoint, tls: tls, flag: "--postgres-tls", failure: error, logger: Logger(label: "ordercell.bench")
                 )
+                throw ValidationError("--postgres could not be used: \(why)")
             }
             await settle()
             reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))

@@ -46,21 +46,6 @@ struct OrderStoreSuite {
         )
     }
 
-    @Test("TLS required against a server that offers none fails, rather than falling back to plaintext")
-    func requiredTLSNeverFallsBack() async throws {
-        let servers = try #require(PostgresTestServers.current, "the suite needs the .postgresServers trait")
-        var configuration = try await servers.makeDatabase()
-        configuration.tls = .require
-        configuration.replicas = []
-        // PostgresNIO keeps retrying the connection; the call's deadline ends the wait. A plaintext
-        // fallback would have connected and migrated well within it.
-        configuration.callTimeout = .seconds(2)
-        var logger = Logger(label: "ordercell.test.postgres")
-        logger.logLevel = .critical
-        let quiet = logger
-        await #expect(throws: (any Error).self) { try await PostgresOrderStore.connect(configuration, logger: quiet) }
-    }
-
     @Test(arguments: StoreKind.allCases)
     func insertAndReadBack(kind: StoreKind) async throws {
         let store = try await kind.makeStore().store

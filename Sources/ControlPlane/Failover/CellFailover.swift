@@ -23,11 +23,24 @@ extension ControlPlane {
             throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
         }
         guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
-        if let primary = PostgresEndpoint(url: storage.primary), await CellFailover.answersAsPrimary(primary, tls: tls, logger: logger) {
-            throw OrderError(
-                .invalidRequest,
-                "cell \(cell)'s primary \(storage.primary) still answers as a primary: stop it before failing over (no split brain)"
-            )
+        if let primary = PostgresEndpoint(url: storage.primary) {
+            switch await PostgresServerProbe.probe(primary, tls: tls, timeout: .seconds(2), logger: logger) {
+            case .unreachable:
+                break
+            case .answered(inRecovery: false):
+                throw OrderError(
+                    .invalidRequest,
+                    "cell \(cell)'s primary \(primary) still answers as a primary: stop it before failing over (no split brain)"
+                )
+            case .answered(inRecovery: true):
+                throw OrderError(.invalidRequest, "cell \(cell)'s primary \(primary) answers as a standby: the routing table is out of date")
+            case .refused(let reason):
+                // Something answered there; a failover would risk two primaries.
+                throw OrderError(
+                    .invalidRequest,
+                    "cell \(cell)'s primary \(primary) answered but could not be checked (\(reason)): not failing over while it may still take writes"
+                )
+            }
         }
         try await CellFailover.promote(endpoint, tls: tls, logger: logger)
         return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
@@ -52,25 +65,6 @@ enum CellFailover {
             ("statement_timeout", "\(statementTimeout.wholeMilliseconds)"), ("application_name", "ordercell-failover"),
         ]
         return configuration
-    }
-
-    /// Whether `endpoint` accepts a connection within 2 s and is not in recovery.
-    static func answersAsPrimary(_ endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger) async -> Bool {
-        var configuration = configuration(endpoint, tls: tls, statementTimeout: .seconds(2))
-        configuration.options.connectTimeout = .seconds(2)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let run = Task { await client.run() }
-        defer { run.cancel() }
-        do {
-            return try await withDeadline(.seconds(3)) {
-                for try await inRecovery in try await client.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
-                    return !inRecovery
-                }
-                return false
-            }
-        } catch {
-            return false
-        }
     }
 
     /// Promotes a PostgreSQL standby (idempotent) and makes it commit without a standby.
