@@ -104,9 +104,6 @@ extension PostgresEndpoint {
         else { return nil }
         self.init(host: host, port: components.port ?? 5432, database: components.path, username: user, password: components.password)
     }
-
-    /// `postgres://user@host:port/database` (the password is never printed).
-    public var url: String { "postgres://\(username)@\(host):\(port)/\(database)" }
 }
 
 /// Just enough URL parsing for PostgreSQL URLs, without Foundation.
@@ -125,11 +122,16 @@ struct URLComponentsLite {
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]
+            // As libpq does, user and password may be percent-encoded (a password holding `@`, `:` or `/`).
             if let colon = credentials.firstIndex(of: ":") {
-                user = String(credentials[..<colon])
-                password = String(credentials[credentials.index(after: colon)...])
+                guard let name = Self.percentDecoded(credentials[..<colon]),
+                    let secret = Self.percentDecoded(credentials[credentials.index(after: colon)...])
+                else { return nil }
+                user = name
+                password = secret
             } else {
-                user = String(credentials)
+                guard let name = Self.percentDecoded(credentials) else { return nil }
+                user = name
             }
         }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -141,6 +143,30 @@ struct URLComponentsLite {
             port = number
         } else {
             host = String(authority)
+        }
+    }
+
+    /// `text` with each `%XX` replaced by its byte; nil when a `%` is not followed by two hex digits or the bytes are not UTF-8.
+    static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8.makeIterator()
+        while let byte = utf8.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = utf8.next().flatMap(hexValue), let low = utf8.next().flatMap(hexValue) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
         }
     }
 }

@@ -43,7 +43,18 @@ public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
                 """,
                 logger: logger
             )
-            try await client.query("ALTER TABLE routing_releases ADD COLUMN IF NOT EXISTS rolled_back_to BIGINT", logger: logger)
+            // ALTER TABLE takes an exclusive lock even when the column exists: only when it is missing,
+            // so that a start behind a long reader (a dump, the process being replaced) does not wait on it.
+            var hasColumn = false
+            for try await _ in try await client.query(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = 'routing_releases' AND column_name = 'rolled_back_to'",
+                logger: logger
+            ) {
+                hasColumn = true
+            }
+            if !hasColumn {
+                try await client.query("ALTER TABLE routing_releases ADD COLUMN IF NOT EXISTS rolled_back_to BIGINT", logger: logger)
+            }
         }
     }
 
