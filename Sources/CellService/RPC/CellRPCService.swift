@@ -114,6 +114,7 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return ServerResponse(message: try await createOrder(request.message, deadline: deadline), metadata: [:])
     }
 
+    /// The single-message form the protocol requires; gRPC calls the form above, which has the deadline.
     public func createOrder(
         request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
     ) async throws -> Ordercell_Cell_V1_CreateOrderReply {

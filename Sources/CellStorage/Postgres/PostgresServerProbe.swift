@@ -17,6 +17,8 @@ public enum PostgresServerProbe: Sendable, Equatable {
     case answered(inRecovery: Bool)
     /// Nothing took the connection (refused, unreachable, connect timeout) or it never answered.
     case unreachable(String)
+    /// Something answered but offers no TLS, and TLS was required: whether it is down is not known.
+    case tlsUnavailable
     /// Something answered but the session could not be set up (TLS,
     /// authentication, no such database): whether it is down is not known.
     case refused(String)
@@ -37,19 +39,21 @@ public enum PostgresServerProbe: Sendable, Equatable {
         } catch {
             return classify(error)
         }
-        defer { Task { try? await connection.close() } }
+        let found: PostgresServerProbe
         do {
-            return try await withDeadline(timeout) {
+            found = try await withDeadline(timeout) {
                 for try await inRecovery in try await connection.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
                     return .answered(inRecovery: inRecovery)
                 }
                 return .refused("pg_is_in_recovery() returned no row")
             }
         } catch is DeadlineExceeded {
-            return .unreachable("connected, but no answer within \(timeout)")
+            found = .unreachable("connected, but no answer within \(timeout)")
         } catch {
-            return .refused("\(error)")
+            found = .refused("\(error)")
         }
+        try? await connection.close()
+        return found
     }
 
     /// Why a call to `endpoint` failed with `failure`, in words for an
@@ -60,7 +64,7 @@ public enum PostgresServerProbe: Sendable, Equatable {
         switch await probe(endpoint, tls: tls, timeout: .seconds(5), logger: logger) {
         case .unreachable(let reason):
             return "nothing answers at \(endpoint) (\(reason))"
-        case .refused(let reason) where tls == .require && reason.contains("sslUnsupported"):
+        case .tlsUnavailable:
             return "\(endpoint) offers no TLS and \(flag) is require (a loopback development server without certificates needs \(flag) disable)"
         case .refused(let reason):
             return "\(endpoint) refused the session: \(reason)"
@@ -87,6 +91,7 @@ public enum PostgresServerProbe: Sendable, Equatable {
     static func classify(_ error: any Error) -> PostgresServerProbe {
         if error is DeadlineExceeded { return .unreachable("\(error)") }
         guard let error = error as? PSQLError else { return .refused("\(error)") }
+        if error.code == .sslUnsupported { return .tlsUnavailable }
         if error.code == .connectionError, let underlying = error.underlying {
             if underlying is NIOConnectionError || underlying is IOError { return .unreachable("\(underlying)") }
             if let channel = underlying as? ChannelError, case .connectTimeout = channel { return .unreachable("\(underlying)") }

@@ -34,6 +34,11 @@ extension ControlPlane {
                 )
             case .answered(inRecovery: true):
                 throw OrderError(.invalidRequest, "cell \(cell)'s primary \(primary) answers as a standby: the routing table is out of date")
+            case .tlsUnavailable:
+                throw OrderError(
+                    .invalidRequest,
+                    "cell \(cell)'s primary \(primary) answered but offers no TLS, which --postgres-tls requires: not failing over while it may still take writes"
+                )
             case .refused(let reason):
                 // Something answered there; a failover would risk two primaries.
                 throw OrderError(
