@@ -36,9 +36,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
-        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
-        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
@@ -53,25 +50,17 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        // The cell wire protocol: length-prefixed frames over TCP, multiplexed calls, no HTTP/2.
+        // The one proxy ↔ cell protocol: its frames, connections, client and server, and the protobuf messages it carries.
         .target(
-            name: "CellWire",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        // The proxy ↔ cell RPC: generated gRPC/protobuf code, the wire protocol's method numbers, the mapping to the domain.
-        .target(
-            name: "CellRPC",
+            name: "CellProtocol",
             dependencies: [
                 "OrderModel",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["cell.proto"],
@@ -95,12 +84,11 @@ let package = Package(
         .target(
             name: "CellService",
             dependencies: [
-                "OrderModel", "CellStorage", "CellRPC", "CellWire",
+                "OrderModel", "CellStorage", "CellProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,9 +119,7 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellRPC", "CellWire", "OrderHTTP", "RequestJSON",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                "OrderModel", "CellRouting", "AsyncDeadline", "CellProtocol", "OrderHTTP", "RequestJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,10 +170,8 @@ let package = Package(
         .target(
             name: "OrderCellCluster",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellRPC", "CellWire", "OrderProxy", "ControlPlane",
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellProtocol", "OrderProxy", "ControlPlane",
                 "LocalCluster", "OrderHTTP", "HealthChecking",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -214,6 +198,7 @@ let package = Package(
         .executableTarget(
             name: "ordercell",
             dependencies: [
+                "CellProtocol",
                 "OrderCellEmbedded", "OrderCellCluster", "AsyncDeadline", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
                 "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking", "OrderProxy",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -230,9 +215,9 @@ let package = Package(
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
         .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
         .testTarget(
-            name: "CellWireTests",
+            name: "CellProtocolTests",
             dependencies: [
-                "CellWire",
+                "CellProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -248,7 +233,7 @@ let package = Package(
             ],
             swiftSettings: testSwiftSettings
         ),
-        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage", .product(name: "GRPCCore", package: "grpc-swift-2")], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
         // What the end-to-end tests share: an HTTP client of the API and the order flows every deployment must pass.
         .target(
             name: "OrderCellTestSupport",
@@ -271,11 +256,9 @@ let package = Package(
             name: "OrderCellTests",
             dependencies: [
                 "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP", "RequestJSON",
-                "CellStorage", "CellWire",
+                "CellStorage", "CellProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -70,8 +70,9 @@ public struct CellRoute: Sendable, Codable, Equatable {
     public var id: CellID
     public var partition: PartitionName
     public var state: CellState
-    /// Addresses (`host:port`) of the cell's services (empty when embedded in-process).
-    public var endpoints: [String]
+    /// Where the cell's service instances serve the cell protocol (empty when embedded in-process);
+    /// the first that has not failed lately takes the cell's creates.
+    public var endpoints: [CellServiceEndpoint]
     /// Relative share of new orders, 0 (none) to 1000.
     public var weight: Int
     /// The cell's storage servers (nil when embedded).
@@ -80,7 +81,7 @@ public struct CellRoute: Sendable, Codable, Equatable {
     public var versionLabel: String?
 
     public init(
-        id: CellID, partition: PartitionName, state: CellState = .active, endpoints: [String] = [], weight: Int = 100,
+        id: CellID, partition: PartitionName, state: CellState = .active, endpoints: [CellServiceEndpoint] = [], weight: Int = 100,
         storage: CellStorageRoute? = nil, versionLabel: String? = nil
     ) {
         self.id = id

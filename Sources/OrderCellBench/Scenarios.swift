@@ -167,7 +167,7 @@ public struct DirectCellScenario: BenchScenario {
     /// Creates in a cell service in this process.
     public init(cell: CellService) { self.create = { try await cell.create($0) } }
 
-    /// Creates through any client of one cell (e.g. over gRPC, without a proxy).
+    /// Creates through any client of one cell (e.g. one cell service over the cell protocol, without a proxy).
     public init(create: @escaping @Sendable (CreateOrderRequest) async throws -> CreateOrderResult) { self.create = create }
 
     public func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {

@@ -1,37 +1,34 @@
-import CellRPC
+import CellProtocol
 import CellRouting
 import CellService
 import CellStorage
-import CellWire
 import ControlPlane
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import OrderModel
 import ServiceLifecycle
 import UnixSignals
 
 /// `ordercell cell`: one cell service over its cell's PostgreSQL servers,
-/// serving the cell RPC over gRPC and, given a wire port, over the cell
-/// wire protocol. It learns where its storage is from the control
+/// serving the cell protocol. It learns where its storage is from the control
 /// plane and follows failovers without a restart.
 public struct CellProcess: Sendable {
     public var cell: CellID
     public var host: String
+    /// Where it serves the cell protocol (0: a free port).
     public var port: Int
-    /// Where to serve the cell wire protocol (nil: gRPC only).
-    public var wirePort: Int?
     public var controlURL: String
     /// Token shown to the control plane to read the routing table (role viewer).
     public var controlToken: String?
     public var tls: PostgresTLSMode
+    /// TLS of the cell protocol it serves.
+    public var protocolTLS: CellServerTLS
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
     /// How concurrent creates share transactions (nil: each commits alone).
     public var groupCommit: GroupCommitConfiguration?
 
     public init(
-        cell: CellID, host: String, port: Int, wirePort: Int? = nil, controlURL: String, controlToken: String?, tls: PostgresTLSMode,
+        cell: CellID, host: String, port: Int, controlURL: String, controlToken: String?, tls: PostgresTLSMode, protocolTLS: CellServerTLS,
         snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init()
     ) {
         self.controlToken = controlToken
@@ -39,9 +36,9 @@ public struct CellProcess: Sendable {
         self.cell = cell
         self.host = host
         self.port = port
-        self.wirePort = wirePort
         self.controlURL = controlURL
         self.tls = tls
+        self.protocolTLS = protocolTLS
         self.snapshotPath = snapshotPath
     }
 
@@ -59,14 +56,9 @@ public struct CellProcess: Sendable {
         let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
         let store = try await FollowingPostgresStore(configuration, logger: logger)
         let service = CellService(cell: cell, store: store, groupCommit: groupCommit, clock: wallClock, logger: logger)
-        let server = GRPCServer(
-            transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-            services: [CellRPCService(cell: service)]
+        let server = try await CellProtocolServer.bind(
+            host: host, port: port, responder: CellProtocolService(cell: service), tls: protocolTLS, logger: logger
         )
-        var wire: CellWireServer?
-        if let wirePort {
-            wire = try await CellWireServer.bind(host: host, port: wirePort, responder: CellWireService(cell: service), logger: logger)
-        }
         let follower = TaskService {
             await watcher.watch(from: table) { table in
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
@@ -80,13 +72,11 @@ public struct CellProcess: Sendable {
         }
         logger.notice(
             "cell service starting",
-            metadata: ["cell": "\(cell)", "port": "\(port)", "wire_port": "\(wirePort.map(String.init) ?? "none")", "primary": "\(primary)"]
+            metadata: ["cell": "\(cell)", "port": "\(server.port)", "primary": "\(primary)"]
         )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: GRPCServerService(server: server)), .init(service: ExpirySweeper(cells: [service], logger: logger)),
-            .init(service: follower),
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: server), .init(service: ExpirySweeper(cells: [service], logger: logger)), .init(service: follower),
         ]
-        if let wire { services.append(.init(service: wire)) }
         let group = ServiceGroup(
             configuration: .init(
                 services: services,

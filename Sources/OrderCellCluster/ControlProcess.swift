@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CellProtocol
 import CellRouting
 import CellService
 import CellStorage
@@ -16,7 +17,7 @@ import ServiceLifecycle
 import UnixSignals
 
 /// `ordercell control`: the control plane over its control database, and
-/// the health checker probing every cell over gRPC.
+/// the health checker probing every cell over the cell protocol.
 public struct ControlProcess: Sendable {
     public var host: String
     public var port: Int
@@ -30,11 +31,14 @@ public struct ControlProcess: Sendable {
     public var initialRoutingFile: String?
     /// How the health checker judges cells; nil runs none.
     public var healthCheck: HealthCheckPolicy?
+    /// TLS to the cell services (the health checker's probes).
+    public var cellTLS: CellClientTLS
 
     public init(
         host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require, cellStorageTLS: PostgresTLSMode = .require,
-        tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
+        cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
     ) {
+        self.cellTLS = cellTLS
         self.host = host
         self.port = port
         self.database = database
@@ -74,7 +78,7 @@ public struct ControlProcess: Sendable {
             onGracefulShutdown: { control.endLongPolls() }
         )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
-        let clients = RPCCellClients(timeout: .seconds(2), logger: logger)
+        let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
         if let healthCheck {
             clients.prepare(for: control.routingTable)
             control.onPublish { clients.prepare(for: $0) }

@@ -35,8 +35,7 @@ public struct LocalClusterState: Codable, Sendable {
 ///
 /// Ports from `basePort` (default 8080): proxies `base` and `base+1`,
 /// control plane `base+2`, control database `base+3`, cell N's services
-/// `base+10+2(N-1)` and `+1` (gRPC) and `base+100+2(N-1)` and `+1` (the
-/// cell wire protocol, which the routing table names), cell N's primary
+/// (the cell protocol) `base+100+2(N-1)` and `+1`, cell N's primary
 /// `base+50+2(N-1)` and its replica `+1`.
 public struct LocalClusterRunner: Sendable {
     public var directory: String
@@ -63,8 +62,7 @@ public struct LocalClusterRunner: Sendable {
     var statePath: String { directory + "/cluster.json" }
     var logs: String { directory + "/logs" }
     var controlDatabasePort: Int { basePort + 3 }
-    func cellServicePorts(_ cell: Int) -> [Int] { [basePort + 10 + 2 * (cell - 1), basePort + 11 + 2 * (cell - 1)] }
-    func cellWirePorts(_ cell: Int) -> [Int] { [basePort + 100 + 2 * (cell - 1), basePort + 101 + 2 * (cell - 1)] }
+    func cellServicePorts(_ cell: Int) -> [Int] { [basePort + 100 + 2 * (cell - 1), basePort + 101 + 2 * (cell - 1)] }
     func primaryPort(_ cell: Int) -> Int { basePort + 50 + 2 * (cell - 1) }
     func replicaPort(_ cell: Int) -> Int { basePort + 51 + 2 * (cell - 1) }
 
@@ -72,7 +70,7 @@ public struct LocalClusterRunner: Sendable {
     public func up(report: (String) -> Void) async throws -> LocalClusterState {
         precondition((1...200).contains(cells))
         var ports = [basePort, basePort + 1, basePort + 2]
-        for cell in 1...cells { ports += cellServicePorts(cell) + cellWirePorts(cell) }
+        for cell in 1...cells { ports += cellServicePorts(cell) }
         if let busy = ports.first(where: { TCPProbe.accepts(port: $0) }) {
             throw ValidationFailure("port \(busy) is already in use: is a cluster running? (ordercell cluster status / down), or choose --base-port")
         }
@@ -97,7 +95,7 @@ public struct LocalClusterRunner: Sendable {
             components.append(.init(name: "cell-\(cell)-replica", kind: "postgres", port: replica.port, pid: replica.processID, log: replica.logFile, dataDirectory: replica.dataDirectory, cell: cell))
             routes.append(
                 CellRoute(
-                    id: CellID(cell)!, partition: "normal", endpoints: cellWirePorts(cell).map { "wire://127.0.0.1:\($0)" },
+                    id: CellID(cell)!, partition: "normal", endpoints: cellServicePorts(cell).map { CellServiceEndpoint(host: "127.0.0.1", port: $0) },
                     storage: CellStorageRoute(
                         primary: "postgres://ordercell@127.0.0.1:\(primary.port)/cell_\(cell)",
                         replicas: ["postgres://ordercell@127.0.0.1:\(replica.port)/cell_\(cell)"]
@@ -123,19 +121,19 @@ public struct LocalClusterRunner: Sendable {
                 arguments: [
                     "control", "--port", "\(basePort + 2)", "--database", "postgres://ordercell@127.0.0.1:\(controlDatabasePort)/ordercell_control",
                     // Loopback PostgreSQL servers without certificates, as the cell services are told.
-                    "--database-tls", "disable", "--postgres-tls", "disable",
+                    "--database-tls", "disable", "--postgres-tls", "disable", "--cell-tls", "disable",
                     "--routing", routingFile, "--admin-token", adminToken, "--token", "followers:viewer:\(followerToken)",
                 ],
                 report: report
             )
         )
         for cell in 1...cells {
-            for (index, (port, wirePort)) in zip(cellServicePorts(cell), cellWirePorts(cell)).enumerated() {
+            for (index, port) in cellServicePorts(cell).enumerated() {
                 components.append(
                     try await spawn(
                         name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
                         arguments: [
-                            "cell", "--cell", "\(cell)", "--port", "\(port)", "--wire-port", "\(wirePort)", "--control", controlURL,
+                            "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable",
                             "--control-token", followerToken,
                             "--postgres-tls", "disable",
                             "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
@@ -150,7 +148,7 @@ public struct LocalClusterRunner: Sendable {
                 try await spawn(
                     name: "proxy-\(port - basePort + 1)", kind: "proxy", port: port,
                     arguments: [
-                        "proxy", "--port", "\(port)", "--control", controlURL, "--control-token", followerToken, "--admin-token", adminToken,
+                        "proxy", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable", "--control-token", followerToken, "--admin-token", adminToken,
                         "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",
                     ],
                     report: report

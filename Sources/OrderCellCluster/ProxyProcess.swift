@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CellRouting
+import CellProtocol
 import CellService
 import ControlPlane
 import Foundation
@@ -13,7 +14,7 @@ import OrderProxy
 import ServiceLifecycle
 import UnixSignals
 
-/// `ordercell proxy`: the public HTTP API over gRPC clients of the cells,
+/// `ordercell proxy`: the public HTTP API over cell protocol clients of the cells,
 /// following the control plane's routing table.
 public struct ProxyProcess: Sendable {
     public var host: String
@@ -24,8 +25,14 @@ public struct ProxyProcess: Sendable {
     public var tokens: OperatorTokens
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
+    /// TLS to the cell services.
+    public var cellTLS: CellClientTLS
 
-    public init(host: String, port: Int, controlURL: String, controlToken: String?, tokens: OperatorTokens, snapshotPath: String? = nil) {
+    public init(
+        host: String, port: Int, controlURL: String, controlToken: String?, tokens: OperatorTokens, cellTLS: CellClientTLS,
+        snapshotPath: String? = nil
+    ) {
+        self.cellTLS = cellTLS
         self.controlToken = controlToken
         self.host = host
         self.port = port
@@ -49,7 +56,7 @@ public struct ProxyProcess: Sendable {
             status = RoutingStatus(source: .controlPlane, releaseReceivedAt: Date(), lastContact: Date())
         }
         let configuration = ProxyConfiguration()
-        let clients = RPCCellClients(timeout: configuration.cellCallTimeout, logger: logger)
+        let clients = CellServiceClients(tls: cellTLS, timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
         let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: wallClock, logger: logger)
         let api = ProxyHTTPAPI(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncDeadline
+import CellProtocol
 import CellRouting
 import CellService
 import CellStorage
@@ -43,8 +44,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
     var postgres: String?
     @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
-    @Option(help: "With --compare and --url: one cell service of cell 1, wire://host:port or host:port (gRPC), for a baseline without the proxy.")
+    @Option(help: "With --compare and --url: one cell service of cell 1, host:port (the cell protocol), for a baseline without the proxy.")
     var cellService: String?
+    @OptionGroup var cellTLS: CellTLSOptions
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
     @Flag(help: "Print the results as JSON.") var json = false
     @OptionGroup var executor: EmbeddedExecutorTakeoverOption
@@ -216,14 +218,14 @@ struct BenchCommand: AsyncParsableCommand {
             store.close()
         }
         if let cellService {
-            let client = try RPCCellClient(cell: CellID(unchecked: 1), endpoints: [cellService], timeout: .seconds(2))
-            let connections = Task { await client.run() }
-            try await Task.sleep(for: .milliseconds(200))
-            let transport = (try? CellServiceEndpoint(parsing: cellService).transport) == .wire ? "the cell wire protocol" : "gRPC"
+            let endpoint: CellServiceEndpoint
+            do { endpoint = try CellServiceEndpoint(parsing: cellService) } catch { throw ValidationError("--cell-service: \(error.detail)") }
+            let client = CellServiceClient(
+                cell: CellID(unchecked: 1), endpoints: [endpoint], tls: try cellTLS.clientTLS(), timeout: .seconds(2)
+            )
             await settle()
-            reports.append(await load("d. one cell service over \(transport)", DirectCellScenario(create: { try await client.create($0) })))
+            reports.append(await load("d. one cell service over the cell protocol", DirectCellScenario(create: { try await client.create($0) })))
             client.shutdown()
-            connections.cancel()
         }
         await settle()
         reports.append(await load("b. proxy over HTTP", try HTTPOrderScenario(urls: urls, client: http, createOnly: true)))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CellProtocol
 import CellStorage
 import Foundation
 import LocalCluster
@@ -40,6 +41,7 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "TLS to the cells' PostgreSQL servers (failover): require or disable, as the cell services use.") var postgresTLS = "require"
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
     @OptionGroup var tokens: OperatorTokenOptions
+    @OptionGroup var cellTLS: CellTLSOptions
     @Flag(help: "Run no health checker.") var noHealthCheck = false
     @Option(help: "Health checker: milliseconds between probes of a healthy cell.") var healthInterval: Int64 = 1000
     @Option(help: "Health checker: consecutive failed probes that mark a cell down.") var healthFailures = 3
@@ -62,7 +64,7 @@ struct ControlCommand: AsyncParsableCommand {
         )
         try await ControlProcess(
             host: host, port: port, database: database, databaseTLS: databaseTLS, cellStorageTLS: cellStorageTLS,
-            tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
+            cellTLS: try cellTLS.clientTLS(), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy
         ).run(logger: Logger(label: "ordercell.control"))
     }
@@ -73,14 +75,14 @@ struct CellCommand: AsyncParsableCommand {
         commandName: "cell", abstract: "Run one cell service of a cell, over the cell's PostgreSQL primary and replicas."
     )
     @Option(help: "The cell number.") var cell: Int
-    @Option(help: "Address to listen on (gRPC).") var host = "127.0.0.1"
-    @Option(help: "Port to listen on (gRPC).") var port: Int
-    @Option(help: "Port to serve the cell wire protocol on (the proxies' fast path; endpoint wire://host:port).") var wirePort: Int?
+    @Option(help: "Address to serve the cell protocol on.") var host = "127.0.0.1"
+    @Option(help: "Port to serve the cell protocol on (the routing table's endpoint host:port).") var port: Int
     @Option(help: "Group commit: inserts of concurrent creates running at once, the rest share the next (0: every create commits alone).")
     var groupCommitBatches = 1
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "URL of the control plane.") var control: String
     @OptionGroup var controlToken: ControlTokenOption
+    @OptionGroup var cellTLS: CellTLSOptions
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
@@ -90,8 +92,8 @@ struct CellCommand: AsyncParsableCommand {
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         try await CellProcess(
-            cell: id, host: host, port: port, wirePort: wirePort, controlURL: control, controlToken: controlToken.resolved, tls: tls,
-            snapshotPath: routingSnapshot,
+            cell: id, host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tls: tls,
+            protocolTLS: try cellTLS.serverTLS(), snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
         )
             .run(logger: Logger(label: "ordercell.cell"))
@@ -99,12 +101,13 @@ struct CellCommand: AsyncParsableCommand {
 }
 
 struct ProxyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "proxy", abstract: "Run a proxy: the public HTTP API, routing to the cells over gRPC.")
+    static let configuration = CommandConfiguration(commandName: "proxy", abstract: "Run a proxy: the public HTTP API, routing to the cells over the cell protocol.")
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "URL of the control plane.") var control: String
     @OptionGroup var controlToken: ControlTokenOption
     @OptionGroup var tokens: OperatorTokenOptions
+    @OptionGroup var cellTLS: CellTLSOptions
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
@@ -113,7 +116,7 @@ struct ProxyCommand: AsyncParsableCommand {
         bootstrapLogging(logLevel)
         try await ProxyProcess(
             host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tokens: try tokens.operatorTokens(),
-            snapshotPath: routingSnapshot
+            cellTLS: try cellTLS.clientTLS(), snapshotPath: routingSnapshot
         )
             .run(logger: Logger(label: "ordercell.proxy"))
     }
@@ -176,6 +179,53 @@ struct ClusterCommand: AsyncParsableCommand {
 }
 
 /// The token a follower (cell service, proxy) shows the control plane to read the routing table.
+/// TLS of the cell protocol, chosen explicitly: `require` (the default) or
+/// `disable` for loopback development clusters.
+struct CellTLSOptions: ParsableArguments {
+    @Option(help: "TLS of the cell protocol: require or disable (loopback development only).") var cellTLS = "require"
+    @Option(help: "PEM certificate chain this process shows on the cell protocol (a cell service's; a client's for mutual TLS).")
+    var cellTLSCertificate: String?
+    @Option(help: "PEM private key of --cell-tls-certificate.") var cellTLSKey: String?
+    @Option(help: "PEM CAs: a client trusts cell services signed by them (default: the system's); a cell service given them requires client certificates signed by them (mutual TLS).")
+    var cellTLSCA: String?
+
+    private var required: Bool {
+        get throws {
+            switch cellTLS {
+            case "require": return true
+            case "disable": return false
+            default: throw ValidationError("--cell-tls must be require or disable")
+            }
+        }
+    }
+
+    /// A cell service's side.
+    func serverTLS() throws -> CellServerTLS {
+        guard try required else { return .disabled }
+        guard let cellTLSCertificate, let cellTLSKey else {
+            throw ValidationError("--cell-tls require needs --cell-tls-certificate and --cell-tls-key (or --cell-tls disable on loopback)")
+        }
+        do {
+            return try .required(certificateFile: cellTLSCertificate, privateKeyFile: cellTLSKey, clientCAFile: cellTLSCA)
+        } catch {
+            throw ValidationError("the cell protocol's TLS files cannot be used: \(error)")
+        }
+    }
+
+    /// A proxy's, the control plane's or a tool's side.
+    func clientTLS() throws -> CellClientTLS {
+        guard try required else { return .disabled }
+        guard (cellTLSCertificate == nil) == (cellTLSKey == nil) else {
+            throw ValidationError("--cell-tls-certificate and --cell-tls-key go together")
+        }
+        do {
+            return try .required(trustRootsFile: cellTLSCA, certificateFile: cellTLSCertificate, privateKeyFile: cellTLSKey)
+        } catch {
+            throw ValidationError("the cell protocol's TLS files cannot be used: \(error)")
+        }
+    }
+}
+
 struct ControlTokenOption: ParsableArguments {
     @Option(help: "Token for reading the routing table from the control plane, a viewer or operator token there (default: $ORDERCELL_CONTROL_TOKEN).")
     var controlToken: String?

@@ -184,13 +184,13 @@ struct RollbackTests {
         let failedOver = try earlier.updatingCell(one) { $0.storage = CellStorageRoute(primary: "postgres://a@r1:1/c") }
         let drained = try failedOver.updatingCell(one) { $0.weight = 0 }
         let grown = try drained.settingPartition(Partition(name: "big", kind: .normal))
-            .addingCell(CellRoute(id: two, partition: "big", endpoints: ["h:1"]))
+            .addingCell(CellRoute(id: two, partition: "big", endpoints: [CellServiceEndpoint(host: "h", port: 1)]))
             .settingHealth(down: [two: HealthMark(since: now, reason: "probe failed")], up: [])
         let restored = try grown.rollingBack(to: earlier)
         #expect(restored.version == grown.version + 1)
         #expect(restored.cells[one]?.weight == 100)
         #expect(restored.cells[one]?.storage?.primary == "postgres://a@r1:1/c", "never back to a failed primary")
-        #expect(restored.cells[two]?.endpoints == ["h:1"] && restored.partitions["big"] != nil, "cells added since stay, with their partition")
+        #expect(restored.cells[two]?.endpoints == [CellServiceEndpoint(host: "h", port: 1)] && restored.partitions["big"] != nil, "cells added since stay, with their partition")
         #expect(restored.health[two] != nil)
     }
 

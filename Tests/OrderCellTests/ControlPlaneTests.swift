@@ -111,7 +111,7 @@ struct ControlPlaneTests {
             #expect(try await api.send(.POST, "/control/admin/releases/1/rollback", #"{"reason":"undo the drain"}"#, admin: true).status == 200)
             let table = system.system.proxy.routingTable
             #expect(table.cells[CellID(unchecked: 1)]?.weight == 100, "the operator's decision is restored")
-            #expect(table.cells[CellID(unchecked: 3)]?.endpoints == ["10.0.0.3:7000"], "a cell added since is kept")
+            #expect(table.cells[CellID(unchecked: 3)]?.endpoints == [CellServiceEndpoint(host: "10.0.0.3", port: 7000)], "a cell added since is kept")
             #expect(try await api.send(.GET, "/v1/orders/\(id)").status == 200, "every order still routes")
         }
     }

@@ -6,6 +6,8 @@ import Testing
 
 @Suite("Late binding, order retry and fault containment over HTTP")
 struct PlacementOverHTTPTests {
+    /// The clock stands still here, so every cell's recent load reads 0 and
+    /// shares follow the weights alone; the next test moves it.
     @Test func ordersOfOneRunSpreadEvenlyOverEveryActiveCell() async throws {
         try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
             let api = system.client
@@ -22,6 +24,40 @@ struct PlacementOverHTTPTests {
                 #expect(Double(count) <= 1.5 * mean, "cell \(cell) took \(count), mean \(mean)")
             }
             print("late binding over 10 000 creates: \(counts.sorted { $0.key < $1.key })")
+        }
+    }
+
+    @Test("hotspot balancing: a cell that took more of the last window's load gets fewer new orders, and more once it cooled")
+    func newOrdersGoAgainstRecentLoad() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            func creates(_ count: Int, _ prefix: String) async throws -> [Int: Int] {
+                let cells = try await concurrently(count, width: 16) { index in
+                    try await api.create("m-\(index % 50)", "\(prefix)-\(index)").json["cell_id"] as? Int ?? -1
+                }
+                return cells.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+            }
+            // An order of cell 1, to make cell 1 busy by reading it.
+            var hotOrder: String?
+            for index in 0..<200 where hotOrder == nil {
+                let created = try await api.create("m1", "find-cell-1-\(index)")
+                if created.json["cell_id"] as? Int == 1 { hotOrder = created["order_id"] }
+            }
+            let order = try #require(hotOrder)
+            // Loads are counted per window of 1 s and read from the last completed one.
+            system.clock.advance(milliseconds: 2000)
+            // This window: 600 calls to cell 1, none to the others.
+            _ = try await concurrently(600, width: 16) { _ in try await api.send(.GET, "/v1/orders/\(order)").status }
+            system.clock.advance(milliseconds: 1000)
+            // Shares are weight / (load + mean load): cell 1 gets 1/750 against 1/150 for each other cell, about 6 %.
+            let hot = try await creates(400, "after-hot")
+            #expect(hot[1, default: 0] < 60, "the hot cell gets well under its even share (100 of 400): \(hot)")
+            for cell in 2...4 { #expect(hot[cell, default: 0] > hot[1, default: 0] * 2, "\(hot)") }
+            // That window's creates went mostly to cells 2–4: now cell 1 is the cool one (about 37 %).
+            system.clock.advance(milliseconds: 1000)
+            let cooled = try await creates(400, "after-cool")
+            #expect(cooled[1, default: 0] > 120, "the cooled cell gets more than its even share (100 of 400): \(cooled)")
+            print("hotspot balancing: after 600 reads of cell 1 \(hot.sorted { $0.key < $1.key }), a window later \(cooled.sorted { $0.key < $1.key })")
         }
     }
 

@@ -98,12 +98,19 @@ struct ConfigBody: Decodable {
 
 /// Checks of operator input that the routing table does not make itself.
 enum OperatorInput {
-    /// Cell service addresses (``CellServiceEndpoint``), at most 16.
-    static func endpoints(_ endpoints: [String]?) throws(OrderError) -> [String]? {
+    /// Cell service addresses (``CellServiceEndpoint``), at most 16; a bad one is refused naming its place.
+    static func endpoints(_ endpoints: [String]?) throws(OrderError) -> [CellServiceEndpoint]? {
         guard let endpoints else { return nil }
-        guard endpoints.count <= 16 else { throw OrderError.invalidRequest("a cell has at most 16 endpoints") }
-        for endpoint in endpoints { _ = try CellServiceEndpoint(parsing: endpoint) }
-        return endpoints
+        guard endpoints.count <= 16 else { throw OrderError.invalidRequest("endpoints: a cell has at most 16 endpoints") }
+        var parsed: [CellServiceEndpoint] = []
+        for (index, endpoint) in endpoints.enumerated() {
+            do {
+                parsed.append(try CellServiceEndpoint(parsing: endpoint))
+            } catch {
+                throw OrderError.invalidRequest("endpoints[\(index)]: \(error.detail)")
+            }
+        }
+        return parsed
     }
 }
 
@@ -148,7 +155,7 @@ struct ControlCellView: Encodable {
         state = route.state.rawValue
         weight = route.weight
         versionLabel = route.versionLabel
-        endpoints = route.endpoints
+        endpoints = route.endpoints.map(\.description)
         storage = route.storage
         blacklist = table.blacklist[route.id]
         health = table.health[route.id]

@@ -1,4 +1,3 @@
-import GRPCCore
 import OrderModel
 
 // Mapping between the domain types and the RPC messages. Values that come

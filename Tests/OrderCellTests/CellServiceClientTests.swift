@@ -1,66 +1,47 @@
 import CellRouting
 @testable import CellService
 import CellStorage
-import CellWire
+import CellProtocol
 import Foundation
 import GRDB
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import OrderCellTestSupport
 import OrderModel
 import OrderProxy
 import Testing
 
-/// One cell service served over both transports of the cell RPC, the way `ordercell cell --wire-port` does.
+/// One cell service served over the cell protocol, the way `ordercell cell` does.
 private struct ServedCell {
     let service: CellService
     /// The cell's SQLite file.
     let path: String
-    let grpc: GRPCServer<HTTP2ServerTransport.Posix>
-    let grpcPort: Int
-    let wire: CellWireServer
-    let serving: Task<Void, any Error>
+    let server: CellProtocolServer
+
+    var endpoint: CellServiceEndpoint { CellServiceEndpoint(host: "127.0.0.1", port: server.port) }
 
     static func start() async throws -> ServedCell {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-rpc-\(UUID().uuidString).sqlite").path
         // A long busy timeout: a test holds the write lock for seconds on purpose.
         let store = try await SQLiteOrderStore.open(path: path, busyTimeoutSeconds: 30)
         let service = CellService(cell: CellID(3)!, store: store, groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), clock: wallClock)
-        let grpc = GRPCServer(
-            transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-            services: [CellRPCService(cell: service)]
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: CellProtocolService(cell: service), tls: .disabled, logger: Logger(label: "cell-rpc-test")
         )
-        let serving = Task { try await grpc.serve() }
-        guard let address = try await grpc.listeningAddress?.ipv4 else { throw CellWireError.unreachable("the gRPC server did not listen") }
-        let wire = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: CellWireService(cell: service), logger: Logger(label: "cell-rpc-test")
-        )
-        return ServedCell(service: service, path: path, grpc: grpc, grpcPort: address.port, wire: wire, serving: serving)
+        return ServedCell(service: service, path: path, server: server)
     }
 
     func stop() async {
-        grpc.beginGracefulShutdown()
-        _ = try? await serving.value
-        await wire.shutdown()
+        await server.shutdown()
     }
 }
 
-@Suite("Cell RPC transports")
-struct CellRPCTransportTests {
-    @Test(
-        "gRPC and the cell wire protocol give the proxy the same answers, refusals and failures",
-        arguments: ["grpc://127.0.0.1:", "127.0.0.1:", "wire://127.0.0.1:"]
-    )
-    func sameAnswers(prefix: String) async throws {
+@Suite("Cell service client over the cell protocol")
+struct CellServiceClientTests {
+    @Test("the proxy's client gets a cell service's answers, refusals and failures over the cell protocol")
+    func answers() async throws {
         let cell = try await ServedCell.start()
-        let port = prefix.hasPrefix("wire") ? cell.wire.port : cell.grpcPort
-        let client = try RPCCellClient(cell: CellID(3)!, endpoints: ["\(prefix)\(port)"], timeout: .seconds(5))
-        let running = Task { await client.run() }
-        defer {
-            client.shutdown()
-            running.cancel()
-        }
+        let client = CellServiceClient(cell: CellID(3)!, endpoints: [cell.endpoint], tls: .disabled, timeout: .seconds(5))
+        defer { client.shutdown() }
 
         let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "t-1", amount: 900, currency: "EUR", description: "tea", expireSeconds: nil)
         let created = try await client.create(request)
@@ -92,20 +73,12 @@ struct CellRPCTransportTests {
         await cell.stop()
     }
 
-    @Test(
-        "a create whose caller gave up while it waited for a group commit is never stored, over either transport",
-        arguments: ["grpc://127.0.0.1:", "wire://127.0.0.1:"]
-    )
-    func queuedCreatePastItsDeadline(prefix: String) async throws {
+    @Test("a create whose caller gave up while it waited for a group commit is never stored")
+    func queuedCreatePastItsDeadline() async throws {
         let cell = try await ServedCell.start()
-        let port = prefix.hasPrefix("wire") ? cell.wire.port : cell.grpcPort
         // Long enough for a busy machine to get both creates to the cell service before their callers give up.
-        let client = try RPCCellClient(cell: CellID(3)!, endpoints: ["\(prefix)\(port)"], timeout: .seconds(2))
-        let running = Task { await client.run() }
-        defer {
-            client.shutdown()
-            running.cancel()
-        }
+        let client = CellServiceClient(cell: CellID(3)!, endpoints: [cell.endpoint], tls: .disabled, timeout: .seconds(2))
+        defer { client.shutdown() }
         func request(_ key: String) throws -> CreateOrderRequest {
             try CreateOrderRequest(merchantID: "shop", outTradeNo: key, amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
         }
@@ -153,16 +126,16 @@ struct CellRPCTransportTests {
         await cell.stop()
     }
 
-    @Test("a dead instance of a cell is passed over for the next one, over the wire")
+    @Test("a dead instance of a cell is passed over for the next one")
     func deadInstance() async throws {
         let cell = try await ServedCell.start()
-        let dead = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: CellWireService(cell: cell.service), logger: Logger(label: "cell-rpc-test")
+        let dead = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: CellProtocolService(cell: cell.service), tls: .disabled, logger: Logger(label: "cell-rpc-test")
         )
         let deadPort = dead.port
         await dead.shutdown()
-        let client = try RPCCellClient(
-            cell: CellID(3)!, endpoints: ["wire://127.0.0.1:\(deadPort)", "wire://127.0.0.1:\(cell.wire.port)"], timeout: .seconds(4)
+        let client = CellServiceClient(
+            cell: CellID(3)!, endpoints: [CellServiceEndpoint(host: "127.0.0.1", port: deadPort), cell.endpoint], tls: .disabled, timeout: .seconds(4)
         )
         for number in 0..<6 {
             let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "d-\(number)", amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
@@ -178,10 +151,7 @@ struct CellRPCTransportTests {
         let second = try await ServedCell.start()
         // Two instances of cell 3 over stores of their own, so that where an
         // order was written shows which instance took the call.
-        let client = try RPCCellClient(
-            cell: CellID(3)!, endpoints: ["wire://127.0.0.1:\(first.wire.port)", "wire://127.0.0.1:\(second.wire.port)"],
-            timeout: .seconds(4)
-        )
+        let client = CellServiceClient(cell: CellID(3)!, endpoints: [first.endpoint, second.endpoint], tls: .disabled, timeout: .seconds(4))
         func create(_ key: String) async throws -> Order {
             let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: key, amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
             return try await client.create(request).order
@@ -213,7 +183,7 @@ struct CellRPCTransportTests {
         }
         // What operators read at /admin/cells: the first passed over, with its failure, the second active.
         let seen = client.serviceInstances()
-        #expect(seen.map(\.endpoint) == client.endpoints)
+        #expect(seen.map(\.endpoint) == client.endpoints.map(\.description))
         #expect(seen.map(\.active) == [false, true] && seen.map(\.passedOver) == [true, false])
         #expect(seen[0].lastFailure != nil && (seen[0].millisecondsSinceLastFailure ?? -1) >= 0 && seen[1].lastFailure == nil)
         client.shutdown()
@@ -222,21 +192,25 @@ struct CellRPCTransportTests {
 
     @Test("a service is passed over when it is broken, gone or hanging, not when it was only too busy to start a call")
     func whatPassesOver() {
-        for error: CellWireError in [.unreachable("refused"), .connectionClosed, .deadlineExceeded, .goingAway, .failed("disk full"), .badPreamble] {
-            #expect(RPCCellClient.passesOver(error), "\(error)")
+        for error: CellProtocolError in [.unreachable("refused"), .connectionClosed, .deadlineExceeded, .goingAway, .failed("disk full"), .badHello(firstByte: 0x47), .tlsFailed("bad certificate"),
+            .unsupportedVersion(peer: CellHello(major: 2, minor: 0), ours: .current)] {
+            #expect(CellServiceClient.passesOver(error), "\(error)")
         }
-        #expect(!RPCCellClient.passesOver(CellWireError.expiredBeforeStart))
-        #expect(!RPCCellClient.passesOver(CellWireError.shutDown))
+        #expect(!CellServiceClient.passesOver(CellProtocolError.expiredBeforeStart))
+        #expect(!CellServiceClient.passesOver(CellProtocolError.shutDown))
     }
 
-    @Test("cell endpoints: host:port is gRPC, wire:// and grpc:// say so, anything else is refused")
+    @Test("cell endpoints are host:port; wire:// of older releases reads as host:port; anything else is refused")
     func endpoints() throws {
-        #expect(try CellServiceEndpoint(parsing: "10.0.0.7:9090") == CellServiceEndpoint(transport: .grpc, host: "10.0.0.7", port: 9090))
-        #expect(try CellServiceEndpoint(parsing: "wire://cell-3.internal:9190").transport == .wire)
-        #expect(try CellServiceEndpoint(parsing: "grpc://cell-3:9090").host == "cell-3")
-        for bad in ["http://a:1", "wire://a", "a:0", ":80", "wire://a b:80", "wire://a/b:80", "a:99999", ""] {
+        #expect(try CellServiceEndpoint(parsing: "10.0.0.7:9090") == CellServiceEndpoint(host: "10.0.0.7", port: 9090))
+        #expect(try CellServiceEndpoint(parsing: "wire://cell-3.internal:9190") == CellServiceEndpoint(host: "cell-3.internal", port: 9190))
+        #expect(try CellServiceEndpoint(parsing: "[::1]:9190").description == "[::1]:9190")
+        for bad in ["grpc://cell-3:9090", "http://a:1", "wire://a", "a:0", ":80", "a b:80", "a/b:80", "a:99999", ""] {
             #expect(throws: OrderError.self) { try CellServiceEndpoint(parsing: bad) }
         }
-        #expect(throws: OrderError.self) { try RPCCellClient(cell: CellID(1)!, endpoints: ["tcp://x:1"], timeout: .seconds(1)) }
+        // In JSON (the routing table) an endpoint is its text, and a bad one does not decode.
+        let encoded = try JSONEncoder().encode([CellServiceEndpoint(host: "h", port: 1)])
+        #expect(String(decoding: encoded, as: UTF8.self) == #"["h:1"]"#)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode([CellServiceEndpoint].self, from: Data(#"["grpc://h:1"]"#.utf8)) }
     }
 }

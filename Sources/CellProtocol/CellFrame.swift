@@ -1,7 +1,7 @@
 import NIOCore
 
-/// One message of the cell wire protocol: a call, its answer, or the
-/// report that the cell failed to answer it.
+/// One message of the cell protocol: a call, its answer, or the report
+/// that the cell failed to answer it (docs/cell-protocol.md).
 ///
 /// On the wire (all integers big-endian):
 ///
@@ -9,20 +9,18 @@ import NIOCore
 ///     u32 argument · payload
 ///
 /// The argument is the milliseconds the caller still waits in a call, the
-/// ``FailureCode`` in a failure, and 0 in an answer. Clients older than the
-/// failure code read a failure's text only, which has not changed. Servers
-/// older than it send 0, which reads as a plain ``FailureCode/failed``: a
-/// proxy newer than a cell service would then pass the service over when it
-/// was only too busy to start a call — release cell services before proxies.
+/// ``FailureCode`` in a failure, and 0 in an answer. A code a peer does not
+/// know reads as a plain ``FailureCode/failed``.
 ///
 /// The server drops a call whose caller has stopped waiting before it
 /// starts it: a create the proxy gave up on (and may have made in another
 /// cell) is never stored late.
-/// A connection starts with the client's four-byte preamble ``preamble``
-/// (`OCW1`), so a peer speaking another protocol is turned away at once.
+/// A connection starts with a ``CellHello`` each way (after the TLS
+/// handshake, when there is one), so a peer speaking another protocol or
+/// another major version is turned away at once with a clear error.
 /// Calls are multiplexed: answers carry their call's id and may come in any
 /// order.
-public struct WireFrame: Sendable, Equatable {
+public struct CellFrame: Sendable, Equatable {
     /// What a frame is.
     public enum Kind: UInt8, Sendable {
         /// A call from the client.
@@ -64,7 +62,7 @@ public struct WireFrame: Sendable, Equatable {
     public var timeoutMilliseconds: UInt32 { kind == .call ? argument : 0 }
 
     /// In a failure: the error it stands for; a code this build does not know reads as a plain failure.
-    public var failure: CellWireError? {
+    public var failure: CellProtocolError? {
         guard kind == .failure else { return nil }
         switch FailureCode(rawValue: argument) ?? .failed {
         case .goingAway: return .goingAway
@@ -73,19 +71,59 @@ public struct WireFrame: Sendable, Equatable {
         }
     }
 
-    /// The bytes a client sends first on every connection.
-    public static let preamble: [UInt8] = Array("OCW1".utf8)
     /// Kind, method, call id and argument.
     static let headerSize = 10
     /// Frames larger than this close the connection (no cell message comes near it).
     public static let maximumSize = 8 << 20
 }
 
-/// What went wrong with a connection or a call of the cell wire protocol.
-public enum CellWireError: Error, Equatable, CustomStringConvertible {
-    /// The peer did not start with the protocol's preamble.
-    case badPreamble
-    /// A frame announced more than ``WireFrame/maximumSize`` bytes.
+/// The first eight bytes each side sends on a connection: the protocol's
+/// magic `OCCP` and the version the sender speaks (u16 major, u16 minor).
+///
+/// Peers of one major version understand each other whatever their minor
+/// versions (a minor version only adds what an older peer may ignore: a
+/// failure code, a method it answers as unknown). A server refuses a client
+/// of another major version after sending its own hello, so that the client
+/// can say which versions met; the client refuses a server likewise.
+public struct CellHello: Sendable, Equatable, CustomStringConvertible {
+    public var major: UInt16
+    public var minor: UInt16
+
+    public init(major: UInt16, minor: UInt16) {
+        self.major = major
+        self.minor = minor
+    }
+
+    /// The version this build speaks.
+    public static let current = CellHello(major: 1, minor: 0)
+    /// The bytes that open a hello.
+    public static let magic: [UInt8] = Array("OCCP".utf8)
+    static let size = 8
+
+    public var description: String { "\(major).\(minor)" }
+
+    /// Whether a peer saying `other` can be spoken to.
+    public func accepts(_ other: CellHello) -> Bool { other.major == major }
+}
+
+extension ByteBuffer {
+    mutating func writeCellHello(_ hello: CellHello) {
+        writeBytes(CellHello.magic)
+        writeInteger(hello.major)
+        writeInteger(hello.minor)
+    }
+}
+
+/// What went wrong with a connection or a call of the cell protocol.
+public enum CellProtocolError: Error, Equatable, CustomStringConvertible {
+    /// The peer did not start with the protocol's hello (`firstByte` 0x16: it
+    /// began a TLS handshake; 0x15: it sent a TLS alert, so it requires TLS).
+    case badHello(firstByte: UInt8)
+    /// The peer speaks a major version of the protocol this side does not.
+    case unsupportedVersion(peer: CellHello, ours: CellHello)
+    /// The TLS handshake with the cell service failed (or TLS was expected and not offered).
+    case tlsFailed(String)
+    /// A frame announced more than ``CellFrame/maximumSize`` bytes.
     case frameTooLarge(Int)
     /// A frame announced fewer bytes than its header takes.
     case frameTooShort(Int)
@@ -107,7 +145,7 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
     case expiredBeforeStart
 
     /// The code a failure frame carries for this error when the server sends it.
-    var failureCode: WireFrame.FailureCode {
+    var failureCode: CellFrame.FailureCode {
         switch self {
         case .goingAway: .goingAway
         case .expiredBeforeStart: .expiredBeforeStart
@@ -117,8 +155,15 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .badPreamble: "the peer does not speak the cell wire protocol"
-        case .frameTooLarge(let size): "a frame of \(size) bytes is larger than \(WireFrame.maximumSize)"
+        case .badHello(let first) where first == 0x16:
+            "the peer began a TLS handshake, and this side serves the cell protocol without TLS"
+        case .badHello(let first) where first == 0x15:
+            "the peer answered with a TLS alert: it requires TLS, and this side speaks the cell protocol without TLS"
+        case .badHello: "the peer does not speak the cell protocol (no OCCP hello)"
+        case .unsupportedVersion(let peer, let ours):
+            "the peer speaks cell protocol version \(peer), this side \(ours): major versions differ, nothing can be exchanged"
+        case .tlsFailed(let reason): "TLS with the cell service failed: \(reason)"
+        case .frameTooLarge(let size): "a frame of \(size) bytes is larger than \(CellFrame.maximumSize)"
         case .frameTooShort(let size): "a frame of \(size) bytes is shorter than its header"
         case .unknownKind(let kind): "unknown frame kind \(kind)"
         case .connectionClosed: "the connection to the cell service closed before it answered"
@@ -134,9 +179,9 @@ public enum CellWireError: Error, Equatable, CustomStringConvertible {
 
 extension ByteBuffer {
     /// Writes `frame`'s length, header and payload.
-    mutating func writeWireFrame(kind: WireFrame.Kind, method: UInt8, callID: UInt32, argument: UInt32 = 0, payload: ByteBuffer) {
-        precondition(payload.readableBytes <= WireFrame.maximumSize - WireFrame.headerSize, "frame payloads are checked against the maximum first")
-        writeInteger(UInt32(WireFrame.headerSize + payload.readableBytes))
+    mutating func writeCellFrame(kind: CellFrame.Kind, method: UInt8, callID: UInt32, argument: UInt32 = 0, payload: ByteBuffer) {
+        precondition(payload.readableBytes <= CellFrame.maximumSize - CellFrame.headerSize, "frame payloads are checked against the maximum first")
+        writeInteger(UInt32(CellFrame.headerSize + payload.readableBytes))
         writeInteger(kind.rawValue)
         writeInteger(method)
         writeInteger(callID)
@@ -145,37 +190,46 @@ extension ByteBuffer {
     }
 }
 
-/// Cuts the byte stream into ``WireFrame``s, checking the preamble first when serving.
-struct WireFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = WireFrame
+/// Cuts the byte stream into ``CellFrame``s after the peer's ``CellHello``,
+/// which it passes on as a user inbound event.
+struct CellFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = CellFrame
 
-    private var awaitingPreamble: Bool
+    private var awaitingHello: Bool
 
-    init(expectsPreamble: Bool) {
-        self.awaitingPreamble = expectsPreamble
+    /// - Parameter expectsHello: false only where a test feeds frames alone.
+    init(expectsHello: Bool = true) {
+        self.awaitingHello = expectsHello
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if awaitingPreamble {
-            guard let bytes = buffer.getBytes(at: buffer.readerIndex, length: WireFrame.preamble.count) else { return .needMoreData }
-            guard bytes == WireFrame.preamble else { throw CellWireError.badPreamble }
-            buffer.moveReaderIndex(forwardBy: WireFrame.preamble.count)
-            awaitingPreamble = false
+        if awaitingHello {
+            // A wrong first byte is refused at once, without waiting for the rest of a hello.
+            if let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first != CellHello.magic[0] {
+                throw CellProtocolError.badHello(firstByte: first)
+            }
+            guard let bytes = buffer.getBytes(at: buffer.readerIndex, length: CellHello.size) else { return .needMoreData }
+            guard bytes.prefix(4).elementsEqual(CellHello.magic) else { throw CellProtocolError.badHello(firstByte: bytes[0]) }
+            buffer.moveReaderIndex(forwardBy: 4)
+            let hello = CellHello(major: buffer.readInteger()!, minor: buffer.readInteger()!)
+            awaitingHello = false
+            context.fireUserInboundEventTriggered(hello)
+            return .continue
         }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
         let size = Int(length)
-        guard size <= WireFrame.maximumSize else { throw CellWireError.frameTooLarge(size) }
-        guard size >= WireFrame.headerSize else { throw CellWireError.frameTooShort(size) }
+        guard size <= CellFrame.maximumSize else { throw CellProtocolError.frameTooLarge(size) }
+        guard size >= CellFrame.headerSize else { throw CellProtocolError.frameTooShort(size) }
         guard buffer.readableBytes >= 4 + size else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         let kindByte: UInt8 = buffer.readInteger()!
         let method: UInt8 = buffer.readInteger()!
         let callID: UInt32 = buffer.readInteger()!
         let argument: UInt32 = buffer.readInteger()!
-        let payload = buffer.readSlice(length: size - WireFrame.headerSize)!
-        guard let kind = WireFrame.Kind(rawValue: kindByte) else { throw CellWireError.unknownKind(kindByte) }
+        let payload = buffer.readSlice(length: size - CellFrame.headerSize)!
+        guard let kind = CellFrame.Kind(rawValue: kindByte) else { throw CellProtocolError.unknownKind(kindByte) }
         context.fireChannelRead(
-            Self.wrapInboundOut(WireFrame(kind: kind, method: method, callID: callID, argument: argument, payload: payload))
+            Self.wrapInboundOut(CellFrame(kind: kind, method: method, callID: callID, argument: argument, payload: payload))
         )
         return .continue
     }

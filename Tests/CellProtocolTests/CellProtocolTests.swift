@@ -5,12 +5,12 @@ import NIOPosix
 import Synchronization
 import Testing
 
-@testable import CellWire
+@testable import CellProtocol
 
 /// Answers method 1 with its payload after the delay in milliseconds the
 /// payload's first byte gives, fails method 2, sleeps 3 s on method 3,
 /// counts the calls of method 4, and counts the calls under way.
-struct EchoResponder: CellWireResponder {
+struct EchoResponder: CellProtocolResponder {
     let running = Counter()
     let fourthStarted = Counter()
 
@@ -55,7 +55,7 @@ private func payload(delay: UInt8, _ tag: UInt32) -> ByteBuffer {
     return buffer
 }
 
-private let logger = Logger(label: "cell-wire-test")
+private let logger = Logger(label: "cell-protocol-test")
 
 /// Waits (up to 5 s) until `condition` holds.
 private func waitUntil(_ condition: () -> Bool) async throws {
@@ -63,12 +63,12 @@ private func waitUntil(_ condition: () -> Bool) async throws {
     try #require(condition())
 }
 
-@Suite("Cell wire protocol")
-struct CellWireTests {
+@Suite("Cell protocol")
+struct CellProtocolTests {
     @Test("many concurrent calls on one connection each get their own answer, whatever order they finish in")
     func multiplexing() async throws {
-        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let server = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, logger: logger)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for tag in 0..<300 as Range<UInt32> {
                 group.addTask {
@@ -85,9 +85,9 @@ struct CellWireTests {
 
     @Test("a call the responder fails comes back as .failed with its reason; the connection stays usable")
     func failure() async throws {
-        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
-        await #expect(throws: CellWireError.failed("method 2 is not served")) {
+        let server = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, logger: logger)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
+        await #expect(throws: CellProtocolError.failed("method 2 is not served")) {
             try await connection.call(method: 2, payload: ByteBuffer(), timeout: .seconds(5))
         }
         let answer = try await connection.call(method: 1, payload: payload(delay: 0, 7), timeout: .seconds(5))
@@ -98,11 +98,11 @@ struct CellWireTests {
 
     @Test("a call not answered within its deadline fails with .deadlineExceeded; a later answer is dropped")
     func deadline() async throws {
-        let server = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(100), logger: logger
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, drainTimeout: .milliseconds(100), logger: logger
         )
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
-        await #expect(throws: CellWireError.deadlineExceeded) {
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
+        await #expect(throws: CellProtocolError.deadlineExceeded) {
             try await connection.call(method: 3, payload: ByteBuffer(), timeout: .milliseconds(100))
         }
         let answer = try await connection.call(method: 1, payload: payload(delay: 0, 9), timeout: .seconds(5))
@@ -114,24 +114,24 @@ struct CellWireTests {
     @Test("calls under way when the server goes fail with .connectionClosed, later ones fail fast, a new server is found again")
     func reconnect() async throws {
         let responder = EchoResponder()
-        let first = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: responder, drainTimeout: .milliseconds(50), logger: logger
+        let first = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: responder, tls: .disabled, drainTimeout: .milliseconds(50), logger: logger
         )
         let port = first.port
-        let connection = CellWireConnection(host: "127.0.0.1", port: port)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: port, tls: .disabled)
         _ = try await connection.call(method: 1, payload: payload(delay: 0, 1), timeout: .seconds(5))
         let slow = Task { try await connection.call(method: 3, payload: ByteBuffer(), timeout: .seconds(10)) }
         try await waitUntil { responder.running.current == 1 }
         await first.shutdown()
-        await #expect(throws: CellWireError.connectionClosed) { try await slow.value }
+        await #expect(throws: CellProtocolError.connectionClosed) { try await slow.value }
         await #expect {
             try await connection.call(method: 1, payload: payload(delay: 0, 2), timeout: .seconds(1))
         } throws: { error in
             // Closed (the close was not yet noticed) or unreachable (a new connection was refused).
-            if case CellWireError.unreachable = error { return true }
-            return error as? CellWireError == .connectionClosed
+            if case CellProtocolError.unreachable = error { return true }
+            return error as? CellProtocolError == .connectionClosed
         }
-        let second = try await CellWireServer.bind(host: "127.0.0.1", port: port, responder: EchoResponder(), logger: logger)
+        let second = try await CellProtocolServer.bind(host: "127.0.0.1", port: port, responder: EchoResponder(), tls: .disabled, logger: logger)
         var answered = false
         for _ in 0..<50 where !answered {
             answered = (try? await connection.call(method: 1, payload: payload(delay: 0, 3), timeout: .seconds(1))) != nil
@@ -145,10 +145,10 @@ struct CellWireTests {
     @Test("a connection holds at most the configured number of calls at once; the rest wait and are all answered")
     func backpressure() async throws {
         let responder = EchoResponder()
-        let server = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: responder, maximumCallsPerConnection: 4, logger: logger
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: responder, tls: .disabled, maximumCallsPerConnection: 4, logger: logger
         )
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for tag in 0..<40 as Range<UInt32> {
                 group.addTask { () async throws in
@@ -168,15 +168,15 @@ struct CellWireTests {
     @Test("a call whose caller stopped waiting while it queued behind others is never started")
     func expiredBeforeStart() async throws {
         let responder = EchoResponder()
-        let server = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: responder, maximumCallsPerConnection: 1, logger: logger
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: responder, tls: .disabled, maximumCallsPerConnection: 1, logger: logger
         )
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         _ = try await connection.call(method: 1, payload: payload(delay: 0, 0), timeout: .seconds(5))
         // Method 3 takes 3 s: long enough that the next call surely queues behind it, however busy the machine.
         let slow = Task { try await connection.call(method: 3, payload: payload(delay: 0, 1), timeout: .seconds(10)) }
         try await waitUntil { responder.running.current == 1 }
-        await #expect(throws: CellWireError.deadlineExceeded) {
+        await #expect(throws: CellProtocolError.deadlineExceeded) {
             try await connection.call(method: 4, payload: ByteBuffer(), timeout: .milliseconds(50))
         }
         #expect(try await slow.value == payload(delay: 0, 1))
@@ -189,12 +189,12 @@ struct CellWireTests {
     @Test("shutting a connection down lets its calls under way finish and refuses new ones")
     func gracefulClientShutdown() async throws {
         let responder = EchoResponder()
-        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: responder, logger: logger)
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let server = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: responder, tls: .disabled, logger: logger)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         let slow = Task { try await connection.call(method: 1, payload: payload(delay: 100, 5), timeout: .seconds(5)) }
         try await waitUntil { responder.running.current == 1 }
         connection.shutdown()
-        await #expect(throws: CellWireError.shutDown) {
+        await #expect(throws: CellProtocolError.shutDown) {
             try await connection.call(method: 1, payload: payload(delay: 0, 6), timeout: .seconds(1))
         }
         #expect(try await slow.value == payload(delay: 100, 5))
@@ -204,13 +204,13 @@ struct CellWireTests {
     @Test("a draining server finishes the calls under way and answers new ones with a failure it never starts")
     func drainingServer() async throws {
         let responder = EchoResponder()
-        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: responder, logger: logger)
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let server = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: responder, tls: .disabled, logger: logger)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         let slow = Task { try await connection.call(method: 3, payload: payload(delay: 0, 7), timeout: .seconds(10)) }
         try await waitUntil { responder.running.current == 1 }
         let draining = Task { await server.shutdown() }
         try await waitUntil { server.isDraining }
-        await #expect(throws: CellWireError.goingAway) {
+        await #expect(throws: CellProtocolError.goingAway) {
             try await connection.call(method: 4, payload: ByteBuffer(), timeout: .seconds(1))
         }
         #expect(responder.fourthStarted.most == 0)
@@ -221,14 +221,14 @@ struct CellWireTests {
 
     @Test("after three missed deadlines in a row a connection takes no new calls, lets its pending ones finish, and is replaced")
     func missedDeadlinesReplaceTheConnection() async throws {
-        let server = try await CellWireServer.bind(
-            host: "127.0.0.1", port: 0, responder: EchoResponder(), drainTimeout: .milliseconds(100), logger: logger
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, drainTimeout: .milliseconds(100), logger: logger
         )
-        let connection = CellWireConnection(host: "127.0.0.1", port: server.port)
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
         _ = try await connection.call(method: 1, payload: payload(delay: 0, 0), timeout: .seconds(5))
         let pending = Task { try await connection.call(method: 1, payload: payload(delay: 250, 1), timeout: .seconds(5)) }
         for _ in 0..<3 {
-            await #expect(throws: CellWireError.deadlineExceeded) {
+            await #expect(throws: CellProtocolError.deadlineExceeded) {
                 try await connection.call(method: 3, payload: ByteBuffer(), timeout: .milliseconds(30))
             }
         }
@@ -244,9 +244,9 @@ struct CellWireTests {
         await server.shutdown()
     }
 
-    @Test("a peer that does not start with the preamble is disconnected")
-    func preamble() async throws {
-        let server = try await CellWireServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), logger: logger)
+    @Test("a peer that does not start with the protocol's hello is disconnected")
+    func notTheProtocol() async throws {
+        let server = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, logger: logger)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: server.port).get()
         try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
@@ -255,72 +255,73 @@ struct CellWireTests {
     }
 }
 
-@Suite("Cell wire frames")
-struct WireFrameTests {
+@Suite("Cell protocol frames")
+struct CellFrameTests {
     @Test("frames split across reads are put back together; oversized and short frames are refused")
     func decoding() throws {
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: true)))
-        var bytes = ByteBuffer(bytes: WireFrame.preamble)
-        bytes.writeWireFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello"))
-        bytes.writeWireFrame(kind: .answer, method: 1, callID: 78, payload: ByteBuffer())
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(CellFrameDecoder()))
+        var bytes = ByteBuffer()
+        bytes.writeCellHello(.current)
+        bytes.writeCellFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello"))
+        bytes.writeCellFrame(kind: .answer, method: 1, callID: 78, payload: ByteBuffer())
         for index in 0..<bytes.readableBytes {
             try channel.writeInbound(bytes.getSlice(at: index, length: 1)!)
         }
-        let first = try #require(try channel.readInbound(as: WireFrame.self))
-        #expect(first == WireFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello")))
-        let second = try #require(try channel.readInbound(as: WireFrame.self))
+        let first = try #require(try channel.readInbound(as: CellFrame.self))
+        #expect(first == CellFrame(kind: .call, method: 4, callID: 77, payload: ByteBuffer(string: "hello")))
+        let second = try #require(try channel.readInbound(as: CellFrame.self))
         #expect(second.kind == .answer && second.callID == 78 && second.payload.readableBytes == 0)
 
         var huge = ByteBuffer()
-        huge.writeInteger(UInt32(WireFrame.maximumSize + 1))
-        #expect(throws: CellWireError.frameTooLarge(WireFrame.maximumSize + 1)) { try channel.writeInbound(huge) }
+        huge.writeInteger(UInt32(CellFrame.maximumSize + 1))
+        #expect(throws: CellProtocolError.frameTooLarge(CellFrame.maximumSize + 1)) { try channel.writeInbound(huge) }
 
-        let other = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+        let other = EmbeddedChannel(handler: ByteToMessageHandler(CellFrameDecoder(expectsHello: false)))
         var short = ByteBuffer()
         short.writeInteger(UInt32(2))
         short.writeInteger(UInt16(0))
-        #expect(throws: CellWireError.frameTooShort(2)) { try other.writeInbound(short) }
+        #expect(throws: CellProtocolError.frameTooShort(2)) { try other.writeInbound(short) }
 
-        let third = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+        let third = EmbeddedChannel(handler: ByteToMessageHandler(CellFrameDecoder(expectsHello: false)))
         var unknown = ByteBuffer()
-        unknown.writeWireFrame(kind: .call, method: 1, callID: 1, payload: ByteBuffer())
+        unknown.writeCellFrame(kind: .call, method: 1, callID: 1, payload: ByteBuffer())
         unknown.setInteger(UInt8(9), at: 4)
-        #expect(throws: CellWireError.unknownKind(9)) { try third.writeInbound(unknown) }
+        #expect(throws: CellProtocolError.unknownKind(9)) { try third.writeInbound(unknown) }
     }
 }
 
-extension WireFrameTests {
+extension CellFrameTests {
     @Test("a failure says in its header whether the call was started; the text does not decide it")
     func failureCodes() throws {
-        func failure(code: UInt32, reason: String) throws -> CellWireError? {
-            let channel = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder(expectsPreamble: false)))
+        func failure(code: UInt32, reason: String) throws -> CellProtocolError? {
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(CellFrameDecoder(expectsHello: false)))
             var bytes = ByteBuffer()
-            bytes.writeWireFrame(kind: .failure, method: 1, callID: 5, argument: code, payload: ByteBuffer(string: reason))
+            bytes.writeCellFrame(kind: .failure, method: 1, callID: 5, argument: code, payload: ByteBuffer(string: reason))
             try channel.writeInbound(bytes)
-            return try #require(try channel.readInbound(as: WireFrame.self)).failure
+            return try #require(try channel.readInbound(as: CellFrame.self)).failure
         }
-        #expect(try failure(code: WireFrame.FailureCode.goingAway.rawValue, reason: "draining") == .goingAway)
-        #expect(try failure(code: WireFrame.FailureCode.expiredBeforeStart.rawValue, reason: "late") == .expiredBeforeStart)
+        #expect(try failure(code: CellFrame.FailureCode.goingAway.rawValue, reason: "draining") == .goingAway)
+        #expect(try failure(code: CellFrame.FailureCode.expiredBeforeStart.rawValue, reason: "late") == .expiredBeforeStart)
         // A server that sends no code (0), whatever its text, and a code this build does not know: plain failures.
-        #expect(try failure(code: 0, reason: CellWireError.goingAway.description) == .failed(CellWireError.goingAway.description))
+        #expect(try failure(code: 0, reason: CellProtocolError.goingAway.description) == .failed(CellProtocolError.goingAway.description))
         #expect(try failure(code: 9, reason: "something new") == .failed("something new"))
         // The server's own refusals carry their codes; anything else is a plain failure.
-        #expect(CellWireError.goingAway.failureCode == .goingAway)
-        #expect(CellWireError.expiredBeforeStart.failureCode == .expiredBeforeStart)
-        #expect(CellWireError.deadlineExceeded.failureCode == .failed)
+        #expect(CellProtocolError.goingAway.failureCode == .goingAway)
+        #expect(CellProtocolError.expiredBeforeStart.failureCode == .expiredBeforeStart)
+        #expect(CellProtocolError.deadlineExceeded.failureCode == .failed)
         // Only calls carry a timeout.
-        #expect(WireFrame(kind: .failure, method: 1, callID: 1, argument: 2, payload: ByteBuffer()).timeoutMilliseconds == 0)
-        #expect(WireFrame(kind: .call, method: 1, callID: 1, argument: 250, payload: ByteBuffer()).timeoutMilliseconds == 250)
+        #expect(CellFrame(kind: .failure, method: 1, callID: 1, argument: 2, payload: ByteBuffer()).timeoutMilliseconds == 0)
+        #expect(CellFrame(kind: .call, method: 1, callID: 1, argument: 250, payload: ByteBuffer()).timeoutMilliseconds == 250)
     }
 }
 
-@Suite("Cell wire connection state")
-struct WireConnectionStateTests {
+@Suite("Cell protocol connection state")
+struct CellConnectionStateTests {
     final class Link {}
 
     @Test("connect once, fail fast while backing off (100 ms doubling to 2 s), reconnect after a close")
     func transitions() {
-        var state = WireConnectionState<Link, Int>()
+        var state = CellConnectionState<Link, Int>()
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
         guard case .connect = state.nextCall(now: start) else { Issue.record("expected connect"); return }
         state.connecting(1)

@@ -7,7 +7,7 @@ import NIOCore
 /// the one being made, make one, or fail at once while backing off after a
 /// failed attempt (100 ms, doubling up to 2 s), so that a dead cell service
 /// costs its callers nothing but a quick error.
-struct WireConnectionState<Connection: AnyObject, Attempt> {
+struct CellConnectionState<Connection: AnyObject, Attempt> {
     enum State {
         case idle
         case connecting(Attempt)
@@ -20,7 +20,7 @@ struct WireConnectionState<Connection: AnyObject, Attempt> {
         case use(Connection)
         case wait(Attempt)
         case connect
-        case fail(CellWireError)
+        case fail(CellProtocolError)
     }
 
     static var firstBackoff: TimeAmount { .milliseconds(100) }

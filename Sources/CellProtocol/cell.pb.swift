@@ -8,13 +8,23 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The RPC between OrderCell proxies and cell services.
+/// The messages of the cell protocol between OrderCell proxies and cell
+/// services (docs/cell-protocol.md). Each call of the protocol carries one
+/// request message and is answered by one reply message:
+///
+///   method 1  CreateOrder   CreateOrderRequest  -> CreateOrderReply
+///   method 2  ApplyCommand  ApplyCommandRequest -> ApplyCommandReply
+///   method 3  GetOrder      GetOrderRequest     -> GetOrderReply
+///   method 4  ListRefunds   OrderRef            -> ListRefundsReply
+///   method 5  ListEvents    OrderRef            -> ListEventsReply
+///   method 6  SetFault      Fault               -> Fault
+///   method 7  GetFault      GetFaultRequest     -> Fault
 ///
 /// Refusals of a request (an illegal transition, a conflict) are answers,
-/// carried in `refusal`; gRPC errors mean the cell itself failed, and the
-/// proxy answers them with order retry (creates) or cell_unavailable.
+/// carried in `refusal`; a failure frame means the cell itself failed, and
+/// the proxy answers it with order retry (creates) or cell_unavailable.
 ///
-/// Regenerate with scripts/generate-rpc after changing this file.
+/// Regenerate cell.pb.swift with scripts/generate-messages after changing this file.
 
 import SwiftProtobuf
 

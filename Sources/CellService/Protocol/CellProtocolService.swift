@@ -1,24 +1,53 @@
-import CellRPC
-import GRPCCore
+import CellProtocol
+import NIOCore
 import OrderModel
+import SwiftProtobuf
 
-/// The cell RPC of a cell service: its methods over the protobuf messages,
-/// served over gRPC (this type) and over the cell wire protocol
-/// (``CellWireService``).
+/// A cell service's face on the cell protocol: each call's request message
+/// in, the cell's operation, its reply message out.
 ///
 /// Refusals (``OrderError``) are answers and travel in the reply's
-/// `refusal`; a failure of the cell (storage down, drill fault) is thrown —
-/// the gRPC status `unavailable`, or a failure frame on the wire — and the
-/// proxy answers it with order retry or `cell_unavailable`.
-public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
+/// `refusal`; a failure of the cell (storage down, drill fault) is thrown,
+/// goes back as a failure frame, and the proxy answers it with order retry
+/// or `cell_unavailable`.
+public struct CellProtocolService: CellProtocolResponder {
     public let cell: CellService
 
     public init(cell: CellService) { self.cell = cell }
 
-    // MARK: - The methods, whatever the transport
+    /// A method number the protocol does not know.
+    struct UnknownMethod: Error, CustomStringConvertible {
+        let method: UInt8
+        var description: String { "the cell protocol has no method \(method)" }
+    }
 
+    /// The cell failed to serve a call (its storage, a drill fault); the text goes back in the failure frame.
+    struct CellFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    public func answer(
+        method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+    ) async throws -> ByteBuffer {
+        guard let method = CellMethod(rawValue: method) else { throw UnknownMethod(method: method) }
+        switch method {
+        case .createOrder:
+            return try await createOrder(try .init(framePayload: payload), deadline: deadline).framePayload(allocator: allocator)
+        case .applyCommand: return try await applyCommand(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .getOrder: return try await getOrder(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .listRefunds: return try await listRefunds(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .listEvents: return try await listEvents(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .setFault: return try setFault(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .getFault: return try RPCFault(cell.currentFault).framePayload(allocator: allocator)
+        }
+    }
+
+    // MARK: - The methods
+
+    /// A create still queued for a group commit when its caller's deadline
+    /// passes is never stored: the proxy may have made it in another cell.
     func createOrder(
-        _ request: Ordercell_Cell_V1_CreateOrderRequest, deadline: ContinuousClock.Instant? = nil
+        _ request: Ordercell_Cell_V1_CreateOrderRequest, deadline: ContinuousClock.Instant?
     ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
         var reply = Ordercell_Cell_V1_CreateOrderReply()
         do {
@@ -80,70 +109,24 @@ public struct CellRPCService: Ordercell_Cell_V1_Cell.SimpleServiceProtocol {
         return reply
     }
 
+    /// An invalid fault is a failure of the call (the operator's tool reports it), not a refusal of an order.
     func setFault(_ request: RPCFault) throws -> RPCFault {
         do {
             cell.inject(try request.domain())
         } catch {
-            throw RPCError(code: .invalidArgument, message: error.detail)
+            throw CellFailure(description: error.detail)
         }
         return RPCFault(cell.currentFault)
     }
 
-    func getFault() -> RPCFault { RPCFault(cell.currentFault) }
-
-    /// Lets refusals through and turns every failure of the cell into `unavailable`.
+    /// Lets refusals through and names the cell in every failure.
     private func answering<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let refusal as OrderError {
             throw refusal
         } catch {
-            throw RPCError(code: .unavailable, message: "cell \(cell.cell): \(error)")
+            throw CellFailure(description: "cell \(cell.cell): \(error)")
         }
-    }
-
-    // MARK: - gRPC
-
-    /// Creates read the caller's `grpc-timeout`, which the single-message
-    /// form of the method cannot see: a create still queued for a group
-    /// commit when the caller gives up must never be stored.
-    public func createOrder(
-        request: ServerRequest<Ordercell_Cell_V1_CreateOrderRequest>, context: ServerContext
-    ) async throws -> ServerResponse<Ordercell_Cell_V1_CreateOrderReply> {
-        let deadline = GRPCTimeout.deadline(in: request.metadata, from: .now)
-        return ServerResponse(message: try await createOrder(request.message, deadline: deadline), metadata: [:])
-    }
-
-    /// The single-message form the protocol requires; gRPC calls the form above, which has the deadline.
-    public func createOrder(
-        request: Ordercell_Cell_V1_CreateOrderRequest, context: ServerContext
-    ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
-        try await createOrder(request)
-    }
-
-    public func applyCommand(
-        request: Ordercell_Cell_V1_ApplyCommandRequest, context: ServerContext
-    ) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
-        try await applyCommand(request)
-    }
-
-    public func getOrder(request: Ordercell_Cell_V1_GetOrderRequest, context: ServerContext) async throws -> Ordercell_Cell_V1_GetOrderReply {
-        try await getOrder(request)
-    }
-
-    public func listRefunds(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListRefundsReply {
-        try await listRefunds(request)
-    }
-
-    public func listEvents(request: Ordercell_Cell_V1_OrderRef, context: ServerContext) async throws -> Ordercell_Cell_V1_ListEventsReply {
-        try await listEvents(request)
-    }
-
-    public func setFault(request: RPCFault, context: ServerContext) async throws -> RPCFault {
-        try setFault(request)
-    }
-
-    public func getFault(request: Ordercell_Cell_V1_GetFaultRequest, context: ServerContext) async throws -> RPCFault {
-        getFault()
     }
 }

@@ -3,7 +3,7 @@ import SwiftProtobuf
 
 /// The cell RPC's methods as numbered on the cell wire protocol; each
 /// carries the same protobuf messages as its gRPC namesake.
-public enum CellWireMethod: UInt8, Sendable, CaseIterable {
+public enum CellMethod: UInt8, Sendable, CaseIterable {
     case createOrder = 1
     case applyCommand = 2
     case getOrder = 3
@@ -15,12 +15,12 @@ public enum CellWireMethod: UInt8, Sendable, CaseIterable {
 
 extension SwiftProtobuf.Message {
     /// Decodes a message from a frame's payload.
-    public init(wirePayload payload: ByteBuffer) throws {
+    public init(framePayload payload: ByteBuffer) throws {
         try self.init(serializedBytes: Array(payload.readableBytesView))
     }
 
     /// Encodes the message as a frame's payload.
-    public func wirePayload(allocator: ByteBufferAllocator) throws -> ByteBuffer {
+    public func framePayload(allocator: ByteBufferAllocator) throws -> ByteBuffer {
         let bytes: [UInt8] = try serializedBytes()
         var buffer = allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)

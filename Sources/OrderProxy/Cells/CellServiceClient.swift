@@ -1,21 +1,19 @@
-import CellRPC
+import CellProtocol
 import CellRouting
-import CellWire
 import Logging
 import OrderModel
 import Synchronization
 
-/// The proxy's client of one cell over the cell RPC, over the cell's
+/// The proxy's client of one cell over the cell protocol, over the cell's
 /// service instances: creates go to the cell's active instance and other
 /// calls take turns (``CellInstancePreference``); a call that fails on one
 /// instance is tried once on each other (every cell call is idempotent),
-/// and the failed instance is passed over for a while. Each instance is
-/// reached over the transport its endpoint names (``CellServiceEndpoint``);
-/// connections are long-lived and multiplexed.
-public final class RPCCellClient: CellClient {
+/// and the failed instance is passed over for a while. Connections are
+/// long-lived and multiplexed.
+public final class CellServiceClient: CellClient {
     public let cell: CellID
-    public let endpoints: [String]
-    private let instances: [any CellServiceChannel]
+    public let endpoints: [CellServiceEndpoint]
+    private let instances: [CellServiceInstance]
     private let next = Atomic<Int>(0)
     private let preference: Mutex<CellInstancePreference>
     /// Each instance's last failure and when (on ``clock``), for operators; written only when a call fails.
@@ -29,14 +27,14 @@ public final class RPCCellClient: CellClient {
     public var enforcesOwnDeadline: Bool { true }
 
     /// - Parameters:
-    ///   - endpoints: each cell service instance of the cell, `wire://host:port` or `[grpc://]host:port`;
-    ///     the first that has not failed lately takes the creates.
+    ///   - endpoints: each cell service instance of the cell; the first that has not failed lately takes the creates.
+    ///   - tls: chosen explicitly (``CellClientTLS/disabled`` on loopback only).
     ///   - passOver: how long an instance whose call failed is passed over.
     ///   - clock: measures the pass-over time (monotonic by default).
     public init(
-        cell: CellID, endpoints: [String], timeout: Duration, passOver: Duration = .seconds(5),
-        clock: @escaping @Sendable () -> Timestamp = RPCCellClient.monotonicClock, logger: Logger = Logger(label: "ordercell.proxy")
-    ) throws {
+        cell: CellID, endpoints: [CellServiceEndpoint], tls: CellClientTLS, timeout: Duration, passOver: Duration = .seconds(5),
+        clock: @escaping @Sendable () -> Timestamp = CellServiceClient.monotonicClock, logger: Logger = Logger(label: "ordercell.proxy")
+    ) {
         self.cell = cell
         self.endpoints = endpoints
         self.timeout = timeout
@@ -50,22 +48,7 @@ public final class RPCCellClient: CellClient {
             )
         )
         self.lastFailures = Mutex(Array(repeating: nil, count: endpoints.count))
-        self.instances = try endpoints.map { text -> any CellServiceChannel in
-            let endpoint = try CellServiceEndpoint(parsing: text)
-            switch endpoint.transport {
-            case .grpc: return try GRPCCellServiceChannel(endpoint, text: text)
-            case .wire: return WireCellServiceChannel(endpoint, text: text)
-            }
-        }
-    }
-
-    /// Runs the connections until cancelled or shut down; the proxy runs this in the background.
-    public func run() async {
-        await withDiscardingTaskGroup { group in
-            for instance in instances {
-                group.addTask { await instance.run() }
-            }
-        }
+        self.instances = endpoints.map { CellServiceInstance($0, tls: tls) }
     }
 
     public func shutdown() {
@@ -80,7 +63,7 @@ public final class RPCCellClient: CellClient {
         let failures = lastFailures.withLock { $0 }
         return endpoints.indices.map { index in
             CellServiceInstanceStatus(
-                endpoint: endpoints[index], active: index == active, passedOver: failed[index], lastFailure: failures[index]?.reason,
+                endpoint: endpoints[index].description, active: index == active, passedOver: failed[index], lastFailure: failures[index]?.reason,
                 millisecondsSinceLastFailure: failures[index].map { now.millisecondsSinceEpoch - $0.at.millisecondsSinceEpoch }
             )
         }
@@ -102,7 +85,7 @@ public final class RPCCellClient: CellClient {
     /// (an overloaded instance: every proxy sees it alike) or a client shut
     /// down says nothing about the instance.
     public static func passesOver(_ error: any Error) -> Bool {
-        switch error as? CellWireError {
+        switch error as? CellProtocolError {
         case .expiredBeforeStart, .shutDown: false
         default: true
         }
@@ -111,9 +94,9 @@ public final class RPCCellClient: CellClient {
     /// Calls one instance after the other, starting with the cell's active
     /// instance (creates) or the next in turn (the rest).
     private func call<T: Sendable>(
-        creating: Bool = false, _ body: (any CellServiceChannel, Duration) async throws -> T
+        creating: Bool = false, _ body: (CellServiceInstance, Duration) async throws -> T
     ) async throws -> T {
-        guard !instances.isEmpty else { throw CellWireError.unreachable("cell \(cell) has no service endpoints") }
+        guard !instances.isEmpty else { throw CellProtocolError.unreachable("cell \(cell) has no service endpoints") }
         let started = clock()
         let turn = creating ? 0 : next.wrappingAdd(1, ordering: .relaxed).oldValue
         // One lock when every instance answers; failures and recoveries take one more each.
@@ -126,7 +109,7 @@ public final class RPCCellClient: CellClient {
                 let answer = try await body(instances[index], share)
                 // An instance that failed after this call started stays passed over (see CellInstancePreference).
                 if hasFailures || offset > 0, preference.withLock({ $0.answered(index, callStarted: started) }) {
-                    logger.notice("cell service answers again", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])"])
+                    logger.notice("cell service answers again", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index].description)"])
                 }
                 return answer
             } catch let refusal as OrderError {
@@ -139,7 +122,7 @@ public final class RPCCellClient: CellClient {
                 lastFailures.withLock { $0[index] = (reason, now) }
                 if Self.passesOver(error), preference.withLock({ $0.failed(index, at: now) }) {
                     logger.warning(
-                        "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index])", "error": "\(error)"]
+                        "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index].description)", "error": "\(error)"]
                     )
                 }
                 lastError = error
@@ -204,39 +187,38 @@ public final class RPCCellClient: CellClient {
 
 /// Cell RPC clients of every cell of the routing table, made on first use and
 /// remade when a cell's endpoints change. Also the drill control of a cluster.
-public final class RPCCellClients: CellClientProvider, CellDrillControl {
-    private let clients = Mutex<[CellID: RPCCellClient]>([:])
+public final class CellServiceClients: CellClientProvider, CellDrillControl {
+    private let clients = Mutex<[CellID: CellServiceClient]>([:])
     private let routes = Mutex<[CellID: CellRoute]>([:])
+    private let tls: CellClientTLS
     private let timeout: Duration
     private let logger: Logger
 
-    public init(timeout: Duration, logger: Logger) {
+    public init(tls: CellClientTLS, timeout: Duration, logger: Logger) {
+        self.tls = tls
         self.timeout = timeout
         self.logger = logger
     }
 
     public func client(for route: CellRoute) -> (any CellClient)? {
         // The hot path is one lock and an endpoint comparison; the rest only when a cell is new or moved.
-        let (client, created, replaced) = clients.withLock { clients -> (RPCCellClient?, Bool, RPCCellClient?) in
+        let (client, created, replaced) = clients.withLock { clients -> (CellServiceClient, Bool, CellServiceClient?) in
             if let existing = clients[route.id], existing.endpoints == route.endpoints { return (existing, false, nil) }
-            guard let made = try? RPCCellClient(cell: route.id, endpoints: route.endpoints, timeout: timeout, logger: logger) else {
-                return (nil, false, nil)
-            }
+            let made = CellServiceClient(cell: route.id, endpoints: route.endpoints, tls: tls, timeout: timeout, logger: logger)
             let old = clients[route.id]
             clients[route.id] = made
             return (made, true, old)
         }
-        if created { routes.withLock { $0[route.id] = route } }
-        if let client, created {
-            Task { await client.run() }
-            logger.info("cell client ready", metadata: ["cell": "\(route.id)", "endpoints": "\(route.endpoints)"])
+        if created {
+            routes.withLock { $0[route.id] = route }
+            logger.info("cell client ready", metadata: ["cell": "\(route.id)", "endpoints": "\(route.endpoints.map(\.description))"])
         }
         replaced?.shutdown()
         return client
     }
 
-    private func existing(_ cell: CellID) throws -> RPCCellClient {
-        guard let route = routes.withLock({ $0[cell] }), let client = client(for: route) as? RPCCellClient else {
+    private func existing(_ cell: CellID) throws -> CellServiceClient {
+        guard let route = routes.withLock({ $0[cell] }), let client = client(for: route) as? CellServiceClient else {
             throw OrderError(.notFound, "cell \(cell) has not been reached by this proxy yet")
         }
         return client

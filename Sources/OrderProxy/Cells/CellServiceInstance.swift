@@ -1,27 +1,29 @@
-import CellRPC
+import CellProtocol
 import CellRouting
-import CellWire
 import NIOCore
 import SwiftProtobuf
 
-/// A cell service instance spoken to over the cell wire protocol (one
-/// multiplexed TCP connection, a frame each way per call).
-struct WireCellServiceChannel: CellServiceChannel {
-    let endpoint: String
-    let connection: CellWireConnection
+/// One cell service instance as the proxy calls it: the cell protocol's
+/// methods over one multiplexed connection, a frame each way per call.
+///
+/// A method throws when the instance failed or could not be reached; the
+/// refusals of the cell come back inside the replies.
+struct CellServiceInstance: Sendable {
+    let endpoint: CellServiceEndpoint
+    let connection: CellProtocolConnection
 
-    init(_ endpoint: CellServiceEndpoint, text: String) {
-        self.endpoint = text
-        self.connection = CellWireConnection(host: endpoint.host, port: endpoint.port)
+    init(_ endpoint: CellServiceEndpoint, tls: CellClientTLS) {
+        self.endpoint = endpoint
+        self.connection = CellProtocolConnection(host: endpoint.host, port: endpoint.port, tls: tls)
     }
 
     private func call<Reply: SwiftProtobuf.Message>(
-        _ method: CellWireMethod, _ request: some SwiftProtobuf.Message, timeout: Duration
+        _ method: CellMethod, _ request: some SwiftProtobuf.Message, timeout: Duration
     ) async throws -> Reply {
         let answer = try await connection.call(
-            method: method.rawValue, payload: try request.wirePayload(allocator: ByteBufferAllocator()), timeout: timeout
+            method: method.rawValue, payload: try request.framePayload(allocator: ByteBufferAllocator()), timeout: timeout
         )
-        return try Reply(wirePayload: answer)
+        return try Reply(framePayload: answer)
     }
 
     func createOrder(_ request: Ordercell_Cell_V1_CreateOrderRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_CreateOrderReply {
@@ -52,6 +54,5 @@ struct WireCellServiceChannel: CellServiceChannel {
         try await call(.getFault, Ordercell_Cell_V1_GetFaultRequest(), timeout: timeout)
     }
 
-    func run() async {}
     func shutdown() { connection.shutdown() }
 }
