@@ -11,12 +11,21 @@ public final class CellProtocolConnection: Sendable {
     public let port: Int
     private let tls: CellClientTLS
     private let group: any EventLoopGroup
+    private let handshakeLimit: Duration
     private let state = Mutex(CellConnectionState<OpenCellConnection, EventLoopFuture<OpenCellConnection>>())
 
-    public init(host: String, port: Int, tls: CellClientTLS, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// - Parameter handshakeLimit: the most that TCP, TLS and the hellos may
+    ///   take together (a call's own deadline may cut it shorter). Two
+    ///   seconds leaves a release build's TLS handshake a wide margin while a
+    ///   dead endpoint is given up soon enough for the next one to be tried.
+    public init(
+        host: String, port: Int, tls: CellClientTLS, handshakeLimit: Duration = .seconds(2),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.host = host
         self.port = port
         self.tls = tls
+        self.handshakeLimit = handshakeLimit
         self.group = group
     }
 
@@ -76,8 +85,8 @@ public final class CellProtocolConnection: Sendable {
         let endpoint = "\(host):\(port)"
         let host = self.host
         let tls = self.tls
-        // TCP, TLS and the hellos together get what the first call may wait, at most 2 s.
-        let handshakeTimeout = min(TimeAmount(timeout), .seconds(2))
+        // TCP, TLS and the hellos together get what the first call may wait, at most the handshake limit.
+        let handshakeTimeout = TimeAmount(min(timeout, handshakeLimit))
         ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(handshakeTimeout)

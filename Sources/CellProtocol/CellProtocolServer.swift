@@ -108,6 +108,13 @@ public final class CellProtocolServer: Service {
         )
     }
 
+    /// A server let go without a shutdown stops accepting and closes its
+    /// connections as a shutdown would (the promise the quiescing completes
+    /// outlives it), rather than leaving its listener and promise behind.
+    deinit {
+        beginDraining()
+    }
+
     /// Serves until graceful shutdown or cancellation, then drains and returns when every connection has closed.
     public func run() async throws {
         await withTaskCancellationHandler {

@@ -24,16 +24,24 @@ public enum Command {
     }
 
     /// Runs a command to completion without blocking a concurrency thread.
+    ///
+    /// - Parameter timeLimit: when given, the command is killed once it has
+    ///   run this long and the run fails: a tool that hangs (a commit that
+    ///   waits for a standby that is gone) cannot hold its caller forever.
     @discardableResult
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> String {
+    public static func run(_ arguments: [String], environment: [String: String] = [:], timeLimit: Duration? = nil) async throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // Foundation's Process learns of the child's exit through a descriptor
         // the child inherits; a server started by the command (pg_ctl start)
         // would inherit it too and the command would never seem to end. The
         // command runs behind a shell that closes every descriptor above 2.
+        // `env --default-signal` gives the command the signal mask and
+        // handlers of a fresh shell: Process starts it from whichever thread
+        // asked, and the concurrency pool's threads block most signals — a
+        // pgbench started from one never saw the SIGALRM that ends its run.
         process.arguments = [
-            "bash", "-c",
+            "--default-signal", "bash", "-c",
             #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null; fi; done; exec "$@""#,
             "bash",
         ] + arguments
@@ -50,6 +58,13 @@ public enum Command {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
+        let limit: Task<Void, Never>? = timeLimit.map { timeLimit in
+            Task {
+                guard (try? await Task.sleep(for: timeLimit)) != nil else { return }
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            }
+        }
+        defer { limit?.cancel() }
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
             do {
@@ -59,7 +74,10 @@ public enum Command {
                 continuation.resume(throwing: error)
             }
         }
-        let text = (try? String(contentsOf: outputPath, encoding: .utf8)) ?? ""
+        var text = (try? String(contentsOf: outputPath, encoding: .utf8)) ?? ""
+        if process.terminationReason == .uncaughtSignal, status == SIGKILL, let timeLimit {
+            text += "\n(killed: still running after its time limit of \(timeLimit))"
+        }
         guard status == 0 else { throw Failure(command: arguments, status: status, output: text) }
         return text
     }

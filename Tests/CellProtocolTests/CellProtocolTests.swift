@@ -102,6 +102,8 @@ struct CellProtocolTests {
             host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, drainTimeout: .milliseconds(100), logger: logger
         )
         let connection = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled)
+        // Connected first: the short deadline is the call's, not the handshake's.
+        _ = try await connection.call(method: 1, payload: payload(delay: 0, 1), timeout: .seconds(5))
         await #expect(throws: CellProtocolError.deadlineExceeded) {
             try await connection.call(method: 3, payload: ByteBuffer(), timeout: .milliseconds(100))
         }

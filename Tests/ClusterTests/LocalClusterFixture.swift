@@ -74,3 +74,9 @@ struct LocalClusterTrait: SuiteTrait, TestScoping {
 extension Trait where Self == LocalClusterTrait {
     static func localCluster(cells: Int) -> Self { LocalClusterTrait(cells: cells) }
 }
+
+/// The suites that start a local cluster of their own run one after another
+/// (nested here, under `.serialized`): each cluster is a dozen processes,
+/// and two cores running several at once beside the rest of the suite
+/// starve the tests that check deadlines.
+@Suite(.serialized) struct LocalClusterSuites {}

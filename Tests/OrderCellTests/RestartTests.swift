@@ -37,13 +37,22 @@ final class DevProcess {
         self.output = dataDirectory.appendingPathComponent("stdout-\(UUID().uuidString).log")
     }
 
+    /// A test that fails half-way leaves no server running behind it.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     /// Starts the process and waits until it prints where it listens.
     func start() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the ordercell product first (scripts/test does): \(Self.binary.path)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.executableURL = Self.binary
         process.arguments = ["dev", "--port", "0", "--data-dir", dataDirectory.path, "--log-level", "error", "--admin-token", "t"]
+        // Both streams go to the file: a child holding the test runner's own
+        // stderr would keep `swift test` waiting for it after a crash.
         process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = process.standardOutput
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         for _ in 0..<600 {
             let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
