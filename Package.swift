@@ -186,7 +186,7 @@ let package = Package(
         .target(
             name: "OrderCellBench",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService",
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "LocalCluster",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -26,7 +26,8 @@ struct BenchCommand: AsyncParsableCommand {
             --compare runs the same create-only workload straight on one cell's store, on one cell service, \
             and through the proxy, in one run, and prints the ratios. Without --url it starts an embedded \
             system of its own; with --url and --postgres it compares a cluster's proxy with the same INSERT \
-            on that cell primary. --compare --workload query (embedded) does the same with reads of orders \
+            on that cell primary, sent by PostgresNIO and by pgbench (PostgreSQL's own C client, prepared \
+            statements; skipped with a note when pgbench is not installed). --compare --workload query (embedded) does the same with reads of orders \
             it created first: the proxy hop without the commit's fsync in the figures.
             """
     )
@@ -41,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
     )
     var workload = "mix"
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
-    @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT baseline.")
+    @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT and pgbench baselines.")
     var postgres: String?
     @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
     @Option(help: "With --compare and --url: one cell service of cell 1, host:port (the cell protocol), for a baseline without the proxy.")
@@ -212,6 +213,16 @@ struct BenchCommand: AsyncParsableCommand {
             }
             await settle()
             reports.append(await load("c. raw INSERT on the primary", RawPostgresScenario(client: client)))
+            await settle()
+            let pgbench = PgbenchRun(
+                host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password, database: endpoint.database,
+                sslMode: tls == .require ? "require" : "disable", clients: clients, rate: rate, warmup: .seconds(warmup), duration: .seconds(duration)
+            )
+            do {
+                reports.append(try await pgbench.run(name: "p. pgbench, the same INSERT (C, prepared)"))
+            } catch {
+                FileHandle.standardError.write(Data("note: pgbench could not run (\(error)); no pgbench baseline\n".utf8))
+            }
             let store = try await PostgresOrderStore.connect(cellSettings)
             await settle()
             reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
