@@ -31,11 +31,11 @@ enum OrderCellMain {
 /// The network-only processes (`ordercell cell`, `ordercell proxy`) do, unless
 /// started with `--no-executor-takeover`: a request then stays on the event
 /// loop that read it instead of hopping to the concurrency pool and back
-/// (measured: +28 % creates through a local cluster, docs/performance.md).
+/// (measured: +28 % creates through a local cluster, docs/performance-history.md).
 /// The embedded system (`dev`, `bench`) does only when asked with
 /// `--executor-takeover`: its SQLite commits run on GRDB's writer queue, so
 /// they do not block the loops, but it measured no faster (four A/B pairs,
-/// docs/performance.md). It must be decided before the first task starts,
+/// docs/performance-history.md). It must be decided before the first task starts,
 /// so it is read from the raw arguments; as with the parsed flag, the last
 /// of `--executor-takeover` / `--no-executor-takeover` wins.
 enum ExecutorTakeover {

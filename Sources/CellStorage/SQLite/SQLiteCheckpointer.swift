@@ -17,7 +17,7 @@ import Synchronization
 /// it, the writer copies the few pages left between two transactions, and
 /// the next commit starts the log afresh (``writerShouldFinish(_:)``). The
 /// writer keeps a high automatic threshold only as a backstop
-/// (docs/performance.md, sixth look).
+/// (docs/performance-history.md, sixth look).
 final class SQLiteCheckpointer: Sendable {
     /// How often the log is copied back.
     static let interval = Duration.milliseconds(100)
