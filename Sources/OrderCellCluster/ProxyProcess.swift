@@ -92,20 +92,15 @@ struct ControlRoutingChanges: RoutingChanges {
     let controlURL: String
 
     func blacklist(_ cell: CellID, _ entry: BlacklistEntry, by token: OperatorToken) async throws -> RoutingTable {
-        var body: [String: Any] = ["reason": entry.reason]
-        if let until = entry.until {
-            body["expires_in_seconds"] = max(1, Int((until.millisecondsSinceEpoch - entry.since.millisecondsSinceEpoch) / 1000))
-        }
-        return try await send(.PUT, "/admin/cells/\(cell)/blacklist", body: try JSONSerialization.data(withJSONObject: body), token: token)
+        let expiresIn = entry.until.map { max(1, ($0.millisecondsSinceEpoch - entry.since.millisecondsSinceEpoch) / 1000) }
+        return try await client(token).blacklist(cell, BlacklistRequest(reason: entry.reason, expiresInSeconds: expiresIn)).routing
     }
 
     func unblacklist(_ cell: CellID, by token: OperatorToken) async throws -> RoutingTable {
-        try await send(.DELETE, "/admin/cells/\(cell)/blacklist", body: nil, token: token)
+        try await client(token).unblacklist(cell, ReasonRequest()).routing
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, body: Data?, token: OperatorToken) async throws -> RoutingTable {
-        let client = ControlAdminClient(controlURL: controlURL, token: token.secret)
-        let data = try await client.send(method, path, body: body)
-        return try JSONDecoder().decode(ChangeResultView.self, from: data).routing
+    private func client(_ token: OperatorToken) -> ControlAdminClient {
+        ControlAdminClient(controlURL: controlURL, token: token.secret)
     }
 }

@@ -2,8 +2,8 @@ import ArgumentParser
 import CellRouting
 import ControlPlane
 import Foundation
-import NIOHTTP1
 import OrderCellCluster
+import OrderModel
 
 /// `ordercell admin`: the operator's command line over the control plane's admin API.
 struct AdminCommand: AsyncParsableCommand {
@@ -29,43 +29,38 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "Why the change is made (recorded in the audit log).") var reason: String
         @Option(help: "Refuse the change unless this routing version is current.") var expectedVersion: UInt64?
 
-        func body(_ fields: [String: Any] = [:]) throws -> Data {
-            var fields = fields
-            fields["reason"] = reason
-            if let expectedVersion { fields["expected_version"] = expectedVersion }
-            return try JSONSerialization.data(withJSONObject: fields)
-        }
+        var request: ReasonRequest { ReasonRequest(reason: reason, expectedVersion: expectedVersion) }
     }
 
-    static func printJSON(_ data: Data) {
-        guard let object = try? JSONSerialization.jsonObject(with: data),
-            let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        else { return say(String(decoding: data, as: UTF8.self)) }
-        say(String(decoding: pretty, as: UTF8.self))
+    /// Prints an answer as the admin API sent it: JSON, indented, keys sorted.
+    static func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        say(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
-    static func printChange(_ data: Data) throws {
-        let result = try JSONDecoder().decode(ChangeResultView.self, from: data)
+    static func printChange(_ result: ChangeResultView) {
         say("published routing release \(result.version) by \(result.author)")
         for change in result.changes { say("  \(change)") }
         if result.changes.isEmpty { say("  (nothing changed)") }
     }
 
-    static func send(_ connection: Connection, _ method: HTTPMethod, _ path: String, body: Data? = nil, change: Bool = false) async throws {
-        let data = try await connection.client.send(method, path, body: body)
-        if change { try printChange(data) } else { printJSON(data) }
+    /// A cell number from the command line, refused before anything is sent when out of range.
+    static func cellID(_ number: Int) throws -> CellID {
+        guard let cell = CellID(number) else { throw ValidationError("a cell number is 0...\(CellID.maximum), got \(number)") }
+        return cell
     }
 
     struct Cells: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the cells: partition, state, weight, version, blacklist, health.")
         @OptionGroup var connection: Connection
-        func run() async throws { try await send(connection, .GET, "/admin/cells") }
+        func run() async throws { try printJSON(try await connection.client.cells()) }
     }
 
     struct Partitions: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the partitions, their cells and the merchant rules.")
         @OptionGroup var connection: Connection
-        func run() async throws { try await send(connection, .GET, "/admin/partitions") }
+        func run() async throws { try printJSON(try await connection.client.partitions()) }
     }
 
     struct Releases: AsyncParsableCommand {
@@ -73,11 +68,9 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
         @Option(help: "How many releases.") var limit = 20
         func run() async throws {
-            let data = try await connection.client.send(.GET, "/admin/releases?limit=\(limit)")
-            let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            for release in object?["releases"] as? [[String: Any]] ?? [] {
-                let rolledBack = (release["rolled_back_to"] as? Int).map { " (rollback to \($0))" } ?? ""
-                say("\(release["version"] ?? "?")  \(release["created_at"] ?? "")  \(release["author"] ?? "")\(rolledBack)  \(release["reason"] ?? "")")
+            for release in try await connection.client.releases(limit: limit).releases {
+                let rolledBack = release.rolledBackTo.map { " (rollback to \($0))" } ?? ""
+                say("\(release.version)  \(release.createdAt)  \(release.author)\(rolledBack)  \(release.reason)")
             }
         }
     }
@@ -88,15 +81,10 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The release (routing version).") var version: UInt64
         @Flag(help: "Print the whole routing document too.") var full = false
         func run() async throws {
-            let data = try await connection.client.send(.GET, "/admin/releases/\(version)")
-            let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-            say("release \(version) by \(object["author"] ?? "?") at \(object["created_at"] ?? "?"): \(object["reason"] ?? "")")
-            for change in object["changes"] as? [[String: Any]] ?? [] {
-                say("  \(change["path"] ?? ""): \(change["before"] ?? "—") → \(change["after"] ?? "—")")
-            }
-            if full, let routing = object["routing"] {
-                printJSON(try JSONSerialization.data(withJSONObject: routing))
-            }
+            let release = try await connection.client.release(version)
+            say("release \(version) by \(release.author) at \(release.createdAt): \(release.reason)")
+            for change in release.changes { say("  \(change)") }
+            if full { try printJSON(release.routing) }
         }
     }
 
@@ -106,7 +94,7 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The release to return to.") var version: UInt64
         @OptionGroup var change: Change
         func run() async throws {
-            try await send(connection, .POST, "/admin/releases/\(version)/rollback", body: try change.body(), change: true)
+            printChange(try await connection.client.rollback(to: version, change.request))
         }
     }
 
@@ -130,10 +118,12 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "The software release it runs.") var versionLabel: String?
         @OptionGroup var change: Change
         func run() async throws {
-            var fields: [String: Any] = ["cell_id": cell, "partition": partition, "weight": weight, "state": state, "endpoints": endpoint]
-            if let primary { fields["storage"] = ["primary": primary, "replicas": replica] }
-            if let versionLabel { fields["version_label"] = versionLabel }
-            try await send(connection, .POST, "/admin/cells", body: try change.body(fields), change: true)
+            let request = AddCellRequest(
+                cellID: cell, partition: partition, state: state, weight: weight, endpoints: endpoint,
+                storage: primary.map { CellStorageRoute(primary: $0, replicas: replica) }, versionLabel: versionLabel,
+                reason: change.reason, expectedVersion: change.expectedVersion
+            )
+            printChange(try await connection.client.addCell(request))
         }
     }
 
@@ -147,12 +137,11 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "Software release label.") var versionLabel: String?
         @OptionGroup var change: Change
         func run() async throws {
-            var fields: [String: Any] = [:]
-            if let weight { fields["weight"] = weight }
-            if let state { fields["state"] = state }
-            if let partition { fields["partition"] = partition }
-            if let versionLabel { fields["version_label"] = versionLabel }
-            try await send(connection, .PATCH, "/admin/cells/\(cell)", body: try change.body(fields), change: true)
+            let request = CellPatchRequest(
+                partition: partition, state: state, weight: weight, versionLabel: versionLabel, reason: change.reason,
+                expectedVersion: change.expectedVersion
+            )
+            printChange(try await connection.client.updateCell(try cellID(cell), request))
         }
     }
 
@@ -160,12 +149,11 @@ struct AdminCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Keep a cell out of new-order placement.")
         @OptionGroup var connection: Connection
         @Argument(help: "The cell number.") var cell: Int
-        @Option(help: "Lift the blacklist by itself after this many seconds.") var expiresIn: Int?
+        @Option(help: "Lift the blacklist by itself after this many seconds.") var expiresIn: Int64?
         @OptionGroup var change: Change
         func run() async throws {
-            var fields: [String: Any] = [:]
-            if let expiresIn { fields["expires_in_seconds"] = expiresIn }
-            try await send(connection, .PUT, "/admin/cells/\(cell)/blacklist", body: try change.body(fields), change: true)
+            let request = BlacklistRequest(reason: change.reason, expiresInSeconds: expiresIn, expectedVersion: change.expectedVersion)
+            printChange(try await connection.client.blacklist(try cellID(cell), request))
         }
     }
 
@@ -175,7 +163,7 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The cell number.") var cell: Int
         @OptionGroup var change: Change
         func run() async throws {
-            try await send(connection, .DELETE, "/admin/cells/\(cell)/blacklist", body: try change.body(), change: true)
+            printChange(try await connection.client.unblacklist(try cellID(cell), change.request))
         }
     }
 
@@ -185,7 +173,11 @@ struct AdminCommand: AsyncParsableCommand {
         )
         @OptionGroup var connection: Connection
         @Argument(help: "The cell number.") var cell: Int
-        func run() async throws { say(try await connection.client.failover(cell: cell)) }
+        func run() async throws {
+            let result = try await connection.client.failover(try cellID(cell))
+            let storage = result.routing.cells.values.first { Int($0.id.rawValue) == cell }?.storage
+            say("cell \(cell) failed over: primary is now \(storage?.primary ?? "?"); routing version \(result.version)")
+        }
     }
 
     struct PartitionAdmin: AsyncParsableCommand {
@@ -200,9 +192,8 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "Partition new orders spill to when this one has no healthy cell (default: fail).") var spillTo: String?
         @OptionGroup var change: Change
         func run() async throws {
-            var fields: [String: Any] = ["kind": kind]
-            if let spillTo { fields["spill_to"] = spillTo }
-            try await send(connection, .PUT, "/admin/partitions/\(name)", body: try change.body(fields), change: true)
+            let request = PartitionRequest(kind: kind, spillTo: spillTo, reason: change.reason, expectedVersion: change.expectedVersion)
+            printChange(try await connection.client.setPartition(name, request))
         }
     }
 
@@ -219,7 +210,8 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The partition.") var partition: String
         @OptionGroup var change: Change
         func run() async throws {
-            try await send(connection, .PUT, "/admin/merchants/\(merchant)/partition", body: try change.body(["partition": partition]), change: true)
+            let request = MerchantPartitionRequest(partition: partition, reason: change.reason, expectedVersion: change.expectedVersion)
+            printChange(try await connection.client.pinMerchant(merchant, request))
         }
     }
 
@@ -229,7 +221,7 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The merchant id.") var merchant: String
         @OptionGroup var change: Change
         func run() async throws {
-            try await send(connection, .DELETE, "/admin/merchants/\(merchant)/partition", body: try change.body(), change: true)
+            printChange(try await connection.client.unpinMerchant(merchant, change.request))
         }
     }
 
@@ -243,7 +235,7 @@ struct AdminCommand: AsyncParsableCommand {
     struct ShowConfig: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the current config.")
         @OptionGroup var connection: Connection
-        func run() async throws { try await send(connection, .GET, "/admin/config") }
+        func run() async throws { try printJSON(try await connection.client.config()) }
     }
 
     struct SetConfig: AsyncParsableCommand {
@@ -267,7 +259,7 @@ struct AdminCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = connection.client
-            let current = try JSONDecoder().decode(CurrentConfig.self, from: try await client.send(.GET, "/admin/config"))
+            let current = try await client.config()
             var policy = current.policy
             if let canaryPartition {
                 policy.canary = canaryPartition == "none" ? nil : CanaryRule(
@@ -299,18 +291,9 @@ struct AdminCommand: AsyncParsableCommand {
                 guard parts.count == 2, let value = Bool(parts[1]) else { throw ValidationError("--flag is name=true|false") }
                 policy.flags[parts[0]] = value
             }
-            let policyObject = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(policy))
-            var fields: [String: Any] = ["policy": policyObject, "reason": change.reason]
             // Made against the version read, so a concurrent change is refused rather than overwritten.
-            fields["expected_version"] = change.expectedVersion ?? current.routingVersion
-            let data = try await client.send(.PUT, "/admin/config", body: try JSONSerialization.data(withJSONObject: fields))
-            try printChange(data)
-        }
-
-        struct CurrentConfig: Decodable {
-            var routingVersion: UInt64
-            var policy: TrafficPolicy
-            enum CodingKeys: String, CodingKey { case routingVersion = "routing_version", policy }
+            let request = ConfigRequest(policy: policy, reason: change.reason, expectedVersion: change.expectedVersion ?? current.routingVersion)
+            printChange(try await client.setConfig(request))
         }
     }
 }

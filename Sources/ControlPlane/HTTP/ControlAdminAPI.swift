@@ -103,7 +103,7 @@ public struct ControlAdminAPI: Sendable {
         // MARK: Changing (operator)
         routes.on(.post, p + "/admin/cells") { request, _ in
             let token = try tokens.authorize(request, as: .operator)
-            let body = try await HTTPBodies.decode(AddCellBody.self, from: request)
+            let body = try await HTTPBodies.decode(AddCellRequest.self, from: request)
             let route = try body.route()
             return try await publish(request, token, body.reason, body.expectedVersion, "add cell \(route.id) to \(route.partition)") {
                 try $0.addingCell(route)
@@ -112,7 +112,7 @@ public struct ControlAdminAPI: Sendable {
         routes.on(.patch, p + "/admin/cells/{cell_id}") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
-            let body = try await HTTPBodies.decode(CellPatchBody.self, from: request)
+            let body = try await HTTPBodies.decode(CellPatchRequest.self, from: request)
             let state = try body.state.map(Self.cellState)
             let endpoints = try OperatorInput.endpoints(body.endpoints)
             let partition = try body.partition.map(Self.partitionName)
@@ -130,7 +130,7 @@ public struct ControlAdminAPI: Sendable {
         routes.on(.put, p + "/admin/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
-            let body = try await HTTPBodies.decodeIfPresent(ControlBlacklistBody.self, from: request)
+            let body = try await HTTPBodies.decodeIfPresent(BlacklistRequest.self, from: request)
             let entry = try BlacklistEntry(requestedAt: clock(), reason: body?.reason, expiresInSeconds: body?.expiresInSeconds)
             return try await publish(request, token, entry.reason, body?.expectedVersion, "blacklist cell \(cell)") {
                 try $0.blacklisting(cell, entry)
@@ -139,7 +139,7 @@ public struct ControlAdminAPI: Sendable {
         routes.on(.delete, p + "/admin/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
-            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
             return try await publish(request, token, body?.reason, body?.expectedVersion, "unblacklist cell \(cell)") {
                 try $0.unblacklisting(cell)
             }
@@ -164,7 +164,7 @@ public struct ControlAdminAPI: Sendable {
         routes.on(.put, p + "/admin/partitions/{partition}") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let name = try Self.partitionName(context.parameters.get("partition") ?? "")
-            let body = try await HTTPBodies.decode(PartitionBody.self, from: request)
+            let body = try await HTTPBodies.decode(PartitionRequest.self, from: request)
             guard let kind = PartitionKind(rawValue: body.kind) else {
                 throw OrderError.invalidRequest("kind must be vip, normal, canary or cold, got '\(body.kind.prefix(16))'")
             }
@@ -177,7 +177,7 @@ public struct ControlAdminAPI: Sendable {
             let token = try tokens.authorize(request, as: .operator)
             let merchant = context.parameters.get("merchant_id") ?? ""
             try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
-            let body = try await HTTPBodies.decode(MerchantPartitionBody.self, from: request)
+            let body = try await HTTPBodies.decode(MerchantPartitionRequest.self, from: request)
             let partition = try Self.partitionName(body.partition)
             return try await publish(request, token, body.reason, body.expectedVersion, "pin merchant \(merchant) to \(partition)") {
                 try $0.pinningMerchant(merchant, to: partition)
@@ -187,21 +187,21 @@ public struct ControlAdminAPI: Sendable {
             let token = try tokens.authorize(request, as: .operator)
             let merchant = context.parameters.get("merchant_id") ?? ""
             try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
-            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
             return try await publish(request, token, body?.reason, body?.expectedVersion, "unpin merchant \(merchant)") {
                 try $0.pinningMerchant(merchant, to: nil)
             }
         }
         routes.on(.put, p + "/admin/config") { request, _ in
             let token = try tokens.authorize(request, as: .operator)
-            let body = try await HTTPBodies.decode(ConfigBody.self, from: request)
+            let body = try await HTTPBodies.decode(ConfigRequest.self, from: request)
             let policy = try body.validated()
             return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(policy) }
         }
         routes.on(.post, p + "/admin/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let version = try Self.version(context)
-            let body = try await HTTPBodies.decodeIfPresent(ReasonBody.self, from: request)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
             let reason = body?.reason ?? "no reason given"
             try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
             let expected = try Self.expectedVersion(request, body?.expectedVersion)

@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import CellRouting
+import Foundation
+import NIOCore
+import NIOHTTP1
+import OrderModel
+
+/// The one client of the control plane's admin API: `ordercell admin`, and
+/// proxies forwarding an operator's change with the operator's own token.
+///
+/// It sends the same request types the control plane decodes
+/// (``AddCellRequest``, ``BlacklistRequest``, …) and decodes the same views
+/// it encodes, so the two sides cannot drift apart field by field. A refusal
+/// comes back as the control plane's typed ``OrderError`` (its problem's
+/// `code` and `detail`).
+public struct ControlAdminClient: Sendable {
+    public var controlURL: String
+    public var token: String
+
+    public init(controlURL: String, token: String) {
+        self.controlURL = controlURL
+        self.token = token
+    }
+
+    // MARK: Reading (viewer)
+
+    public func routing() async throws -> RoutingTable { try await get("/admin/routing") }
+    public func cells() async throws -> ControlCellListView { try await get("/admin/cells") }
+    public func partitions() async throws -> PartitionListView { try await get("/admin/partitions") }
+    public func config() async throws -> ConfigView { try await get("/admin/config") }
+    public func releases(limit: Int = 50) async throws -> ReleaseListView { try await get("/admin/releases?limit=\(limit)") }
+    public func release(_ version: UInt64) async throws -> ReleaseView { try await get("/admin/releases/\(version)") }
+
+    // MARK: Changing (operator); each answers the release it published
+
+    public func addCell(_ request: AddCellRequest) async throws -> ChangeResultView {
+        try await change(.POST, "/admin/cells", request)
+    }
+
+    public func updateCell(_ cell: CellID, _ request: CellPatchRequest) async throws -> ChangeResultView {
+        try await change(.PATCH, "/admin/cells/\(cell)", request)
+    }
+
+    public func blacklist(_ cell: CellID, _ request: BlacklistRequest) async throws -> ChangeResultView {
+        try await change(.PUT, "/admin/cells/\(cell)/blacklist", request)
+    }
+
+    public func unblacklist(_ cell: CellID, _ request: ReasonRequest) async throws -> ChangeResultView {
+        try await change(.DELETE, "/admin/cells/\(cell)/blacklist", request)
+    }
+
+    /// Promotes the cell's replica (cluster); PostgreSQL's promotion can take a while.
+    public func failover(_ cell: CellID) async throws -> ChangeResultView {
+        try await decode(try await send(.POST, "/admin/cells/\(cell)/failover", body: nil, timeout: .seconds(120)))
+    }
+
+    public func setPartition(_ name: String, _ request: PartitionRequest) async throws -> ChangeResultView {
+        try await change(.PUT, "/admin/partitions/\(Self.pathSegment(name))", request)
+    }
+
+    public func pinMerchant(_ merchant: String, _ request: MerchantPartitionRequest) async throws -> ChangeResultView {
+        try await change(.PUT, "/admin/merchants/\(Self.pathSegment(merchant))/partition", request)
+    }
+
+    public func unpinMerchant(_ merchant: String, _ request: ReasonRequest) async throws -> ChangeResultView {
+        try await change(.DELETE, "/admin/merchants/\(Self.pathSegment(merchant))/partition", request)
+    }
+
+    public func setConfig(_ request: ConfigRequest) async throws -> ChangeResultView {
+        try await change(.PUT, "/admin/config", request)
+    }
+
+    public func rollback(to version: UInt64, _ request: ReasonRequest) async throws -> ChangeResultView {
+        try await change(.POST, "/admin/releases/\(version)/rollback", request)
+    }
+
+    // MARK: Transport
+
+    private func get<Answer: Decodable>(_ path: String) async throws -> Answer {
+        try await decode(try await send(.GET, path, body: nil))
+    }
+
+    private func change(_ method: HTTPMethod, _ path: String, _ request: some Encodable) async throws -> ChangeResultView {
+        try await decode(try await send(method, path, body: try JSONEncoder().encode(request)))
+    }
+
+    private func decode<Answer: Decodable>(_ data: Data) async throws -> Answer {
+        do {
+            return try JSONDecoder().decode(Answer.self, from: data)
+        } catch {
+            throw OrderError(.internalError, "the control plane's answer is not a \(Answer.self): \(error)")
+        }
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, body: Data?, timeout: TimeAmount = .seconds(30)) async throws -> Data {
+        var request = HTTPClientRequest(url: controlURL + path)
+        request.method = method
+        request.headers.add(name: "authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let data = Data((try await response.body.collect(upTo: 16 << 20)).readableBytesView)
+        guard (200..<300).contains(response.status.code) else {
+            let problem = try? JSONDecoder().decode(ProblemBody.self, from: data)
+            let code = problem.flatMap { OrderErrorCode(rawValue: $0.code) } ?? .internalError
+            throw OrderError(code, problem?.detail ?? "\(response.status) \(String(decoding: data.prefix(512), as: UTF8.self))")
+        }
+        return data
+    }
+
+    /// The fields of an `application/problem+json` answer the client reads.
+    private struct ProblemBody: Decodable {
+        var code: String
+        var detail: String?
+    }
+
+    /// Merchant ids and partition names are checked identifiers on the server; escaped here all the same.
+    static func pathSegment(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text
+    }
+}
