@@ -87,31 +87,34 @@ public final class CellProtocolConnection: Sendable {
         let tls = self.tls
         // TCP, TLS and the hellos together get what the first call may wait, at most the handshake limit.
         let handshakeTimeout = TimeAmount(min(timeout, handshakeLimit))
-        ClientBootstrap(group: group)
+        // The handshake's outcome is a promise made before the connection, so
+        // that it is known even when the server answers and closes before the
+        // connect future's callbacks run (a refused version, say): looking the
+        // handler up in the pipeline then would find it already removed.
+        let loop = group.next()
+        let ready = loop.makePromise(of: Void.self)
+        ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(handshakeTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try tls.addHandler(to: channel, host: host)
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(CellFrameDecoder()), CellClientHandler(ready: channel.eventLoop.makePromise(), tls: tls.isEnabled),
+                        ByteToMessageHandler(CellFrameDecoder()), CellClientHandler(ready: ready, tls: tls.isEnabled),
                     ])
                 }
             }
             .connect(host: host, port: port)
             .flatMap { channel -> EventLoopFuture<OpenCellConnection> in
-                let handler: NIOLoopBound<CellClientHandler>
-                do {
-                    handler = NIOLoopBound(try channel.pipeline.syncOperations.handler(type: CellClientHandler.self), eventLoop: channel.eventLoop)
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
                 let stalled = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
-                    handler.value.handshakeFailed(.unreachable("no hello within \(handshakeTimeout.nanoseconds / 1_000_000) ms"))
+                    ready.fail(CellProtocolError.unreachable("no hello within \(handshakeTimeout.nanoseconds / 1_000_000) ms"))
+                    channel.close(promise: nil)
                 }
-                return handler.value.ready.futureResult.map {
-                    stalled.cancel()
-                    return OpenCellConnection(channel: channel, handler: handler)
+                return ready.futureResult.always { _ in stalled.cancel() }.flatMapThrowing {
+                    guard let handler = try? channel.pipeline.syncOperations.handler(type: CellClientHandler.self) else {
+                        throw CellProtocolError.unreachable("the cell service closed the connection right after its hello")
+                    }
+                    return OpenCellConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
             .whenComplete { [self] result in
@@ -125,6 +128,8 @@ public final class CellProtocolConnection: Sendable {
                     connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.closed(connection) } }
                     promise.succeed(connection)
                 case .failure(let error):
+                    // A connection never made leaves its handshake unsettled.
+                    ready.fail(error)
                     let failure = Self.connectFailure(error, endpoint: endpoint)
                     state.withLock { $0.connectFailed(reason: failure.description, now: .now()) }
                     promise.fail(failure)
