@@ -1,26 +1,21 @@
-import Foundation
-import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOHTTPTypesHTTP1
 import NIOPosix
-import OrderModel
 import ServiceLifecycle
-import Synchronization
 
-/// The HTTP/1.1 server of the order API: a plain NIO pipeline that hands
-/// each complete request to a Hummingbird router and writes its response.
+/// The HTTP/1.1 server of the order API: Hummingbird's server (binding,
+/// accepting, graceful shutdown) with the order API's connection handling
+/// plugged in as its child channel (``OrderHTTPChannel``), which hands each
+/// complete request to a Hummingbird router and writes its response.
 ///
-/// Hummingbird's own server bridges every connection into an async
-/// sequence and gives every request a task-local logger; on two cores that
-/// machinery was 0.17–0.22 ms of a 0.4–0.5 ms round trip at p50 and the
-/// proxy's largest CPU cost (docs/performance.md). Here the event loop reads
-/// and decodes the request, one task runs the router (on the same loop when
-/// the process runs Swift concurrency on the event loops), and the answer is
-/// written in one go. Routes, middleware and handlers are the router's,
-/// unchanged.
+/// Hummingbird's own HTTP/1 child channel bridges every connection into an
+/// async sequence and gives every request a task-local logger; on two cores
+/// that machinery was 0.17–0.22 ms of a 0.4–0.5 ms round trip at p50 and the
+/// proxy's largest CPU cost (docs/performance.md). The routes, middleware
+/// and handlers are the router's, unchanged; only the connection's reading
+/// and writing differ.
 ///
 /// Keep-alive and pipelined requests are answered in order (NIO's pipelining
 /// assistance); after a response that says `Connection: close` nothing more
@@ -28,9 +23,9 @@ import Synchronization
 /// (the rest of it read and dropped, so the client sees the answer) and the
 /// connection closed; a connection that sends nothing for ``idleTimeout``
 /// (between requests or in the middle of one) is closed. On graceful
-/// shutdown it stops accepting, lets the requests under way finish, and
-/// closes every connection once it has answered; on cancellation it closes
-/// everything at once.
+/// shutdown Hummingbird stops accepting and tells every connection to quiesce:
+/// each lets its request under way finish and closes once it has answered;
+/// on cancellation everything closes at once.
 public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
     public var host: String
     public var port: Int
@@ -43,7 +38,7 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     private let onGracefulShutdown: @Sendable () -> Void
 
     /// - Parameter onGracefulShutdown: called when a graceful shutdown
-    ///   begins, before the server drains its connections: the place to
+    ///   begins, while the server drains its connections: the place to
     ///   answer requests that would otherwise wait (long polls).
     public init(
         host: String, port: Int, responder: Responder, serverName: String = "OrderCell",
@@ -63,337 +58,27 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     }
 
     public func run() async throws {
-        let connections = OpenConnections()
-        let handlerSettings = OrderHTTPHandler<Responder>.Settings(
-            responder: responder, serverName: serverName, maximumBodyBytes: maximumBodyBytes, logger: logger, dates: HTTPDateCache()
+        let channel = OrderHTTPChannel(
+            settings: .init(responder: responder, serverName: serverName, maximumBodyBytes: maximumBodyBytes, logger: logger, dates: HTTPDateCache()),
+            idleTimeout: idleTimeout
         )
-        let idleTimeout = self.idleTimeout
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let logger = self.logger
+        let onServerRunning = self.onServerRunning
+        let server = channel.server(
             // Bursts of new connections (a client pool growing under a stall) must not overflow
             // the accept queue: a dropped SYN costs its client a 1 s retransmission.
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // A client that half-closes after its request still gets the answer.
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: idleTimeout), OrderHTTPHandler(handlerSettings),
-                    ])
-                    connections.opened(channel)
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
-        logger.info("order API listening", metadata: ["address": "\(server.localAddress.map { "\($0)" } ?? "?")"])
-        await onServerRunning(server.localAddress?.port ?? 0)
-        // Serve until a graceful shutdown or cancellation; then drain (graceful) or close (cancelled).
-        await withTaskCancellationOrGracefulShutdownHandler {
-            try? await server.closeFuture.get()
-        } onCancelOrGracefulShutdown: { [onGracefulShutdown] in
-            server.close(promise: nil)
+            configuration: ServerConfiguration(address: .hostname(host, port: port), serverName: serverName, backlog: 4096, reuseAddress: true),
+            onServerRunning: { channel in
+                logger.info("order API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                await onServerRunning(channel.localAddress?.port ?? 0)
+            },
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: logger
+        )
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: { [onGracefulShutdown] in
             onGracefulShutdown()
         }
-        try? await server.closeFuture.get()
-        if Task.isCancelled {
-            connections.closeAll()
-        } else {
-            await connections.quiesce()
-        }
-    }
-}
-
-/// The server's open connections, so that a graceful shutdown can close
-/// each once it has answered what it was asked.
-final class OpenConnections: Sendable {
-    private let state = Mutex<(channels: [ObjectIdentifier: any Channel], closing: Bool)>(([:], false))
-
-    /// Registers a new connection; one accepted while the server is closing is told to close when idle at once.
-    func opened(_ channel: any Channel) {
-        let key = ObjectIdentifier(channel)
-        let closing = state.withLock { state in
-            state.channels[key] = channel
-            return state.closing
-        }
-        channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.channels.removeValue(forKey: key) } }
-        if closing { channel.pipeline.fireUserInboundEventTriggered(CloseConnectionWhenIdle()) }
-    }
-
-    /// Closes every connection now.
-    func closeAll() {
-        let open = state.withLock { state in
-            state.closing = true
-            return Array(state.channels.values)
-        }
-        for channel in open { channel.close(promise: nil) }
-    }
-
-    /// Asks every connection to close once idle and waits for them (at most 10 s, then closes them).
-    func quiesce() async {
-        let open = state.withLock { state in
-            state.closing = true
-            return Array(state.channels.values)
-        }
-        for channel in open { channel.pipeline.fireUserInboundEventTriggered(CloseConnectionWhenIdle()) }
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        for channel in open {
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero { channel.close(promise: nil) }
-            let timer = channel.eventLoop.scheduleTask(in: TimeAmount(max(remaining, .zero))) { channel.close(promise: nil) }
-            try? await channel.closeFuture.get()
-            timer.cancel()
-        }
-    }
-}
-
-/// Asks a connection to close as soon as it has no request under way.
-struct CloseConnectionWhenIdle {}
-
-/// One connection's requests: collects each (head, body, end), runs the
-/// router in a task, writes the response, and keeps the connection's
-/// keep-alive, body-size and shutdown rules.
-final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler where Responder.Context == BasicRequestContext {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    /// What every connection's handler shares.
-    struct Settings: Sendable {
-        var responder: Responder
-        var serverName: String
-        var maximumBodyBytes: Int
-        var logger: Logger
-        var dates: HTTPDateCache
-    }
-
-    private enum State {
-        case idle
-        case receiving(HTTPRequestHead, ByteBuffer)
-        /// The body was too large and refused; the rest of it is read and dropped, then the connection closes.
-        case discarding
-        case responding(keepAlive: Bool)
-        /// The last response said `Connection: close`: nothing more is read.
-        case closed
-    }
-
-    private let settings: Settings
-    private var state = State.idle
-    private var closeWhenIdle = false
-
-    init(_ settings: Settings) { self.settings = settings }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch (unwrapInboundIn(data), state) {
-        case (.head(let head), .idle):
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > settings.maximumBodyBytes {
-                refuseTooLarge(context: context, version: head.version)
-                return
-            }
-            state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
-        case (.body(var chunk), .receiving(let head, var body)):
-            guard body.readableBytes + chunk.readableBytes <= settings.maximumBodyBytes else {
-                refuseTooLarge(context: context, version: head.version)
-                return
-            }
-            body.writeBuffer(&chunk)
-            state = .receiving(head, body)
-        case (.end, .receiving(let head, let body)):
-            state = .responding(keepAlive: head.isKeepAlive && !closeWhenIdle)
-            handle(context: context, head: head, body: body)
-        case (.body, .discarding):
-            break
-        case (.end, .discarding):
-            context.close(promise: nil)
-        case (_, .closed):
-            break
-        default:
-            // Parts out of order cannot come from NIO's decoder; refuse rather than guess.
-            context.close(promise: nil)
-        }
-    }
-
-    /// A request NIO cannot decode is answered 400 problem+json (not NIO's
-    /// empty 400), and the connection closes: the decoder cannot go on after
-    /// it. NIO's pipelining assistance holds such an error back until the
-    /// response under way has ended, so there is none to interleave with.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        settings.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
-        switch state {
-        case .idle, .receiving:
-            guard error is HTTPParserError else { break }
-            let refusal = OrderError.invalidRequest("the request is not valid HTTP/1.1 (\(error))")
-            state = .responding(keepAlive: false)
-            finish(context: context, version: .http1_1, head: Problem.response(refusal).head, body: ByteBuffer(string: Problem.json(refusal)))
-            return
-        case .responding:
-            // Answer what is under way, then close.
-            closeWhenIdle = true
-            return
-        case .closed:
-            // The last answer is being written; its completion closes the connection.
-            return
-        case .discarding:
-            break
-        }
-        context.close(promise: nil)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case is CloseConnectionWhenIdle:
-            closeWhenIdle = true
-            if case .idle = state { context.close(promise: nil) }
-        case ChannelEvent.inputClosed:
-            // The client sent all it will: answer what is under way, then close.
-            closeWhenIdle = true
-            switch state {
-            case .responding: break
-            default: context.close(promise: nil)
-            }
-        case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
-            // Silent between requests, or in the middle of one (a stalled body): closed.
-            if case .responding = state { break }
-            context.close(promise: nil)
-        default:
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    private func handle(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
-        let request: Request
-        do {
-            request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: RequestBody(buffer: body))
-        } catch {
-            let refusal = OrderError.invalidRequest("the request head is not valid HTTP: \(error)")
-            state = .responding(keepAlive: false)
-            finish(context: context, version: head.version, head: Problem.response(refusal).head, body: ByteBuffer(string: Problem.json(refusal)))
-            return
-        }
-        let settings = self.settings
-        let channel = context.channel
-        let version = head.version
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        Task {
-            let requestContext = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: settings.logger))
-            var response: Response
-            do {
-                response = try await settings.responder.respond(to: request, context: requestContext)
-            } catch {
-                settings.logger.error("unhandled error", metadata: ["error": "\(error)"])
-                response = Problem.response(OrderError(.internalError, "the request could not be answered"))
-            }
-            let collector = BodyCollector()
-            do {
-                try await response.body.write(BodyCollector.Writer(collector: collector))
-            } catch {
-                settings.logger.error("response body failed", metadata: ["error": "\(error)"])
-                channel.close(promise: nil)
-                return
-            }
-            let head = response.head
-            let collected = collector.buffer.withLock { $0 }
-            if channel.eventLoop.inEventLoop {
-                let (handler, context) = loopBound.value
-                handler.finish(context: context, version: version, head: head, body: collected)
-            } else {
-                channel.eventLoop.execute {
-                    let (handler, context) = loopBound.value
-                    handler.finish(context: context, version: version, head: head, body: collected)
-                }
-            }
-        }
-    }
-
-    /// Answers 413 before the router sees the request, stops sending, and
-    /// reads and drops the rest of the body (closing the socket while the
-    /// client still sends would reset the connection and lose the answer);
-    /// the connection closes at the request's end, its EOF, or the idle timeout.
-    private func refuseTooLarge(context: ChannelHandlerContext, version: HTTPVersion) {
-        state = .discarding
-        let error = OrderError(.payloadTooLarge, "the request body is larger than \(settings.maximumBodyBytes) bytes")
-        write(context: context, version: version, head: Problem.response(error).head, body: ByteBuffer(string: Problem.json(error)), closes: true)
-            .whenComplete { [channel = context.channel] _ in channel.close(mode: .output, promise: nil) }
-    }
-
-    /// Writes head, body and end in one flush, then keeps or closes the connection.
-    private func finish(context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer) {
-        guard case .responding(let keepAlive) = state else { return }
-        let closes = !keepAlive || closeWhenIdle
-        // Settled before writing: the response's end lets NIO's pipelining
-        // assistance hand over the next buffered request at once, from inside
-        // the write — to be served, or ignored after a `Connection: close`.
-        state = closes ? .closed : .idle
-        if closes {
-            // NIO's pipelining assistance then drops the requests it holds behind
-            // this one and closes the connection after this response's end.
-            context.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
-        let written = write(context: context, version: version, head: head, body: body, closes: closes)
-        if closes { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
-    }
-
-    /// Writes one response — head with its length, date, server and
-    /// connection headers, body, end — in one flush; the future is the end's.
-    private func write(
-        context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer, closes: Bool
-    ) -> EventLoopFuture<Void> {
-        var response = HTTPResponseHead(head)
-        response.version = version
-        // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
-        let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
-        var body = body
-        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes)) }
-        response.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
-        response.headers.replaceOrAdd(name: "Server", value: settings.serverName)
-        if closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(response)), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        return context.writeAndFlush(wrapOutboundOut(.end(nil)))
-    }
-
-}
-
-/// Collects a response body's buffers: the order API's bodies are small and
-/// written whole, so the response goes out in one write with its length.
-final class BodyCollector: Sendable {
-    let buffer = Mutex(ByteBuffer())
-
-    struct Writer: ResponseBodyWriter {
-        let collector: BodyCollector
-        mutating func write(_ buffer: ByteBuffer) async throws {
-            var buffer = buffer
-            collector.buffer.withLock { $0.writeBuffer(&buffer) }
-        }
-        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
-    }
-}
-
-/// The `Date` header's text, made at most once a second.
-final class HTTPDateCache: Sendable {
-    private let cached = Mutex<(second: Int, text: String)>((-1, ""))
-
-    func current() -> String {
-        let now = Date()
-        let second = Int(now.timeIntervalSince1970)
-        if let text = cached.withLock({ $0.second == second ? $0.text : nil }) { return text }
-        let text = Self.format(now)
-        cached.withLock { $0 = (second, text) }
-        return text
-    }
-
-    private static let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    /// RFC 9110 IMF-fixdate, e.g. `Sun, 22 Nov 2026 07:42:11 GMT`.
-    static func format(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "GMT")!
-        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        let days = Int(floor(date.timeIntervalSince1970 / 86_400))
-        let weekday = weekdays[((days % 7) + 7) % 7]
-        func two(_ value: Int?) -> String { let v = value ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
-        return "\(weekday), \(two(parts.day)) \(months[(parts.month ?? 1) - 1]) \(parts.year ?? 1970) \(two(parts.hour)):\(two(parts.minute)):\(two(parts.second)) GMT"
     }
 }
