@@ -1,3 +1,4 @@
+import Foundation
 import CellProtocol
 import CellRouting
 import CellService
@@ -54,28 +55,42 @@ public struct CellProcess: Sendable {
         let cell = self.cell
         let (primary, replicas) = try Self.storage(of: cell, in: table)
         let configuration = PostgresCellConfiguration(primary: primary, replicas: replicas, tls: tls)
-        let store = try await FollowingPostgresStore(configuration, logger: logger)
+        // Its sessions name the process, so an operator (or a test) tells the cell's services apart in pg_stat_activity.
+        let store = FollowingPostgresStore(configuration, applicationName: "ordercell-cell \(cell) pid \(getpid())", logger: logger)
         let service = CellService(cell: cell, store: store, groupCommit: groupCommit, clock: wallClock, logger: logger)
-        let server = try await CellProtocolServer.bind(
-            host: host, port: port, responder: CellProtocolService(cell: service), tls: protocolTLS, logger: logger
-        )
         let follower = TaskService {
             await watcher.watch(from: table) { table in
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
-                guard let (primary, replicas) = try? Self.storage(of: cell, in: table) else { return }
+                let storage: (PostgresEndpoint, [PostgresEndpoint])
                 do {
-                    try await store.follow(primary: primary, replicas: replicas)
+                    storage = try Self.storage(of: cell, in: table)
+                } catch {
+                    logger.error("the routing table names no usable storage for the cell; staying on the current one", metadata: ["error": "\(error)"])
+                    return
+                }
+                do {
+                    try await store.follow(primary: storage.0, replicas: storage.1)
                 } catch {
                     logger.error("cannot switch to the new storage of the cell", metadata: ["error": "\(error)"])
                 }
             }
         }
-        logger.notice(
-            "cell service starting",
-            metadata: ["cell": "\(cell)", "port": "\(server.port)", "primary": "\(primary)"]
+        // The cell protocol is served once the schema is current, so no call meets a missing table.
+        let (host, port, protocolTLS) = (self.host, self.port, self.protocolTLS)
+        let serving = ServingAfter(
+            prepare: { try await store.migrate() },
+            server: {
+                let server = try await CellProtocolServer.bind(
+                    host: host, port: port, responder: CellProtocolService(cell: service), tls: protocolTLS, logger: logger
+                )
+                logger.notice("cell service starting", metadata: ["cell": "\(cell)", "port": "\(server.port)", "primary": "\(primary)"])
+                return server
+            }
         )
+        // Shut down in reverse: the server drains first; the store's connections close last.
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: server), .init(service: ExpirySweeper(cells: [service], logger: logger)), .init(service: follower),
+            .init(service: store), .init(service: follower), .init(service: ExpirySweeper(cells: [service], logger: logger)),
+            .init(service: serving),
         ]
         let group = ServiceGroup(
             configuration: .init(
@@ -84,13 +99,24 @@ public struct CellProcess: Sendable {
             )
         )
         try await group.run()
+        // Only after the group: the server has drained and the store's run() has returned, so its connections are closed.
+        logger.notice("cell service stopped: calls under way answered, storage connections closed", metadata: ["cell": "\(cell)"])
     }
 
     static func storage(of cell: CellID, in table: RoutingTable) throws -> (PostgresEndpoint, [PostgresEndpoint]) {
         guard let route = table.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
-        guard let storage = route.storage, let primary = PostgresEndpoint(url: storage.primary) else {
+        guard let storage = route.storage else {
             throw OrderError.invalidRequest("cell \(cell) has no PostgreSQL storage in the routing table")
         }
-        return (primary, storage.replicas.compactMap { PostgresEndpoint(url: $0) })
+        func endpoint(_ url: String, _ field: String) throws -> PostgresEndpoint {
+            guard let endpoint = PostgresEndpoint(url: url) else {
+                // Not echoed: the URL may hold a password.
+                throw OrderError.invalidRequest("cell \(cell)'s storage.\(field) is not a postgres://user@host:port/database URL")
+            }
+            return endpoint
+        }
+        let primary = try endpoint(storage.primary, "primary")
+        let replicas = try storage.replicas.enumerated().map { try endpoint($1, "replicas[\($0)]") }
+        return (primary, replicas)
     }
 }

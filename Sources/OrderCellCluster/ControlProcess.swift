@@ -54,9 +54,18 @@ public struct ControlProcess: Sendable {
             // Not echoed: the URL may hold a password.
             throw ValidationFailure("--database must be postgres://user[:password]@host:port/database")
         }
-        let store: PostgresRoutingReleaseStore
+        // The release store's connections outlive the service group: they close once its last service has stopped.
+        let store = PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { await store.run() }
+            defer { store.close() }
+            try await serve(store, at: url, logger: logger)
+        }
+    }
+
+    private func serve(_ store: PostgresRoutingReleaseStore, at url: PostgresEndpoint, logger: Logger) async throws {
         do {
-            store = try await PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
+            try await store.prepare()
         } catch {
             let why = await PostgresServerProbe.diagnose(url, tls: databaseTLS, flag: "--database-tls", failure: error, logger: logger)
             throw ValidationFailure("the control database could not be used: \(why)")
@@ -77,16 +86,17 @@ public struct ControlProcess: Sendable {
             // Followers' long polls are answered at once rather than cut when the drain gives up.
             onGracefulShutdown: { control.endLongPolls() }
         )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
+        // Shut down in reverse: the server drains first, the cell clients close last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: clients)]
         if let healthCheck {
             clients.prepare(for: control.routingTable)
             control.onPublish { clients.prepare(for: $0) }
             services.append(.init(service: HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger)))
         }
+        services.append(.init(service: application))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        clients.shutdown()
     }
 }
 

@@ -76,12 +76,13 @@ public struct ProxyProcess: Sendable {
         let application = OrderHTTPServer(host: host, port: port, responder: api.buildRouter().buildResponder(), logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: application), .init(service: follower)], gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
+                // Shut down in reverse: the server drains first, then the follower stops, the cell clients close last.
+                services: [.init(service: clients), .init(service: follower), .init(service: application)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
             )
         )
         try await group.run()
-        clients.shutdown()
+        logger.notice("proxy stopped: requests under way answered, cell connections closed")
     }
 }
 

@@ -223,10 +223,12 @@ struct BenchCommand: AsyncParsableCommand {
             } catch {
                 FileHandle.standardError.write(Data("note: pgbench could not run (\(error)); no pgbench baseline\n".utf8))
             }
-            let store = try await PostgresOrderStore.connect(cellSettings)
-            await settle()
-            reports.append(await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999))))
-            store.close()
+            reports.append(
+                try await PostgresOrderStore.withStore(cellSettings) { store in
+                    await settle()
+                    return await load("a. the cell's PostgreSQL store", DirectStoreScenario(store: store, cell: CellID(unchecked: 9999)))
+                }
+            )
         }
         if let cellService {
             let endpoint: CellServiceEndpoint

@@ -37,7 +37,7 @@ extension OrderStoreSuite {
         configuration.replicas = []
         configuration.callTimeout = .seconds(3)
         let capture = LogCapture()
-        await #expect(throws: (any Error).self) { try await PostgresOrderStore.connect(configuration, logger: capture.logger) }
+        await #expect(throws: (any Error).self) { try await PostgresOrderStore.withStore(configuration, logger: capture.logger) { _ in } }
         let failures = capture.lines.withLock { $0 }.filter { $0.hasPrefix("Connection creation failed") }
         #expect(!failures.isEmpty && failures.allSatisfy { $0.contains("sslUnsupported") }, "\(failures.prefix(3))")
     }

@@ -15,27 +15,27 @@ struct ReplicaReadTests {
         configuration.maximumReplicaLag = .milliseconds(300)
         var logger = Logger(label: "ordercell.test.replica")
         logger.logLevel = .error
-        let store = try await PostgresOrderStore.connect(configuration, logger: logger)
-        defer { store.close() }
-        let now = Timestamp(secondsSinceEpoch: 1_795_301_599)
-        let order = Order(
-            id: try OrderID(cell: CellID(1)!, createdAt: now, sequence: 1), merchantID: "m", outTradeNo: "lag-1", amount: 100,
-            currency: Currency(code: "USD")!, description: nil, createdAt: now, expiresAt: now.adding(seconds: 600)
-        )
-        _ = try await store.insert(order)
-        // The replica catches up and is measured fresh.
-        try await waitUntil { store.replicaLag.first?.lag.map { $0 < .milliseconds(300) } ?? false }
+        try await PostgresOrderStore.withStore(configuration, logger: logger) { store in
+            let now = Timestamp(secondsSinceEpoch: 1_795_301_599)
+            let order = Order(
+                id: try OrderID(cell: CellID(1)!, createdAt: now, sequence: 1), merchantID: "m", outTradeNo: "lag-1", amount: 100,
+                currency: Currency(code: "USD")!, description: nil, createdAt: now, expiresAt: now.adding(seconds: 600)
+            )
+            _ = try await store.insert(order)
+            // The replica catches up and is measured fresh.
+            try await waitUntil { store.replicaLag.first?.lag.map { $0 < .milliseconds(300) } ?? false }
 
-        // Replay stops on the replica: it receives WAL but no longer applies it.
-        try await psql(servers.replica, database: configuration.primary.database, "SELECT pg_wal_replay_pause()")
-        _ = try await store.apply(.pay(paymentID: "p", amount: 100), to: order.id, now: now)
-        try await waitUntil { store.replicaLag.first?.lag.map { $0 > .milliseconds(300) } ?? false }
-        // The replica still has the unpaid order; an eventual read must not return it.
-        #expect(try await store.order(order.id, consistency: .eventual)?.status == .paid)
+            // Replay stops on the replica: it receives WAL but no longer applies it.
+            try await psql(servers.replica, database: configuration.primary.database, "SELECT pg_wal_replay_pause()")
+            _ = try await store.apply(.pay(paymentID: "p", amount: 100), to: order.id, now: now)
+            try await waitUntil { store.replicaLag.first?.lag.map { $0 > .milliseconds(300) } ?? false }
+            // The replica still has the unpaid order; an eventual read must not return it.
+            #expect(try await store.order(order.id, consistency: .eventual)?.status == .paid)
 
-        try await psql(servers.replica, database: configuration.primary.database, "SELECT pg_wal_replay_resume()")
-        try await waitUntil { store.replicaLag.first?.lag.map { $0 < .milliseconds(300) } ?? false }
-        #expect(try await store.order(order.id, consistency: .eventual)?.status == .paid)
+            try await psql(servers.replica, database: configuration.primary.database, "SELECT pg_wal_replay_resume()")
+            try await waitUntil { store.replicaLag.first?.lag.map { $0 < .milliseconds(300) } ?? false }
+            #expect(try await store.order(order.id, consistency: .eventual)?.status == .paid)
+        }
     }
 
     func waitUntil(_ condition: () -> Bool) async throws {

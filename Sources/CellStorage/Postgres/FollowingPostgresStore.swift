@@ -1,11 +1,16 @@
 import Logging
 import OrderModel
+import ServiceLifecycle
 import Synchronization
 
 /// A cell's PostgreSQL storage that follows the routing table: when the
 /// cell's primary or replicas change (a failover), it connects to the new
 /// servers and switches every later call to them, without a restart.
-public final class FollowingPostgresStore: OrderStore {
+///
+/// A `Service`: ``run()`` runs the current store's connections and those of
+/// every store it switches to; a store switched away from is closed once
+/// the calls under way on it have had their time.
+public final class FollowingPostgresStore: OrderStore, Service {
     private struct Current: Sendable {
         var primary: PostgresEndpoint
         var replicas: [PostgresEndpoint]
@@ -14,15 +19,50 @@ public final class FollowingPostgresStore: OrderStore {
 
     private let current: Mutex<Current>
     private let template: PostgresCellConfiguration
+    private let applicationName: String
     private let logger: Logger
+    /// What ``run()`` does with the stores: run the first and each one switched to, retire those switched from.
+    private enum Lifecycle: Sendable {
+        case start(PostgresOrderStore)
+        case retire(PostgresOrderStore)
+    }
+    private let lifecycle = AsyncStream<Lifecycle>.makeStream()
 
-    /// Connects to the servers of `configuration`.
-    public init(_ configuration: PostgresCellConfiguration, logger: Logger) async throws {
-        let store = try await PostgresOrderStore.connect(configuration, logger: logger)
+    /// A store of the servers of `configuration`; nothing connects until ``run()``.
+    /// - Parameter applicationName: what its sessions show in `pg_stat_activity`.
+    public init(_ configuration: PostgresCellConfiguration, applicationName: String = "ordercell-cell", logger: Logger) {
+        let store = PostgresOrderStore(configuration, applicationName: applicationName, logger: logger)
+        self.applicationName = applicationName
         self.current = Mutex(Current(primary: configuration.primary, replicas: configuration.replicas, store: store))
         self.template = configuration
         self.logger = logger
+        lifecycle.continuation.yield(.start(store))
     }
+
+    /// Runs the stores' connections until a graceful shutdown or
+    /// cancellation, and a store switched away from until it is retired.
+    public func run() async {
+        let (events, retirement) = (lifecycle.stream, template.callTimeout * 2)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await event in events {
+                    switch event {
+                    case .start(let store):
+                        group.addTask { await store.run() }
+                    case .retire(let store):
+                        // Calls already under way on the old servers finish or time out meanwhile.
+                        group.addTask {
+                            try? await Task.sleep(for: retirement)
+                            store.close()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Migrates the current primary's schema; needs ``run()`` running.
+    public func migrate() async throws { try await store.migrate() }
 
     /// The primary calls go to now.
     public var primary: PostgresEndpoint { current.withLock { $0.primary } }
@@ -30,8 +70,8 @@ public final class FollowingPostgresStore: OrderStore {
     /// The store calls go to now.
     public var store: PostgresOrderStore { current.withLock { $0.store } }
 
-    /// Switches to new servers if they differ from the current ones.
-    /// Returns whether it switched.
+    /// Switches to new servers if they differ from the current ones, once
+    /// the new primary answers. Returns whether it switched.
     @discardableResult
     public func follow(primary: PostgresEndpoint, replicas: [PostgresEndpoint]) async throws -> Bool {
         let unchanged = current.withLock { $0.primary == primary && $0.replicas == replicas }
@@ -39,18 +79,20 @@ public final class FollowingPostgresStore: OrderStore {
         var configuration = template
         configuration.primary = primary
         configuration.replicas = replicas
-        let store = try await PostgresOrderStore.connect(configuration, logger: logger)
-        let old = current.withLock { current -> PostgresOrderStore in
-            let old = current.store
-            current = Current(primary: primary, replicas: replicas, store: store)
-            return old
+        let store = PostgresOrderStore(configuration, applicationName: applicationName, logger: logger)
+        lifecycle.continuation.yield(.start(store))
+        do {
+            try await store.migrate()
+        } catch {
+            store.close()
+            throw error
         }
+        let old = current.withLock { current in
+            defer { current = Current(primary: primary, replicas: replicas, store: store) }
+            return current.store
+        }
+        lifecycle.continuation.yield(.retire(old))
         logger.notice("cell storage switched", metadata: ["primary": "\(primary)", "replicas": "\(replicas)"])
-        // Calls already under way on the old servers finish or time out on their own.
-        Task {
-            try? await Task.sleep(for: template.callTimeout * 2)
-            old.close()
-        }
         return true
     }
 

@@ -2,6 +2,7 @@ import AsyncDeadline
 import Logging
 import OrderModel
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// A cell's storage on PostgreSQL: a primary for writes and strong reads,
@@ -14,13 +15,19 @@ import Synchronization
 /// ``PostgresCellConfiguration/maximumReplicaLag`` is left out of reads,
 /// which then fall back to the primary; when the primary is down, eventual
 /// reads are served by any replica that answers.
-public final class PostgresOrderStore: OrderStore {
+///
+/// The store is a `Service`: its connection pools and lag measurements live
+/// in ``run()``, which its process runs in its service group (or
+/// ``withStore(_:applicationName:logger:_:)`` for one task). Calls wait for
+/// a connection until `run()` has started; `run()` returns, with every
+/// connection closed, on graceful shutdown, cancellation or ``close()``.
+public final class PostgresOrderStore: OrderStore, Service {
     public let configuration: PostgresCellConfiguration
     private let primary: PostgresClient
     private let replicas: [Replica]
     private let machine = OrderStateMachine()
     private let logger: Logger
-    private let runTask: Task<Void, Never>
+    private let closing = AsyncStream<Never>.makeStream()
 
     /// One replica and the lag last measured on it (`nil`: not reachable).
     final class Replica: Sendable {
@@ -33,34 +40,15 @@ public final class PostgresOrderStore: OrderStore {
         }
     }
 
-    private init(configuration: PostgresCellConfiguration, primary: PostgresClient, replicas: [Replica], logger: Logger) {
+    /// A store of the cell's servers; nothing connects until ``run()``.
+    public init(_ configuration: PostgresCellConfiguration, applicationName: String = "ordercell-cell", logger: Logger = Logger(label: "ordercell.postgres")) {
         self.configuration = configuration
-        self.primary = primary
-        self.replicas = replicas
         self.logger = logger
-        let lagInterval = Duration.milliseconds(250)
-        let deadline = configuration.callTimeout
-        self.runTask = Task {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await primary.run() }
-                for replica in replicas {
-                    group.addTask { await replica.client.run() }
-                    group.addTask { await Self.measureLag(of: replica, every: lagInterval, deadline: deadline, logger: logger) }
-                }
-            }
-        }
-    }
-
-    /// Connects to the cell's servers and migrates the primary's schema.
-    public static func connect(
-        _ configuration: PostgresCellConfiguration, applicationName: String = "ordercell-cell",
-        logger: Logger = Logger(label: "ordercell.postgres")
-    ) async throws -> PostgresOrderStore {
-        let primary = PostgresClient(
+        self.primary = PostgresClient(
             configuration: configuration.clientConfiguration(for: configuration.primary, applicationName: applicationName),
             backgroundLogger: logger
         )
-        let replicas = configuration.replicas.map { endpoint in
+        self.replicas = configuration.replicas.map { endpoint in
             Replica(
                 endpoint: endpoint,
                 client: PostgresClient(
@@ -69,20 +57,61 @@ public final class PostgresOrderStore: OrderStore {
                 )
             )
         }
-        let store = PostgresOrderStore(configuration: configuration, primary: primary, replicas: replicas, logger: logger)
-        do {
-            try await store.deadline { try await PostgresSchema.migrate(primary, logger: logger) }
-        } catch {
-            store.close()
-            throw error
-        }
-        return store
     }
 
-    /// Stops every connection.
-    public func close() { runTask.cancel() }
+    /// Runs the connection pools and the replicas' lag measurements until a
+    /// graceful shutdown, cancellation or ``close()``; returns once every
+    /// connection is closed.
+    public func run() async {
+        let lagInterval = Duration.milliseconds(250)
+        let deadline = configuration.callTimeout
+        let (primary, replicas, logger, closed) = (self.primary, self.replicas, self.logger, closing.stream)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await primary.run() }
+                for replica in replicas {
+                    group.addTask { await replica.client.run() }
+                    group.addTask { await Self.measureLag(of: replica, every: lagInterval, deadline: deadline, logger: logger) }
+                }
+                // Until close() finishes the stream, or the task is cancelled.
+                for await _ in closed {}
+                group.cancelAll()
+            }
+        }
+    }
 
-    deinit { runTask.cancel() }
+    /// Ends ``run()``: calls under way fail, connections close.
+    public func close() { closing.continuation.finish() }
+
+    /// Migrates the primary's schema (a no-op when it is current); needs ``run()`` running.
+    public func migrate() async throws {
+        let (primary, logger) = (self.primary, self.logger)
+        try await deadline { try await PostgresSchema.migrate(primary, logger: logger) }
+    }
+
+    /// Runs `body` with a store of `configuration` whose schema is migrated,
+    /// then closes it and waits for its connections to close: for tools that
+    /// use a store for one task rather than for a process's life.
+    public static func withStore<T: Sendable>(
+        _ configuration: PostgresCellConfiguration, applicationName: String = "ordercell-cell",
+        logger: Logger = Logger(label: "ordercell.postgres"), _ body: (PostgresOrderStore) async throws -> T
+    ) async throws -> T {
+        let store = PostgresOrderStore(configuration, applicationName: applicationName, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            do {
+                try await store.migrate()
+                let result = try await body(store)
+                store.close()
+                try await group.waitForAll()
+                return result
+            } catch {
+                store.close()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
 
     // MARK: - OrderStore
 

@@ -5,18 +5,23 @@ import Foundation
 import Logging
 import OrderModel
 import PostgresNIO
+import ServiceLifecycle
 
 /// Routing releases in the cluster's PostgreSQL control database.
-public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
+///
+/// A `Service`: its connections live in ``run()``, which returns on
+/// graceful shutdown, cancellation or ``close()`` once they are closed.
+/// ``prepare()`` (with `run()` running) creates or updates the table.
+public final class PostgresRoutingReleaseStore: RoutingReleaseStore, Service {
     private let client: PostgresClient
     private let logger: Logger
-    private let runTask: Task<Void, Never>
     private let timeout: Duration
+    private let closing = AsyncStream<Never>.makeStream()
 
     /// - Parameters:
     ///   - tls: TLS to the control database (`disable` for loopback development only).
     ///   - timeout: the client-side deadline of every call; the server's `statement_timeout` is 80 % of it.
-    public init(endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger, timeout: Duration = .seconds(5)) async throws {
+    public init(endpoint: PostgresEndpoint, tls: PostgresTLSMode, logger: Logger, timeout: Duration = .seconds(5)) {
         var configuration = PostgresClient.Configuration(
             host: endpoint.host, port: endpoint.port, username: endpoint.username, password: endpoint.password,
             database: endpoint.database, tls: tls.clientTLS
@@ -25,11 +30,29 @@ public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
             ("statement_timeout", "\(timeout.wholeMilliseconds * 4 / 5)"), ("application_name", "ordercell-control"),
         ]
         configuration.options.maximumConnections = 4
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.client = client
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.timeout = timeout
-        self.runTask = Task { await client.run() }
+    }
+
+    /// Runs the connection pool until a graceful shutdown, cancellation or ``close()``.
+    public func run() async {
+        let (client, closed) = (self.client, closing.stream)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await client.run() }
+                for await _ in closed {}
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// Ends ``run()``.
+    public func close() { closing.continuation.finish() }
+
+    /// Creates the releases table, or adds what an older version lacks.
+    public func prepare() async throws {
+        let (client, logger) = (self.client, self.logger)
         _ = try await withDeadline(timeout) {
             try await client.query(
                 """
@@ -57,8 +80,6 @@ public final class PostgresRoutingReleaseStore: RoutingReleaseStore {
             }
         }
     }
-
-    deinit { runTask.cancel() }
 
     public func latest() async throws -> RoutingRelease? {
         try await fetch("SELECT document, author, reason, created_at, rolled_back_to FROM routing_releases ORDER BY version DESC LIMIT 1")

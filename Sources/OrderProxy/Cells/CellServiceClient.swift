@@ -2,6 +2,7 @@ import CellProtocol
 import CellRouting
 import Logging
 import OrderModel
+import ServiceLifecycle
 import Synchronization
 
 /// The proxy's client of one cell over the cell protocol, over the cell's
@@ -239,5 +240,16 @@ public final class CellServiceClients: CellClientProvider, CellDrillControl {
 
     public func shutdown() {
         for client in clients.withLock({ Array($0.values) }) { client.shutdown() }
+    }
+}
+
+/// The clients' connections live as long as the process's service group:
+/// on graceful shutdown (or cancellation) each closes once its calls under
+/// way are answered or expired. Put them first in the group, so that they
+/// are shut down last, after the servers whose requests use them.
+extension CellServiceClients: Service {
+    public func run() async {
+        try? await gracefulShutdown()
+        shutdown()
     }
 }
