@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "CellStorage",
             dependencies: [
-                "OrderModel", "AsyncDeadline",
+                "OrderModel", "CellRouting", "AsyncDeadline",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -231,7 +231,7 @@ let package = Package(
         .testTarget(
             name: "CellStorageTests",
             dependencies: [
-                "CellStorage", "LocalCluster",
+                "CellStorage", "CellRouting", "LocalCluster",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

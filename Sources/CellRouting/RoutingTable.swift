@@ -53,13 +53,14 @@ public enum CellState: String, Sendable, Codable, CaseIterable {
     public var servesExistingOrders: Bool { self != .retired }
 }
 
-/// Where a cell keeps its data: the primary and the replicas, as
-/// `postgres://user@host:port/database` URLs (empty when embedded).
+/// Where a cell keeps its data: the primary and the replicas (none when
+/// embedded). In JSON, `postgres://user@host:port/database` URLs, each
+/// validated when the table is read: a bad one fails the whole release.
 public struct CellStorageRoute: Sendable, Codable, Equatable {
-    public var primary: String
-    public var replicas: [String]
+    public var primary: PostgresEndpoint
+    public var replicas: [PostgresEndpoint]
 
-    public init(primary: String, replicas: [String] = []) {
+    public init(primary: PostgresEndpoint, replicas: [PostgresEndpoint] = []) {
         self.primary = primary
         self.replicas = replicas
     }

@@ -108,15 +108,6 @@ public struct CellProcess: Sendable {
         guard let storage = route.storage else {
             throw OrderError.invalidRequest("cell \(cell) has no PostgreSQL storage in the routing table")
         }
-        func endpoint(_ url: String, _ field: String) throws -> PostgresEndpoint {
-            guard let endpoint = PostgresEndpoint(url: url) else {
-                // Not echoed: the URL may hold a password.
-                throw OrderError.invalidRequest("cell \(cell)'s storage.\(field) is not a postgres://user@host:port/database URL")
-            }
-            return endpoint
-        }
-        let primary = try endpoint(storage.primary, "primary")
-        let replicas = try storage.replicas.enumerated().map { try endpoint($1, "replicas[\($0)]") }
-        return (primary, replicas)
+        return (storage.primary, storage.replicas)
     }
 }

@@ -50,9 +50,12 @@ public struct ControlProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        guard let url = PostgresEndpoint(url: database) else {
-            // Not echoed: the URL may hold a password.
-            throw ValidationFailure("--database must be postgres://user[:password]@host:port/database")
+        let url: PostgresEndpoint
+        do {
+            url = try PostgresEndpoint(parsing: database)
+        } catch {
+            // The error never echoes the URL: it may hold a password.
+            throw ValidationFailure("--database: \(error.detail)")
         }
         // The release store's connections outlive the service group: they close once its last service has stopped.
         let store = PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)

@@ -97,8 +97,8 @@ public struct LocalClusterRunner: Sendable {
                 CellRoute(
                     id: CellID(cell)!, partition: "normal", endpoints: cellServicePorts(cell).map { CellServiceEndpoint(host: "127.0.0.1", port: $0) },
                     storage: CellStorageRoute(
-                        primary: "postgres://ordercell@127.0.0.1:\(primary.port)/cell_\(cell)",
-                        replicas: ["postgres://ordercell@127.0.0.1:\(replica.port)/cell_\(cell)"]
+                        primary: PostgresEndpoint(host: "127.0.0.1", port: primary.port, database: "cell_\(cell)", username: "ordercell"),
+                        replicas: [PostgresEndpoint(host: "127.0.0.1", port: replica.port, database: "cell_\(cell)", username: "ordercell")]
                     )
                 )
             )

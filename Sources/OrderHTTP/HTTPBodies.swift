@@ -61,7 +61,10 @@ public enum HTTPBodies {
     public static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {
             let keys = context.codingPath + (extra.map { [$0] } ?? [])
-            return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            // `storage.replicas[0]`: indices follow their array's name.
+            return keys.reduce(into: "") { path, key in
+                if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + key.stringValue }
+            }
         }
         switch error {
         case .keyNotFound(let key, let context):
@@ -78,7 +81,8 @@ public enum HTTPBodies {
                 return "\(field) must be an integer (minor units) that fits in 64 bits"
             }
             if context.codingPath.isEmpty { return "the request body is not valid JSON" }
-            return "\(path(context)) is invalid"
+            // Values that validate themselves (endpoints, storage servers) say why.
+            return context.debugDescription.isEmpty ? "\(path(context)) is invalid" : "\(path(context)) is invalid: \(context.debugDescription)"
         @unknown default:
             return "the request body is invalid"
         }

@@ -118,9 +118,13 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "The software release it runs.") var versionLabel: String?
         @OptionGroup var change: Change
         func run() async throws {
+            func server(_ url: String, _ flag: String) throws -> PostgresEndpoint {
+                do { return try PostgresEndpoint(parsing: url) } catch { throw ValidationError("\(flag): \(error.detail)") }
+            }
+            let storage = try primary.map { CellStorageRoute(primary: try server($0, "--primary"), replicas: try replica.map { try server($0, "--replica") }) }
             let request = AddCellRequest(
                 cellID: cell, partition: partition, state: state, weight: weight, endpoints: endpoint,
-                storage: primary.map { CellStorageRoute(primary: $0, replicas: replica) }, versionLabel: versionLabel,
+                storage: storage, versionLabel: versionLabel,
                 reason: change.reason, expectedVersion: change.expectedVersion
             )
             printChange(try await connection.client.addCell(request))
@@ -176,7 +180,7 @@ struct AdminCommand: AsyncParsableCommand {
         func run() async throws {
             let result = try await connection.client.failover(try cellID(cell))
             let storage = result.routing.cells.values.first { Int($0.id.rawValue) == cell }?.storage
-            say("cell \(cell) failed over: primary is now \(storage?.primary ?? "?"); routing version \(result.version)")
+            say("cell \(cell) failed over: primary is now \(storage.map { "\($0.primary)" } ?? "?"); routing version \(result.version)")
         }
     }
 

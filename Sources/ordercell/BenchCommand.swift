@@ -188,7 +188,8 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         if let postgres {
-            guard let endpoint = PostgresEndpoint(url: postgres) else { throw ValidationError("--postgres must be postgres://user@host:port/database") }
+            let endpoint: PostgresEndpoint
+            do { endpoint = try PostgresEndpoint(parsing: postgres) } catch { throw ValidationError("--postgres: \(error.detail)") }
             guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
             // The same server-side bound on every statement as the cell store's (a hung server ends the run's calls).
             let cellSettings = PostgresCellConfiguration(primary: endpoint, tls: tls, maximumConnections: clients)

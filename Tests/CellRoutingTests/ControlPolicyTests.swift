@@ -178,10 +178,11 @@ struct RollbackTests {
         let one = CellID(unchecked: 1)
         let two = CellID(unchecked: 2)
         let earlier = try RoutingTable(
-            cells: [CellRoute(id: one, partition: "n", storage: CellStorageRoute(primary: "postgres://a@p1:1/c", replicas: ["postgres://a@r1:1/c"]))],
+            cells: [CellRoute(id: one, partition: "n", storage: CellStorageRoute(primary: try PostgresEndpoint(parsing: "postgres://a@p1:1/c"), replicas: [try PostgresEndpoint(parsing: "postgres://a@r1:1/c")]))],
             partitions: [Partition(name: "n", kind: .normal)], defaultPartition: "n"
         )
-        let failedOver = try earlier.updatingCell(one) { $0.storage = CellStorageRoute(primary: "postgres://a@r1:1/c") }
+        let promoted = try PostgresEndpoint(parsing: "postgres://a@r1:1/c")
+        let failedOver = try earlier.updatingCell(one) { $0.storage = CellStorageRoute(primary: promoted) }
         let drained = try failedOver.updatingCell(one) { $0.weight = 0 }
         let grown = try drained.settingPartition(Partition(name: "big", kind: .normal))
             .addingCell(CellRoute(id: two, partition: "big", endpoints: [CellServiceEndpoint(host: "h", port: 1)]))
@@ -189,7 +190,7 @@ struct RollbackTests {
         let restored = try grown.rollingBack(to: earlier)
         #expect(restored.version == grown.version + 1)
         #expect(restored.cells[one]?.weight == 100)
-        #expect(restored.cells[one]?.storage?.primary == "postgres://a@r1:1/c", "never back to a failed primary")
+        #expect(restored.cells[one]?.storage?.primary == promoted, "never back to a failed primary")
         #expect(restored.cells[two]?.endpoints == [CellServiceEndpoint(host: "h", port: 1)] && restored.partitions["big"] != nil, "cells added since stay, with their partition")
         #expect(restored.health[two] != nil)
     }

@@ -157,7 +157,7 @@ struct RoutingTableDocumentTests {
             version: 7,
             cells: [
                 CellRoute(id: CellID(1)!, partition: "normal", endpoints: [CellServiceEndpoint(host: "127.0.0.1", port: 7001), CellServiceEndpoint(host: "127.0.0.1", port: 7002)],
-                          storage: CellStorageRoute(primary: "postgres://u@127.0.0.1:5433/cell_1", replicas: ["postgres://u@127.0.0.1:5434/cell_1"])),
+                          storage: CellStorageRoute(primary: try PostgresEndpoint(parsing: "postgres://u@127.0.0.1:5433/cell_1"), replicas: [try PostgresEndpoint(parsing: "postgres://u@127.0.0.1:5434/cell_1")])),
                 CellRoute(id: CellID(2)!, partition: "vip", state: .sealed, weight: 50),
             ],
             partitions: [Partition(name: "normal", kind: .normal), Partition(name: "vip", kind: .vip)],

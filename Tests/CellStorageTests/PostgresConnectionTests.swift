@@ -1,3 +1,4 @@
+import CellRouting
 import Foundation
 import LocalCluster
 import Logging

@@ -1,3 +1,4 @@
+import CellRouting
 import CellStorage
 import Foundation
 import LocalCluster

@@ -203,6 +203,12 @@ struct ControlPlaneTests {
                 #expect(result.status == 400 && result.code == "invalid_request" && result.contentType == "application/problem+json",
                     "\(method) \(path) \(body ?? ""): \(result.status) \(result.text)")
             }
+            // A storage server that is not a PostgreSQL URL is refused at publish time, naming the field and why.
+            let badStorage = try await api.send(
+                .POST, "/control/admin/cells", #"{"cell_id":8,"partition":"normal","storage":{"primary":"postgres://u@db/c","replicas":["db:5432"]}}"#, admin: true
+            )
+            #expect(badStorage.status == 400 && badStorage.code == "invalid_request", "\(badStorage.text)")
+            #expect(badStorage["detail"]?.contains("storage.replicas[0] is invalid: a PostgreSQL server") == true, "\(badStorage.text)")
             #expect(try await api.send(.GET, "/control/admin/releases/42", admin: true).code == "not_found")
             #expect(try await api.send(.PATCH, "/control/admin/cells/99", #"{"weight":1}"#, admin: true).code == "not_found")
             #expect(try await api.send(.PATCH, "/control/admin/cells/1", #"{"weight":5,"reason":"same again"}"#, admin: true).status == 200)

@@ -1,25 +1,8 @@
+import CellRouting
 import NIOSSL
 import OrderModel
 import PostgresNIO
 
-/// How a cell service reaches one PostgreSQL server of its cell.
-public struct PostgresEndpoint: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    public var database: String
-    public var username: String
-    public var password: String?
-
-    public init(host: String, port: Int, database: String, username: String, password: String? = nil) {
-        self.host = host
-        self.port = port
-        self.database = database
-        self.username = username
-        self.password = password
-    }
-
-    public var description: String { "\(username)@\(host):\(port)/\(database)" }
-}
 
 /// Whether connections to PostgreSQL use TLS. Chosen explicitly: the
 /// client library's own default silently falls back to plaintext.
@@ -93,80 +76,5 @@ public struct PostgresCellConfiguration: Sendable {
         configuration.options.keepAliveBehavior = nil
         configuration.options.connectTimeout = callTimeout
         return configuration
-    }
-}
-
-extension PostgresEndpoint {
-    /// Parses `postgres://user[:password]@host:port/database`.
-    public init?(url: String) {
-        guard let components = URLComponentsLite(url), components.scheme == "postgres" || components.scheme == "postgresql",
-            let user = components.user, let host = components.host, !components.path.isEmpty
-        else { return nil }
-        self.init(host: host, port: components.port ?? 5432, database: components.path, username: user, password: components.password)
-    }
-}
-
-/// Just enough URL parsing for PostgreSQL URLs, without Foundation.
-struct URLComponentsLite {
-    var scheme: String
-    var user: String?
-    var password: String?
-    var host: String?
-    var port: Int?
-    var path: String
-
-    init?(_ text: String) {
-        guard let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") else { return nil }
-        scheme = String(text[..<colon])
-        var rest = text[text.index(colon, offsetBy: 3)...]
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            // As libpq does, user and password may be percent-encoded (a password holding `@`, `:` or `/`).
-            if let colon = credentials.firstIndex(of: ":") {
-                guard let name = Self.percentDecoded(credentials[..<colon]),
-                    let secret = Self.percentDecoded(credentials[credentials.index(after: colon)...])
-                else { return nil }
-                user = name
-                password = secret
-            } else {
-                guard let name = Self.percentDecoded(credentials) else { return nil }
-                user = name
-            }
-        }
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let authority = rest[..<slash]
-        path = slash < rest.endIndex ? String(rest[rest.index(after: slash)...]) : ""
-        if let colon = authority.lastIndex(of: ":") {
-            host = String(authority[..<colon])
-            guard let number = Int(authority[authority.index(after: colon)...]) else { return nil }
-            port = number
-        } else {
-            host = String(authority)
-        }
-    }
-
-    /// `text` with each `%XX` replaced by its byte; nil when a `%` is not followed by two hex digits or the bytes are not UTF-8.
-    static func percentDecoded(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var utf8 = text.utf8.makeIterator()
-        while let byte = utf8.next() {
-            guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
-                continue
-            }
-            guard let high = utf8.next().flatMap(hexValue), let low = utf8.next().flatMap(hexValue) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -1,4 +1,5 @@
 import AsyncDeadline
+import CellRouting
 import Logging
 import OrderModel
 import PostgresNIO

@@ -1,4 +1,5 @@
 import AsyncDeadline
+import CellRouting
 import Logging
 import NIOCore
 import NIOPosix

@@ -22,32 +22,30 @@ extension ControlPlane {
         guard let storage = route.storage, let replica = storage.replicas.first else {
             throw OrderError.invalidRequest("cell \(cell) has no replica to promote")
         }
-        guard let endpoint = PostgresEndpoint(url: replica) else { throw OrderError.invalidRequest("cell \(cell) replica URL \(replica) is invalid") }
-        if let primary = PostgresEndpoint(url: storage.primary) {
-            switch await PostgresServerProbe.probe(primary, tls: tls, timeout: .seconds(2), logger: logger) {
-            case .unreachable:
-                break
-            case .answered(inRecovery: false):
-                throw OrderError(
-                    .invalidRequest,
-                    "cell \(cell)'s primary \(primary) still answers as a primary: stop it before failing over (no split brain)"
-                )
-            case .answered(inRecovery: true):
-                throw OrderError(.invalidRequest, "cell \(cell)'s primary \(primary) answers as a standby: the routing table is out of date")
-            case .tlsUnavailable:
-                throw OrderError(
-                    .invalidRequest,
-                    "cell \(cell)'s primary \(primary) answered but offers no TLS, which --postgres-tls requires: not failing over while it may still take writes"
-                )
-            case .refused(let reason):
-                // Something answered there; a failover would risk two primaries.
-                throw OrderError(
-                    .invalidRequest,
-                    "cell \(cell)'s primary \(primary) answered but could not be checked (\(reason)): not failing over while it may still take writes"
-                )
-            }
+        let primary = storage.primary
+        switch await PostgresServerProbe.probe(primary, tls: tls, timeout: .seconds(2), logger: logger) {
+        case .unreachable:
+            break
+        case .answered(inRecovery: false):
+            throw OrderError(
+                .invalidRequest,
+                "cell \(cell)'s primary \(primary) still answers as a primary: stop it before failing over (no split brain)"
+            )
+        case .answered(inRecovery: true):
+            throw OrderError(.invalidRequest, "cell \(cell)'s primary \(primary) answers as a standby: the routing table is out of date")
+        case .tlsUnavailable:
+            throw OrderError(
+                .invalidRequest,
+                "cell \(cell)'s primary \(primary) answered but offers no TLS, which --postgres-tls requires: not failing over while it may still take writes"
+            )
+        case .refused(let reason):
+            // Something answered there; a failover would risk two primaries.
+            throw OrderError(
+                .invalidRequest,
+                "cell \(cell)'s primary \(primary) answered but could not be checked (\(reason)): not failing over while it may still take writes"
+            )
         }
-        try await CellFailover.promote(endpoint, tls: tls, logger: logger)
+        try await CellFailover.promote(replica, tls: tls, logger: logger)
         return try await change(author: author, reason: "failover of cell \(cell): promoted \(replica), was \(storage.primary)") { table in
             try table.updatingCell(cell) { route in
                 route.storage = CellStorageRoute(primary: replica, replicas: Array(storage.replicas.dropFirst()))

@@ -1,6 +1,7 @@
+import CellRouting
+import Foundation
+import OrderModel
 import Testing
-
-@testable import CellStorage
 
 @Suite("PostgreSQL URLs")
 struct PostgresEndpointTests {
@@ -21,5 +22,21 @@ struct PostgresEndpointTests {
         for text in ["mysql://u@h/db", "postgres://h:5432/db", "postgres://u@h:port/db", "postgres://u@h:5432", "postgres://u:%zz@h/db", "postgres://u%4@h/db", "u@h/db"] {
             #expect(PostgresEndpoint(url: text) == nil, "\(text)")
         }
+    }
+
+    @Test("in a routing table a storage server is its URL, credentials percent-encoded; a bad one fails the table naming why")
+    func inTheRoutingTable() throws {
+        let server = PostgresEndpoint(host: "db", port: 5433, database: "cell_1", username: "us@er", password: "p:a/ss")
+        let json = try JSONEncoder().encode(CellStorageRoute(primary: server))
+        #expect(String(decoding: json, as: UTF8.self).contains(#"postgres:\/\/us%40er:p%3Aa%2Fss@db:5433\/cell_1"#))
+        #expect(try JSONDecoder().decode(CellStorageRoute.self, from: json).primary == server)
+        do {
+            _ = try JSONDecoder().decode(CellStorageRoute.self, from: Data(#"{"primary":"postgres://db:5432/cell_1","replicas":[]}"#.utf8))
+            Issue.record("a storage server without a user was read")
+        } catch let DecodingError.dataCorrupted(context) {
+            #expect(context.codingPath.map(\.stringValue) == ["primary"])
+            #expect(context.debugDescription.contains("names its user"))
+        }
+        #expect(throws: OrderError.self) { try PostgresEndpoint(parsing: "postgres://u@db:70000/cell_1") }
     }
 }
