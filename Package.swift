@@ -43,11 +43,20 @@ let package = Package(
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
         .target(name: "OrderModel", swiftSettings: swiftSettings),
         // Pure routing: routing table, partitions, cell selection, order retry, outlier detection.
-        .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
-        // Deadlines that hold even when the work ignores cancellation.
+        .target(name: "CellRouting", dependencies: ["OrderModel", "OrderCellPlatform"], swiftSettings: swiftSettings),
+        // What the servers share beneath the domain: deadlines that hold even when the work ignores
+        // cancellation, the wall clock, durable SQLite, PostgreSQL locations, TLS choice and probe.
         .target(
-            name: "AsyncDeadline",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            name: "OrderCellPlatform",
+            dependencies: [
+                "OrderModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The one proxy ↔ cell protocol: its frames, connections, client and server, and the protobuf messages it carries.
@@ -70,11 +79,9 @@ let package = Package(
         .target(
             name: "CellStorage",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline",
+                "OrderModel", "CellRouting", "OrderCellPlatform",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -121,7 +128,7 @@ let package = Package(
         .target(
             name: "OrderProxy",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellProtocol", "OrderHTTP", "RequestJSON",
+                "OrderModel", "CellRouting", "OrderCellPlatform", "CellProtocol", "OrderHTTP", "RequestJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -133,7 +140,7 @@ let package = Package(
         .target(
             name: "OrderCellEmbedded",
             dependencies: [
-                "OrderModel", "AsyncDeadline", "CellRouting", "CellStorage", "CellService", "OrderProxy", "OrderHTTP", "ControlPlane",
+                "OrderModel", "OrderCellPlatform", "CellRouting", "CellStorage", "CellService", "OrderProxy", "OrderHTTP", "ControlPlane",
                 "HealthChecking",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -146,7 +153,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "CellStorage", "OrderHTTP",
+                "OrderModel", "CellRouting", "OrderCellPlatform", "OrderHTTP",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -162,7 +169,7 @@ let package = Package(
         .target(
             name: "HealthChecking",
             dependencies: [
-                "OrderModel", "CellRouting", "AsyncDeadline", "ControlPlane", "OrderProxy",
+                "OrderModel", "CellRouting", "OrderCellPlatform", "ControlPlane", "OrderProxy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -174,7 +181,7 @@ let package = Package(
         .target(
             name: "OrderCellCluster",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService", "CellProtocol", "OrderProxy", "ControlPlane",
+                "OrderModel", "OrderCellPlatform", "CellRouting", "CellStorage", "CellService", "CellProtocol", "OrderProxy", "ControlPlane",
                 "LocalCluster", "OrderHTTP", "HealthChecking",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -203,21 +210,19 @@ let package = Package(
             name: "ordercell",
             dependencies: [
                 "CellProtocol",
-                "OrderCellEmbedded", "OrderCellCluster", "AsyncDeadline", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
-                "OrderHTTP", "ControlPlane", "CellRouting", "HealthChecking", "OrderProxy",
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                "OrderCellEmbedded", "OrderCellCluster", "OrderCellPlatform", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
+                "OrderHTTP", "ControlPlane", "CellRouting", "OrderProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "AsyncDeadlineTests", dependencies: ["AsyncDeadline"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "OrderCellPlatformTests", dependencies: ["OrderCellPlatform", "OrderModel", "CellRouting"], swiftSettings: testSwiftSettings),
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
-        .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting", "OrderModel", "OrderCellPlatform"], swiftSettings: testSwiftSettings),
         .testTarget(
             name: "CellProtocolTests",
             dependencies: [
@@ -231,13 +236,13 @@ let package = Package(
         .testTarget(
             name: "CellStorageTests",
             dependencies: [
-                "CellStorage", "CellRouting", "LocalCluster",
+                "CellStorage", "CellRouting", "OrderModel", "OrderCellPlatform", "LocalCluster",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: testSwiftSettings
         ),
-        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellServiceTests", dependencies: ["CellService", "CellStorage", "OrderModel"], swiftSettings: testSwiftSettings),
         // What the end-to-end tests share: an HTTP client of the API and the order flows every deployment must pass.
         .target(
             name: "OrderCellTestSupport",
@@ -257,16 +262,50 @@ let package = Package(
             swiftSettings: testSwiftSettings
         ),
         .testTarget(
-            name: "OrderCellTests",
+            name: "OrderHTTPTests",
             dependencies: [
-                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench", "HealthChecking", "ControlPlane", "OrderHTTP", "RequestJSON",
-                "CellStorage", "CellProtocol",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                "OrderHTTP", "OrderCellTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "OrderProxyTests",
+            dependencies: [
+                "OrderProxy", "OrderHTTP", "RequestJSON", "CellRouting", "OrderModel", "OrderCellPlatform", "CellService", "CellStorage",
+                "CellProtocol", "OrderCellTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: [
+                "ControlPlane", "CellRouting", "OrderHTTP", "OrderModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+        // End to end, embedded: the whole system in one process over real HTTP, the real binary
+        // killed under load, the bench tool, and the documents checked against the code.
+        .testTarget(
+            name: "OrderCellEmbeddedTests",
+            dependencies: [
+                "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench",
+                "HealthChecking", "ControlPlane",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: testSwiftSettings

@@ -1,8 +1,8 @@
 import NIOCore
 import SwiftProtobuf
 
-/// The cell RPC's methods as numbered on the cell wire protocol; each
-/// carries the same protobuf messages as its gRPC namesake.
+/// The cell protocol's methods, by number; each carries the protobuf
+/// messages of `cell.proto` (docs/cell-protocol.md).
 public enum CellMethod: UInt8, Sendable, CaseIterable {
     case createOrder = 1
     case applyCommand = 2

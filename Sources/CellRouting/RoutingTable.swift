@@ -1,3 +1,4 @@
+import OrderCellPlatform
 import OrderModel
 
 /// The name of a partition: a group of cells serving one class of merchants.

@@ -75,8 +75,12 @@ public final class ControlPlane: Sendable {
             do {
                 next = try body(base)
             } catch let error as RoutingTableError {
-                if case .unknownCell = error { throw OrderError(.notFound, error.description) }
-                throw OrderError.invalidRequest(error.description)
+                switch error {
+                case .unknownCell, .unknownPartition: throw OrderError(.notFound, error.description)
+                case .duplicateCell(let cell): throw OrderError(.alreadyExists, "cell \(cell) is in the routing table already")
+                case .duplicatePartition(let name): throw OrderError(.alreadyExists, "partition \(name) exists already")
+                case .invalidWeight, .invalidPolicy: throw OrderError.invalidRequest(error.description)
+                }
             } catch let error as OrderError {
                 throw error
             } catch {
@@ -159,7 +163,7 @@ public final class ControlPlane: Sendable {
     }
 
     private static func unavailable(_ error: any Error) -> OrderError {
-        OrderError(.cellUnavailable, "the control database is unavailable: \(error)")
+        OrderError(.controlPlaneUnavailable, "the control database is unavailable: \(error)")
     }
 
     /// Waits until the routing table is newer than `version`, or `timeout`

@@ -1,10 +1,11 @@
-import Foundation
 import CellProtocol
 import CellRouting
 import CellService
 import CellStorage
 import ControlPlane
+import Foundation
 import Logging
+import OrderCellPlatform
 import OrderModel
 import ServiceLifecycle
 import UnixSignals

@@ -1,8 +1,6 @@
 import AsyncHTTPClient
 import CellProtocol
 import CellRouting
-import CellService
-import CellStorage
 import ControlPlane
 import Foundation
 import HealthChecking
@@ -10,6 +8,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import OrderCellPlatform
 import OrderHTTP
 import OrderModel
 import OrderProxy

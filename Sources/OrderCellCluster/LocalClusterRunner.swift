@@ -1,6 +1,7 @@
 import CellRouting
 import Foundation
 import LocalCluster
+import OrderCellPlatform
 import OrderModel
 
 /// What `ordercell cluster up` started, written to `<dir>/cluster.json`.

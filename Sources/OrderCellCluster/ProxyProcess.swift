@@ -1,13 +1,13 @@
 import AsyncHTTPClient
-import CellRouting
 import CellProtocol
-import CellService
+import CellRouting
 import ControlPlane
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import OrderCellPlatform
 import OrderHTTP
 import OrderModel
 import OrderProxy
@@ -92,13 +92,26 @@ public struct ProxyProcess: Sendable {
 struct ControlRoutingChanges: RoutingChanges {
     let controlURL: String
 
-    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, by token: OperatorToken) async throws -> RoutingTable {
+    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, expectedVersion: UInt64?, by token: OperatorToken) async throws -> RoutingTable {
         let expiresIn = entry.until.map { max(1, ($0.millisecondsSinceEpoch - entry.since.millisecondsSinceEpoch) / 1000) }
-        return try await client(token).blacklist(cell, BlacklistRequest(reason: entry.reason, expiresInSeconds: expiresIn)).routing
+        let request = BlacklistRequest(reason: entry.reason, expiresInSeconds: expiresIn, expectedVersion: expectedVersion)
+        return try await forwarding { try await client(token).blacklist(cell, request).routing }
     }
 
-    func unblacklist(_ cell: CellID, by token: OperatorToken) async throws -> RoutingTable {
-        try await client(token).unblacklist(cell, ReasonRequest()).routing
+    func unblacklist(_ cell: CellID, reason: String?, expectedVersion: UInt64?, by token: OperatorToken) async throws -> RoutingTable {
+        try await forwarding { try await client(token).unblacklist(cell, ReasonRequest(reason: reason, expectedVersion: expectedVersion)).routing }
+    }
+
+    /// The control plane's refusals come back as they are; a control plane that
+    /// cannot be reached or does not answer is `503 control_plane_unavailable`, not a 500.
+    private func forwarding(_ change: () async throws -> RoutingTable) async throws -> RoutingTable {
+        do {
+            return try await change()
+        } catch let refusal as OrderError {
+            throw refusal
+        } catch {
+            throw OrderError(.controlPlaneUnavailable, "the control plane at \(controlURL) did not take the change: \(error)", retryAfterSeconds: 1)
+        }
     }
 
     private func client(_ token: OperatorToken) -> ControlAdminClient {

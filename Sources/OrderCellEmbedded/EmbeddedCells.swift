@@ -5,12 +5,16 @@ import Foundation
 import Logging
 import OrderModel
 import OrderProxy
+import ServiceLifecycle
 import Synchronization
 
 /// The cell services of the embedded deployment, one SQLite file each.
 /// A cell added to the routing gets its file when the release is prepared,
 /// before any proxy can place an order in it.
-final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
+///
+/// A `Service`: ``run()`` runs every open store's checkpoints, those of
+/// cells added later included, until graceful shutdown or cancellation.
+final class EmbeddedCells: CellClientProvider, CellDrillControl, Service, Sendable {
     private let directory: URL
     private let timeout: Duration
     private let groupCommit: GroupCommitConfiguration
@@ -18,6 +22,8 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
     private let logger: Logger
     private let running = Mutex<[CellID: CellService]>([:])
     private let clients = Mutex<[CellID: InProcessCellClient]>([:])
+    /// Stores opened, for ``run()`` to run.
+    private let opened = AsyncStream<SQLiteOrderStore>.makeStream()
 
     init(directory: URL, timeout: Duration, groupCommit: GroupCommitConfiguration, clock: @escaping @Sendable () -> Timestamp, logger: Logger) {
         self.directory = directory
@@ -35,8 +41,23 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Sendable {
             let name = "cell-" + String(repeating: "0", count: 4 - cell.id.description.count) + cell.id.description
             let store = try await SQLiteOrderStore.open(path: directory.appendingPathComponent(name + ".sqlite").path, logger: logger)
             let service = CellService(cell: cell.id, store: store, groupCommit: groupCommit, clock: clock, logger: logger)
-            running.withLock { $0[cell.id] = $0[cell.id] ?? service }
+            let added = running.withLock { running in
+                guard running[cell.id] == nil else { return false }
+                running[cell.id] = service
+                return true
+            }
+            guard added else { continue }
+            opened.continuation.yield(store)
             clients.withLock { $0[cell.id] = $0[cell.id] ?? InProcessCellClient(service: service, timeout: timeout) }
+        }
+    }
+
+    func run() async {
+        let stores = opened.stream
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await store in stores { group.addTask { await store.run() } }
+            }
         }
     }
 

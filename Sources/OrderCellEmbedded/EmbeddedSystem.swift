@@ -1,12 +1,13 @@
 import CellRouting
-import ControlPlane
-import HealthChecking
-import OrderHTTP
 import CellService
 import CellStorage
+import ControlPlane
 import Foundation
+import HealthChecking
 import Hummingbird
 import Logging
+import OrderCellPlatform
+import OrderHTTP
 import OrderModel
 import OrderProxy
 import ServiceLifecycle
@@ -183,15 +184,24 @@ public final class EmbeddedSystem: Sendable {
         )
     }
 
-    /// Runs the HTTP server, the expiry sweep and the health checker until
-    /// SIGTERM or SIGINT, then shuts down gracefully (in-flight requests finish).
+    /// Everything the system runs, in the order a service group starts them;
+    /// it shuts them down in reverse: the HTTP server drains first, the
+    /// cells' checkpoints stop last.
+    public func services(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
+        var services: [any Service] = [cellRegistry, sweeper]
+        if configuration.healthCheck != nil { services.append(healthChecker) }
+        services.append(application(onServerRunning: onServerRunning))
+        return services
+    }
+
+    /// Runs ``services(onServerRunning:)`` until SIGTERM or SIGINT, then
+    /// shuts down gracefully (in-flight requests finish).
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: sweeper), .init(service: application(onServerRunning: onServerRunning)),
-        ]
-        if configuration.healthCheck != nil { services.append(.init(service: healthChecker)) }
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: services(onServerRunning: onServerRunning).map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
         )
         try await group.run()
     }
@@ -202,11 +212,15 @@ public final class EmbeddedSystem: Sendable {
 struct ControlPlaneRoutingChanges: RoutingChanges {
     let control: ControlPlane
 
-    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, by token: OperatorToken) async throws -> RoutingTable {
-        try await control.change(author: token.name, reason: "blacklist cell \(cell): \(entry.reason)") { try $0.blacklisting(cell, entry) }
+    func blacklist(_ cell: CellID, _ entry: BlacklistEntry, expectedVersion: UInt64?, by token: OperatorToken) async throws -> RoutingTable {
+        try await control.change(expectedVersion: expectedVersion, author: token.name, reason: "blacklist cell \(cell): \(entry.reason)") {
+            try $0.blacklisting(cell, entry)
+        }
     }
 
-    func unblacklist(_ cell: CellID, by token: OperatorToken) async throws -> RoutingTable {
-        try await control.change(author: token.name, reason: "unblacklist cell \(cell)") { try $0.unblacklisting(cell) }
+    func unblacklist(_ cell: CellID, reason: String?, expectedVersion: UInt64?, by token: OperatorToken) async throws -> RoutingTable {
+        try await control.change(
+            expectedVersion: expectedVersion, author: token.name, reason: "unblacklist cell \(cell): \(reason ?? "no reason given")"
+        ) { try $0.unblacklisting(cell) }
     }
 }

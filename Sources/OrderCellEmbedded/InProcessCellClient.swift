@@ -1,5 +1,5 @@
-import AsyncDeadline
 import CellService
+import OrderCellPlatform
 import OrderModel
 import OrderProxy
 

@@ -36,12 +36,13 @@ public enum HTTPBodies {
         guard buffer.readableBytes > 0 else {
             throw OrderError.invalidRequest("the request body must be a JSON object")
         }
+        let data = Data(buffer.readableBytesView)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: data)
         } catch let error as OrderError {
             throw error
         } catch let error as DecodingError {
-            throw OrderError.invalidRequest(describe(error))
+            throw OrderError.invalidRequest(describe(error, in: data))
         } catch {
             throw OrderError.invalidRequest("the request body is not valid JSON")
         }
@@ -51,11 +52,49 @@ public enum HTTPBodies {
     public static func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
         let buffer = try await request.body.collect(upTo: maximumBodyBytes)
         guard buffer.readableBytes > 0 else { return nil }
+        let data = Data(buffer.readableBytesView)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
-            throw OrderError.invalidRequest(describe(error))
+            throw OrderError.invalidRequest(describe(error, in: data))
         }
+    }
+
+    /// Describes `error`; where the decoder could not say which field failed
+    /// (Foundation reports a number that does not fit its field as "not
+    /// valid JSON", with no path), finds the number in `body` and names it.
+    public static func describe(_ error: DecodingError, in body: Data) -> String {
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+            let object = try? JSONSerialization.jsonObject(with: body), let (path, number) = unfitNumber(in: object, at: "")
+        {
+            return "\(path) is \(number), which does not fit the field: a whole number (not negative where it counts or numbers something) that fits in 64 bits"
+        }
+        return describe(error)
+    }
+
+    /// The first number in a parsed body that is not a whole number in 64 bits, else the first negative one.
+    static func unfitNumber(in value: Any, at path: String) -> (path: String, number: String)? {
+        var negative: (String, String)?
+        func visit(_ value: Any, _ path: String) -> (String, String)? {
+            switch value {
+            case let object as [String: Any]:
+                for key in object.keys.sorted() {
+                    if let found = visit(object[key]!, path.isEmpty ? key : "\(path).\(key)") { return found }
+                }
+            case let array as [Any]:
+                for (index, element) in array.enumerated() {
+                    if let found = visit(element, "\(path)[\(index)]") { return found }
+                }
+            case let number as NSNumber:  // true and false read as 1 and 0, which always fit
+                let double = number.doubleValue
+                if double.rounded() != double || double >= 9.2e18 || double < -9.2e18 { return (path, number.stringValue) }
+                if double < 0, negative == nil { negative = (path, number.stringValue) }
+            default:
+                break
+            }
+            return nil
+        }
+        return visit(value, path) ?? negative
     }
 
     public static func describe(_ error: DecodingError) -> String {

@@ -60,7 +60,7 @@ public enum Problem {
     public static func orderError(for error: HTTPError) -> OrderError {
         switch error.status.code {
         case 404: return OrderError(.notFound, "no such endpoint")
-        case 405: return OrderError(.notFound, "method not allowed on this endpoint")
+        case 405: return OrderError(.methodNotAllowed, "method not allowed on this endpoint")
         case 413: return OrderError(.payloadTooLarge, "the request body is too large")
         case 401: return OrderError(.unauthorized, error.body ?? "authentication required")
         case 403: return OrderError(.forbidden, error.body ?? "forbidden")
@@ -89,5 +89,56 @@ public enum JSONText {
             }
         }
         output.append("\"")
+    }
+}
+
+/// How each refusal is answered over HTTP: its status and the problem
+/// document's title. Here, not in the domain: the domain's codes are the
+/// same over the cell protocol, which has no statuses.
+extension OrderErrorCode {
+    /// The HTTP status this code is answered with.
+    public var httpStatus: Int {
+        switch self {
+        case .invalidRequest, .invalidOrderID: return 400
+        case .unauthorized: return 401
+        case .forbidden: return 403
+        case .rateLimited: return 429
+        case .orderNotFound, .notFound: return 404
+        case .outTradeNoConflict, .refundIDConflict, .invalidState, .amountMismatch, .orderExpired,
+            .refundExceedsAmount, .versionConflict, .alreadyExists:
+            return 409
+        case .methodNotAllowed: return 405
+        case .payloadTooLarge: return 413
+        case .cellUnavailable, .noCellAvailable, .degraded, .controlPlaneUnavailable: return 503
+        case .internalError: return 500
+        }
+    }
+
+    /// A short human title for the problem document.
+    public var title: String {
+        switch self {
+        case .invalidRequest: return "Invalid request"
+        case .invalidOrderID: return "Invalid order id"
+        case .orderNotFound: return "Order not found"
+        case .outTradeNoConflict: return "out_trade_no already used with a different request"
+        case .refundIDConflict: return "refund_id already used with a different amount"
+        case .invalidState: return "Operation not allowed in the order's state"
+        case .amountMismatch: return "Amount does not match the order"
+        case .orderExpired: return "Order expired"
+        case .refundExceedsAmount: return "Refunds would exceed the order amount"
+        case .cellUnavailable: return "The order's cell is unavailable"
+        case .noCellAvailable: return "No cell can take new orders"
+        case .unauthorized: return "Unauthorized"
+        case .forbidden: return "Forbidden for this role"
+        case .versionConflict: return "The change was made against an old version"
+        case .alreadyExists: return "It exists already"
+        case .controlPlaneUnavailable: return "The control plane cannot make changes now"
+        case .rateLimited: return "Too many requests"
+        case .degraded: return "Refused by a degradation switch"
+        case .notFound: return "Not found"
+        case .methodNotAllowed: return "Method not allowed on this endpoint"
+        case .payloadTooLarge: return "Request body too large"
+        case .internalError: return "Internal error"
+        }
     }
 }

@@ -17,53 +17,14 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
     case unauthorized = "unauthorized"
     case forbidden = "forbidden"
     case versionConflict = "version_conflict"
+    case alreadyExists = "already_exists"
+    case controlPlaneUnavailable = "control_plane_unavailable"
     case rateLimited = "rate_limited"
     case degraded = "degraded"
     case notFound = "not_found"
+    case methodNotAllowed = "method_not_allowed"
     case payloadTooLarge = "payload_too_large"
     case internalError = "internal_error"
-
-    /// The HTTP status this code is answered with.
-    public var httpStatus: Int {
-        switch self {
-        case .invalidRequest, .invalidOrderID: return 400
-        case .unauthorized: return 401
-        case .forbidden: return 403
-        case .rateLimited: return 429
-        case .orderNotFound, .notFound: return 404
-        case .outTradeNoConflict, .refundIDConflict, .invalidState, .amountMismatch, .orderExpired,
-            .refundExceedsAmount, .versionConflict:
-            return 409
-        case .payloadTooLarge: return 413
-        case .cellUnavailable, .noCellAvailable, .degraded: return 503
-        case .internalError: return 500
-        }
-    }
-
-    /// A short human title for the problem document.
-    public var title: String {
-        switch self {
-        case .invalidRequest: return "Invalid request"
-        case .invalidOrderID: return "Invalid order id"
-        case .orderNotFound: return "Order not found"
-        case .outTradeNoConflict: return "out_trade_no already used with a different request"
-        case .refundIDConflict: return "refund_id already used with a different amount"
-        case .invalidState: return "Operation not allowed in the order's state"
-        case .amountMismatch: return "Amount does not match the order"
-        case .orderExpired: return "Order expired"
-        case .refundExceedsAmount: return "Refunds would exceed the order amount"
-        case .cellUnavailable: return "The order's cell is unavailable"
-        case .noCellAvailable: return "No cell can take new orders"
-        case .unauthorized: return "Unauthorized"
-        case .forbidden: return "Forbidden for this role"
-        case .versionConflict: return "The change was made against an old version"
-        case .rateLimited: return "Too many requests"
-        case .degraded: return "Refused by a degradation switch"
-        case .notFound: return "Not found"
-        case .payloadTooLarge: return "Request body too large"
-        case .internalError: return "Internal error"
-        }
-    }
 }
 
 /// A refusal with a stable code and a precise, human-readable detail.

@@ -1,4 +1,4 @@
-import AsyncDeadline
+import OrderCellPlatform
 import CellRouting
 import Logging
 import OrderModel

@@ -3,7 +3,9 @@ import CellRouting
 import ControlPlane
 import Foundation
 import OrderCellCluster
+import OrderCellPlatform
 import OrderModel
+import OrderProxy
 
 /// `ordercell admin`: the operator's command line over the control plane's admin API.
 struct AdminCommand: AsyncParsableCommand {
@@ -100,8 +102,8 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct CellAdmin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "cell", abstract: "Add or change one cell.",
-            subcommands: [AddCell.self, SetCell.self, Blacklist.self, Unblacklist.self, Failover.self]
+            commandName: "cell", abstract: "Add or change one cell, or call one of its cell services directly.",
+            subcommands: [AddCell.self, SetCell.self, Blacklist.self, Unblacklist.self, Failover.self, Call.self]
         )
     }
 
@@ -181,6 +183,47 @@ struct AdminCommand: AsyncParsableCommand {
             let result = try await connection.client.failover(try cellID(cell))
             let storage = result.routing.cells.values.first { Int($0.id.rawValue) == cell }?.storage
             say("cell \(cell) failed over: primary is now \(storage.map { "\($0.primary)" } ?? "?"); routing version \(result.version)")
+        }
+    }
+
+    /// One call to one cell service over the cell protocol, without a proxy:
+    /// what an operator needs to see a cell's own answer (is it the proxy or
+    /// the cell?) with the one protocol the system speaks.
+    struct Call: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Call a cell service over the cell protocol and print its answer: an order, its refunds or events, or the drill fault."
+        )
+        @Argument(help: "The cell service, host:port (as in the routing table).") var endpoint: String
+        @Argument(help: "order, refunds, events (each takes an order id) or fault.") var method: String
+        @Argument(help: "The order id.") var orderID: String?
+        @Flag(help: "Read the order from a replica (consistency=eventual).") var eventual = false
+        @Option(help: "How long the call may take, in seconds.") var timeout: Double = 5
+        @OptionGroup var cellTLS: CellTLSOptions
+
+        func run() async throws {
+            let target: CellServiceEndpoint
+            do { target = try CellServiceEndpoint(parsing: endpoint) } catch { throw ValidationError("endpoint: \(error.detail)") }
+            func id() throws -> OrderID {
+                guard let text = orderID else { throw ValidationError("\(method) takes an order id") }
+                do { return try OrderID(parsing: text) } catch { throw ValidationError("order id: \(error)") }
+            }
+            let client = CellServiceClient(
+                cell: cellAnswering(method), endpoints: [target], tls: try cellTLS.clientTLS(), timeout: .milliseconds(Int64(timeout * 1000))
+            )
+            defer { client.shutdown() }
+            switch method {
+            case "order": say(OrderAPIJSON.order(try await client.order(try id(), consistency: eventual ? .eventual : .strong)))
+            case "refunds": say(try OrderAPIJSON.refunds(try await client.refunds(of: try id())))
+            case "events": let order = try id(); say(try OrderAPIJSON.events(try await client.events(of: order), of: order))
+            case "fault": say("\(try await client.fault())")
+            default: throw ValidationError("method must be order, refunds, events or fault, got '\(method)'")
+            }
+        }
+
+        /// The cell the client is for: the order id's, or any for the fault (a service answers for its own cell).
+        private func cellAnswering(_ method: String) -> CellID {
+            guard method != "fault", let text = orderID, let id = try? OrderID(parsing: text) else { return CellID(unchecked: 0) }
+            return id.cell
         }
     }
 

@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncDeadline
 import CellProtocol
 import CellRouting
 import CellService
@@ -8,6 +7,7 @@ import Foundation
 import Logging
 import OrderCellBench
 import OrderCellEmbedded
+import OrderCellPlatform
 import OrderModel
 import OrderProxy
 import PostgresNIO
@@ -132,9 +132,16 @@ struct BenchCommand: AsyncParsableCommand {
         var logger = Logger(label: "ordercell.bench")
         logger.logLevel = .error
         let system = try await EmbeddedSystem.open(
-            EmbeddedConfiguration(dataDirectory: directory.path, port: 0, layout: .singlePartition(cells: cells)), logger: logger
+            // No health checker: its synthetic orders would be load of their own in every run.
+            EmbeddedConfiguration(dataDirectory: directory.path, port: 0, layout: .singlePartition(cells: cells), healthCheck: nil), logger: logger
         )
         let firstCell = try requireCell(system.cells[CellID(unchecked: 1)])
+        // The system runs (its cells' checkpoints, the HTTP server) for every run, the direct ones included.
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let group = ServiceGroup(services: system.services { continuation.yield($0) }, logger: logger)
+        let server = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
         var reports: [BenchReport] = []
         let orderIDs = workload == "query" ? try await QueryScenarios.seed(firstCell, orders: 5_000) : []
         if workload == "query" {
@@ -143,11 +150,6 @@ struct BenchCommand: AsyncParsableCommand {
             reports.append(await load("a1. one cell's SQLite store", DirectStoreScenario(store: firstCell.store, cell: firstCell.cell)))
             reports.append(await load("a2. one cell service", DirectCellScenario(cell: firstCell)))
         }
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let group = ServiceGroup(services: [system.application { continuation.yield($0) }], logger: logger)
-        let server = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
         reports.append(await load("h. HTTP round trip alone (GET /healthz)", HTTPRoundTripScenario(host: "127.0.0.1", port: port, client: http)))
         if workload == "query" {
             reports.append(

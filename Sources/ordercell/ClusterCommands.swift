@@ -1,12 +1,12 @@
 import ArgumentParser
 import CellProtocol
-import CellStorage
+import CellRouting
+import CellService
 import Foundation
 import LocalCluster
 import Logging
-import CellRouting
-import CellService
 import OrderCellCluster
+import OrderCellPlatform
 import OrderHTTP
 import OrderModel
 

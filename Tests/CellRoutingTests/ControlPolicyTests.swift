@@ -1,4 +1,5 @@
 import Foundation
+import OrderCellPlatform
 import OrderModel
 import Testing
 

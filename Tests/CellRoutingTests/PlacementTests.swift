@@ -1,3 +1,4 @@
+import OrderCellPlatform
 import OrderModel
 import Testing
 

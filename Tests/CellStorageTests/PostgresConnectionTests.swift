@@ -2,6 +2,7 @@ import CellRouting
 import Foundation
 import LocalCluster
 import Logging
+import OrderCellPlatform
 import Synchronization
 import Testing
 

@@ -3,6 +3,7 @@ import CellStorage
 import Foundation
 import LocalCluster
 import Logging
+import OrderCellPlatform
 import PostgresNIO
 import Testing
 

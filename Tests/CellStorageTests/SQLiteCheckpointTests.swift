@@ -15,6 +15,8 @@ struct SQLiteCheckpointTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("cell.sqlite").path
         var store: SQLiteOrderStore? = try await SQLiteOrderStore.open(path: path)
+        // The checkpointer runs as the store's service would in a process's group.
+        let checkpoints = Task { [store] in await store!.run() }
         let settings = try await store!.writerSettings()
         #expect(settings.automaticCheckpointPages == SQLiteCheckpointer.writerBackstopPages)
         #expect(settings.synchronous == 2, "the writer fsyncs every commit (FULL), whatever GRDB's WAL set-up chose")
@@ -40,6 +42,8 @@ struct SQLiteCheckpointTests {
         #expect(try await store!.orderCount() == 300)
 
         // Closed and opened again: every order is there.
+        checkpoints.cancel()
+        await checkpoints.value
         store = nil
         let reopened = try await SQLiteOrderStore.open(path: path)
         #expect(try await reopened.orderCount() == 300)

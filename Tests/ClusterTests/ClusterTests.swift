@@ -21,6 +21,16 @@ extension LocalClusterSuites {
                 try await proxies[index % 2].create("m1", "cluster-spread-\(index)").json["cell_id"] as? Int ?? -1
             }
             #expect(Set(cells) == [1, 2])
+
+            // A cell service answers ordercell itself over the cell protocol, without a proxy.
+            let created = try await proxies[0].create("m1", "cluster-cell-call")
+            let id = try #require(created["order_id"])
+            let cell = try #require(created.json["cell_id"] as? Int)
+            let service = try #require(cluster.component("cell-\(cell)-service-2"))
+            let answer = try await LocalClusterFixture.ordercell(["admin", "cell", "call", "127.0.0.1:\(service.port)", "order", id, "--cell-tls", "disable"])
+            #expect(answer.contains(#""order_id":"\#(id)""#) && answer.contains(#""status":"CREATED""#), "\(answer)")
+            let events = try await LocalClusterFixture.ordercell(["admin", "cell", "call", "127.0.0.1:\(service.port)", "events", id, "--cell-tls", "disable"])
+            #expect(events.contains("ORDER_CREATED"), "\(events)")
         }
 
         @Test func proxiesAndTheControlPlaneAnswerBytesThatAreNotHTTPWithAProblem() async throws {

@@ -1,5 +1,6 @@
 import CellRouting
 import Logging
+import OrderCellPlatform
 import OrderModel
 import ServiceLifecycle
 import Synchronization

@@ -68,7 +68,6 @@ final class SQLiteCheckpointer: Sendable {
     private let connection: DatabaseQueue
     private let logger: Logger
     private let progressBox = Mutex(Progress())
-    private let loop = Mutex<Task<Void, Never>?>(nil)
 
     var progress: Progress { progressBox.withLock { $0 } }
 
@@ -115,35 +114,26 @@ final class SQLiteCheckpointer: Sendable {
         side.walFrameCount >= writerFinishPages && side.walFrameCount - side.checkpointedFrameCount <= writerFinishMostPages
     }
 
-    /// Checkpoints every ``interval`` until ``stop()`` or until `owner` is gone.
-    func start<Owner: AnyObject & Sendable>(for owner: Owner, writer: @escaping @Sendable (Owner) -> DatabasePool) {
-        let task = Task.detached(priority: .utility) { [weak owner, self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: Self.interval)
-                guard !Task.isCancelled, let pool = owner.map(writer) else { return }
-                do {
-                    try await checkpoint(writer: pool)
-                } catch is CancellationError {
-                    return
-                } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
-                    progressBox.withLock { $0.busy += 1 }
-                } catch {
-                    // Retried at the next tick; the writer's backstop bounds the log meanwhile.
-                    let (warn, rounds) = progressBox.withLock { ($0.recordFailure("\(error)"), $0.failingRounds) }
-                    if warn {
-                        logger.warning(
-                            "SQLite checkpoint failed; the writer's own checkpoints bound the log meanwhile",
-                            metadata: ["error": "\(error)", "failed_rounds": "\(rounds)"]
-                        )
-                    }
+    /// Checkpoints every ``interval`` until the task is cancelled.
+    func run(writer pool: DatabasePool) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: Self.interval)
+                try await checkpoint(writer: pool)
+            } catch is CancellationError {
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+                progressBox.withLock { $0.busy += 1 }
+            } catch {
+                // Retried at the next tick; the writer's backstop bounds the log meanwhile.
+                let (warn, rounds) = progressBox.withLock { ($0.recordFailure("\(error)"), $0.failingRounds) }
+                if warn {
+                    logger.warning(
+                        "SQLite checkpoint failed; the writer's own checkpoints bound the log meanwhile",
+                        metadata: ["error": "\(error)", "failed_rounds": "\(rounds)"]
+                    )
                 }
             }
         }
-        loop.withLock { $0 = task }
-    }
-
-    /// Stops checkpointing (the store is closing).
-    func stop() {
-        loop.withLock { $0?.cancel() }
     }
 }

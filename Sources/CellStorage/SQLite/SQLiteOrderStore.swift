@@ -1,6 +1,8 @@
 import GRDB
 import Logging
+import OrderCellPlatform
 import OrderModel
+import ServiceLifecycle
 
 /// A cell's storage in one SQLite file (WAL mode), the embedded default.
 ///
@@ -11,7 +13,12 @@ import OrderModel
 /// share a commit (``insertBatch(_:)``, through the cell service's group
 /// commit), and the log is copied back into the database file by a
 /// connection of its own (``SQLiteCheckpointer``) rather than by a create's commit.
-public final class SQLiteOrderStore: OrderStore {
+///
+/// A `Service`: ``run()`` is that checkpointer's loop, until graceful
+/// shutdown or cancellation. A store whose `run()` is not running stays
+/// correct; its writer's own checkpoints (a backstop every
+/// ``SQLiteCheckpointer/writerBackstopPages`` pages) then bound the log.
+public final class SQLiteOrderStore: OrderStore, Service {
     private let pool: DatabasePool
     private let checkpointer: SQLiteCheckpointer
     private let machine = OrderStateMachine()
@@ -28,7 +35,12 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
-    deinit { checkpointer.stop() }
+    /// Copies the log back into the database file every ``SQLiteCheckpointer/interval``
+    /// until a graceful shutdown or cancellation.
+    public func run() async {
+        let (checkpointer, pool) = (self.checkpointer, self.pool)
+        await cancelWhenGracefulShutdown { await checkpointer.run(writer: pool) }
+    }
 
     private init(pool: DatabasePool, checkpointer: SQLiteCheckpointer, path: String) {
         self.pool = pool
@@ -49,9 +61,7 @@ public final class SQLiteOrderStore: OrderStore {
         ) { pool in
             try SQLiteSchema.migrator.migrate(pool)
             let checkpointer = try SQLiteCheckpointer(path: path, busyTimeoutSeconds: busyTimeoutSeconds, logger: logger)
-            let store = SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
-            checkpointer.start(for: store, writer: { $0.pool })
-            return store
+            return SQLiteOrderStore(pool: pool, checkpointer: checkpointer, path: path)
         }
     }
 

@@ -1,6 +1,5 @@
-import AsyncDeadline
+import OrderCellPlatform
 import CellRouting
-import CellStorage
 import Logging
 import OrderModel
 import PostgresNIO

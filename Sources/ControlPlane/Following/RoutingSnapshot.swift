@@ -32,12 +32,20 @@ public struct RoutingSnapshot: Sendable {
     /// when it does not answer within a few seconds, this snapshot (logged
     /// with its age). Returns when the table was written if it came from the snapshot.
     public func startingTable(_ watcher: RoutingWatcher, logger: Logger) async throws -> (table: RoutingTable, snapshotWrittenAt: Date?) {
+        let snapshot: Loaded?
         do {
-            let table = try await watcher.fetch(timeout: load() == nil ? .seconds(30) : .seconds(3))
+            snapshot = try load()
+        } catch {
+            // Said, not swallowed: a snapshot that cannot be read is no fallback.
+            logger.error("the routing snapshot cannot be read; starting needs the control plane", metadata: ["error": "\(error)", "path": "\(path)"])
+            snapshot = nil
+        }
+        do {
+            let table = try await watcher.fetch(timeout: snapshot == nil ? .seconds(30) : .seconds(3))
             do { try save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)", "path": "\(path)"]) }
             return (table, nil)
         } catch {
-            guard let loaded = load() else { throw error }
+            guard let loaded = snapshot else { throw error }
             let age = Int(Date().timeIntervalSince(loaded.writtenAt))
             logger.warning(
                 "control plane unreachable: starting from the routing snapshot",
@@ -47,11 +55,11 @@ public struct RoutingSnapshot: Sendable {
         }
     }
 
-    /// The snapshot, if one was written and is readable.
-    public func load() -> Loaded? {
-        guard let data = FileManager.default.contents(atPath: path),
-            let table = try? JSONDecoder().decode(RoutingTable.self, from: data)
-        else { return nil }
+    /// The snapshot; nil if none was written. Throws when one is there but
+    /// cannot be read as a routing table (a bad location in it, say).
+    public func load() throws -> Loaded? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let table = try JSONDecoder().decode(RoutingTable.self, from: data)
         let written = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? Date.distantPast
         return Loaded(table: table, writtenAt: written)
     }

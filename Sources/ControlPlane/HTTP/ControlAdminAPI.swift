@@ -1,8 +1,8 @@
 import CellRouting
-import CellStorage
 import Foundation
 import Hummingbird
 import Logging
+import OrderCellPlatform
 import OrderHTTP
 import OrderModel
 
@@ -46,6 +46,7 @@ public struct ControlAdminAPI: Sendable {
         var registrar = RouteRegistrar(router: router)
         registrar.on(.get, pathPrefix + "/healthz") { _, _ in try HTTPBodies.json(["status": "ok"]) }
         addRoutes(&registrar)
+        registrar.refuseOtherMethods()
         return router
     }
 
@@ -70,38 +71,46 @@ public struct ControlAdminAPI: Sendable {
             }
         }
 
+        // The operator API: one Hummingbird router group under `/admin`.
+        var admin = routes.group(p + "/admin")
+
         // MARK: Reading (viewer)
-        routes.on(.get, p + "/admin/routing") { request, _ in
+        admin.on(.get, "/routing") { request, _ in
             try tokens.authorize(request, as: .viewer)
             return try HTTPBodies.json(control.routingTable)
         }
-        routes.on(.get, p + "/admin/cells") { request, _ in
+        admin.on(.get, "/cells") { request, _ in
             try tokens.authorize(request, as: .viewer)
             let table = control.routingTable
             return try HTTPBodies.json(ControlCellListView(routingVersion: table.version, cells: table.sortedCells.map { ControlCellView($0, table) }))
         }
-        routes.on(.get, p + "/admin/partitions") { request, _ in
+        admin.on(.get, "/partitions") { request, _ in
             try tokens.authorize(request, as: .viewer)
             return try HTTPBodies.json(PartitionListView(control.routingTable))
         }
-        routes.on(.get, p + "/admin/config") { request, _ in
+        admin.on(.get, "/config") { request, _ in
             try tokens.authorize(request, as: .viewer)
             let table = control.routingTable
             return try HTTPBodies.json(ConfigView(routingVersion: table.version, policy: table.policy))
         }
-        routes.on(.get, p + "/admin/releases") { request, _ in
+        admin.on(.get, "/releases") { request, _ in
             try tokens.authorize(request, as: .viewer)
-            let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 50, 1), 1000)
+            let limit = try request.uri.queryParameters.get("limit").map { text in
+                guard let limit = Int(text), (1...1000).contains(limit) else {
+                    throw OrderError.invalidRequest("limit must be a whole number 1...1000, got '\(text.prefix(24))'")
+                }
+                return limit
+            } ?? 50
             return try HTTPBodies.json(ReleaseListView(releases: try await control.history(limit: limit).map(ReleaseSummaryView.init)))
         }
-        routes.on(.get, p + "/admin/releases/{version}") { request, context in
+        admin.on(.get, "/releases/{version}") { request, context in
             try tokens.authorize(request, as: .viewer)
             let (release, changes) = try await control.release(try Self.version(context))
             return try HTTPBodies.json(ReleaseView(release: release, changes: changes))
         }
 
         // MARK: Changing (operator)
-        routes.on(.post, p + "/admin/cells") { request, _ in
+        admin.on(.post, "/cells") { request, _ in
             let token = try tokens.authorize(request, as: .operator)
             let body = try await HTTPBodies.decode(AddCellRequest.self, from: request)
             let route = try body.route()
@@ -109,7 +118,7 @@ public struct ControlAdminAPI: Sendable {
                 try $0.addingCell(route)
             }
         }
-        routes.on(.patch, p + "/admin/cells/{cell_id}") { request, context in
+        admin.on(.patch, "/cells/{cell_id}") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
             let body = try await HTTPBodies.decode(CellPatchRequest.self, from: request)
@@ -127,7 +136,7 @@ public struct ControlAdminAPI: Sendable {
                 }
             }
         }
-        routes.on(.put, p + "/admin/cells/{cell_id}/blacklist") { request, context in
+        admin.on(.put, "/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(BlacklistRequest.self, from: request)
@@ -136,7 +145,7 @@ public struct ControlAdminAPI: Sendable {
                 try $0.blacklisting(cell, entry)
             }
         }
-        routes.on(.delete, p + "/admin/cells/{cell_id}/blacklist") { request, context in
+        admin.on(.delete, "/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try Self.cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
@@ -145,7 +154,7 @@ public struct ControlAdminAPI: Sendable {
             }
         }
         if let failoverTLS {
-            routes.on(.post, p + "/admin/cells/{cell_id}/failover") { request, context in
+            admin.on(.post, "/cells/{cell_id}/failover") { request, context in
                 let token = try tokens.authorize(request, as: .operator)
                 let cell = try Self.cellID(context)
                 let before = control.routingTable
@@ -161,9 +170,9 @@ public struct ControlAdminAPI: Sendable {
                 return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
             }
         }
-        routes.on(.put, p + "/admin/partitions/{partition}") { request, context in
+        admin.on(.put, "/partitions/{partition}") { request, context in
             let token = try tokens.authorize(request, as: .operator)
-            let name = try Self.partitionName(context.parameters.get("partition") ?? "")
+            let name = try Self.partitionName(try Self.parameter("partition", of: context))
             let body = try await HTTPBodies.decode(PartitionRequest.self, from: request)
             guard let kind = PartitionKind(rawValue: body.kind) else {
                 throw OrderError.invalidRequest("kind must be vip, normal, canary or cold, got '\(body.kind.prefix(16))'")
@@ -173,9 +182,9 @@ public struct ControlAdminAPI: Sendable {
                 try $0.settingPartition(Partition(name: name, kind: kind, spillTo: spill))
             }
         }
-        routes.on(.put, p + "/admin/merchants/{merchant_id}/partition") { request, context in
+        admin.on(.put, "/merchants/{merchant_id}/partition") { request, context in
             let token = try tokens.authorize(request, as: .operator)
-            let merchant = context.parameters.get("merchant_id") ?? ""
+            let merchant = try Self.parameter("merchant_id", of: context)
             try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
             let body = try await HTTPBodies.decode(MerchantPartitionRequest.self, from: request)
             let partition = try Self.partitionName(body.partition)
@@ -183,28 +192,28 @@ public struct ControlAdminAPI: Sendable {
                 try $0.pinningMerchant(merchant, to: partition)
             }
         }
-        routes.on(.delete, p + "/admin/merchants/{merchant_id}/partition") { request, context in
+        admin.on(.delete, "/merchants/{merchant_id}/partition") { request, context in
             let token = try tokens.authorize(request, as: .operator)
-            let merchant = context.parameters.get("merchant_id") ?? ""
+            let merchant = try Self.parameter("merchant_id", of: context)
             try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
             let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
             return try await publish(request, token, body?.reason, body?.expectedVersion, "unpin merchant \(merchant)") {
                 try $0.pinningMerchant(merchant, to: nil)
             }
         }
-        routes.on(.put, p + "/admin/config") { request, _ in
+        admin.on(.put, "/config") { request, _ in
             let token = try tokens.authorize(request, as: .operator)
             let body = try await HTTPBodies.decode(ConfigRequest.self, from: request)
             let policy = try body.validated()
             return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(policy) }
         }
-        routes.on(.post, p + "/admin/releases/{version}/rollback") { request, context in
+        admin.on(.post, "/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let version = try Self.version(context)
             let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
             let reason = body?.reason ?? "no reason given"
             try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
-            let expected = try Self.expectedVersion(request, body?.expectedVersion)
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
             let before = control.routingTable
             let table = try await control.rollback(to: version, expectedVersion: expected, author: token.name, reason: reason)
             return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
@@ -217,20 +226,12 @@ public struct ControlAdminAPI: Sendable {
         _ change: (RoutingTable) throws -> RoutingTable
     ) async throws -> Response {
         try RequestLimits.checkText(reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
-        let expected = try Self.expectedVersion(request, bodyVersion)
+        let expected = try ExpectedVersion.of(request, body: bodyVersion)
         let before = control.routingTable
         let table = try await control.change(
             expectedVersion: expected, author: token.name, reason: "\(action): \(reason ?? "no reason given")", change
         )
         return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
-    }
-
-    static func expectedVersion(_ request: Request, _ bodyVersion: UInt64?) throws(OrderError) -> UInt64? {
-        if let bodyVersion { return bodyVersion }
-        guard let header = request.headers[.ifMatch] else { return nil }
-        let trimmed = header.trimmingCharacters(in: CharacterSet(charactersIn: "\" W/"))
-        guard let version = UInt64(trimmed) else { throw OrderError.invalidRequest("If-Match must be a routing version number") }
-        return version
     }
 
     static func cellID(_ context: BasicRequestContext) throws(OrderError) -> CellID {
@@ -252,8 +253,19 @@ public struct ControlAdminAPI: Sendable {
         return PartitionName(text)
     }
 
+    /// A path parameter, percent-decoded: a client that encodes `|` or `@` in a merchant id names the same merchant.
+    static func parameter(_ name: String, of context: BasicRequestContext) throws(OrderError) -> String {
+        let raw = context.parameters.get(name) ?? ""
+        guard let decoded = raw.removingPercentEncoding else {
+            throw OrderError.invalidRequest("\(name) is not validly percent-encoded: '\(raw.prefix(32))'")
+        }
+        return decoded
+    }
+
     static func cellState(_ text: String) throws(OrderError) -> CellState {
-        guard let state = CellState(rawValue: text.uppercased()) else {
+        // ASCII letters only change case: "actıve" (dotless i) is not ACTIVE.
+        let upper = String(String.UnicodeScalarView(text.unicodeScalars.map { ("a"..."z").contains($0) ? Unicode.Scalar($0.value - 32)! : $0 }))
+        guard let state = CellState(rawValue: upper) else {
             throw OrderError.invalidRequest("state must be one of \(CellState.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text.prefix(16))'")
         }
         return state

@@ -1,6 +1,5 @@
-import AsyncDeadline
+import OrderCellPlatform
 import CellRouting
-import CellStorage
 import Foundation
 import Logging
 import OrderModel

@@ -1,7 +1,7 @@
 import CellRouting
-import CellStorage
 import Foundation
 import GRDB
+import OrderCellPlatform
 
 /// Routing releases in a SQLite file: the embedded deployment's control database.
 public final class SQLiteRoutingReleaseStore: RoutingReleaseStore {

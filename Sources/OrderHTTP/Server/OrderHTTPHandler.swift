@@ -131,6 +131,7 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         let settings = self.settings
         let channel = context.channel
         let version = head.version
+        let isHead = head.method == .HEAD
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         Task {
             let requestContext = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: settings.logger))
@@ -150,7 +151,8 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
                 return
             }
             let head = response.head
-            let collected = collector.buffer.withLock { $0 }
+            // An answer to HEAD carries no body (RFC 9110 §9.3.2): one would be read as the start of the next answer.
+            let collected = isHead ? ByteBuffer() : collector.buffer.withLock { $0 }
             if channel.eventLoop.inEventLoop {
                 let (handler, context) = loopBound.value
                 handler.finish(context: context, version: version, head: head, body: collected)

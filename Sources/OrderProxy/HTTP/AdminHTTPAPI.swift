@@ -17,39 +17,44 @@ struct AdminHTTPAPI: Sendable {
     let clock: @Sendable () -> Timestamp
 
     func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
-        routes.on(.get, "/admin/cells") { request, _ in
+        var admin = routes.group("/admin")
+        admin.on(.get, "/cells") { request, _ in
             try tokens.authorize(request, as: .viewer)
             return try HTTPBodies.json(try await cellList())
         }
-        routes.on(.get, "/admin/proxy") { request, _ in
+        admin.on(.get, "/proxy") { request, _ in
             try tokens.authorize(request, as: .viewer)
             return try HTTPBodies.json(ProxyStatusView(proxy.routingTable, routingStatus.report()))
         }
-        routes.on(.put, "/admin/cells/{cell_id}/fault") { request, context in
+        admin.on(.put, "/cells/{cell_id}/fault") { request, context in
             try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decode(FaultBody.self, from: request)
             try await setFault(try body.fault(), on: cell)
             return try HTTPBodies.json(try await view(of: cell))
         }
-        routes.on(.delete, "/admin/cells/{cell_id}/fault") { request, context in
+        admin.on(.delete, "/cells/{cell_id}/fault") { request, context in
             try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             try await setFault(.none, on: cell)
             return try HTTPBodies.json(try await view(of: cell))
         }
-        routes.on(.put, "/admin/cells/{cell_id}/blacklist") { request, context in
+        admin.on(.put, "/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decodeIfPresent(BlacklistBody.self, from: request)
             let entry = try BlacklistEntry(requestedAt: clock(), reason: body?.reason, expiresInSeconds: body?.expiresInSeconds)
-            try await updateRouting { try await $0.blacklist(cell, entry, by: token) }
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
+            try await updateRouting { try await $0.blacklist(cell, entry, expectedVersion: expected, by: token) }
             return try HTTPBodies.json(try await view(of: cell))
         }
-        routes.on(.delete, "/admin/cells/{cell_id}/blacklist") { request, context in
+        admin.on(.delete, "/cells/{cell_id}/blacklist") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
-            try await updateRouting { try await $0.unblacklist(cell, by: token) }
+            let body = try await HTTPBodies.decodeIfPresent(UnblacklistBody.self, from: request)
+            try RequestLimits.checkText(body?.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
+            try await updateRouting { try await $0.unblacklist(cell, reason: body?.reason, expectedVersion: expected, by: token) }
             return try HTTPBodies.json(try await view(of: cell))
         }
     }
@@ -116,6 +121,9 @@ struct FaultBody: Decodable {
     enum CodingKeys: String, CodingKey { case mode, latencyMilliseconds = "latency_ms" }
 
     func fault() throws(OrderError) -> CellFault {
+        if let latency = latencyMilliseconds, !(0...60_000).contains(latency) {
+            throw OrderError.invalidRequest("latency_ms must be 0...60000, got \(latency)")
+        }
         switch mode {
         case "fail": return .fail
         case "none": return .none
@@ -141,7 +149,14 @@ struct FaultBody: Decodable {
 struct BlacklistBody: Decodable {
     var reason: String?
     var expiresInSeconds: Int64?
-    enum CodingKeys: String, CodingKey { case reason, expiresInSeconds = "expires_in_seconds" }
+    var expectedVersion: UInt64?
+    enum CodingKeys: String, CodingKey { case reason, expiresInSeconds = "expires_in_seconds", expectedVersion = "expected_version" }
+}
+
+struct UnblacklistBody: Decodable {
+    var reason: String?
+    var expectedVersion: UInt64?
+    enum CodingKeys: String, CodingKey { case reason, expectedVersion = "expected_version" }
 }
 
 struct CellListView: Encodable {

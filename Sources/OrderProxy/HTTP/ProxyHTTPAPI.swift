@@ -52,6 +52,7 @@ public struct ProxyHTTPAPI: Sendable {
             proxy: proxy, drills: drills, routingChanges: routingChanges, tokens: tokens, routingStatus: routingStatus, clock: clock
         ).addRoutes(&registrar)
         more(&registrar)
+        registrar.refuseOtherMethods()
         return (router, registrar.routes)
     }
 

@@ -1,3 +1,4 @@
+import OrderCellPlatform
 import CellRouting
 @testable import CellService
 import CellStorage

@@ -1,4 +1,4 @@
-import AsyncDeadline
+import OrderCellPlatform
 import Dispatch
 import Testing
 

@@ -1,5 +1,3 @@
-import AsyncDeadline
-import CellRouting
 import Logging
 import NIOCore
 import NIOPosix

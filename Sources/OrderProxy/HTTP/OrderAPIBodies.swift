@@ -1,3 +1,4 @@
+import Foundation
 import OrderHTTP
 import OrderModel
 import RequestJSON
@@ -155,4 +156,22 @@ struct EventListView: Encodable {
     var orderID: String
     var events: [EventView]
     enum CodingKeys: String, CodingKey { case orderID = "order_id", events }
+}
+
+/// The API's JSON of what a cell answered, for tools that print it
+/// (`ordercell admin cell call`): the same documents the HTTP API serves.
+public enum OrderAPIJSON {
+    public static func order(_ order: Order) -> String {
+        var json = ""
+        OrderJSON.write(order, to: &json)
+        return json
+    }
+
+    public static func refunds(_ refunds: [Refund]) throws -> String {
+        String(decoding: try HTTPBodies.encoder.encode(RefundListView(refunds: refunds.map(RefundView.init))), as: UTF8.self)
+    }
+
+    public static func events(_ events: [OrderEvent], of id: OrderID) throws -> String {
+        String(decoding: try HTTPBodies.encoder.encode(EventListView(orderID: id.description, events: events.map(EventView.init))), as: UTF8.self)
+    }
 }

@@ -1,7 +1,8 @@
 import AsyncHTTPClient
-import CellService
 import CellRouting
+import CellService
 import Foundation
+import HealthChecking
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -52,7 +53,10 @@ struct TestSystem: Sendable {
             clock: { clock.now }, logger: logger
         )
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let group = ServiceGroup(services: [system.application { continuation.yield($0) }], logger: logger)
+        // Not the health checker: tests that want it drive it themselves, on the test's clock.
+        let group = ServiceGroup(
+            services: system.services { continuation.yield($0) }.filter { !($0 is HealthChecker) }, logger: logger
+        )
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var iterator = ports.makeAsyncIterator()

@@ -1,5 +1,6 @@
 import CellRouting
 import Foundation
+import OrderCellPlatform
 import OrderModel
 import Testing
 

@@ -187,22 +187,37 @@ struct ControlPlaneTests {
             for (method, path, body) in [
                 ("PATCH", "/control/admin/cells/1", #"{"weight":5000}"#),
                 ("PATCH", "/control/admin/cells/1", #"{"state":"MELTING"}"#),
-                ("PATCH", "/control/admin/cells/1", #"{"partition":"nowhere"}"#),
                 ("PATCH", "/control/admin/cells/1", #"{"endpoints":["no-port"]}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"rate_limits":{"global_creates_per_second":1e-17}}}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"flags":{"bad flag!":true}}}"#),
-                ("POST", "/control/admin/cells", #"{"cell_id":1,"partition":"normal"}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"canary":{"partition":"canary","percent":140}}}"#),
                 ("PUT", "/control/admin/config", #"{"policy":{"rate_limits":{"global_creates_per_second":-1}}}"#),
                 ("PUT", "/control/admin/partitions/vip", #"{"kind":"vip","spill_to":"vip"}"#),
                 ("PUT", "/control/admin/partitions/x", #"{"kind":"gold"}"#),
                 ("POST", "/control/admin/releases/9/rollback", "{}"),
                 ("GET", "/control/admin/releases/abc", nil),
+                ("GET", "/control/admin/releases?limit=0", nil),
+                ("GET", "/control/admin/releases?limit=1001", nil),
+                ("PUT", "/admin/cells/1/fault", #"{"mode":"fail","latency_ms":60001}"#),
+                ("DELETE", "/control/admin/cells/1/blacklist", #"{"expected_version":-5}"#),
             ] {
                 let result = try await api.send(HTTPMethodName(method), path, body, admin: true)
                 #expect(result.status == 400 && result.code == "invalid_request" && result.contentType == "application/problem+json",
                     "\(method) \(path) \(body ?? ""): \(result.status) \(result.text)")
             }
+            // What names something that is not there is 404; adding what is there already, 409.
+            let nowhere = try await api.send(.PATCH, "/control/admin/cells/1", #"{"partition":"nowhere"}"#, admin: true)
+            #expect(nowhere.status == 404 && nowhere.code == "not_found", "\(nowhere.text)")
+            let twice = try await api.send(.POST, "/control/admin/cells", #"{"cell_id":1,"partition":"normal"}"#, admin: true)
+            #expect(twice.status == 409 && twice.code == "already_exists", "\(twice.text)")
+            // The proxy's own blacklist route forwards the version it was asked against (body or If-Match).
+            let staleThroughProxy = try await api.send(.PUT, "/admin/cells/1/blacklist", #"{"reason":"x","expected_version":1}"#, admin: true)
+            #expect(staleThroughProxy.status == 409 && staleThroughProxy.code == "version_conflict", "\(staleThroughProxy.text)")
+            let staleUnblacklist = try await api.send(.DELETE, "/admin/cells/1/blacklist", #"{"expected_version":1}"#, admin: true)
+            #expect(staleUnblacklist.status == 409 && staleUnblacklist.code == "version_conflict", "\(staleUnblacklist.text)")
+            // A number that does not fit its field is named, though Foundation's decoder only says "not valid JSON".
+            let negative = try await api.send(.PUT, "/control/admin/config", #"{"policy":{},"expected_version":-1}"#, admin: true)
+            #expect(negative["detail"]?.contains("expected_version is -1, which does not fit the field") == true, "\(negative.text)")
             // A storage server that is not a PostgreSQL URL is refused at publish time, naming the field and why.
             let badStorage = try await api.send(
                 .POST, "/control/admin/cells", #"{"cell_id":8,"partition":"normal","storage":{"primary":"postgres://u@db/c","replicas":["db:5432"]}}"#, admin: true
