@@ -58,27 +58,48 @@ public struct RouteRegistrar<Context: RequestContext> {
         recorded.routes.withLock { $0.append(APIRoute(method: method.rawValue, path: prefix + path)) }
     }
 
-    /// Answers every other method on the paths registered so far with
-    /// `405 method_not_allowed` and an `Allow` header naming the ones served
-    /// (RFC 9110 §15.5.6), instead of the router's 404: the path exists.
-    /// Call it once, after the last route.
+    /// Answers a request for a path that is served, but not with its
+    /// method — any method, `QUERY` or `TRACE` alike — with `405
+    /// method_not_allowed` and an `Allow` header naming those that are (RFC
+    /// 9110 §15.5.6), instead of the router's 404. Call it once, after the
+    /// last route: a router middleware added then wraps only what no route
+    /// matched. `HEAD` is refused too: the server writes every answer with
+    /// its body, so it serves no `HEAD`.
     public func refuseOtherMethods() {
-        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options, .trace]
-        var served: [String: Set<String>] = [:]
-        for route in routes { served[route.path, default: []].insert(route.method) }
-        for (path, allowed) in served {
-            let allow = methods.map(\.rawValue).filter(allowed.contains).joined(separator: ", ")
-            for method in methods where !allowed.contains(method.rawValue) {
-                // HEAD too: the server writes every answer with its body, so it serves no HEAD.
-                router.on(RouterPath(path), method: method) { request, _ in
-                    var response = Problem.response(
-                        OrderError(.methodNotAllowed, "\(request.method.rawValue) is not served on \(path); it serves \(allow)")
-                    )
-                    response.headers[.allow] = allow
-                    return response
-                }
+        router.add(middleware: MethodNotAllowedMiddleware(routes: routes))
+    }
+}
+
+/// What ``RouteRegistrar/refuseOtherMethods()`` puts in front of the router's 404.
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Each served path's segments (`nil` for a `{parameter}`) and its methods, in the order registered.
+    let templates: [(segments: [Substring?], methods: [String])]
+
+    init(routes: [APIRoute]) {
+        var templates: [(segments: [Substring?], methods: [String])] = []
+        for route in routes {
+            let segments = route.path.split(separator: "/").map { $0.hasPrefix("{") ? nil : $0 }
+            if let index = templates.firstIndex(where: { $0.segments == segments }) {
+                if !templates[index].methods.contains(route.method) { templates[index].methods.append(route.method) }
+            } else {
+                templates.append((segments, [route.method]))
             }
         }
+        self.templates = templates
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path.split(separator: "/")
+        let allowed = templates.filter { template in
+            template.segments.count == path.count && zip(template.segments, path).allSatisfy { $0 == nil || $0 == $1 }
+        }.flatMap(\.methods)
+        guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { return try await next(request, context) }
+        let allow = allowed.joined(separator: ", ")
+        var response = Problem.response(
+            OrderError(.methodNotAllowed, "\(request.method.rawValue.prefix(16)) is not served on \(request.uri.path.prefix(128)); it serves \(allow)")
+        )
+        response.headers[.allow] = allow
+        return response
     }
 }
 

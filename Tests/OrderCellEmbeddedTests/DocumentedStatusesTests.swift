@@ -95,7 +95,7 @@ struct DocumentedStatusesTests {
     func methodNotAllowed() async throws {
         try await TestSystem.run { system in
             let port = try #require(URLComponents(string: system.client.base)?.port)
-            for (request, allow) in [("TRACE /healthz", "GET"), ("DELETE /v1/orders", "POST"), ("HEAD /v1/orders/1", "GET")] {
+            for (request, allow) in [("TRACE /healthz", "GET"), ("QUERY /v1/orders", "POST"), ("DELETE /v1/orders", "POST"), ("HEAD /v1/orders/1", "GET"), ("POST /control/admin/cells/3", "PATCH")] {
                 let (text, _) = try await RawConnection.exchange(port: port, "\(request) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(5))
                 #expect(text.hasPrefix("HTTP/1.1 405"), "\(request): \(text)")
                 #expect(text.lowercased().contains("allow: \(allow.lowercased())\r\n"), "\(request): \(text)")
