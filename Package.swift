@@ -43,13 +43,13 @@ let package = Package(
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
         .target(name: "OrderModel", swiftSettings: swiftSettings),
         // Pure routing: routing table, partitions, cell selection, order retry, outlier detection.
-        .target(name: "CellRouting", dependencies: ["OrderModel", "OrderCellPlatform"], swiftSettings: swiftSettings),
-        // What the servers share beneath the domain: deadlines that hold even when the work ignores
-        // cancellation, the wall clock, durable SQLite, PostgreSQL locations, TLS choice and probe.
+        .target(name: "CellRouting", dependencies: ["OrderModel"], swiftSettings: swiftSettings),
+        // What the servers share above the pure layers: deadlines that hold even when the work
+        // ignores cancellation, the wall clock, durable SQLite, PostgreSQL TLS choice and probe.
         .target(
             name: "OrderCellPlatform",
             dependencies: [
-                "OrderModel",
+                "OrderModel", "CellRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -220,9 +220,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "OrderCellPlatformTests", dependencies: ["OrderCellPlatform", "OrderModel", "CellRouting"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "OrderCellPlatformTests", dependencies: ["OrderCellPlatform"], swiftSettings: testSwiftSettings),
         .testTarget(name: "OrderModelTests", dependencies: ["OrderModel"], swiftSettings: testSwiftSettings),
-        .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting", "OrderModel", "OrderCellPlatform"], swiftSettings: testSwiftSettings),
+        .testTarget(name: "CellRoutingTests", dependencies: ["CellRouting", "OrderModel"], swiftSettings: testSwiftSettings),
         .testTarget(
             name: "CellProtocolTests",
             dependencies: [

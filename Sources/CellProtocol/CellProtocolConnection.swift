@@ -55,8 +55,21 @@ public final class CellProtocolConnection: Sendable {
     /// connection once the calls under way are answered or expired, so that
     /// replacing a cell's client (its endpoints changed) fails no call.
     public func shutdown() {
-        guard let channel = state.withLock({ $0.shutDown() }) else { return }
+        _ = shutDownConnection()
+    }
+
+    /// ``shutdown()``, then waits until the connection is closed (its calls
+    /// under way answered or expired): for a process's graceful shutdown.
+    public func shutdownAndWait() async {
+        guard let closed = shutDownConnection() else { return }
+        try? await closed.get()
+    }
+
+    /// Marks the connection shut down and asks its channel to close when idle; the channel's close future.
+    private func shutDownConnection() -> EventLoopFuture<Void>? {
+        guard let channel = state.withLock({ $0.shutDown() }) else { return nil }
         channel.channel.eventLoop.execute { channel.handler.value.closeWhenIdle() }
+        return channel.channel.closeFuture
     }
 
     private func channel(timeout: Duration) async throws -> OpenCellConnection {
@@ -87,35 +100,35 @@ public final class CellProtocolConnection: Sendable {
         let tls = self.tls
         // TCP, TLS and the hellos together get what the first call may wait, at most the handshake limit.
         let handshakeTimeout = TimeAmount(min(timeout, handshakeLimit))
-        // The handshake's outcome is a promise made before the connection, so
-        // that it is known even when the server answers and closes before the
-        // connect future's callbacks run (a refused version, say): looking the
-        // handler up in the pipeline then would find it already removed.
-        let loop = group.next()
-        let ready = loop.makePromise(of: Void.self)
-        ClientBootstrap(group: loop)
+        // Each channel's handler and handshake are kept as its initializer makes
+        // them: the winner's are known even when the server answers and closes
+        // before the connect future's callbacks run (a refused version, say),
+        // when a lookup in its pipeline would find the handler gone. Per
+        // channel, because connecting to a name tries each of its addresses
+        // (Happy Eyeballs), and a losing attempt's close must not fail the
+        // winner's handshake.
+        let handshakes = Handshakes()
+        ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(handshakeTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let handler = CellClientHandler(ready: channel.eventLoop.makePromise(), tls: tls.isEnabled)
                     try tls.addHandler(to: channel, host: host)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(CellFrameDecoder()), CellClientHandler(ready: ready, tls: tls.isEnabled),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(CellFrameDecoder()), handler])
+                    handshakes.record(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), ready: handler.ready.futureResult)
                 }
             }
             .connect(host: host, port: port)
             .flatMap { channel -> EventLoopFuture<OpenCellConnection> in
-                let stalled = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
-                    ready.fail(CellProtocolError.unreachable("no hello within \(handshakeTimeout.nanoseconds / 1_000_000) ms"))
+                guard let (handler, ready) = handshakes.take(channel) else {
                     channel.close(promise: nil)
+                    return channel.eventLoop.makeFailedFuture(CellProtocolError.unreachable("the connection was made without its handler"))
                 }
-                return ready.futureResult.always { _ in stalled.cancel() }.flatMapThrowing {
-                    guard let handler = try? channel.pipeline.syncOperations.handler(type: CellClientHandler.self) else {
-                        throw CellProtocolError.unreachable("the cell service closed the connection right after its hello")
-                    }
-                    return OpenCellConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                let stalled = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
+                    handler.value.handshakeFailed(.unreachable("no hello within \(handshakeTimeout.nanoseconds / 1_000_000) ms"))
                 }
+                return ready.always { _ in stalled.cancel() }.map { OpenCellConnection(channel: channel, handler: handler) }
             }
             .whenComplete { [self] result in
                 switch result {
@@ -128,8 +141,6 @@ public final class CellProtocolConnection: Sendable {
                     connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.closed(connection) } }
                     promise.succeed(connection)
                 case .failure(let error):
-                    // A connection never made leaves its handshake unsettled.
-                    ready.fail(error)
                     let failure = Self.connectFailure(error, endpoint: endpoint)
                     state.withLock { $0.connectFailed(reason: failure.description, now: .now()) }
                     promise.fail(failure)
@@ -150,6 +161,20 @@ public final class CellProtocolConnection: Sendable {
         case let error as BoringSSLError: return .tlsFailed("\(endpoint): \(error)")
         default: return .unreachable("\(endpoint): \(error)")
         }
+    }
+}
+
+/// The handler and handshake of each channel one attempt to connect made,
+/// by channel: the attempt keeps the winner's, the losers' go with it.
+final class Handshakes: Sendable {
+    private let byChannel = Mutex<[ObjectIdentifier: (handler: NIOLoopBound<CellClientHandler>, ready: EventLoopFuture<Void>)]>([:])
+
+    func record(_ channel: any Channel, handler: NIOLoopBound<CellClientHandler>, ready: EventLoopFuture<Void>) {
+        byChannel.withLock { $0[ObjectIdentifier(channel)] = (handler, ready) }
+    }
+
+    func take(_ channel: any Channel) -> (NIOLoopBound<CellClientHandler>, EventLoopFuture<Void>)? {
+        byChannel.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 }
 

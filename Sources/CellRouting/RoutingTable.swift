@@ -1,4 +1,3 @@
-import OrderCellPlatform
 import OrderModel
 
 /// The name of a partition: a group of cells serving one class of merchants.

@@ -76,29 +76,26 @@ public struct CellProcess: Sendable {
                 }
             }
         }
-        // The cell protocol is served once the schema is current, so no call meets a missing table.
+        // The cell protocol is served, and expired orders swept, once the schema is current:
+        // no call meets a missing table. They shut down together, the server first.
         let (host, port, protocolTLS) = (self.host, self.port, self.protocolTLS)
         let serving = ServingAfter(
             prepare: { try await store.migrate() },
-            server: {
+            then: {
                 let server = try await CellProtocolServer.bind(
                     host: host, port: port, responder: CellProtocolService(cell: service), tls: protocolTLS, logger: logger
                 )
                 logger.notice("cell service starting", metadata: ["cell": "\(cell)", "port": "\(server.port)", "primary": "\(primary)"])
-                return server
+                return ServiceGroup(services: [ExpirySweeper(cells: [service], logger: logger), server], logger: logger)
             }
         )
         // Shut down in reverse: the server drains first; the store's connections close last.
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: store), .init(service: follower), .init(service: ExpirySweeper(cells: [service], logger: logger)),
-            .init(service: serving),
-        ]
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
-            )
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: store), .init(service: follower), .init(service: serving)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
+        groupConfiguration.maximumGracefulShutdownDuration = ProcessShutdown.drainLimit
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         // Only after the group: the server has drained and the store's run() has returned, so its connections are closed.
         logger.notice("cell service stopped: calls under way answered, storage connections closed", metadata: ["cell": "\(cell)"])

@@ -56,16 +56,22 @@ public struct ControlProcess: Sendable {
             // The error never echoes the URL: it may hold a password.
             throw ValidationFailure("--database: \(error.detail)")
         }
-        // The release store's connections outlive the service group: they close once its last service has stopped.
+        // The release store first in the group: it shuts down last, once the server has drained.
+        // Everything that needs the releases (the control plane, its server, the health checker)
+        // starts after the store is prepared, in a group of its own within this one.
         let store = PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
-        try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { await store.run() }
-            defer { store.close() }
-            try await serve(store, at: url, logger: logger)
-        }
+        let serving = ServingAfter(prepare: {}, then: { try await serve(store, at: url, logger: logger) })
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: store), .init(service: serving)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = ProcessShutdown.drainLimit
+        try await ServiceGroup(configuration: configuration).run()
     }
 
-    private func serve(_ store: PostgresRoutingReleaseStore, at url: PostgresEndpoint, logger: Logger) async throws {
+    /// Prepares the release store, starts the control plane from its newest
+    /// release, and returns what serves it: the HTTP server, the health
+    /// checker and its cell clients, shut down in that order.
+    private func serve(_ store: PostgresRoutingReleaseStore, at url: PostgresEndpoint, logger: Logger) async throws -> ServiceGroup {
         do {
             try await store.prepare()
         } catch {
@@ -85,20 +91,18 @@ public struct ControlProcess: Sendable {
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
             host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,
-            // Followers' long polls are answered at once rather than cut when the drain gives up.
+            // Followers' long polls are answered at once, not held until the drain's limit.
             onGracefulShutdown: { control.endLongPolls() }
         )
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
-        // Shut down in reverse: the server drains first, the cell clients close last.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: clients)]
+        var services: [any Service] = [clients]
         if let healthCheck {
             clients.prepare(for: control.routingTable)
             control.onPublish { clients.prepare(for: $0) }
-            services.append(.init(service: HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger)))
+            services.append(HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger))
         }
-        services.append(.init(service: application))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        services.append(application)
+        return ServiceGroup(services: services, logger: logger)
     }
 }
 

@@ -74,13 +74,13 @@ public struct ProxyProcess: Sendable {
             }
         }
         let application = OrderHTTPServer(host: host, port: port, responder: api.buildRouter().buildResponder(), logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                // Shut down in reverse: the server drains first, then the follower stops, the cell clients close last.
-                services: [.init(service: clients), .init(service: follower), .init(service: application)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
-            )
+        // Shut down in reverse: the server drains first, then the follower stops, the cell clients close last.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: clients), .init(service: follower), .init(service: application)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
+        groupConfiguration.maximumGracefulShutdownDuration = ProcessShutdown.drainLimit
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         logger.notice("proxy stopped: requests under way answered, cell connections closed")
     }

@@ -197,13 +197,13 @@ public final class EmbeddedSystem: Sendable {
     /// Runs ``services(onServerRunning:)`` until SIGTERM or SIGINT, then
     /// shuts down gracefully (in-flight requests finish).
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services(onServerRunning: onServerRunning).map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
-            )
+        var configuration = ServiceGroupConfiguration(
+            services: services(onServerRunning: onServerRunning).map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
-        try await group.run()
+        // A client stalled in the middle of a request must not hold the drain until its idle timeout (75 s).
+        configuration.maximumGracefulShutdownDuration = .seconds(15)
+        try await ServiceGroup(configuration: configuration).run()
     }
 }
 

@@ -62,9 +62,10 @@ public struct RouteRegistrar<Context: RequestContext> {
     /// method — any method, `QUERY` or `TRACE` alike — with `405
     /// method_not_allowed` and an `Allow` header naming those that are (RFC
     /// 9110 §15.5.6), instead of the router's 404. Call it once, after the
-    /// last route: a router middleware added then wraps only what no route
-    /// matched. `HEAD` is refused too: the server writes every answer with
-    /// its body, so it serves no `HEAD`.
+    /// last route: Hummingbird fixes a route's middleware when the route is
+    /// added, so a middleware added then wraps only what no route matched
+    /// (and would wrap, wrongly, a route added after it). `HEAD` is served
+    /// wherever `GET` is (the router's `autoGenerateHeadEndpoints`).
     public func refuseOtherMethods() {
         router.add(middleware: MethodNotAllowedMiddleware(routes: routes))
     }
@@ -79,10 +80,11 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
         var templates: [(segments: [Substring?], methods: [String])] = []
         for route in routes {
             let segments = route.path.split(separator: "/").map { $0.hasPrefix("{") ? nil : $0 }
+            let methods = route.method == "GET" ? ["GET", "HEAD"] : [route.method]
             if let index = templates.firstIndex(where: { $0.segments == segments }) {
-                if !templates[index].methods.contains(route.method) { templates[index].methods.append(route.method) }
+                for method in methods where !templates[index].methods.contains(method) { templates[index].methods.append(method) }
             } else {
-                templates.append((segments, [route.method]))
+                templates.append((segments, methods))
             }
         }
         self.templates = templates

@@ -72,29 +72,35 @@ public enum HTTPBodies {
         return describe(error)
     }
 
-    /// The first number in a parsed body that is not a whole number in 64 bits, else the first negative one.
+    /// The number in a parsed body most likely to be the one that did not
+    /// fit: first one beyond 64 bits, then a negative one, then a fraction
+    /// (some fields take fractions: policy percentages and rates).
     static func unfitNumber(in value: Any, at path: String) -> (path: String, number: String)? {
+        var beyond: (String, String)?
         var negative: (String, String)?
-        func visit(_ value: Any, _ path: String) -> (String, String)? {
+        var fraction: (String, String)?
+        func visit(_ value: Any, _ path: String) {
             switch value {
             case let object as [String: Any]:
-                for key in object.keys.sorted() {
-                    if let found = visit(object[key]!, path.isEmpty ? key : "\(path).\(key)") { return found }
-                }
+                for key in object.keys.sorted() { visit(object[key]!, path.isEmpty ? key : "\(path).\(key)") }
             case let array as [Any]:
-                for (index, element) in array.enumerated() {
-                    if let found = visit(element, "\(path)[\(index)]") { return found }
-                }
+                for (index, element) in array.enumerated() { visit(element, "\(path)[\(index)]") }
             case let number as NSNumber:  // true and false read as 1 and 0, which always fit
                 let double = number.doubleValue
-                if double.rounded() != double || double >= 9.2e18 || double < -9.2e18 { return (path, number.stringValue) }
-                if double < 0, negative == nil { negative = (path, number.stringValue) }
+                let found = (path, number.stringValue)
+                if double >= 18_446_744_073_709_551_616 || double < -9_223_372_036_854_775_808 {
+                    if beyond == nil { beyond = found }
+                } else if double < 0 {
+                    if negative == nil { negative = found }
+                } else if double.rounded() != double {
+                    if fraction == nil { fraction = found }
+                }
             default:
                 break
             }
-            return nil
         }
-        return visit(value, path) ?? negative
+        visit(value, path)
+        return beyond ?? negative ?? fraction
     }
 
     public static func describe(_ error: DecodingError) -> String {

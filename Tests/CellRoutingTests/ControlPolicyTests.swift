@@ -1,5 +1,4 @@
 import Foundation
-import OrderCellPlatform
 import OrderModel
 import Testing
 

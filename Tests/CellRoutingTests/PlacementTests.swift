@@ -1,4 +1,3 @@
-import OrderCellPlatform
 import OrderModel
 import Testing
 

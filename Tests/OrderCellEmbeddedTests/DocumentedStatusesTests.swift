@@ -91,11 +91,14 @@ struct DocumentedStatusesTests {
         }
     }
 
-    @Test("a method not served on a path is refused with 405 and the methods it serves; an unknown path is 404")
+    @Test("a method not served on a path is refused with 405 and the methods it serves, HEAD answers as GET would without the body; an unknown path is 404")
     func methodNotAllowed() async throws {
         try await TestSystem.run { system in
             let port = try #require(URLComponents(string: system.client.base)?.port)
-            for (request, allow) in [("TRACE /healthz", "GET"), ("QUERY /v1/orders", "POST"), ("DELETE /v1/orders", "POST"), ("HEAD /v1/orders/1", "GET"), ("POST /control/admin/cells/3", "PATCH")] {
+            for (request, allow) in [
+                ("TRACE /healthz", "GET, HEAD"), ("QUERY /v1/orders", "POST"), ("DELETE /v1/orders", "POST"), ("HEAD /v1/orders", "POST"),
+                ("POST /control/admin/cells/3", "PATCH"),
+            ] {
                 let (text, _) = try await RawConnection.exchange(port: port, "\(request) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(5))
                 #expect(text.hasPrefix("HTTP/1.1 405"), "\(request): \(text)")
                 #expect(text.lowercased().contains("allow: \(allow.lowercased())\r\n"), "\(request): \(text)")
@@ -105,6 +108,9 @@ struct DocumentedStatusesTests {
                     #expect(text.contains(#""code":"method_not_allowed""#), "\(request): \(text)")
                 }
             }
+            // HEAD is served wherever GET is: the GET answer's head, its length, no body.
+            let (head, _) = try await RawConnection.exchange(port: port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(5))
+            #expect(head.hasPrefix("HTTP/1.1 200") && head.hasSuffix("\r\n\r\n") && !head.lowercased().contains("content-length: 0\r\n"), "\(head)")
             let unknown = try await system.client.send(.GET, "/v2/nothing")
             #expect(unknown.status == 404 && unknown.code == "not_found")
         }

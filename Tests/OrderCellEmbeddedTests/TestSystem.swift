@@ -53,9 +53,9 @@ struct TestSystem: Sendable {
             clock: { clock.now }, logger: logger
         )
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        // Not the health checker: tests that want it drive it themselves, on the test's clock.
+        // Not the health checker nor the expiry sweeper: tests that want them drive them, on the test's clock.
         let group = ServiceGroup(
-            services: system.services { continuation.yield($0) }.filter { !($0 is HealthChecker) }, logger: logger
+            services: system.services { continuation.yield($0) }.filter { !($0 is HealthChecker || $0 is ExpirySweeper) }, logger: logger
         )
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -41,7 +41,8 @@ public struct ControlAdminAPI: Sendable {
 
     /// A router serving only the control plane (cluster mode).
     public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+        // HEAD is answered wherever GET is, with the GET answer's head (RFC 9110 §9.1).
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: ProblemMiddleware(logger: logger))
         var registrar = RouteRegistrar(router: router)
         registrar.on(.get, pathPrefix + "/healthz") { _, _ in try HTTPBodies.json(["status": "ok"]) }

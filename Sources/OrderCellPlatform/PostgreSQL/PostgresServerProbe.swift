@@ -1,3 +1,4 @@
+import CellRouting
 import Logging
 import NIOCore
 import NIOPosix

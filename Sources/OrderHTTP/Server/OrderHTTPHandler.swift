@@ -151,15 +151,14 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
                 return
             }
             let head = response.head
-            // An answer to HEAD carries no body (RFC 9110 §9.3.2): one would be read as the start of the next answer.
-            let collected = isHead ? ByteBuffer() : collector.buffer.withLock { $0 }
+            let collected = collector.buffer.withLock { $0 }
             if channel.eventLoop.inEventLoop {
                 let (handler, context) = loopBound.value
-                handler.finish(context: context, version: version, head: head, body: collected)
+                handler.finish(context: context, version: version, head: head, body: collected, headOnly: isHead)
             } else {
                 channel.eventLoop.execute {
                     let (handler, context) = loopBound.value
-                    handler.finish(context: context, version: version, head: head, body: collected)
+                    handler.finish(context: context, version: version, head: head, body: collected, headOnly: isHead)
                 }
             }
         }
@@ -177,38 +176,42 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
     }
 
     /// Writes head, body and end in one flush, then keeps or closes the connection.
-    private func finish(context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer) {
+    private func finish(context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer, headOnly: Bool = false) {
         guard case .responding(let keepAlive) = state else { return }
         let closes = !keepAlive || closeWhenIdle
         // Settled before writing: the response's end lets NIO's pipelining
         // assistance hand over the next buffered request at once, from inside
         // the write — to be served, or ignored after a `Connection: close`.
+        // Requests pipelined behind this one reach this handler in `.closed` and
+        // are dropped; the connection closes once this response is written.
         state = closes ? .closed : .idle
-        if closes {
-            // NIO's pipelining assistance then drops the requests it holds behind
-            // this one and closes the connection after this response's end.
-            context.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
-        let written = write(context: context, version: version, head: head, body: body, closes: closes)
+        let written = write(context: context, version: version, head: head, body: body, closes: closes, headOnly: headOnly)
         if closes { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
     }
 
     /// Writes one response — head with its length, date, server and
     /// connection headers, body, end — in one flush; the future is the end's.
+    /// An answer to `HEAD` (`headOnly`) says the body's length and sends no
+    /// body (RFC 9110 §9.3.2): one would be read as the start of the next answer.
     private func write(
-        context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer, closes: Bool
+        context: ChannelHandlerContext, version: HTTPVersion, head: HTTPResponse, body: ByteBuffer, closes: Bool, headOnly: Bool = false
     ) -> EventLoopFuture<Void> {
         var response = HTTPResponseHead(head)
         response.version = version
         // No body and no length on 1xx, 204 and 304 (RFC 9110 §8.6).
         let bodyless = head.status.kind == .informational || head.status.code == 204 || head.status.code == 304
         var body = body
-        if bodyless { body.clear() } else { response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes)) }
+        if bodyless {
+            body.clear()
+        } else if !(headOnly && response.headers.contains(name: "Content-Length")) {
+            // An answer to HEAD keeps the length its GET answer would have (the router's HEAD endpoint says it).
+            response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        }
         response.headers.replaceOrAdd(name: "Date", value: settings.dates.current())
         response.headers.replaceOrAdd(name: "Server", value: settings.serverName)
         if closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(response)), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if body.readableBytes > 0, !headOnly { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         return context.writeAndFlush(wrapOutboundOut(.end(nil)))
     }
 

@@ -56,6 +56,11 @@ public final class CellServiceClient: CellClient {
         for instance in instances { instance.shutdown() }
     }
 
+    /// ``shutdown()``, then waits until every instance's connection is closed.
+    public func shutdownAndWait() async {
+        for instance in instances { await instance.shutdownAndWait() }
+    }
+
     public func serviceInstances() -> [CellServiceInstanceStatus] {
         let now = clock()
         let (active, failed) = preference.withLock { preference in
@@ -245,11 +250,14 @@ public final class CellServiceClients: CellClientProvider, CellDrillControl {
 
 /// The clients' connections live as long as the process's service group:
 /// on graceful shutdown (or cancellation) each closes once its calls under
-/// way are answered or expired. Put them first in the group, so that they
+/// way are answered or expired, and ``run()`` returns when all have. Put them first in the group, so that they
 /// are shut down last, after the servers whose requests use them.
 extension CellServiceClients: Service {
+    /// Returns once every connection has closed, after graceful shutdown began.
     public func run() async {
         try? await gracefulShutdown()
-        shutdown()
+        await withDiscardingTaskGroup { group in
+            for client in clients.withLock({ Array($0.values) }) { group.addTask { await client.shutdownAndWait() } }
+        }
     }
 }

@@ -55,4 +55,6 @@ struct CellServiceInstance: Sendable {
     }
 
     func shutdown() { connection.shutdown() }
+
+    func shutdownAndWait() async { await connection.shutdownAndWait() }
 }

@@ -43,7 +43,8 @@ public struct ProxyHTTPAPI: Sendable {
     public func buildRouterAndRoutes(
         adding more: (inout RouteRegistrar<BasicRequestContext>) -> Void = { _ in }
     ) -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
-        let router = Router()
+        // HEAD is answered wherever GET is, with the GET answer's head (RFC 9110 §9.1).
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: ProblemMiddleware(logger: logger))
         var registrar = RouteRegistrar(router: router)
         addOrderRoutes(&registrar)

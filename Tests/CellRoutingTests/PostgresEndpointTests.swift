@@ -1,6 +1,5 @@
 import CellRouting
 import Foundation
-import OrderCellPlatform
 import OrderModel
 import Testing
 
