@@ -60,7 +60,7 @@ public struct ControlProcess: Sendable {
         // Everything that needs the releases (the control plane, its server, the health checker)
         // starts after the store is prepared, in a group of its own within this one.
         let store = PostgresRoutingReleaseStore(endpoint: url, tls: databaseTLS, logger: logger)
-        let serving = ServingAfter(prepare: {}, then: { try await serve(store, at: url, logger: logger) })
+        let serving = ServingAfter(then: { try await serve(store, at: url, logger: logger) })
         var configuration = ServiceGroupConfiguration(
             services: [.init(service: store), .init(service: serving)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )

@@ -13,7 +13,7 @@ struct TaskService: Service {
 /// server that must not take calls before its storage is ready. A graceful
 /// shutdown during `prepare` reaches the service as soon as it runs.
 struct ServingAfter<Serving: Service>: Service {
-    let prepare: @Sendable () async throws -> Void
+    var prepare: @Sendable () async throws -> Void = {}
     let then: @Sendable () async throws -> Serving
 
     func run() async throws {

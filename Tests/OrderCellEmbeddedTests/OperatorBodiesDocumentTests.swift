@@ -22,40 +22,35 @@ struct OperatorBodiesDocumentTests {
             if lines[index].hasPrefix("  /") { return nil }
             index += 1
         }
+        // The request body's schema: inline, or a `$ref` to a shared one.
         var inBody = false
-        var propertiesIndent: Int?
-        var fields: Set<String> = []
-        for line in lines[(index + 1)...] {
+        for (offset, line) in lines[(index + 1)...].enumerated() {
             let indent = line.prefix { $0 == " " }.count
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.isEmpty { continue }
-            if indent <= 4 { break }  // the next operation or path
+            if indent <= 4 { return [] }  // the next operation or path: no body
             if indent == 6 { inBody = text == "requestBody:"; continue }
             guard inBody else { continue }
-            if propertiesIndent == nil, text.hasPrefix("schema: { $ref: '#/components/schemas/") {
+            if text.hasPrefix("schema: { $ref: '#/components/schemas/") {
                 let name = text.dropFirst("schema: { $ref: '#/components/schemas/".count).prefix { $0 != "'" }
-                return componentFields(String(name), lines)
+                guard let start = lines.firstIndex(of: "    \(name):") else { return nil }
+                return properties(in: lines, after: start)
             }
-            if let propertiesIndent {
-                if indent <= propertiesIndent { break }
-                if indent == propertiesIndent + 2, let colon = text.firstIndex(of: ":") { fields.insert(String(text[..<colon])) }
-            } else if text == "properties:" {
-                propertiesIndent = indent
-            }
+            if text.hasPrefix("schema:") { return properties(in: lines, after: index + 1 + offset) }
         }
-        return fields
+        return []
     }
 
-    /// The top-level properties of the schema `components.schemas.<name>`.
-    static func componentFields(_ name: String, _ lines: [String]) -> Set<String>? {
-        guard let start = lines.firstIndex(of: "    \(name):") else { return nil }
+    /// The names one level under the first `properties:` below the line at `start`, within its block.
+    static func properties(in lines: [String], after start: Int) -> Set<String> {
+        let blockIndent = lines[start].prefix { $0 == " " }.count
         var propertiesIndent: Int?
         var fields: Set<String> = []
         for line in lines[(start + 1)...] {
             let indent = line.prefix { $0 == " " }.count
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.isEmpty { continue }
-            if indent <= 4 { break }
+            if indent <= blockIndent { break }
             if let propertiesIndent {
                 if indent <= propertiesIndent { break }
                 if indent == propertiesIndent + 2, let colon = text.firstIndex(of: ":") { fields.insert(String(text[..<colon])) }
