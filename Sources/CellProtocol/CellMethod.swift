@@ -11,6 +11,15 @@ public enum CellMethod: UInt8, Sendable, CaseIterable {
     case listEvents = 5
     case setFault = 6
     case getFault = 7
+    case bindKey = 8
+    case moveKey = 9
+    case claimKey = 10
+    case getKeyEntry = 11
+    case findOrder = 12
+    case listUnverified = 13
+    case listMovedKeys = 14
+    case setKeyStatus = 15
+    case settleKey = 16
 }
 
 extension SwiftProtobuf.Message {

@@ -47,11 +47,14 @@ extension RPCOrder {
         if let closedAt = order.closedAt { closedAtMs = closedAt.millisecondsSinceEpoch }
         updatedAtMs = order.updatedAt.millisecondsSinceEpoch
         revision = Int32(clamping: order.revision)
+        keyStatus = order.keyStatus.rawValue
     }
 
     public func domain() throws -> Order {
-        guard let currency = Currency(code: currency), let status = OrderStatus(rawValue: status) else {
-            throw RPCDecodingError("order \(orderID) has an unknown currency or status")
+        guard let currency = Currency(code: currency), let status = OrderStatus(rawValue: status),
+            let keyStatus = MerchantKeyStatus(rawValue: keyStatus)
+        else {
+            throw RPCDecodingError("order \(orderID) has an unknown currency, status or key status")
         }
         return Order(
             id: try OrderID(parsing: orderID), merchantID: merchantID, outTradeNo: outTradeNo, amount: amount,
@@ -62,7 +65,7 @@ extension RPCOrder {
             expiresAt: Timestamp(millisecondsSinceEpoch: expiresAtMs),
             paidAt: hasPaidAtMs ? Timestamp(millisecondsSinceEpoch: paidAtMs) : nil,
             closedAt: hasClosedAtMs ? Timestamp(millisecondsSinceEpoch: closedAtMs) : nil,
-            updatedAt: Timestamp(millisecondsSinceEpoch: updatedAtMs), revision: Int(revision)
+            updatedAt: Timestamp(millisecondsSinceEpoch: updatedAtMs), revision: Int(revision), keyStatus: keyStatus
         )
     }
 }
@@ -108,8 +111,9 @@ extension RPCEvent {
 }
 
 extension Ordercell_Cell_V1_CreateOrderRequest {
-    public init(_ request: CreateOrderRequest) {
+    public init(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus = .reserved) {
         self.init()
+        self.keyStatus = keyStatus.rawValue
         merchantID = request.merchantID
         outTradeNo = request.outTradeNo
         amount = request.amount
@@ -125,6 +129,13 @@ extension Ordercell_Cell_V1_CreateOrderRequest {
             description: hasDescription_p ? description_p : nil, expireSeconds: expireSeconds
         )
     }
+
+    /// The new order's key status (empty: reserved).
+    public func domainKeyStatus() throws(OrderError) -> MerchantKeyStatus {
+        guard !keyStatus.isEmpty else { return .reserved }
+        guard let status = MerchantKeyStatus(rawValue: keyStatus) else { throw OrderError.invalidRequest("unknown key status \(keyStatus)") }
+        return status
+    }
 }
 
 extension Ordercell_Cell_V1_ApplyCommandRequest {
@@ -132,11 +143,16 @@ extension Ordercell_Cell_V1_ApplyCommandRequest {
         self.init()
         self.orderID = orderID.description
         switch command {
-        case .pay(let paymentID, let amount):
+        case .pay(let paymentID, let amount, let keyClaimed):
             var pay = Ordercell_Cell_V1_PayCommand()
             pay.paymentID = paymentID
             pay.amount = amount
+            pay.keyClaimed = keyClaimed
             self.command = .pay(pay)
+        case .closeDuplicate(let holder):
+            var close = Ordercell_Cell_V1_CloseDuplicateCommand()
+            if let holder { close.holderOrderID = holder.description }
+            self.command = .closeDuplicate(close)
         case .close, .expire:
             self.command = .close(Ordercell_Cell_V1_CloseCommand())
         case .refund(let refundID, let amount, let reason):
@@ -151,7 +167,13 @@ extension Ordercell_Cell_V1_ApplyCommandRequest {
     /// The validated command (expiry is the cell's own business and never travels).
     public func domain() throws(OrderError) -> OrderCommand {
         switch command {
-        case .pay(let pay): return try OrderCommand.validatedPay(paymentID: pay.paymentID, amount: pay.amount)
+        case .pay(let pay):
+            guard case .pay(let paymentID, let amount, _) = try OrderCommand.validatedPay(paymentID: pay.paymentID, amount: pay.amount) else {
+                throw OrderError.invalidRequest("not a payment")
+            }
+            return .pay(paymentID: paymentID, amount: amount, keyClaimed: pay.keyClaimed)
+        case .closeDuplicate(let close):
+            return .closeDuplicate(holder: close.holderOrderID.isEmpty ? nil : try parseOrderID(close.holderOrderID))
         case .close: return .close
         case .refund(let refund):
             return try OrderCommand.validatedRefund(refundID: refund.refundID, amount: refund.amount, reason: refund.hasReason ? refund.reason : nil)
@@ -179,6 +201,94 @@ extension RPCFault {
         case "latency" where latencyMs > 0: return .latency(milliseconds: Int(latencyMs))
         default: throw OrderError.invalidRequest("unknown fault mode \(mode)")
         }
+    }
+}
+
+extension Ordercell_Cell_V1_MerchantKeyRef {
+    public init(_ key: MerchantKey, consistency: ReadConsistency = .strong) {
+        self.init()
+        merchantID = key.merchantID
+        outTradeNo = key.outTradeNo
+        eventual = consistency == .eventual
+    }
+
+    /// The validated key; invalid fields are refused like at the proxy.
+    public func domain() throws(OrderError) -> MerchantKey {
+        try RequestLimits.checkIdentifier(merchantID, field: "merchant_id", length: RequestLimits.merchantIDLength)
+        try RequestLimits.checkIdentifier(outTradeNo, field: "out_trade_no", length: RequestLimits.outTradeNoLength)
+        return MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo)
+    }
+
+    public var consistency: ReadConsistency { eventual ? .eventual : .strong }
+}
+
+/// Parses a cell number that came over the wire.
+public func parseCellID(_ value: Int32, field: String) throws(OrderError) -> CellID {
+    guard let cell = CellID(Int(value)) else { throw OrderError.invalidRequest("\(field) \(value) is not a cell number") }
+    return cell
+}
+
+extension Ordercell_Cell_V1_KeyBindingReply {
+    public init(_ binding: MerchantKeyBinding) {
+        self.init()
+        ownerCell = Int32(binding.owner.rawValue)
+        if let holder = binding.holder { holderOrderID = holder.description }
+        movable = binding.movableByCaller
+    }
+
+    public func domain() throws -> MerchantKeyBinding {
+        MerchantKeyBinding(
+            owner: try parseCellID(ownerCell, field: "owner_cell"), holder: holderOrderID.isEmpty ? nil : try parseOrderID(holderOrderID),
+            movableByCaller: movable
+        )
+    }
+}
+
+extension Ordercell_Cell_V1_ClaimKeyReply {
+    public init(_ claim: MerchantKeyClaim) {
+        self.init()
+        switch claim {
+        case .holds: outcome = "holds"
+        case .heldBy(let holder):
+            outcome = "held_by"
+            holderOrderID = holder.description
+        case .reservedFor(let owner):
+            outcome = "reserved_for"
+            ownerCell = Int32(owner.rawValue)
+        }
+    }
+
+    public func domain() throws -> MerchantKeyClaim {
+        switch outcome {
+        case "holds": return .holds
+        case "held_by": return .heldBy(try parseOrderID(holderOrderID))
+        case "reserved_for": return .reservedFor(try parseCellID(ownerCell, field: "owner_cell"))
+        default: throw RPCDecodingError("unknown claim outcome '\(outcome)'")
+        }
+    }
+}
+
+extension Ordercell_Cell_V1_KeyEntry {
+    public init(_ entry: MerchantKeyEntry) {
+        self.init()
+        key = Ordercell_Cell_V1_MerchantKeyRef(entry.key)
+        ownerCell = Int32(entry.owner.rawValue)
+        if let holder = entry.holder { holderOrderID = holder.description }
+        attempt = entry.attempt
+        abandonedCells = entry.abandoned.map { Int32($0.rawValue) }
+        revision = Int32(clamping: entry.revision)
+        createdAtMs = entry.createdAt.millisecondsSinceEpoch
+        updatedAtMs = entry.updatedAt.millisecondsSinceEpoch
+    }
+
+    public func domain() throws -> MerchantKeyEntry {
+        MerchantKeyEntry(
+            key: try key.domain(), owner: try parseCellID(ownerCell, field: "owner_cell"),
+            holder: holderOrderID.isEmpty ? nil : try parseOrderID(holderOrderID), attempt: attempt,
+            abandoned: try abandonedCells.map { cell throws(OrderError) in try parseCellID(cell, field: "abandoned_cells") },
+            revision: Int(revision), createdAt: Timestamp(millisecondsSinceEpoch: createdAtMs),
+            updatedAt: Timestamp(millisecondsSinceEpoch: updatedAtMs)
+        )
     }
 }
 

@@ -19,6 +19,15 @@
 ///   method 5  ListEvents    OrderRef            -> ListEventsReply
 ///   method 6  SetFault      Fault               -> Fault
 ///   method 7  GetFault      GetFaultRequest     -> Fault
+///   method 8  BindKey       BindKeyRequest      -> KeyBindingReply     (merchant-key index)
+///   method 9  MoveKey       MoveKeyRequest      -> KeyBindingReply
+///   method 10 ClaimKey      ClaimKeyRequest     -> ClaimKeyReply
+///   method 11 GetKeyEntry   MerchantKeyRef      -> KeyEntryReply
+///   method 12 FindOrder     MerchantKeyRef      -> GetOrderReply       (the cell's order for a merchant key)
+///   method 13 ListUnverified ReconcileListRequest -> OrderListReply    (the reconciler's work)
+///   method 14 ListMovedKeys ReconcileListRequest -> KeyEntryListReply
+///   method 15 SetKeyStatus  SetKeyStatusRequest -> SetKeyStatusReply
+///   method 16 SettleKey     SettleKeyRequest    -> SettleKeyReply      (the reconciler's conditional write)
 ///
 /// Refusals of a request (an illegal transition, a conflict) are answers,
 /// carried in `refusal`; a failure frame means the cell itself failed, and
@@ -52,87 +61,122 @@ public nonisolated struct Ordercell_Cell_V1_Refusal: Sendable {
   public init() {}
 }
 
-public nonisolated struct Ordercell_Cell_V1_Order: Sendable {
+public nonisolated struct Ordercell_Cell_V1_Order: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var orderID: String = String()
+  public var orderID: String {
+    get {_storage._orderID}
+    set {_uniqueStorage()._orderID = newValue}
+  }
 
-  public var merchantID: String = String()
+  public var merchantID: String {
+    get {_storage._merchantID}
+    set {_uniqueStorage()._merchantID = newValue}
+  }
 
-  public var outTradeNo: String = String()
+  public var outTradeNo: String {
+    get {_storage._outTradeNo}
+    set {_uniqueStorage()._outTradeNo = newValue}
+  }
 
-  public var amount: Int64 = 0
+  public var amount: Int64 {
+    get {_storage._amount}
+    set {_uniqueStorage()._amount = newValue}
+  }
 
-  public var currency: String = String()
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
+  }
 
   public var description_p: String {
-    get {_description_p ?? String()}
-    set {_description_p = newValue}
+    get {_storage._description_p ?? String()}
+    set {_uniqueStorage()._description_p = newValue}
   }
   /// Returns true if `description_p` has been explicitly set.
-  public var hasDescription_p: Bool {self._description_p != nil}
+  public var hasDescription_p: Bool {_storage._description_p != nil}
   /// Clears the value of `description_p`. Subsequent reads from it will return its default value.
-  public mutating func clearDescription_p() {self._description_p = nil}
+  public mutating func clearDescription_p() {_uniqueStorage()._description_p = nil}
 
-  public var status: String = String()
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var refundedAmount: Int64 = 0
+  public var refundedAmount: Int64 {
+    get {_storage._refundedAmount}
+    set {_uniqueStorage()._refundedAmount = newValue}
+  }
 
   public var paymentID: String {
-    get {_paymentID ?? String()}
-    set {_paymentID = newValue}
+    get {_storage._paymentID ?? String()}
+    set {_uniqueStorage()._paymentID = newValue}
   }
   /// Returns true if `paymentID` has been explicitly set.
-  public var hasPaymentID: Bool {self._paymentID != nil}
+  public var hasPaymentID: Bool {_storage._paymentID != nil}
   /// Clears the value of `paymentID`. Subsequent reads from it will return its default value.
-  public mutating func clearPaymentID() {self._paymentID = nil}
+  public mutating func clearPaymentID() {_uniqueStorage()._paymentID = nil}
 
   public var closeReason: String {
-    get {_closeReason ?? String()}
-    set {_closeReason = newValue}
+    get {_storage._closeReason ?? String()}
+    set {_uniqueStorage()._closeReason = newValue}
   }
   /// Returns true if `closeReason` has been explicitly set.
-  public var hasCloseReason: Bool {self._closeReason != nil}
+  public var hasCloseReason: Bool {_storage._closeReason != nil}
   /// Clears the value of `closeReason`. Subsequent reads from it will return its default value.
-  public mutating func clearCloseReason() {self._closeReason = nil}
+  public mutating func clearCloseReason() {_uniqueStorage()._closeReason = nil}
 
-  public var createdAtMs: Int64 = 0
+  public var createdAtMs: Int64 {
+    get {_storage._createdAtMs}
+    set {_uniqueStorage()._createdAtMs = newValue}
+  }
 
-  public var expiresAtMs: Int64 = 0
+  public var expiresAtMs: Int64 {
+    get {_storage._expiresAtMs}
+    set {_uniqueStorage()._expiresAtMs = newValue}
+  }
 
   public var paidAtMs: Int64 {
-    get {_paidAtMs ?? 0}
-    set {_paidAtMs = newValue}
+    get {_storage._paidAtMs ?? 0}
+    set {_uniqueStorage()._paidAtMs = newValue}
   }
   /// Returns true if `paidAtMs` has been explicitly set.
-  public var hasPaidAtMs: Bool {self._paidAtMs != nil}
+  public var hasPaidAtMs: Bool {_storage._paidAtMs != nil}
   /// Clears the value of `paidAtMs`. Subsequent reads from it will return its default value.
-  public mutating func clearPaidAtMs() {self._paidAtMs = nil}
+  public mutating func clearPaidAtMs() {_uniqueStorage()._paidAtMs = nil}
 
   public var closedAtMs: Int64 {
-    get {_closedAtMs ?? 0}
-    set {_closedAtMs = newValue}
+    get {_storage._closedAtMs ?? 0}
+    set {_uniqueStorage()._closedAtMs = newValue}
   }
   /// Returns true if `closedAtMs` has been explicitly set.
-  public var hasClosedAtMs: Bool {self._closedAtMs != nil}
+  public var hasClosedAtMs: Bool {_storage._closedAtMs != nil}
   /// Clears the value of `closedAtMs`. Subsequent reads from it will return its default value.
-  public mutating func clearClosedAtMs() {self._closedAtMs = nil}
+  public mutating func clearClosedAtMs() {_uniqueStorage()._closedAtMs = nil}
 
-  public var updatedAtMs: Int64 = 0
+  public var updatedAtMs: Int64 {
+    get {_storage._updatedAtMs}
+    set {_uniqueStorage()._updatedAtMs = newValue}
+  }
 
-  public var revision: Int32 = 0
+  public var revision: Int32 {
+    get {_storage._revision}
+    set {_uniqueStorage()._revision = newValue}
+  }
+
+  /// RESERVED, VERIFIED, UNINDEXED or DUPLICATE (docs/merchant-keys.md).
+  public var keyStatus: String {
+    get {_storage._keyStatus}
+    set {_uniqueStorage()._keyStatus = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _description_p: String? = nil
-  fileprivate var _paymentID: String? = nil
-  fileprivate var _closeReason: String? = nil
-  fileprivate var _paidAtMs: Int64? = nil
-  fileprivate var _closedAtMs: Int64? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Ordercell_Cell_V1_Refund: Sendable {
@@ -227,6 +271,10 @@ public nonisolated struct Ordercell_Cell_V1_CreateOrderRequest: Sendable {
 
   public var expireSeconds: Int64 = 0
 
+  /// RESERVED (the key was bound to this cell; empty means the same) or
+  /// UNINDEXED (its index slot could not be reached).
+  public var keyStatus: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -234,39 +282,37 @@ public nonisolated struct Ordercell_Cell_V1_CreateOrderRequest: Sendable {
   fileprivate var _description_p: String? = nil
 }
 
-public nonisolated struct Ordercell_Cell_V1_CreateOrderReply: @unchecked Sendable {
+public nonisolated struct Ordercell_Cell_V1_CreateOrderReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var refusal: Ordercell_Cell_V1_Refusal {
-    get {_storage._refusal ?? Ordercell_Cell_V1_Refusal()}
-    set {_uniqueStorage()._refusal = newValue}
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
   }
   /// Returns true if `refusal` has been explicitly set.
-  public var hasRefusal: Bool {_storage._refusal != nil}
+  public var hasRefusal: Bool {self._refusal != nil}
   /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
-  public mutating func clearRefusal() {_uniqueStorage()._refusal = nil}
+  public mutating func clearRefusal() {self._refusal = nil}
 
   public var order: Ordercell_Cell_V1_Order {
-    get {_storage._order ?? Ordercell_Cell_V1_Order()}
-    set {_uniqueStorage()._order = newValue}
+    get {_order ?? Ordercell_Cell_V1_Order()}
+    set {_order = newValue}
   }
   /// Returns true if `order` has been explicitly set.
-  public var hasOrder: Bool {_storage._order != nil}
+  public var hasOrder: Bool {self._order != nil}
   /// Clears the value of `order`. Subsequent reads from it will return its default value.
-  public mutating func clearOrder() {_uniqueStorage()._order = nil}
+  public mutating func clearOrder() {self._order = nil}
 
-  public var created: Bool {
-    get {_storage._created}
-    set {_uniqueStorage()._created = newValue}
-  }
+  public var created: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+  fileprivate var _order: Ordercell_Cell_V1_Order? = nil
 }
 
 public nonisolated struct Ordercell_Cell_V1_PayCommand: Sendable {
@@ -277,6 +323,22 @@ public nonisolated struct Ordercell_Cell_V1_PayCommand: Sendable {
   public var paymentID: String = String()
 
   public var amount: Int64 = 0
+
+  /// The proxy has just claimed the order's merchant key in the index.
+  public var keyClaimed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_CloseDuplicateCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The order that holds the key, when known.
+  public var holderOrderID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -351,60 +413,68 @@ public nonisolated struct Ordercell_Cell_V1_ApplyCommandRequest: Sendable {
     set {command = .refund(newValue)}
   }
 
+  public var closeDuplicate: Ordercell_Cell_V1_CloseDuplicateCommand {
+    get {
+      if case .closeDuplicate(let v)? = command {return v}
+      return Ordercell_Cell_V1_CloseDuplicateCommand()
+    }
+    set {command = .closeDuplicate(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
     case pay(Ordercell_Cell_V1_PayCommand)
     case close(Ordercell_Cell_V1_CloseCommand)
     case refund(Ordercell_Cell_V1_RefundCommand)
+    case closeDuplicate(Ordercell_Cell_V1_CloseDuplicateCommand)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Ordercell_Cell_V1_ApplyCommandReply: @unchecked Sendable {
+public nonisolated struct Ordercell_Cell_V1_ApplyCommandReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var refusal: Ordercell_Cell_V1_Refusal {
-    get {_storage._refusal ?? Ordercell_Cell_V1_Refusal()}
-    set {_uniqueStorage()._refusal = newValue}
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
   }
   /// Returns true if `refusal` has been explicitly set.
-  public var hasRefusal: Bool {_storage._refusal != nil}
+  public var hasRefusal: Bool {self._refusal != nil}
   /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
-  public mutating func clearRefusal() {_uniqueStorage()._refusal = nil}
+  public mutating func clearRefusal() {self._refusal = nil}
 
   public var order: Ordercell_Cell_V1_Order {
-    get {_storage._order ?? Ordercell_Cell_V1_Order()}
-    set {_uniqueStorage()._order = newValue}
+    get {_order ?? Ordercell_Cell_V1_Order()}
+    set {_order = newValue}
   }
   /// Returns true if `order` has been explicitly set.
-  public var hasOrder: Bool {_storage._order != nil}
+  public var hasOrder: Bool {self._order != nil}
   /// Clears the value of `order`. Subsequent reads from it will return its default value.
-  public mutating func clearOrder() {_uniqueStorage()._order = nil}
+  public mutating func clearOrder() {self._order = nil}
 
   public var refund: Ordercell_Cell_V1_Refund {
-    get {_storage._refund ?? Ordercell_Cell_V1_Refund()}
-    set {_uniqueStorage()._refund = newValue}
+    get {_refund ?? Ordercell_Cell_V1_Refund()}
+    set {_refund = newValue}
   }
   /// Returns true if `refund` has been explicitly set.
-  public var hasRefund: Bool {_storage._refund != nil}
+  public var hasRefund: Bool {self._refund != nil}
   /// Clears the value of `refund`. Subsequent reads from it will return its default value.
-  public mutating func clearRefund() {_uniqueStorage()._refund = nil}
+  public mutating func clearRefund() {self._refund = nil}
 
-  public var changed: Bool {
-    get {_storage._changed}
-    set {_uniqueStorage()._changed = newValue}
-  }
+  public var changed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+  fileprivate var _order: Ordercell_Cell_V1_Order? = nil
+  fileprivate var _refund: Ordercell_Cell_V1_Refund? = nil
 }
 
 public nonisolated struct Ordercell_Cell_V1_GetOrderRequest: Sendable {
@@ -421,34 +491,35 @@ public nonisolated struct Ordercell_Cell_V1_GetOrderRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Ordercell_Cell_V1_GetOrderReply: @unchecked Sendable {
+public nonisolated struct Ordercell_Cell_V1_GetOrderReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var refusal: Ordercell_Cell_V1_Refusal {
-    get {_storage._refusal ?? Ordercell_Cell_V1_Refusal()}
-    set {_uniqueStorage()._refusal = newValue}
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
   }
   /// Returns true if `refusal` has been explicitly set.
-  public var hasRefusal: Bool {_storage._refusal != nil}
+  public var hasRefusal: Bool {self._refusal != nil}
   /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
-  public mutating func clearRefusal() {_uniqueStorage()._refusal = nil}
+  public mutating func clearRefusal() {self._refusal = nil}
 
   public var order: Ordercell_Cell_V1_Order {
-    get {_storage._order ?? Ordercell_Cell_V1_Order()}
-    set {_uniqueStorage()._order = newValue}
+    get {_order ?? Ordercell_Cell_V1_Order()}
+    set {_order = newValue}
   }
   /// Returns true if `order` has been explicitly set.
-  public var hasOrder: Bool {_storage._order != nil}
+  public var hasOrder: Bool {self._order != nil}
   /// Clears the value of `order`. Subsequent reads from it will return its default value.
-  public mutating func clearOrder() {_uniqueStorage()._order = nil}
+  public mutating func clearOrder() {self._order = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+  fileprivate var _order: Ordercell_Cell_V1_Order? = nil
 }
 
 public nonisolated struct Ordercell_Cell_V1_OrderRef: Sendable {
@@ -534,6 +605,363 @@ public nonisolated struct Ordercell_Cell_V1_GetFaultRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Ordercell_Cell_V1_MerchantKeyRef: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var merchantID: String = String()
+
+  public var outTradeNo: String = String()
+
+  public var eventual: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_BindKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: Ordercell_Cell_V1_MerchantKeyRef {
+    get {_key ?? Ordercell_Cell_V1_MerchantKeyRef()}
+    set {_key = newValue}
+  }
+  /// Returns true if `key` has been explicitly set.
+  public var hasKey: Bool {self._key != nil}
+  /// Clears the value of `key`. Subsequent reads from it will return its default value.
+  public mutating func clearKey() {self._key = nil}
+
+  public var candidateCell: Int32 = 0
+
+  public var attempt: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _key: Ordercell_Cell_V1_MerchantKeyRef? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_MoveKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: Ordercell_Cell_V1_MerchantKeyRef {
+    get {_key ?? Ordercell_Cell_V1_MerchantKeyRef()}
+    set {_key = newValue}
+  }
+  /// Returns true if `key` has been explicitly set.
+  public var hasKey: Bool {self._key != nil}
+  /// Clears the value of `key`. Subsequent reads from it will return its default value.
+  public mutating func clearKey() {self._key = nil}
+
+  public var fromCell: Int32 = 0
+
+  public var toCell: Int32 = 0
+
+  public var attempt: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _key: Ordercell_Cell_V1_MerchantKeyRef? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_KeyBindingReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var ownerCell: Int32 = 0
+
+  /// Empty while the key is only reserved.
+  public var holderOrderID: String = String()
+
+  public var movable: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_ClaimKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: Ordercell_Cell_V1_MerchantKeyRef {
+    get {_key ?? Ordercell_Cell_V1_MerchantKeyRef()}
+    set {_key = newValue}
+  }
+  /// Returns true if `key` has been explicitly set.
+  public var hasKey: Bool {self._key != nil}
+  /// Clears the value of `key`. Subsequent reads from it will return its default value.
+  public mutating func clearKey() {self._key = nil}
+
+  public var orderID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _key: Ordercell_Cell_V1_MerchantKeyRef? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_ClaimKeyReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  /// holds, held_by (holder_order_id) or reserved_for (owner_cell).
+  public var outcome: String = String()
+
+  public var holderOrderID: String = String()
+
+  public var ownerCell: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_KeyEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: Ordercell_Cell_V1_MerchantKeyRef {
+    get {_key ?? Ordercell_Cell_V1_MerchantKeyRef()}
+    set {_key = newValue}
+  }
+  /// Returns true if `key` has been explicitly set.
+  public var hasKey: Bool {self._key != nil}
+  /// Clears the value of `key`. Subsequent reads from it will return its default value.
+  public mutating func clearKey() {self._key = nil}
+
+  public var ownerCell: Int32 = 0
+
+  public var holderOrderID: String = String()
+
+  public var attempt: UInt64 = 0
+
+  public var abandonedCells: [Int32] = []
+
+  public var revision: Int32 = 0
+
+  public var createdAtMs: Int64 = 0
+
+  public var updatedAtMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _key: Ordercell_Cell_V1_MerchantKeyRef? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_KeyEntryReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  /// Absent: the key has no entry.
+  public var entry: Ordercell_Cell_V1_KeyEntry {
+    get {_entry ?? Ordercell_Cell_V1_KeyEntry()}
+    set {_entry = newValue}
+  }
+  /// Returns true if `entry` has been explicitly set.
+  public var hasEntry: Bool {self._entry != nil}
+  /// Clears the value of `entry`. Subsequent reads from it will return its default value.
+  public mutating func clearEntry() {self._entry = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+  fileprivate var _entry: Ordercell_Cell_V1_KeyEntry? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_ReconcileListRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Orders created, or entries changed, before this time.
+  public var beforeMs: Int64 = 0
+
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_OrderListReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var orders: [Ordercell_Cell_V1_Order] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_KeyEntryListReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var entries: [Ordercell_Cell_V1_KeyEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_SetKeyStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var keyStatus: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_SetKeyStatusReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_SettleKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var entry: Ordercell_Cell_V1_KeyEntry {
+    get {_entry ?? Ordercell_Cell_V1_KeyEntry()}
+    set {_entry = newValue}
+  }
+  /// Returns true if `entry` has been explicitly set.
+  public var hasEntry: Bool {self._entry != nil}
+  /// Clears the value of `entry`. Subsequent reads from it will return its default value.
+  public mutating func clearEntry() {self._entry = nil}
+
+  /// Written only if the stored entry is still at this revision.
+  public var ifRevision: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _entry: Ordercell_Cell_V1_KeyEntry? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_SettleKeyReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var written: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ordercell.cell.v1"
@@ -575,108 +1003,181 @@ nonisolated extension Ordercell_Cell_V1_Refusal: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Ordercell_Cell_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Order"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{1}status\0\u{3}refunded_amount\0\u{3}payment_id\0\u{3}close_reason\0\u{3}created_at_ms\0\u{3}expires_at_ms\0\u{3}paid_at_ms\0\u{3}closed_at_ms\0\u{3}updated_at_ms\0\u{1}revision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{1}status\0\u{3}refunded_amount\0\u{3}payment_id\0\u{3}close_reason\0\u{3}created_at_ms\0\u{3}expires_at_ms\0\u{3}paid_at_ms\0\u{3}closed_at_ms\0\u{3}updated_at_ms\0\u{1}revision\0\u{3}key_status\0")
+
+  fileprivate class _StorageClass {
+    var _orderID: String = String()
+    var _merchantID: String = String()
+    var _outTradeNo: String = String()
+    var _amount: Int64 = 0
+    var _currency: String = String()
+    var _description_p: String? = nil
+    var _status: String = String()
+    var _refundedAmount: Int64 = 0
+    var _paymentID: String? = nil
+    var _closeReason: String? = nil
+    var _createdAtMs: Int64 = 0
+    var _expiresAtMs: Int64 = 0
+    var _paidAtMs: Int64? = nil
+    var _closedAtMs: Int64? = nil
+    var _updatedAtMs: Int64 = 0
+    var _revision: Int32 = 0
+    var _keyStatus: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _orderID = source._orderID
+      _merchantID = source._merchantID
+      _outTradeNo = source._outTradeNo
+      _amount = source._amount
+      _currency = source._currency
+      _description_p = source._description_p
+      _status = source._status
+      _refundedAmount = source._refundedAmount
+      _paymentID = source._paymentID
+      _closeReason = source._closeReason
+      _createdAtMs = source._createdAtMs
+      _expiresAtMs = source._expiresAtMs
+      _paidAtMs = source._paidAtMs
+      _closedAtMs = source._closedAtMs
+      _updatedAtMs = source._updatedAtMs
+      _revision = source._revision
+      _keyStatus = source._keyStatus
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.merchantID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.outTradeNo) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.amount) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.currency) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self._description_p) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.status) }()
-      case 8: try { try decoder.decodeSingularInt64Field(value: &self.refundedAmount) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self._paymentID) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self._closeReason) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.createdAtMs) }()
-      case 12: try { try decoder.decodeSingularInt64Field(value: &self.expiresAtMs) }()
-      case 13: try { try decoder.decodeSingularInt64Field(value: &self._paidAtMs) }()
-      case 14: try { try decoder.decodeSingularInt64Field(value: &self._closedAtMs) }()
-      case 15: try { try decoder.decodeSingularInt64Field(value: &self.updatedAtMs) }()
-      case 16: try { try decoder.decodeSingularInt32Field(value: &self.revision) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._orderID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._merchantID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._outTradeNo) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._amount) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._refundedAmount) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._paymentID) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._closeReason) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtMs) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._expiresAtMs) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._paidAtMs) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._closedAtMs) }()
+        case 15: try { try decoder.decodeSingularInt64Field(value: &_storage._updatedAtMs) }()
+        case 16: try { try decoder.decodeSingularInt32Field(value: &_storage._revision) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._keyStatus) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.orderID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
-    }
-    if !self.merchantID.isEmpty {
-      try visitor.visitSingularStringField(value: self.merchantID, fieldNumber: 2)
-    }
-    if !self.outTradeNo.isEmpty {
-      try visitor.visitSingularStringField(value: self.outTradeNo, fieldNumber: 3)
-    }
-    if self.amount != 0 {
-      try visitor.visitSingularInt64Field(value: self.amount, fieldNumber: 4)
-    }
-    if !self.currency.isEmpty {
-      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 5)
-    }
-    try { if let v = self._description_p {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
-    } }()
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 7)
-    }
-    if self.refundedAmount != 0 {
-      try visitor.visitSingularInt64Field(value: self.refundedAmount, fieldNumber: 8)
-    }
-    try { if let v = self._paymentID {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 9)
-    } }()
-    try { if let v = self._closeReason {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 10)
-    } }()
-    if self.createdAtMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdAtMs, fieldNumber: 11)
-    }
-    if self.expiresAtMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.expiresAtMs, fieldNumber: 12)
-    }
-    try { if let v = self._paidAtMs {
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 13)
-    } }()
-    try { if let v = self._closedAtMs {
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 14)
-    } }()
-    if self.updatedAtMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.updatedAtMs, fieldNumber: 15)
-    }
-    if self.revision != 0 {
-      try visitor.visitSingularInt32Field(value: self.revision, fieldNumber: 16)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._orderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._orderID, fieldNumber: 1)
+      }
+      if !_storage._merchantID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._merchantID, fieldNumber: 2)
+      }
+      if !_storage._outTradeNo.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._outTradeNo, fieldNumber: 3)
+      }
+      if _storage._amount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._amount, fieldNumber: 4)
+      }
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 5)
+      }
+      try { if let v = _storage._description_p {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 7)
+      }
+      if _storage._refundedAmount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._refundedAmount, fieldNumber: 8)
+      }
+      try { if let v = _storage._paymentID {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._closeReason {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 10)
+      } }()
+      if _storage._createdAtMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAtMs, fieldNumber: 11)
+      }
+      if _storage._expiresAtMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._expiresAtMs, fieldNumber: 12)
+      }
+      try { if let v = _storage._paidAtMs {
+        try visitor.visitSingularInt64Field(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._closedAtMs {
+        try visitor.visitSingularInt64Field(value: v, fieldNumber: 14)
+      } }()
+      if _storage._updatedAtMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._updatedAtMs, fieldNumber: 15)
+      }
+      if _storage._revision != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._revision, fieldNumber: 16)
+      }
+      if !_storage._keyStatus.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._keyStatus, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_Order, rhs: Ordercell_Cell_V1_Order) -> Bool {
-    if lhs.orderID != rhs.orderID {return false}
-    if lhs.merchantID != rhs.merchantID {return false}
-    if lhs.outTradeNo != rhs.outTradeNo {return false}
-    if lhs.amount != rhs.amount {return false}
-    if lhs.currency != rhs.currency {return false}
-    if lhs._description_p != rhs._description_p {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.refundedAmount != rhs.refundedAmount {return false}
-    if lhs._paymentID != rhs._paymentID {return false}
-    if lhs._closeReason != rhs._closeReason {return false}
-    if lhs.createdAtMs != rhs.createdAtMs {return false}
-    if lhs.expiresAtMs != rhs.expiresAtMs {return false}
-    if lhs._paidAtMs != rhs._paidAtMs {return false}
-    if lhs._closedAtMs != rhs._closedAtMs {return false}
-    if lhs.updatedAtMs != rhs.updatedAtMs {return false}
-    if lhs.revision != rhs.revision {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._orderID != rhs_storage._orderID {return false}
+        if _storage._merchantID != rhs_storage._merchantID {return false}
+        if _storage._outTradeNo != rhs_storage._outTradeNo {return false}
+        if _storage._amount != rhs_storage._amount {return false}
+        if _storage._currency != rhs_storage._currency {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._refundedAmount != rhs_storage._refundedAmount {return false}
+        if _storage._paymentID != rhs_storage._paymentID {return false}
+        if _storage._closeReason != rhs_storage._closeReason {return false}
+        if _storage._createdAtMs != rhs_storage._createdAtMs {return false}
+        if _storage._expiresAtMs != rhs_storage._expiresAtMs {return false}
+        if _storage._paidAtMs != rhs_storage._paidAtMs {return false}
+        if _storage._closedAtMs != rhs_storage._closedAtMs {return false}
+        if _storage._updatedAtMs != rhs_storage._updatedAtMs {return false}
+        if _storage._revision != rhs_storage._revision {return false}
+        if _storage._keyStatus != rhs_storage._keyStatus {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -797,7 +1298,7 @@ nonisolated extension Ordercell_Cell_V1_Event: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateOrderRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{3}expire_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{3}expire_seconds\0\u{3}key_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -811,6 +1312,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
       case 4: try { try decoder.decodeSingularStringField(value: &self.currency) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self._description_p) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.expireSeconds) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.keyStatus) }()
       default: break
       }
     }
@@ -839,6 +1341,9 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
     if self.expireSeconds != 0 {
       try visitor.visitSingularInt64Field(value: self.expireSeconds, fieldNumber: 6)
     }
+    if !self.keyStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyStatus, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -849,6 +1354,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
     if lhs.currency != rhs.currency {return false}
     if lhs._description_p != rhs._description_p {return false}
     if lhs.expireSeconds != rhs.expireSeconds {return false}
+    if lhs.keyStatus != rhs.keyStatus {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -858,81 +1364,41 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message,
   public static let protoMessageName: String = _protobuf_package + ".CreateOrderReply"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}order\0\u{1}created\0")
 
-  fileprivate class _StorageClass {
-    var _refusal: Ordercell_Cell_V1_Refusal? = nil
-    var _order: Ordercell_Cell_V1_Order? = nil
-    var _created: Bool = false
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _refusal = source._refusal
-      _order = source._order
-      _created = source._created
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._refusal) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._order) }()
-        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._created) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.created) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._refusal {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._order {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if _storage._created != false {
-        try visitor.visitSingularBoolField(value: _storage._created, fieldNumber: 3)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.created != false {
+      try visitor.visitSingularBoolField(value: self.created, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_CreateOrderReply, rhs: Ordercell_Cell_V1_CreateOrderReply) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._refusal != rhs_storage._refusal {return false}
-        if _storage._order != rhs_storage._order {return false}
-        if _storage._created != rhs_storage._created {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs._order != rhs._order {return false}
+    if lhs.created != rhs.created {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -940,7 +1406,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message,
 
 nonisolated extension Ordercell_Cell_V1_PayCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PayCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}payment_id\0\u{1}amount\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}payment_id\0\u{1}amount\0\u{3}key_claimed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -950,6 +1416,7 @@ nonisolated extension Ordercell_Cell_V1_PayCommand: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.paymentID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.amount) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.keyClaimed) }()
       default: break
       }
     }
@@ -962,12 +1429,46 @@ nonisolated extension Ordercell_Cell_V1_PayCommand: SwiftProtobuf.Message, Swift
     if self.amount != 0 {
       try visitor.visitSingularInt64Field(value: self.amount, fieldNumber: 2)
     }
+    if self.keyClaimed != false {
+      try visitor.visitSingularBoolField(value: self.keyClaimed, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_PayCommand, rhs: Ordercell_Cell_V1_PayCommand) -> Bool {
     if lhs.paymentID != rhs.paymentID {return false}
     if lhs.amount != rhs.amount {return false}
+    if lhs.keyClaimed != rhs.keyClaimed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_CloseDuplicateCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CloseDuplicateCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}holder_order_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.holderOrderID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.holderOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderOrderID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_CloseDuplicateCommand, rhs: Ordercell_Cell_V1_CloseDuplicateCommand) -> Bool {
+    if lhs.holderOrderID != rhs.holderOrderID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1038,7 +1539,7 @@ nonisolated extension Ordercell_Cell_V1_RefundCommand: SwiftProtobuf.Message, Sw
 
 nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ApplyCommandRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}pay\0\u{1}close\0\u{1}refund\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}pay\0\u{1}close\0\u{1}refund\0\u{3}close_duplicate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1086,6 +1587,19 @@ nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Messa
           self.command = .refund(v)
         }
       }()
+      case 5: try {
+        var v: Ordercell_Cell_V1_CloseDuplicateCommand?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .closeDuplicate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .closeDuplicate(v)
+        }
+      }()
       default: break
       }
     }
@@ -1112,6 +1626,10 @@ nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Messa
       guard case .refund(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
+    case .closeDuplicate?: try {
+      guard case .closeDuplicate(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1129,88 +1647,46 @@ nonisolated extension Ordercell_Cell_V1_ApplyCommandReply: SwiftProtobuf.Message
   public static let protoMessageName: String = _protobuf_package + ".ApplyCommandReply"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}order\0\u{1}refund\0\u{1}changed\0")
 
-  fileprivate class _StorageClass {
-    var _refusal: Ordercell_Cell_V1_Refusal? = nil
-    var _order: Ordercell_Cell_V1_Order? = nil
-    var _refund: Ordercell_Cell_V1_Refund? = nil
-    var _changed: Bool = false
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _refusal = source._refusal
-      _order = source._order
-      _refund = source._refund
-      _changed = source._changed
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._refusal) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._order) }()
-        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._refund) }()
-        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._changed) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._refund) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.changed) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._refusal {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._order {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      try { if let v = _storage._refund {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      } }()
-      if _storage._changed != false {
-        try visitor.visitSingularBoolField(value: _storage._changed, fieldNumber: 4)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._refund {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.changed != false {
+      try visitor.visitSingularBoolField(value: self.changed, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_ApplyCommandReply, rhs: Ordercell_Cell_V1_ApplyCommandReply) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._refusal != rhs_storage._refusal {return false}
-        if _storage._order != rhs_storage._order {return false}
-        if _storage._refund != rhs_storage._refund {return false}
-        if _storage._changed != rhs_storage._changed {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs._order != rhs._order {return false}
+    if lhs._refund != rhs._refund {return false}
+    if lhs.changed != rhs.changed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1255,74 +1731,36 @@ nonisolated extension Ordercell_Cell_V1_GetOrderReply: SwiftProtobuf.Message, Sw
   public static let protoMessageName: String = _protobuf_package + ".GetOrderReply"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}order\0")
 
-  fileprivate class _StorageClass {
-    var _refusal: Ordercell_Cell_V1_Refusal? = nil
-    var _order: Ordercell_Cell_V1_Order? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _refusal = source._refusal
-      _order = source._order
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._refusal) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._order) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._refusal {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._order {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-    }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_GetOrderReply, rhs: Ordercell_Cell_V1_GetOrderReply) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._refusal != rhs_storage._refusal {return false}
-        if _storage._order != rhs_storage._order {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs._order != rhs._order {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1485,6 +1923,644 @@ nonisolated extension Ordercell_Cell_V1_GetFaultRequest: SwiftProtobuf.Message, 
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_GetFaultRequest, rhs: Ordercell_Cell_V1_GetFaultRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_MerchantKeyRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MerchantKeyRef"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}eventual\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.merchantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.outTradeNo) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.eventual) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.merchantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.merchantID, fieldNumber: 1)
+    }
+    if !self.outTradeNo.isEmpty {
+      try visitor.visitSingularStringField(value: self.outTradeNo, fieldNumber: 2)
+    }
+    if self.eventual != false {
+      try visitor.visitSingularBoolField(value: self.eventual, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_MerchantKeyRef, rhs: Ordercell_Cell_V1_MerchantKeyRef) -> Bool {
+    if lhs.merchantID != rhs.merchantID {return false}
+    if lhs.outTradeNo != rhs.outTradeNo {return false}
+    if lhs.eventual != rhs.eventual {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_BindKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BindKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}candidate_cell\0\u{1}attempt\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._key) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.candidateCell) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.attempt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._key {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.candidateCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.candidateCell, fieldNumber: 2)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt64Field(value: self.attempt, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_BindKeyRequest, rhs: Ordercell_Cell_V1_BindKeyRequest) -> Bool {
+    if lhs._key != rhs._key {return false}
+    if lhs.candidateCell != rhs.candidateCell {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_MoveKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MoveKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}from_cell\0\u{3}to_cell\0\u{1}attempt\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._key) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.fromCell) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.toCell) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.attempt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._key {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.fromCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.fromCell, fieldNumber: 2)
+    }
+    if self.toCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.toCell, fieldNumber: 3)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt64Field(value: self.attempt, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_MoveKeyRequest, rhs: Ordercell_Cell_V1_MoveKeyRequest) -> Bool {
+    if lhs._key != rhs._key {return false}
+    if lhs.fromCell != rhs.fromCell {return false}
+    if lhs.toCell != rhs.toCell {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_KeyBindingReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyBindingReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{3}owner_cell\0\u{3}holder_order_id\0\u{1}movable\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.ownerCell) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.holderOrderID) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.movable) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.ownerCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.ownerCell, fieldNumber: 2)
+    }
+    if !self.holderOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderOrderID, fieldNumber: 3)
+    }
+    if self.movable != false {
+      try visitor.visitSingularBoolField(value: self.movable, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_KeyBindingReply, rhs: Ordercell_Cell_V1_KeyBindingReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.ownerCell != rhs.ownerCell {return false}
+    if lhs.holderOrderID != rhs.holderOrderID {return false}
+    if lhs.movable != rhs.movable {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_ClaimKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClaimKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}order_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._key) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._key {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_ClaimKeyRequest, rhs: Ordercell_Cell_V1_ClaimKeyRequest) -> Bool {
+    if lhs._key != rhs._key {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_ClaimKeyReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClaimKeyReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}outcome\0\u{3}holder_order_id\0\u{3}owner_cell\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.holderOrderID) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.ownerCell) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 2)
+    }
+    if !self.holderOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderOrderID, fieldNumber: 3)
+    }
+    if self.ownerCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.ownerCell, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_ClaimKeyReply, rhs: Ordercell_Cell_V1_ClaimKeyReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.holderOrderID != rhs.holderOrderID {return false}
+    if lhs.ownerCell != rhs.ownerCell {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_KeyEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}owner_cell\0\u{3}holder_order_id\0\u{1}attempt\0\u{3}abandoned_cells\0\u{1}revision\0\u{3}created_at_ms\0\u{3}updated_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._key) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.ownerCell) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.holderOrderID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.attempt) }()
+      case 5: try { try decoder.decodeRepeatedInt32Field(value: &self.abandonedCells) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.revision) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdAtMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.updatedAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._key {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.ownerCell != 0 {
+      try visitor.visitSingularInt32Field(value: self.ownerCell, fieldNumber: 2)
+    }
+    if !self.holderOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderOrderID, fieldNumber: 3)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt64Field(value: self.attempt, fieldNumber: 4)
+    }
+    if !self.abandonedCells.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.abandonedCells, fieldNumber: 5)
+    }
+    if self.revision != 0 {
+      try visitor.visitSingularInt32Field(value: self.revision, fieldNumber: 6)
+    }
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtMs, fieldNumber: 7)
+    }
+    if self.updatedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.updatedAtMs, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_KeyEntry, rhs: Ordercell_Cell_V1_KeyEntry) -> Bool {
+    if lhs._key != rhs._key {return false}
+    if lhs.ownerCell != rhs.ownerCell {return false}
+    if lhs.holderOrderID != rhs.holderOrderID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.abandonedCells != rhs.abandonedCells {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs.updatedAtMs != rhs.updatedAtMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_KeyEntryReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyEntryReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}entry\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._entry) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._entry {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_KeyEntryReply, rhs: Ordercell_Cell_V1_KeyEntryReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs._entry != rhs._entry {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_ReconcileListRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReconcileListRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}before_ms\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.beforeMs) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.beforeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.beforeMs, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_ReconcileListRequest, rhs: Ordercell_Cell_V1_ReconcileListRequest) -> Bool {
+    if lhs.beforeMs != rhs.beforeMs {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_OrderListReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderListReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}orders\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.orders) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.orders.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.orders, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_OrderListReply, rhs: Ordercell_Cell_V1_OrderListReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.orders != rhs.orders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_KeyEntryListReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyEntryListReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}entries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.entries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.entries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.entries, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_KeyEntryListReply, rhs: Ordercell_Cell_V1_KeyEntryListReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.entries != rhs.entries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_SetKeyStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetKeyStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}key_status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.keyStatus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.keyStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyStatus, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_SetKeyStatusRequest, rhs: Ordercell_Cell_V1_SetKeyStatusRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.keyStatus != rhs.keyStatus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_SetKeyStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetKeyStatusReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_SetKeyStatusReply, rhs: Ordercell_Cell_V1_SetKeyStatusReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_SettleKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SettleKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entry\0\u{3}if_revision\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._entry) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.ifRevision) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._entry {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.ifRevision != 0 {
+      try visitor.visitSingularInt32Field(value: self.ifRevision, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_SettleKeyRequest, rhs: Ordercell_Cell_V1_SettleKeyRequest) -> Bool {
+    if lhs._entry != rhs._entry {return false}
+    if lhs.ifRevision != rhs.ifRevision {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_SettleKeyReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SettleKeyReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}written\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.written) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.written != false {
+      try visitor.visitSingularBoolField(value: self.written, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_SettleKeyReply, rhs: Ordercell_Cell_V1_SettleKeyReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.written != rhs.written {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

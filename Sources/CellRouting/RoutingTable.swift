@@ -151,6 +151,8 @@ public struct RoutingTable: Sendable, Equatable {
     public private(set) var health: [CellID: HealthMark]
     /// Dynamic configuration: canary, rate limits, degradation, retry limit, flags.
     public private(set) var policy: TrafficPolicy
+    /// Which cell holds each slot of the merchant-key index.
+    public private(set) var indexSlots: IndexSlots
 
     /// Placement index: for each partition, its cells in id order.
     private var cellsByPartition: [PartitionName: [CellRoute]]
@@ -158,7 +160,7 @@ public struct RoutingTable: Sendable, Equatable {
     public init(
         version: UInt64 = 1, cells: [CellRoute], partitions: [Partition], defaultPartition: PartitionName,
         merchantPartitions: [String: PartitionName] = [:], blacklist: [CellID: BlacklistEntry] = [:],
-        health: [CellID: HealthMark] = [:], policy: TrafficPolicy = .init()
+        health: [CellID: HealthMark] = [:], policy: TrafficPolicy = .init(), indexSlots: IndexSlots? = nil
     ) throws(RoutingTableError) {
         self.version = version
         self.cells = [:]
@@ -168,6 +170,10 @@ public struct RoutingTable: Sendable, Equatable {
         self.blacklist = blacklist
         self.health = health
         self.policy = policy
+        // A table without a map (its first release, or one written before the
+        // index existed) deals the slots over its own cells; every later
+        // release carries the map on unchanged.
+        self.indexSlots = indexSlots ?? .dealt(over: cells.filter { $0.state.servesExistingOrders }.map(\.id))
         self.cellsByPartition = [:]
         for partition in partitions {
             guard self.partitions.updateValue(partition, forKey: partition.name) == nil else {
@@ -198,7 +204,41 @@ public struct RoutingTable: Sendable, Equatable {
             guard spill != partition.name else { throw .invalidPolicy("partition \(partition.name) cannot spill into itself") }
         }
         try validatePolicy()
+        try validateIndexSlots()
     }
+
+    private func validateIndexSlots() throws(RoutingTableError) {
+        let usable = cells.values.filter { $0.state.servesExistingOrders }
+        guard !indexSlots.cells.isEmpty || usable.isEmpty else {
+            throw .invalidIndexSlots("the table has cells but its \(IndexSlots.count) index slots are mapped to none")
+        }
+        guard indexSlots.cells.isEmpty || indexSlots.cells.count == IndexSlots.count else {
+            throw .invalidIndexSlots("the index has \(IndexSlots.count) slots, the map names \(indexSlots.cells.count)")
+        }
+        for cell in Set(indexSlots.cells) {
+            guard let route = cells[cell] else { throw .invalidIndexSlots("index slots are mapped to cell \(cell), which is not in the table") }
+            guard route.state.servesExistingOrders else {
+                throw .invalidIndexSlots("cell \(cell) is \(route.state.rawValue) and still holds index slots \(Self.ranges(indexSlots.slots(of: cell))); move them first")
+            }
+        }
+    }
+
+    /// `0-63, 128` for a list of slots.
+    static func ranges(_ slots: [Int]) -> String {
+        var parts: [String] = []
+        var start: Int?
+        var previous: Int?
+        for slot in slots + [Int.max] {
+            if let p = previous, slot == p + 1 { previous = slot; continue }
+            if let s = start, let p = previous { parts.append(s == p ? "\(s)" : "\(s)-\(p)") }
+            start = slot
+            previous = slot
+        }
+        return parts.joined(separator: ", ")
+    }
+
+    /// The cell holding the index slot of `key`; nil in a table without cells.
+    public func indexCell(for key: MerchantKey) -> CellID? { indexSlots.cell(for: key) }
 
     private func validatePolicy() throws(RoutingTableError) {
         if let canary = policy.canary {
@@ -217,6 +257,7 @@ public struct RoutingTable: Sendable, Equatable {
             throw .invalidPolicy("burst_seconds must be 0.01...60, got \(limits.burstSeconds)")
         }
         for partition in policy.degradation.refuseCreatesIn where partitions[partition] == nil { throw .unknownPartition(partition) }
+        for partition in policy.indexSlotPolicies.keys where partitions[partition] == nil { throw .unknownPartition(partition) }
         if let attempts = policy.maximumCreateAttempts, !(1...16).contains(attempts) {
             throw .invalidPolicy("maximum_create_attempts must be 1...16, got \(attempts)")
         }
@@ -314,6 +355,16 @@ public struct RoutingTable: Sendable, Equatable {
     }
 
     /// Returns a copy with new dynamic configuration, as the next version.
+    /// The table with index slots `slots` mapped to `cell` (an operator's
+    /// slot move, after the slot's entries were copied: docs/merchant-keys.md).
+    public func movingIndexSlots(_ slots: ClosedRange<Int>, to cell: CellID) throws(RoutingTableError) -> RoutingTable {
+        guard slots.lowerBound >= 0, slots.upperBound < IndexSlots.count else {
+            throw .invalidIndexSlots("index slots are 0...\(IndexSlots.count - 1), not \(slots.lowerBound)...\(slots.upperBound)")
+        }
+        guard cells[cell] != nil else { throw .unknownCell(cell) }
+        return try revised { $0.indexSlots = $0.indexSlots.moving(slots, to: cell) }
+    }
+
     public func settingPolicy(_ policy: TrafficPolicy) throws(RoutingTableError) -> RoutingTable {
         try revised { $0.policy = policy }
     }
@@ -331,8 +382,9 @@ public struct RoutingTable: Sendable, Equatable {
     /// weight and version label, exactly as they were. What an operator did
     /// not decide stays as it is now: where each cell lives (storage
     /// servers after a failover, service endpoints), cells added since (a
-    /// rollback never drops a cell, or its orders would stop routing), and
-    /// the health checker's current marks.
+    /// rollback never drops a cell, or its orders would stop routing), the
+    /// health checker's current marks, and the index slot map (the entries
+    /// of a moved slot are in its new cell only).
     public func rollingBack(to earlier: RoutingTable) throws(RoutingTableError) -> RoutingTable {
         var next = earlier
         next.version = version + 1
@@ -350,6 +402,7 @@ public struct RoutingTable: Sendable, Equatable {
             }
         }
         next.health = health
+        next.indexSlots = indexSlots
         try next.validate()
         next.reindex()
         return next
@@ -381,6 +434,9 @@ public struct RoutingTable: Sendable, Equatable {
         var next = self
         change(&next)
         next.version += 1
+        if next.indexSlots.cells.isEmpty {
+            next.indexSlots = .dealt(over: next.cells.values.filter { $0.state.servesExistingOrders }.map(\.id))
+        }
         try next.validate()
         next.reindex()
         return next
@@ -393,6 +449,7 @@ extension RoutingTable: Codable {
         case defaultPartition = "default_partition"
         case merchantPartitions = "merchant_partitions"
         case blacklist, health, policy
+        case indexSlots = "index_slots"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -421,7 +478,8 @@ extension RoutingTable: Codable {
                 merchantPartitions: try container.decodeIfPresent([String: PartitionName].self, forKey: .merchantPartitions) ?? [:],
                 blacklist: entries,
                 health: health,
-                policy: try container.decodeIfPresent(TrafficPolicy.self, forKey: .policy) ?? .init()
+                policy: try container.decodeIfPresent(TrafficPolicy.self, forKey: .policy) ?? .init(),
+                indexSlots: try container.decodeIfPresent(IndexSlots.self, forKey: .indexSlots)
             )
         } catch let error as RoutingTableError {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
@@ -444,6 +502,7 @@ extension RoutingTable: Codable {
         for (cell, mark) in self.health { health[cell.description] = mark }
         try container.encode(health, forKey: .health)
         try container.encode(policy, forKey: .policy)
+        try container.encode(indexSlots, forKey: .indexSlots)
     }
 }
 
@@ -455,6 +514,7 @@ public enum RoutingTableError: Error, Equatable, Sendable, CustomStringConvertib
     case unknownCell(CellID)
     case invalidWeight(CellID, Int)
     case invalidPolicy(String)
+    case invalidIndexSlots(String)
 
     public var description: String {
         switch self {
@@ -463,7 +523,7 @@ public enum RoutingTableError: Error, Equatable, Sendable, CustomStringConvertib
         case .unknownPartition(let name): return "partition \(name) does not exist"
         case .unknownCell(let cell): return "cell \(cell) is not in the routing table"
         case .invalidWeight(let cell, let weight): return "cell \(cell) has weight \(weight); weights are 0...1000"
-        case .invalidPolicy(let detail): return detail
+        case .invalidPolicy(let detail), .invalidIndexSlots(let detail): return detail
         }
     }
 }

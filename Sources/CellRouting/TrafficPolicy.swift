@@ -12,17 +12,37 @@ public struct TrafficPolicy: Sendable, Equatable {
     public var maximumCreateAttempts: Int?
     /// Named on/off switches for features, served with the release.
     public var flags: [String: Bool]
+    /// What a create does when its key's index slot cannot be reached, per
+    /// partition; partitions not listed use ``IndexSlotPolicy/available``.
+    public var indexSlotPolicies: [PartitionName: IndexSlotPolicy]
 
     public init(
         canary: CanaryRule? = nil, rateLimits: RateLimits = .init(), degradation: DegradationSwitches = .init(),
-        maximumCreateAttempts: Int? = nil, flags: [String: Bool] = [:]
+        maximumCreateAttempts: Int? = nil, flags: [String: Bool] = [:], indexSlotPolicies: [PartitionName: IndexSlotPolicy] = [:]
     ) {
         self.canary = canary
         self.rateLimits = rateLimits
         self.degradation = degradation
         self.maximumCreateAttempts = maximumCreateAttempts
         self.flags = flags
+        self.indexSlotPolicies = indexSlotPolicies
     }
+
+    /// The index-slot policy of a partition's creates.
+    public func indexSlotPolicy(of partition: PartitionName) -> IndexSlotPolicy {
+        indexSlotPolicies[partition] ?? .available
+    }
+}
+
+/// What a create does when the index slot of its merchant key cannot be
+/// reached (docs/merchant-keys.md).
+public enum IndexSlotPolicy: String, Sendable, Codable, CaseIterable {
+    /// Create the order anyway, unindexed: it cannot be paid until the
+    /// reconciler has claimed its key (pay answers `503 index_unavailable`
+    /// meanwhile). The default: creates stay as available as the cells.
+    case available
+    /// Refuse the create: `503 index_unavailable`.
+    case strict
 }
 
 /// Which new orders go to the canary partition: every order of the listed
@@ -134,6 +154,7 @@ extension TrafficPolicy: Codable {
         case degradation
         case maximumCreateAttempts = "maximum_create_attempts"
         case flags
+        case indexSlotPolicies = "index_slot_policies"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -143,6 +164,23 @@ extension TrafficPolicy: Codable {
         degradation = try container.decodeIfPresent(DegradationSwitches.self, forKey: .degradation) ?? .init()
         maximumCreateAttempts = try container.decodeIfPresent(Int.self, forKey: .maximumCreateAttempts)
         flags = try container.decodeIfPresent([String: Bool].self, forKey: .flags) ?? [:]
+        var policies: [PartitionName: IndexSlotPolicy] = [:]
+        for (name, policy) in try container.decodeIfPresent([String: IndexSlotPolicy].self, forKey: .indexSlotPolicies) ?? [:] {
+            policies[PartitionName(name)] = policy
+        }
+        indexSlotPolicies = policies
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(canary, forKey: .canary)
+        try container.encode(rateLimits, forKey: .rateLimits)
+        try container.encode(degradation, forKey: .degradation)
+        try container.encodeIfPresent(maximumCreateAttempts, forKey: .maximumCreateAttempts)
+        try container.encode(flags, forKey: .flags)
+        var policies: [String: IndexSlotPolicy] = [:]
+        for (name, policy) in indexSlotPolicies { policies[name.rawValue] = policy }
+        try container.encode(policies, forKey: .indexSlotPolicies)
     }
 }
 

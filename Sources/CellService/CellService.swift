@@ -110,7 +110,15 @@ public final class CellService: Sendable {
     ///   have made the order in another cell meanwhile).
     /// - Throws: `out_trade_no_conflict` when that `out_trade_no` was used
     ///   with a different amount, currency, description or expiry.
-    public func create(_ request: CreateOrderRequest, deadline: ContinuousClock.Instant? = nil) async throws -> CreateOrderResult {
+    /// - Parameter keyStatus: ``MerchantKeyStatus/reserved`` when the key
+    ///   was bound to this cell in the index, ``MerchantKeyStatus/unindexed``
+    ///   when its slot could not be reached (docs/merchant-keys.md).
+    public func create(
+        _ request: CreateOrderRequest, keyStatus: MerchantKeyStatus = .reserved, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> CreateOrderResult {
+        guard keyStatus == .reserved || keyStatus == .unindexed else {
+            throw OrderError.invalidRequest("a new order's key status is RESERVED or UNINDEXED, not \(keyStatus.rawValue)")
+        }
         try await enter()
         // No lookup first: the insert itself finds an earlier order with the
         // same out_trade_no, in the same transaction. A replay spends one
@@ -126,7 +134,7 @@ public final class CellService: Sendable {
         let order = Order(
             id: id, merchantID: request.merchantID, outTradeNo: request.outTradeNo, amount: request.amount,
             currency: request.currency, description: request.description, createdAt: now,
-            expiresAt: now.adding(seconds: request.expireSeconds)
+            expiresAt: now.adding(seconds: request.expireSeconds), keyStatus: keyStatus
         )
         if let deadline, ContinuousClock.now >= deadline {
             throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
@@ -197,6 +205,72 @@ public final class CellService: Sendable {
     public func purgeProbeOrders(olderThan age: Duration = .seconds(86_400), limit: Int = 5_000) async throws -> Int {
         let cutoff = clock().adding(milliseconds: -Int64(age.components.seconds * 1000))
         return try await storage { try await store.purgeOrders(of: ProbeMerchant.id, createdBefore: cutoff, limit: limit) }
+    }
+
+    // MARK: - Merchant-key index (the entries of the slots this cell holds)
+
+    /// Where `key`'s order goes: reserved for `candidate` if nobody reserved it, else its owner.
+    public func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        try await enter()
+        let now = clock()
+        return try await storage { try await store.bindMerchantKey(key, candidate: candidate, attempt: attempt, now: now) }
+    }
+
+    /// Moves the create call `attempt`'s own reservation of `key` from its failed owner.
+    public func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        try await enter()
+        let now = clock()
+        return try await storage { try await store.moveMerchantKey(key, from: from, to: to, attempt: attempt, now: now) }
+    }
+
+    /// Claims `key` for `order` (before its first pay, or by the reconciler).
+    public func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim {
+        try await enter()
+        let now = clock()
+        return try await storage { try await store.claimMerchantKey(key, for: order, now: now) }
+    }
+
+    /// The reconciler's conditional write: `settled` replaces the entry only
+    /// if the entry is still at `revision`. Returns whether it did.
+    public func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool {
+        try await enter()
+        return try await storage {
+            try await store.updateMerchantKey(settled.key) { entry in
+                guard let entry, entry.revision == revision else { return MerchantKeyIndex.Decision(answer: false, write: nil) }
+                return MerchantKeyIndex.Decision(answer: true, write: settled)
+            }
+        }
+    }
+
+    /// The key's entry, if this cell's slot has one.
+    public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        try await enter()
+        return try await storage { try await store.merchantKeyEntry(key, consistency: consistency) }
+    }
+
+    /// This cell's order for a merchant key.
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order? {
+        try await enter()
+        return try await storage { try await store.order(key, consistency: consistency) }
+    }
+
+    /// Orders created unindexed before `cutoff` (the reconciler's work).
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        try await enter()
+        return try await storage { try await store.unverifiedOrders(createdBefore: cutoff, limit: limit) }
+    }
+
+    /// Entries of keys moved away from a cell, unchanged since before `cutoff` (the reconciler's work).
+    public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        try await enter()
+        return try await storage { try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit) }
+    }
+
+    /// Records the reconciler's verdict on an order's key.
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        try await enter()
+        try checkOwnership(id)
+        try await storage { try await store.setKeyStatus(status, of: id) }
     }
 
     private func checkOwnership(_ id: OrderID) throws(OrderError) {

@@ -24,8 +24,8 @@ public protocol OrderStore: Sendable {
     /// The order with this id.
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order?
 
-    /// The order a merchant created with this `out_trade_no`.
-    func order(merchantID: String, outTradeNo: String) async throws -> Order?
+    /// The order a merchant created in this cell with this `out_trade_no`.
+    func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order?
 
     /// Applies a command in one transaction.
     ///
@@ -53,6 +53,56 @@ public protocol OrderStore: Sendable {
 
     /// Number of orders in the cell.
     func orderCount() async throws -> Int
+
+    // MARK: Key status of orders
+
+    /// Orders created before `cutoff` that do not hold their key yet
+    /// (``MerchantKeyStatus/reserved`` or ``MerchantKeyStatus/unindexed``),
+    /// oldest first: the reconciler's work.
+    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
+
+    /// Records what the index said of an order's key (the reconciler's
+    /// verdict: ``MerchantKeyStatus/verified`` or ``MerchantKeyStatus/duplicate``).
+    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws
+
+    // MARK: Merchant-key index (the entries of the slots this cell holds)
+
+    /// Reads the key's entry, asks `decide`, and writes the entry it
+    /// returns, in one transaction; returns the decision's answer.
+    func updateMerchantKey<Answer: Sendable>(
+        _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
+    ) async throws -> Answer
+
+    /// The key's entry.
+    func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
+
+    /// Entries whose key was moved away from a cell (``MerchantKeyEntry/abandoned``
+    /// not empty) and unchanged since before `cutoff`, oldest first: the reconciler's work.
+    func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry]
+}
+
+extension OrderStore {
+    /// The order a merchant created in this cell with this `out_trade_no`, from the primary.
+    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
+        try await order(MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), consistency: .strong)
+    }
+
+    /// ``MerchantKeyIndex/bind(_:key:candidate:attempt:now:)`` in one transaction.
+    public func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64, now: Timestamp) async throws -> MerchantKeyBinding {
+        try await updateMerchantKey(key) { MerchantKeyIndex.bind($0, key: key, candidate: candidate, attempt: attempt, now: now) }
+    }
+
+    /// ``MerchantKeyIndex/move(_:key:from:to:attempt:now:)`` in one transaction.
+    public func moveMerchantKey(
+        _ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64, now: Timestamp
+    ) async throws -> MerchantKeyBinding {
+        try await updateMerchantKey(key) { MerchantKeyIndex.move($0, key: key, from: from, to: to, attempt: attempt, now: now) }
+    }
+
+    /// ``MerchantKeyIndex/claim(_:key:cell:order:now:)`` in one transaction.
+    public func claimMerchantKey(_ key: MerchantKey, for order: OrderID, now: Timestamp) async throws -> MerchantKeyClaim {
+        try await updateMerchantKey(key) { MerchantKeyIndex.claim($0, key: key, cell: order.cell, order: order, now: now) }
+    }
 }
 
 extension OrderStore {

@@ -79,7 +79,7 @@ public final class ControlPlane: Sendable {
                 case .unknownCell, .unknownPartition: throw OrderError(.notFound, error.description)
                 case .duplicateCell(let cell): throw OrderError(.alreadyExists, "cell \(cell) is in the routing table already")
                 case .duplicatePartition(let name): throw OrderError(.alreadyExists, "partition \(name) exists already")
-                case .invalidWeight, .invalidPolicy: throw OrderError.invalidRequest(error.description)
+                case .invalidWeight, .invalidPolicy, .invalidIndexSlots: throw OrderError.invalidRequest(error.description)
                 }
             } catch let error as OrderError {
                 throw error

@@ -15,7 +15,10 @@ import Synchronization
 ///
 /// A probe is one order of ``ProbeMerchant`` created, paid and refunded in
 /// full (a paid order cannot be closed; the refund closes its money flow),
-/// all within ``probeTimeout``.
+/// all within ``probeTimeout``. Its `out_trade_no` is chosen so that its
+/// merchant key falls in one of the cell's own index slots: the probe binds
+/// and claims the key in the cell, so a cell whose index fails fails its
+/// probe (a cell that holds no slot is probed without the index).
 public final class HealthChecker: Service, Sendable {
     public let policy: HealthCheckPolicy
     public let probeTimeout: Duration
@@ -73,7 +76,8 @@ public final class HealthChecker: Service, Sendable {
         await withTaskGroup(of: (CellID, String?, Int64).self) { group in
             for cell in due {
                 guard let route = table.cells[cell] else { continue }
-                group.addTask { await self.probe(route) }
+                let slots = Set(table.indexSlots.slots(of: cell))
+                group.addTask { await self.probe(route, slots: slots) }
             }
             for await (cell, failure, latency) in group {
                 probes[cell] = failure
@@ -124,12 +128,23 @@ public final class HealthChecker: Service, Sendable {
     }
 
     /// One synthetic order through the cell: create, pay, refund in full.
-    private func probe(_ route: CellRoute) async -> (CellID, String?, Int64) {
+    private func probe(_ route: CellRoute, slots: Set<Int>) async -> (CellID, String?, Int64) {
         let started = ContinuousClock.now
         func elapsed() -> Int64 { (ContinuousClock.now - started).wholeMilliseconds }
         guard let client = clients.client(for: route) else { return (route.id, "no client for the cell", 0) }
         let number = sequence.add(1, ordering: .relaxed).newValue
-        let reference = "probe-\(route.id)-\(clock().millisecondsSinceEpoch)-\(number)"
+        let indexed = !slots.isEmpty
+        var chosen = "probe-\(route.id)-\(clock().millisecondsSinceEpoch)-\(number)"
+        if indexed {
+            // A few tries on average: the cell holds about 1/n of the slots.
+            var suffix = 0
+            while !slots.contains(MerchantKey(merchantID: ProbeMerchant.id, outTradeNo: "\(chosen)-\(suffix)").slot(of: IndexSlots.count)) {
+                suffix += 1
+            }
+            chosen += "-\(suffix)"
+        }
+        let reference = chosen
+        let key = MerchantKey(merchantID: ProbeMerchant.id, outTradeNo: reference)
         do {
             let request = try CreateOrderRequest(
                 merchantID: ProbeMerchant.id, outTradeNo: reference, amount: 1, currency: "CNY", description: "health probe",
@@ -137,8 +152,17 @@ public final class HealthChecker: Service, Sendable {
             )
             // One deadline for the whole probe: a hanging cell fails its probe in `probeTimeout`.
             try await withDeadline(probeTimeout) {
-                let id = try await client.create(request).order.id
-                _ = try await client.apply(.pay(paymentID: reference, amount: 1), to: id)
+                if indexed {
+                    let binding = try await client.bindMerchantKey(key, candidate: route.id, attempt: number)
+                    guard binding.owner == route.id else { throw ProbeFailure("the index bound probe key \(key) to cell \(binding.owner)") }
+                }
+                let id = try await client.create(request, keyStatus: indexed ? .reserved : .unindexed).order.id
+                if indexed {
+                    let claim = try await client.claimMerchantKey(key, for: id)
+                    guard claim == .holds else { throw ProbeFailure("the index answered \(claim) to the claim of probe key \(key)") }
+                }
+                // Claimed above (or, in a cell holding no slot, a probe order nobody else can hold).
+                _ = try await client.apply(.pay(paymentID: reference, amount: 1, keyClaimed: true), to: id)
                 _ = try await client.apply(.refund(refundID: reference, amount: 1, reason: "health probe"), to: id)
             }
             return (route.id, nil, elapsed())
@@ -146,4 +170,10 @@ public final class HealthChecker: Service, Sendable {
             return (route.id, "\(error)", elapsed())
         }
     }
+}
+
+/// A probe's call answered, but not as a healthy cell answers.
+struct ProbeFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

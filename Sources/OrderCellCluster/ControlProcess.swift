@@ -96,11 +96,12 @@ public struct ControlProcess: Sendable {
         )
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
         var services: [any Service] = [clients]
+        clients.prepare(for: control.routingTable)
+        control.onPublish { clients.prepare(for: $0) }
         if let healthCheck {
-            clients.prepare(for: control.routingTable)
-            control.onPublish { clients.prepare(for: $0) }
             services.append(HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger))
         }
+        services.append(MerchantKeyReconciler(routing: { control.routingTable }, clients: clients, clock: wallClock, logger: logger))
         services.append(application)
         return ServiceGroup(services: services, logger: logger)
     }

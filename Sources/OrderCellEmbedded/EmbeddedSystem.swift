@@ -31,12 +31,15 @@ public struct EmbeddedConfiguration: Sendable {
     public var healthCheck: HealthCheckPolicy?
     /// How each cell groups concurrent creates into shared transactions.
     public var groupCommit: GroupCommitConfiguration
+    /// How long the merchant-key reconciler leaves a new order or a moved
+    /// key to its create before verifying or settling it.
+    public var merchantKeyGrace: Duration
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 8080, layout: EmbeddedLayout = .standard,
         proxy: ProxyConfiguration = .init(), adminToken: String? = nil, viewerToken: String? = nil,
         expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        groupCommit: GroupCommitConfiguration = .init()
+        groupCommit: GroupCommitConfiguration = .init(), merchantKeyGrace: Duration = .seconds(5)
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -48,6 +51,7 @@ public struct EmbeddedConfiguration: Sendable {
         self.expirySweepInterval = expirySweepInterval
         self.healthCheck = healthCheck
         self.groupCommit = groupCommit
+        self.merchantKeyGrace = merchantKeyGrace
     }
 }
 
@@ -99,6 +103,7 @@ public final class EmbeddedSystem: Sendable {
     public let proxy: OrderProxy
     public let control: ControlPlane
     public let healthChecker: HealthChecker
+    public let keyReconciler: MerchantKeyReconciler
     public let sweeper: ExpirySweeper
     public let api: ProxyHTTPAPI
     private let cellRegistry: EmbeddedCells
@@ -113,12 +118,13 @@ public final class EmbeddedSystem: Sendable {
 
     private init(
         configuration: EmbeddedConfiguration, proxy: OrderProxy, control: ControlPlane, healthChecker: HealthChecker,
-        cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI, logger: Logger
+        keyReconciler: MerchantKeyReconciler, cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI, logger: Logger
     ) {
         self.configuration = configuration
         self.proxy = proxy
         self.control = control
         self.healthChecker = healthChecker
+        self.keyReconciler = keyReconciler
         self.cellRegistry = cells
         self.sweeper = sweeper
         self.api = api
@@ -164,9 +170,13 @@ public final class EmbeddedSystem: Sendable {
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger
         )
+        let keyReconciler = MerchantKeyReconciler(
+            routing: { control.routingTable }, clients: cells, grace: configuration.merchantKeyGrace, clock: clock, logger: logger
+        )
         let sweeper = ExpirySweeper(cells: { cells.services.sorted { $0.key < $1.key }.map(\.value) }, interval: configuration.expirySweepInterval, logger: logger)
         return EmbeddedSystem(
-            configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, cells: cells, sweeper: sweeper,
+            configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, keyReconciler: keyReconciler,
+            cells: cells, sweeper: sweeper,
             api: api, controlAPI: controlAPI, logger: logger
         )
     }
@@ -188,7 +198,7 @@ public final class EmbeddedSystem: Sendable {
     /// it shuts them down in reverse: the HTTP server drains first, the
     /// cells' checkpoints stop last.
     public func services(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
-        var services: [any Service] = [cellRegistry, sweeper]
+        var services: [any Service] = [cellRegistry, sweeper, keyReconciler]
         if configuration.healthCheck != nil { services.append(healthChecker) }
         services.append(application(onServerRunning: onServerRunning))
         return services

@@ -21,8 +21,8 @@ struct InProcessCellClient: CellClient {
         return try await withDeadline(timeout, body)
     }
 
-    func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
-        try await bounded { [service] in try await service.create(request) }
+    func create(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> CreateOrderResult {
+        try await bounded { [service] in try await service.create(request, keyStatus: keyStatus) }
     }
 
     func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
@@ -39,5 +39,46 @@ struct InProcessCellClient: CellClient {
 
     func events(of id: OrderID) async throws -> [OrderEvent] {
         try await bounded { [service] in try await service.events(of: id) }
+    }
+
+    func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        try await bounded { [service] in try await service.bindMerchantKey(key, candidate: candidate, attempt: attempt) }
+    }
+
+    func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        try await bounded { [service] in try await service.moveMerchantKey(key, from: from, to: to, attempt: attempt) }
+    }
+
+    func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim {
+        try await bounded { [service] in try await service.claimMerchantKey(key, for: order) }
+    }
+
+    func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        try await bounded { [service] in try await service.merchantKeyEntry(key, consistency: consistency) }
+    }
+
+    func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool {
+        try await bounded { [service] in try await service.settleMerchantKey(settled, ifRevision: revision) }
+    }
+
+    func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        try await bounded { [service] in try await service.movedMerchantKeys(updatedBefore: cutoff, limit: limit) }
+    }
+
+    func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order {
+        try await bounded { [service] in
+            guard let order = try await service.order(key, consistency: consistency) else {
+                throw OrderError(.orderNotFound, "no order \(key) in cell \(service.cell)")
+            }
+            return order
+        }
+    }
+
+    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        try await bounded { [service] in try await service.unverifiedOrders(createdBefore: cutoff, limit: limit) }
+    }
+
+    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        try await bounded { [service] in try await service.setKeyStatus(status, of: id) }
     }
 }

@@ -105,11 +105,11 @@ extension OrderErrorCode {
         case .rateLimited: return 429
         case .orderNotFound, .notFound: return 404
         case .outTradeNoConflict, .refundIDConflict, .invalidState, .amountMismatch, .orderExpired,
-            .refundExceedsAmount, .versionConflict, .alreadyExists:
+            .refundExceedsAmount, .versionConflict, .alreadyExists, .duplicateOrder, .keyUnclaimed:
             return 409
         case .methodNotAllowed: return 405
         case .payloadTooLarge: return 413
-        case .cellUnavailable, .noCellAvailable, .degraded, .controlPlaneUnavailable: return 503
+        case .cellUnavailable, .noCellAvailable, .degraded, .controlPlaneUnavailable, .indexUnavailable: return 503
         case .internalError: return 500
         }
     }
@@ -121,6 +121,9 @@ extension OrderErrorCode {
         case .invalidOrderID: return "Invalid order id"
         case .orderNotFound: return "Order not found"
         case .outTradeNoConflict: return "out_trade_no already used with a different request"
+        case .duplicateOrder: return "Another order holds this out_trade_no"
+        case .indexUnavailable: return "The merchant-key index cannot answer for this out_trade_no"
+        case .keyUnclaimed: return "The order has not claimed its out_trade_no"
         case .refundIDConflict: return "refund_id already used with a different amount"
         case .invalidState: return "Operation not allowed in the order's state"
         case .amountMismatch: return "Amount does not match the order"

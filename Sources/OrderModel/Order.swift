@@ -14,6 +14,8 @@ public enum OrderStatus: String, Sendable, Codable, CaseIterable {
 public enum CloseReason: String, Sendable, Codable {
     case merchant = "MERCHANT"
     case expired = "EXPIRED"
+    /// Another order holds its merchant key; the reconciler closed this rival.
+    case duplicate = "DUPLICATE"
 }
 
 /// A merchant's order as stored in its cell.
@@ -36,6 +38,9 @@ public struct Order: Sendable, Equatable {
     public var updatedAt: Timestamp
     /// Number of events appended for this order; the next event's sequence.
     public var revision: Int
+    /// Where the order stands with the merchant-key index; only a
+    /// ``MerchantKeyStatus/verified`` order is paid without a claim first.
+    public var keyStatus: MerchantKeyStatus
 
     public var cellID: CellID { id.cell }
 
@@ -44,7 +49,7 @@ public struct Order: Sendable, Equatable {
         description: String?, status: OrderStatus = .created, refundedAmount: Int64 = 0,
         paymentID: String? = nil, closeReason: CloseReason? = nil, createdAt: Timestamp,
         expiresAt: Timestamp, paidAt: Timestamp? = nil, closedAt: Timestamp? = nil,
-        updatedAt: Timestamp? = nil, revision: Int = 1
+        updatedAt: Timestamp? = nil, revision: Int = 1, keyStatus: MerchantKeyStatus = .reserved
     ) {
         self.id = id
         self.merchantID = merchantID
@@ -62,7 +67,11 @@ public struct Order: Sendable, Equatable {
         self.closedAt = closedAt
         self.updatedAt = updatedAt ?? createdAt
         self.revision = revision
+        self.keyStatus = keyStatus
     }
+
+    /// The order's merchant key.
+    public var merchantKey: MerchantKey { MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo) }
 
     /// Whether a create request describes this same order (idempotent replay).
     public func matches(_ request: CreateOrderRequest) -> Bool {

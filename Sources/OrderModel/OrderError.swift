@@ -7,6 +7,12 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
     case invalidOrderID = "invalid_order_id"
     case orderNotFound = "order_not_found"
     case outTradeNoConflict = "out_trade_no_conflict"
+    /// Another order holds this order's `(merchant_id, out_trade_no)`: this one can never be paid.
+    case duplicateOrder = "duplicate_order"
+    /// The merchant-key index slot of the key could not be reached (the `strict` policy, or a pay that needs a claim).
+    case indexUnavailable = "index_unavailable"
+    /// Between a cell and the proxy only: the order must claim its merchant key before it is paid.
+    case keyUnclaimed = "key_unclaimed"
     case refundIDConflict = "refund_id_conflict"
     case invalidState = "invalid_state"
     case amountMismatch = "amount_mismatch"

@@ -36,18 +36,20 @@ public struct OrderStateMachine: Sendable {
         _ command: OrderCommand, on order: Order, existingRefund: Refund?, now: Timestamp
     ) throws(OrderError) -> Decision {
         switch command {
-        case .pay(let paymentID, let amount):
-            return try pay(order, paymentID: paymentID, amount: amount, now: now)
+        case .pay(let paymentID, let amount, let keyClaimed):
+            return try pay(order, paymentID: paymentID, amount: amount, keyClaimed: keyClaimed, now: now)
         case .close:
             return try close(order, now: now)
         case .expire:
             return expire(order, now: now)
+        case .closeDuplicate(let holder):
+            return try closeDuplicate(order, holder: holder, now: now)
         case .refund(let refundID, let amount, let reason):
             return try refund(order, refundID: refundID, amount: amount, reason: reason, existing: existingRefund, now: now)
         }
     }
 
-    private func pay(_ order: Order, paymentID: String, amount: Int64, now: Timestamp) throws(OrderError) -> Decision {
+    private func pay(_ order: Order, paymentID: String, amount: Int64, keyClaimed: Bool, now: Timestamp) throws(OrderError) -> Decision {
         switch order.status {
         case .created:
             guard amount == order.amount else {
@@ -56,7 +58,15 @@ public struct OrderStateMachine: Sendable {
             guard now < order.expiresAt else {
                 throw OrderError(.orderExpired, "the order expired at \(order.expiresAt) and can no longer be paid")
             }
+            // At most one order per merchant key is ever paid: the one that holds the key.
+            guard order.keyStatus == .verified || keyClaimed else {
+                if order.keyStatus == .duplicate {
+                    throw OrderError(.duplicateOrder, "another order holds out_trade_no \(order.outTradeNo); this one cannot be paid")
+                }
+                throw OrderError(.keyUnclaimed, "order \(order.id) must claim out_trade_no \(order.outTradeNo) in the merchant-key index before it is paid")
+            }
             var paid = order
+            paid.keyStatus = .verified
             paid.status = .paid
             paid.paymentID = paymentID
             paid.paidAt = now
@@ -72,6 +82,9 @@ public struct OrderStateMachine: Sendable {
         case .closed:
             if order.closeReason == .expired {
                 throw OrderError(.orderExpired, "the order expired unpaid and was closed")
+            }
+            if order.closeReason == .duplicate {
+                throw OrderError(.duplicateOrder, "another order holds out_trade_no \(order.outTradeNo); this one was closed as a duplicate")
             }
             throw OrderError(.invalidState, "the order is closed and can no longer be paid")
         }
@@ -89,6 +102,24 @@ public struct OrderStateMachine: Sendable {
             return .unchanged(order, refund: nil)
         case .paid, .partiallyRefunded, .refunded:
             throw OrderError(.invalidState, "a paid order cannot be closed; refund it instead")
+        }
+    }
+
+    /// A rival of the key's holder: closed if unpaid (it can never be paid), left as it is otherwise.
+    private func closeDuplicate(_ order: Order, holder: OrderID?, now: Timestamp) throws(OrderError) -> Decision {
+        switch order.status {
+        case .created:
+            var closed = order
+            closed.status = .closed
+            closed.closeReason = .duplicate
+            closed.closedAt = now
+            closed.keyStatus = .duplicate
+            return changed(closed, kind: .closed, now: now, amount: nil, reference: holder?.description)
+        case .closed:
+            // Closed already (expired, or by the merchant): nothing to close; the reconciler marks its key status.
+            return .unchanged(order, refund: nil)
+        case .paid, .partiallyRefunded, .refunded:
+            throw OrderError(.invalidState, "order \(order.id) is paid and holds its out_trade_no; it is not a duplicate")
         }
     }
 

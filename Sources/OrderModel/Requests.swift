@@ -83,13 +83,18 @@ public struct CreateOrderRequest: Sendable, Equatable {
 /// A change to an existing order. Every command is idempotent on its reference.
 public enum OrderCommand: Sendable, Equatable {
     /// Record the payment `paymentID` of exactly the order's amount.
-    case pay(paymentID: String, amount: Int64)
+    /// `keyClaimed`: the proxy has just claimed the order's merchant key in
+    /// the index (an order that does not hold its key is never paid).
+    case pay(paymentID: String, amount: Int64, keyClaimed: Bool = false)
     /// Close an unpaid order at the merchant's request.
     case close
     /// Refund part or all of a paid order.
     case refund(refundID: String, amount: Int64, reason: String?)
     /// Close an unpaid order whose expiry has passed (the sweep's command).
     case expire
+    /// Close an unpaid order whose merchant key another order holds (the
+    /// reconciler's command); `holder` is that order, when known.
+    case closeDuplicate(holder: OrderID?)
 
     /// Validates a pay command's fields.
     public static func validatedPay(paymentID: String, amount: Int64) throws(OrderError) -> OrderCommand {

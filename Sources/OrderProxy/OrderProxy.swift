@@ -91,18 +91,22 @@ public final class OrderProxy: Sendable {
 
     /// Places a new order: admits it under the rate limits, chooses the
     /// partition (merchant rule, canary share, spill-over) and a cell of it,
-    /// and creates the order there; on a cell failure excludes that cell
-    /// and tries another, up to the retry limit.
+    /// binds the merchant key to a cell in its index slot, and creates the
+    /// order in the key's cell; on a cell failure moves its own reservation
+    /// to another cell, up to the retry limit (``MerchantKeyCreate``,
+    /// docs/merchant-keys.md).
     ///
-    /// The random choice is seeded from `(merchant_id, out_trade_no)`, so a
-    /// repeated create seeing the same routing and load takes the same path
-    /// and meets its earlier order (creates are idempotent within a cell).
+    /// A repeated create — through any proxy, after any routing change —
+    /// is sent to the cell its key is bound to, where it meets the first
+    /// order: the same order (`created == false`), `out_trade_no_conflict`
+    /// for a different request, or `503` while that cell cannot answer.
     public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
         let now = clock()
-        let (wanted, partition, cells, routes, policy) = routing.withLock { table in
+        let key = MerchantKey(merchantID: request.merchantID, outTradeNo: request.outTradeNo)
+        let (wanted, partition, cells, routes, policy, slotCell) = routing.withLock { table in
             let wanted = table.partition(forMerchant: request.merchantID, outTradeNo: request.outTradeNo)
             let placed = table.placement(in: wanted, at: now)
-            return (wanted, placed.partition, placed.cells, table.cells, table.policy)
+            return (wanted, placed.partition, placed.cells, table.cells, table.policy, table.indexCell(for: key))
         }
         try admit(request, policy: policy, at: now)
         let refused = policy.degradation.refuseCreatesIn
@@ -111,35 +115,95 @@ public final class OrderProxy: Sendable {
         }
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
         let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
-        var retry = OrderRetry(candidates: candidates, policy: retryPolicy)
-        var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
-        var lastFailure = ""
-        while let cell = retry.nextCell(using: &random) {
-            guard let route = routes[cell], let client = clients.client(for: route) else {
-                lastFailure = "cell \(cell) has no client"
-                retry.attemptFailed()
-                continue
-            }
-            do {
-                let result = try await call(cell, client) { try await client.create(request) }
-                retry.attemptSucceeded()
-                return result
-            } catch {
-                guard error.code == .cellUnavailable else { throw error }
-                lastFailure = error.detail
-                retry.attemptFailed()
-            }
-        }
-        let tried = retry.failedCells.map(\.description).joined(separator: ", ")
-        if retry.attempts == 0 {
-            let spilled = partition == wanted ? "" : " (partition \(wanted) had none and spills to it)"
-            throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
-        }
-        logger.warning("create exhausted its attempts", metadata: ["cells": "\(tried)", "last": "\(lastFailure)"])
-        throw OrderError(
-            .noCellAvailable,
-            "no cell took the order after \(retry.attempts) attempt(s) in partition \(partition) (tried cells \(tried))"
+        var walk = MerchantKeyCreate(
+            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy), policy: policy.indexSlotPolicy(of: partition)
         )
+        var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
+        // Names this create call in the index: only it may move its own reservation.
+        let attempt = UInt64.random(in: 1...UInt64.max)
+        var action = walk.start(using: &random)
+        while true {
+            switch action {
+            case .bind(let candidate):
+                do {
+                    action = walk.indexAnswered(
+                        try await index(slotCell, routes) { try await $0.bindMerchantKey(key, candidate: candidate, attempt: attempt) }
+                    )
+                } catch {
+                    action = walk.indexFailed(error.detail)
+                }
+            case .move(let from, let to):
+                do {
+                    action = walk.indexAnswered(
+                        try await index(slotCell, routes) { try await $0.moveMerchantKey(key, from: from, to: to, attempt: attempt) }
+                    )
+                } catch {
+                    action = walk.indexFailed(error.detail)
+                }
+            case .create(let cell, let keyStatus):
+                guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
+                    action = walk.createFailed("cell \(cell) is not in this proxy's routing table", using: &random)
+                    continue
+                }
+                do {
+                    let result = try await call(cell, client) { try await client.create(request, keyStatus: keyStatus) }
+                    walk.created()
+                    return result
+                } catch {
+                    guard error.code == .cellUnavailable else {
+                        walk.created()
+                        throw error
+                    }
+                    action = walk.createFailed(error.detail, using: &random)
+                }
+            case .fail(let error):
+                if error.code != .noCellAvailable || walk.retry.attempts > 0 {
+                    logger.warning(
+                        "create failed", metadata: ["key": "\(key)", "cells": "\(walk.retry.failedCells)", "error": "\(error)"]
+                    )
+                }
+                guard error.code == .noCellAvailable, walk.retry.attempts == 0 else { throw error }
+                let spilled = partition == wanted ? "" : " (partition \(wanted) had none and spills to it)"
+                throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
+            }
+        }
+    }
+
+    /// A call to the cell holding a key's index slot; an index refusal or
+    /// failure is thrown as it is (`cell_unavailable` when the cell failed).
+    private func index<T: Sendable>(
+        _ slotCell: CellID?, _ routes: [CellID: CellRoute], _ operation: @escaping @Sendable (any CellClient) async throws -> T
+    ) async throws(OrderError) -> T {
+        guard let slotCell, let route = routes[slotCell], let client = clients.client(for: route) else {
+            throw OrderError(.indexUnavailable, "the routing table maps no cell to this key's index slot")
+        }
+        return try await call(slotCell, client) { try await operation(client) }
+    }
+
+    // MARK: - Lookup by the merchant's number
+
+    /// The order a merchant created with `out_trade_no`, in whichever cell:
+    /// the key's index slot names the cell, the cell finds the order.
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws(OrderError) -> Order {
+        if consistency == .eventual, degradation.refuseEventualReads {
+            throw OrderError(.degraded, "eventual reads are switched off by an operator; read with consistency=strong", retryAfterSeconds: 30)
+        }
+        let (slotCell, routes) = routing.withLock { ($0.indexCell(for: key), $0.cells) }
+        let entry: MerchantKeyEntry?
+        do {
+            entry = try await index(slotCell, routes) { try await $0.merchantKeyEntry(key, consistency: consistency) }
+        } catch where error.code == .cellUnavailable {
+            throw OrderError(.indexUnavailable, "the merchant-key index cannot be reached for out_trade_no \(key.outTradeNo): \(error.detail)", retryAfterSeconds: 5)
+        }
+        guard let entry else { throw OrderError(.orderNotFound, "merchant \(key.merchantID) has no order with out_trade_no \(key.outTradeNo)") }
+        guard let route = routes[entry.owner], route.state.servesExistingOrders, let client = clients.client(for: route) else {
+            throw OrderError(.orderNotFound, "no order for out_trade_no \(key.outTradeNo): cell \(entry.owner) is not in the routing table")
+        }
+        do {
+            return try await call(entry.owner, client) { try await client.order(key, consistency: consistency) }
+        } catch where error.code == .orderNotFound {
+            throw OrderError(.orderNotFound, "merchant \(key.merchantID) has no order with out_trade_no \(key.outTradeNo)")
+        }
     }
 
     /// Applies the create rate limits of the current release.
@@ -185,6 +249,44 @@ public final class OrderProxy: Sendable {
             throw OrderError(.degraded, "refunds are switched off by an operator; try again later", retryAfterSeconds: 60)
         }
         let client = try route(id)
+        if case .pay(let paymentID, let amount, _) = command {
+            return try await pay(id, paymentID: paymentID, amount: amount, client: client)
+        }
+        return try await call(id.cell, client) { try await client.apply(command, to: id) }
+    }
+
+    /// Pays an order only if it holds its merchant key: an order not yet
+    /// verified claims its key in the index first (docs/merchant-keys.md),
+    /// and a rival that loses answers `duplicate_order` naming the holder.
+    private func pay(_ id: OrderID, paymentID: String, amount: Int64, client: any CellClient) async throws(OrderError) -> OrderCommandResult {
+        // The key never changes: a replica's copy of the order is as good as the primary's for it.
+        let order = try await call(id.cell, client) { try await client.order(id, consistency: .eventual) }
+        var claimed = false
+        if order.status == .created, order.keyStatus == .reserved || order.keyStatus == .unindexed {
+            let key = order.merchantKey
+            let (slotCell, routes) = routing.withLock { ($0.indexCell(for: key), $0.cells) }
+            let claim: MerchantKeyClaim
+            do {
+                claim = try await index(slotCell, routes) { try await $0.claimMerchantKey(key, for: id) }
+            } catch where error.code == .cellUnavailable || error.code == .indexUnavailable {
+                throw OrderError(
+                    .indexUnavailable,
+                    "order \(id) cannot be paid before its out_trade_no is confirmed in the merchant-key index, which cannot be reached: \(error.detail)",
+                    retryAfterSeconds: 5
+                )
+            }
+            switch claim {
+            case .holds:
+                claimed = true
+            case .heldBy(let holder):
+                throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is held by order \(holder); order \(id) cannot be paid")
+            case .reservedFor(let owner):
+                throw OrderError(
+                    .duplicateOrder, "out_trade_no \(key.outTradeNo) is reserved for an order in cell \(owner); order \(id) cannot be paid"
+                )
+            }
+        }
+        let command = OrderCommand.pay(paymentID: paymentID, amount: amount, keyClaimed: claimed)
         return try await call(id.cell, client) { try await client.apply(command, to: id) }
     }
 

@@ -66,7 +66,7 @@ enum Walkthrough {
               data: \(dataDirectory)/cells/cell-000N.sqlite   (stop with Ctrl-C; restart keeps every order)
 
             Try it:
-              # create an order (a repeat of the same request returns the same order)
+              # create an order (a repeat of the same request returns the same order, whichever cell it is in)
               curl -s -X POST \(base)/v1/orders -H 'content-type: application/json' \\
                 -d '{"merchant_id":"m1","out_trade_no":"demo-1","amount":1999,"currency":"CNY","description":"tea"}'
               ORDER=$(curl -s -X POST \(base)/v1/orders -H 'content-type: application/json' \\
@@ -78,6 +78,7 @@ enum Walkthrough {
               curl -s -X POST \(base)/v1/orders/$ORDER/refunds -H 'content-type: application/json' \\
                 -d '{"refund_id":"r-1","amount":500,"reason":"one cup short"}'
               curl -s \(base)/v1/orders/$ORDER/events
+              curl -s '\(base)/v1/orders?merchant_id=m1&out_trade_no=demo-1'    # by the merchant's own number
 
             Drills (operator endpoints, token \(adminToken)):
               curl -s \(base)/admin/cells -H 'authorization: Bearer \(adminToken)'

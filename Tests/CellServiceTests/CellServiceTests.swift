@@ -65,7 +65,7 @@ struct CellServiceTests {
         let service = try await makeService()
         let unpaid = try await service.create(try request("u", expire: 60)).order
         let paid = try await service.create(try request("p", expire: 60)).order
-        _ = try await service.apply(.pay(paymentID: "pay", amount: 500), to: paid.id)
+        _ = try await service.apply(.pay(paymentID: "pay", amount: 500, keyClaimed: true), to: paid.id)
         #expect(try await service.sweepExpiredOrders() == 0)
         clock.advance(seconds: 60)
         #expect(try await service.sweepExpiredOrders() == 1)

@@ -149,7 +149,7 @@ struct OrderStoreSuite {
             let probes = try (1...3 as ClosedRange<Int64>).map { try Self.order(sequence: $0, merchant: ProbeMerchant.id, amount: 1) }
             for probe in probes {
                 _ = try await store.insert(probe)
-                _ = try await store.apply(.pay(paymentID: "p-\(probe.id)", amount: 1), to: probe.id, now: Self.now)
+                _ = try await store.apply(.pay(paymentID: "p-\(probe.id)", amount: 1, keyClaimed: true), to: probe.id, now: Self.now)
                 _ = try await store.apply(.refund(refundID: "r-\(probe.id)", amount: 1, reason: nil), to: probe.id, now: Self.now)
             }
             let merchants = try Self.order(sequence: 10, merchant: "m1")
@@ -174,7 +174,7 @@ struct OrderStoreSuite {
             let order = try Self.order(sequence: 1)
             _ = try await store.insert(order)
             let later = Self.now.adding(seconds: 5)
-            _ = try await store.apply(.pay(paymentID: "pay-1", amount: 1000), to: order.id, now: later)
+            _ = try await store.apply(.pay(paymentID: "pay-1", amount: 1000, keyClaimed: true), to: order.id, now: later)
             _ = try await store.apply(.refund(refundID: "r-1", amount: 250, reason: "damaged"), to: order.id, now: later)
             let replay = try await store.apply(.refund(refundID: "r-1", amount: 250, reason: "damaged"), to: order.id, now: later)
             #expect(replay.refund?.amount == 250)
@@ -206,7 +206,7 @@ struct OrderStoreSuite {
             // 16 racers pay with the same payment id: one payment, one event.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<16 {
-                    group.addTask { _ = try await store.apply(.pay(paymentID: "p", amount: 1000), to: order.id, now: Self.now) }
+                    group.addTask { _ = try await store.apply(.pay(paymentID: "p", amount: 1000, keyClaimed: true), to: order.id, now: Self.now) }
                 }
                 try await group.waitForAll()
             }
@@ -241,7 +241,7 @@ struct OrderStoreSuite {
             let long = try Self.order(sequence: 2, expireSeconds: 1000)
             let paid = try Self.order(sequence: 3, expireSeconds: 10)
             for order in [short, long, paid] { _ = try await store.insert(order) }
-            _ = try await store.apply(.pay(paymentID: "p", amount: 1000), to: paid.id, now: Self.now)
+            _ = try await store.apply(.pay(paymentID: "p", amount: 1000, keyClaimed: true), to: paid.id, now: Self.now)
             let later = Self.now.adding(seconds: 11)
             #expect(try await store.expiredOrders(at: later, limit: 10) == [short.id])
             _ = try await store.apply(.expire, to: short.id, now: later)

@@ -27,7 +27,7 @@ struct ReplicaReadTests {
 
             // Replay stops on the replica: it receives WAL but no longer applies it.
             try await psql(servers.replica, database: configuration.primary.database, "SELECT pg_wal_replay_pause()")
-            _ = try await store.apply(.pay(paymentID: "p", amount: 100), to: order.id, now: now)
+            _ = try await store.apply(.pay(paymentID: "p", amount: 100, keyClaimed: true), to: order.id, now: now)
             try await waitUntil { store.replicaLag.first?.lag.map { $0 > .milliseconds(300) } ?? false }
             // The replica still has the unpaid order; an eventual read must not return it.
             #expect(try await store.order(order.id, consistency: .eventual)?.status == .paid)

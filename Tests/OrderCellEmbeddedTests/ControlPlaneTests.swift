@@ -394,6 +394,9 @@ struct ControlPlaneTests {
             }
             #expect(system.system.proxy.routingTable.health[cell2] == nil)
             #expect(elapsed <= 8_000 + 1_000 + 250, "back within the longest backoff plus (m − 1) intervals: \(elapsed) ms")
+            // While it failed, cell 2 also failed the index calls of the keys whose slots it holds, and this proxy's
+            // outlier detection took it out of placement for a while of its own: that lapses too.
+            system.clock.advance(seconds: 301)
             let after = try await concurrently(400, width: 8) { index in try await api.create("m1", "after-\(index)").json["cell_id"] as? Int ?? -1 }
             #expect(after.contains(2))
             let audit = try await api.send(.GET, "/control/admin/releases", admin: true)

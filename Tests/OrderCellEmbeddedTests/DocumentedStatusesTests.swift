@@ -96,7 +96,8 @@ struct DocumentedStatusesTests {
         try await TestSystem.run { system in
             let port = try #require(URLComponents(string: system.client.base)?.port)
             for (request, allow) in [
-                ("TRACE /healthz", "GET, HEAD"), ("QUERY /v1/orders", "POST"), ("DELETE /v1/orders", "POST"), ("HEAD /v1/orders", "POST"),
+                ("TRACE /healthz", "GET, HEAD"), ("QUERY /v1/orders", "POST, GET, HEAD"), ("DELETE /v1/orders", "POST, GET, HEAD"),
+                ("HEAD /v1/orders/1/pay", "POST"),
                 ("POST /control/admin/cells/3", "PATCH"),
             ] {
                 let (text, _) = try await RawConnection.exchange(port: port, "\(request) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(5))

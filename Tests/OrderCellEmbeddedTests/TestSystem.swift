@@ -53,9 +53,10 @@ struct TestSystem: Sendable {
             clock: { clock.now }, logger: logger
         )
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        // Not the health checker nor the expiry sweeper: tests that want them drive them, on the test's clock.
+        // Not the health checker, the expiry sweeper nor the key reconciler: tests that want them drive them, on the test's clock.
         let group = ServiceGroup(
-            services: system.services { continuation.yield($0) }.filter { !($0 is HealthChecker || $0 is ExpirySweeper) }, logger: logger
+            services: system.services { continuation.yield($0) }.filter { !($0 is HealthChecker || $0 is ExpirySweeper || $0 is MerchantKeyReconciler) },
+            logger: logger
         )
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -7,12 +7,36 @@ struct OrderStateMachineTests {
     let machine = OrderStateMachine()
     let start = Timestamp(secondsSinceEpoch: 1_795_301_599)
 
-    func newOrder(amount: Int64 = 1000, expireSeconds: Int64 = 60) throws -> Order {
+    /// A new order whose merchant key it holds (``MerchantKeyStatus/verified``), unless told otherwise.
+    func newOrder(amount: Int64 = 1000, expireSeconds: Int64 = 60, keyStatus: MerchantKeyStatus = .verified) throws -> Order {
         Order(
             id: try OrderID(cell: CellID(1)!, createdAt: start, sequence: 1), merchantID: "m", outTradeNo: "t",
             amount: amount, currency: Currency(code: "CNY")!, description: nil, createdAt: start,
-            expiresAt: start.adding(seconds: expireSeconds)
+            expiresAt: start.adding(seconds: expireSeconds), keyStatus: keyStatus
         )
+    }
+
+    @Test("only an order holding its merchant key is paid; a rival is closed as a duplicate, never once paid")
+    func payNeedsTheMerchantKey() throws {
+        for status in [MerchantKeyStatus.reserved, .unindexed] {
+            let order = try newOrder(keyStatus: status)
+            expectRefusal(.keyUnclaimed) { _ = try machine.decide(.pay(paymentID: "p", amount: 1000), on: order, existingRefund: nil, now: start) }
+            let paid = try machine.decide(.pay(paymentID: "p", amount: 1000, keyClaimed: true), on: order, existingRefund: nil, now: start).order
+            #expect(paid.status == .paid && paid.keyStatus == .verified)
+            expectRefusal(.invalidState) { _ = try machine.decide(.closeDuplicate(holder: nil), on: paid, existingRefund: nil, now: start) }
+        }
+        let rival = try newOrder(keyStatus: .reserved)
+        let holder = try OrderID(cell: CellID(2)!, createdAt: start, sequence: 5)
+        guard case .changed(let closed, let event, nil) = try machine.decide(.closeDuplicate(holder: holder), on: rival, existingRefund: nil, now: start) else {
+            Issue.record("closing a duplicate changed nothing")
+            return
+        }
+        #expect(closed.status == .closed && closed.closeReason == .duplicate && closed.keyStatus == .duplicate)
+        #expect(event.kind == .closed && event.reference == holder.description)
+        expectRefusal(.duplicateOrder) { _ = try machine.decide(.pay(paymentID: "p", amount: 1000, keyClaimed: true), on: closed, existingRefund: nil, now: start) }
+        // An order marked duplicate while still open (never, but the rule holds) is refused with the duplicate's own code.
+        let marked = try newOrder(keyStatus: .duplicate)
+        expectRefusal(.duplicateOrder) { _ = try machine.decide(.pay(paymentID: "p", amount: 1000), on: marked, existingRefund: nil, now: start) }
     }
 
     func expectRefusal(_ code: OrderErrorCode, _ body: () throws -> Void) {

@@ -52,7 +52,7 @@ struct CellServiceClientTests {
         let conflicting = try CreateOrderRequest(merchantID: "shop", outTradeNo: "t-1", amount: 901, currency: "EUR", description: nil, expireSeconds: nil)
         await #expect { try await client.create(conflicting) } throws: { ($0 as? OrderError)?.code == .outTradeNoConflict }
 
-        let paid = try await client.apply(.pay(paymentID: "p-1", amount: 900), to: created.order.id)
+        let paid = try await client.apply(.pay(paymentID: "p-1", amount: 900, keyClaimed: true), to: created.order.id)
         #expect(paid.changed && paid.order.status == .paid)
         let refunded = try await client.apply(.refund(refundID: "r-1", amount: 300, reason: "broken"), to: created.order.id)
         #expect(refunded.refund?.amount == 300 && refunded.order.refundedAmount == 300)
@@ -136,7 +136,7 @@ struct CellServiceClientTests {
         let deadPort = dead.port
         await dead.shutdown()
         let client = CellServiceClient(
-            cell: CellID(3)!, endpoints: [CellServiceEndpoint(host: "127.0.0.1", port: deadPort), cell.endpoint], tls: .disabled, timeout: .seconds(4)
+            cell: CellID(3)!, endpoints: [CellServiceEndpoint(host: "127.0.0.1", port: deadPort), cell.endpoint], tls: .disabled, timeout: .seconds(20)
         )
         for number in 0..<6 {
             let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "d-\(number)", amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
@@ -152,7 +152,8 @@ struct CellServiceClientTests {
         let second = try await ServedCell.start()
         // Two instances of cell 3 over stores of their own, so that where an
         // order was written shows which instance took the call.
-        let client = CellServiceClient(cell: CellID(3)!, endpoints: [first.endpoint, second.endpoint], tls: .disabled, timeout: .seconds(4))
+        // A generous deadline: with every suite running at once on two cores a first call can take seconds; this test is about which instance answers.
+        let client = CellServiceClient(cell: CellID(3)!, endpoints: [first.endpoint, second.endpoint], tls: .disabled, timeout: .seconds(20))
         func create(_ key: String) async throws -> Order {
             let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: key, amount: 100, currency: "EUR", description: nil, expireSeconds: nil)
             return try await client.create(request).order

@@ -39,6 +39,15 @@ public struct CellProtocolService: CellProtocolResponder {
         case .listEvents: return try await listEvents(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .setFault: return try setFault(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .getFault: return try RPCFault(cell.currentFault).framePayload(allocator: allocator)
+        case .bindKey: return try await bindKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .moveKey: return try await moveKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .claimKey: return try await claimKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .getKeyEntry: return try await getKeyEntry(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .findOrder: return try await findOrder(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .listUnverified: return try await listUnverified(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .listMovedKeys: return try await listMovedKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .setKeyStatus: return try await setKeyStatus(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .settleKey: return try await settleKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
         }
     }
 
@@ -51,7 +60,9 @@ public struct CellProtocolService: CellProtocolResponder {
     ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
         var reply = Ordercell_Cell_V1_CreateOrderReply()
         do {
-            let result = try await answering { try await cell.create(try request.domain(), deadline: deadline) }
+            let result = try await answering {
+                try await cell.create(try request.domain(), keyStatus: try request.domainKeyStatus(), deadline: deadline)
+            }
             reply.order = RPCOrder(result.order)
             reply.created = result.created
         } catch let refusal as OrderError {
@@ -103,6 +114,125 @@ public struct CellProtocolService: CellProtocolResponder {
         var reply = Ordercell_Cell_V1_ListEventsReply()
         do {
             reply.events = try await answering { try await cell.events(of: try parseOrderID(request.orderID)) }.map(RPCEvent.init)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    // MARK: - Merchant-key index
+
+    func bindKey(_ request: Ordercell_Cell_V1_BindKeyRequest) async throws -> Ordercell_Cell_V1_KeyBindingReply {
+        do {
+            return Ordercell_Cell_V1_KeyBindingReply(
+                try await answering {
+                    try await cell.bindMerchantKey(
+                        try request.key.domain(), candidate: try parseCellID(request.candidateCell, field: "candidate_cell"), attempt: request.attempt
+                    )
+                }
+            )
+        } catch let refusal as OrderError {
+            var reply = Ordercell_Cell_V1_KeyBindingReply()
+            reply.refusal = RPCRefusal(refusal)
+            return reply
+        }
+    }
+
+    func moveKey(_ request: Ordercell_Cell_V1_MoveKeyRequest) async throws -> Ordercell_Cell_V1_KeyBindingReply {
+        do {
+            return Ordercell_Cell_V1_KeyBindingReply(
+                try await answering {
+                    try await cell.moveMerchantKey(
+                        try request.key.domain(), from: try parseCellID(request.fromCell, field: "from_cell"),
+                        to: try parseCellID(request.toCell, field: "to_cell"), attempt: request.attempt
+                    )
+                }
+            )
+        } catch let refusal as OrderError {
+            var reply = Ordercell_Cell_V1_KeyBindingReply()
+            reply.refusal = RPCRefusal(refusal)
+            return reply
+        }
+    }
+
+    func claimKey(_ request: Ordercell_Cell_V1_ClaimKeyRequest) async throws -> Ordercell_Cell_V1_ClaimKeyReply {
+        do {
+            return Ordercell_Cell_V1_ClaimKeyReply(
+                try await answering { try await cell.claimMerchantKey(try request.key.domain(), for: try parseOrderID(request.orderID)) }
+            )
+        } catch let refusal as OrderError {
+            var reply = Ordercell_Cell_V1_ClaimKeyReply()
+            reply.refusal = RPCRefusal(refusal)
+            return reply
+        }
+    }
+
+    func getKeyEntry(_ request: Ordercell_Cell_V1_MerchantKeyRef) async throws -> Ordercell_Cell_V1_KeyEntryReply {
+        var reply = Ordercell_Cell_V1_KeyEntryReply()
+        do {
+            if let entry = try await answering({ try await cell.merchantKeyEntry(try request.domain(), consistency: request.consistency) }) {
+                reply.entry = Ordercell_Cell_V1_KeyEntry(entry)
+            }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    /// No order for the key in this cell is `order_not_found`.
+    func findOrder(_ request: Ordercell_Cell_V1_MerchantKeyRef) async throws -> Ordercell_Cell_V1_GetOrderReply {
+        var reply = Ordercell_Cell_V1_GetOrderReply()
+        do {
+            let key = try request.domain()
+            guard let order = try await answering({ try await cell.order(key, consistency: request.consistency) }) else {
+                throw OrderError(.orderNotFound, "no order \(key) in cell \(cell.cell)")
+            }
+            reply.order = RPCOrder(order)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest) async throws -> Ordercell_Cell_V1_OrderListReply {
+        var reply = Ordercell_Cell_V1_OrderListReply()
+        let limit = Int(min(max(request.limit, 1), 1000))
+        reply.orders = try await answering {
+            try await cell.unverifiedOrders(createdBefore: Timestamp(millisecondsSinceEpoch: request.beforeMs), limit: limit)
+        }.map(RPCOrder.init)
+        return reply
+    }
+
+    func listMovedKeys(_ request: Ordercell_Cell_V1_ReconcileListRequest) async throws -> Ordercell_Cell_V1_KeyEntryListReply {
+        var reply = Ordercell_Cell_V1_KeyEntryListReply()
+        let limit = Int(min(max(request.limit, 1), 1000))
+        reply.entries = try await answering {
+            try await cell.movedMerchantKeys(updatedBefore: Timestamp(millisecondsSinceEpoch: request.beforeMs), limit: limit)
+        }.map(Ordercell_Cell_V1_KeyEntry.init)
+        return reply
+    }
+
+    func setKeyStatus(_ request: Ordercell_Cell_V1_SetKeyStatusRequest) async throws -> Ordercell_Cell_V1_SetKeyStatusReply {
+        var reply = Ordercell_Cell_V1_SetKeyStatusReply()
+        do {
+            guard let status = MerchantKeyStatus(rawValue: request.keyStatus) else {
+                throw OrderError.invalidRequest("unknown key status \(request.keyStatus)")
+            }
+            try await answering { try await cell.setKeyStatus(status, of: try parseOrderID(request.orderID)) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func settleKey(_ request: Ordercell_Cell_V1_SettleKeyRequest) async throws -> Ordercell_Cell_V1_SettleKeyReply {
+        var reply = Ordercell_Cell_V1_SettleKeyReply()
+        do {
+            let entry: MerchantKeyEntry
+            do { entry = try request.entry.domain() } catch let error as OrderError { throw error } catch {
+                throw OrderError.invalidRequest("\(error)")
+            }
+            reply.written = try await answering { try await cell.settleMerchantKey(entry, ifRevision: Int(request.ifRevision)) }
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

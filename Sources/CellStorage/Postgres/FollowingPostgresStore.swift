@@ -104,8 +104,8 @@ public final class FollowingPostgresStore: OrderStore, Service {
     public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order? {
         try await store.order(id, consistency: consistency)
     }
-    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
-        try await store.order(merchantID: merchantID, outTradeNo: outTradeNo)
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order? {
+        try await store.order(key, consistency: consistency)
     }
     public func apply(_ command: OrderCommand, to id: OrderID, now: Timestamp) async throws -> OrderStateMachine.Decision {
         try await store.apply(command, to: id, now: now)
@@ -122,4 +122,19 @@ public final class FollowingPostgresStore: OrderStore, Service {
         try await store.reserveSequenceSegment(size: size)
     }
     public func orderCount() async throws -> Int { try await store.orderCount() }
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        try await store.unverifiedOrders(createdBefore: cutoff, limit: limit)
+    }
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws { try await store.setKeyStatus(status, of: id) }
+    public func updateMerchantKey<Answer: Sendable>(
+        _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
+    ) async throws -> Answer {
+        try await store.updateMerchantKey(key, decide)
+    }
+    public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        try await store.merchantKeyEntry(key, consistency: consistency)
+    }
+    public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
+    }
 }

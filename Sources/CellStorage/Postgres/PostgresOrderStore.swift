@@ -179,8 +179,12 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
-    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
-        try await readOne(SelectOrderByTradeNo(merchantID: merchantID, outTradeNo: outTradeNo), on: primary)
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order? {
+        let statement = SelectOrderByTradeNo(merchantID: key.merchantID, outTradeNo: key.outTradeNo)
+        switch consistency {
+        case .strong: return try await readOne(statement, on: primary)
+        case .eventual: return try await readEventually(statement)
+        }
     }
 
     public func apply(_ command: OrderCommand, to id: OrderID, now: Timestamp) async throws -> OrderStateMachine.Decision {
@@ -300,6 +304,8 @@ public final class PostgresOrderStore: OrderStore, Service {
                     DELETE FROM refunds WHERE order_id IN (SELECT order_id FROM doomed)
                 ), deleted AS (
                     DELETE FROM orders WHERE order_id IN (SELECT order_id FROM doomed) RETURNING 1
+                ), keys AS (
+                    DELETE FROM merchant_keys WHERE merchant_id = \(merchantID) AND created_at < \(cutoff.millisecondsSinceEpoch)
                 )
                 SELECT count(*) FROM deleted
                 """,
@@ -316,6 +322,111 @@ public final class PostgresOrderStore: OrderStore, Service {
         return try await deadline {
             for try await count in try await primary.query("SELECT count(*) FROM orders", logger: logger).decode(Int.self) { return count }
             return 0
+        }
+    }
+
+    // MARK: - Key status of orders
+
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var orders: [Order] = []
+            let rows = try await primary.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT \(PostgresSchema.orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < $1 \
+                        ORDER BY created_at LIMIT $2
+                        """,
+                    binds: {
+                        var bindings = PostgresBindings(capacity: 2)
+                        bindings.append(cutoff.millisecondsSinceEpoch)
+                        bindings.append(limit)
+                        return bindings
+                    }()
+                ),
+                logger: logger
+            )
+            for try await row in rows { orders.append(try decodeOrder(row)) }
+            return orders
+        }
+    }
+
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        let primary = self.primary
+        let logger = self.logger
+        let key = id.description
+        try await deadline {
+            _ = try await primary.query("UPDATE orders SET key_status = \(status.rawValue) WHERE order_id = \(key)", logger: logger)
+        }
+    }
+
+    // MARK: - Merchant-key index
+
+    /// `SELECT … FOR UPDATE`, the decision, then the write, in one
+    /// transaction. Two transactions that both find no entry race to insert
+    /// it: the loser's insert writes nothing, and it decides again on the
+    /// winner's entry.
+    public func updateMerchantKey<Answer: Sendable>(
+        _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
+    ) async throws -> Answer {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+                for _ in 0..<3 {
+                    let answer: Answer?
+                    do {
+                        answer = try await primary.withTransaction(logger: logger) { connection -> Answer? in
+                            var entry: MerchantKeyEntry?
+                            for try await row in try await connection.execute(LockMerchantKey(key: key), logger: logger) { entry = row }
+                            let decision = decide(entry)
+                            guard let write = decision.write else { return decision.answer }
+                            if entry == nil {
+                                var inserted = false
+                                for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
+                                return inserted ? decision.answer : nil
+                            }
+                            _ = try await connection.execute(UpdateMerchantKey(entry: write), logger: logger)
+                            return decision.answer
+                        }
+                    } catch let error as PostgresTransactionError {
+                        throw StoreError("index transaction on \(key) failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+                    }
+                    if let answer { return answer }
+                }
+                throw StoreError("the index entry of \(key) kept changing under three transactions")
+        }
+    }
+
+    public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        switch consistency {
+        case .strong: return try await readOne(SelectMerchantKey(key: key), on: primary)
+        case .eventual: return try await readEventually(SelectMerchantKey(key: key))
+        }
+    }
+
+    public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var entries: [MerchantKeyEntry] = []
+            let rows = try await primary.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE abandoned <> '' AND updated_at < $1 \
+                        ORDER BY updated_at LIMIT $2
+                        """,
+                    binds: {
+                        var bindings = PostgresBindings(capacity: 2)
+                        bindings.append(cutoff.millisecondsSinceEpoch)
+                        bindings.append(limit)
+                        return bindings
+                    }()
+                ),
+                logger: logger
+            )
+            for try await row in rows { entries.append(try decodeMerchantKeyEntry(row)) }
+            return entries
         }
     }
 

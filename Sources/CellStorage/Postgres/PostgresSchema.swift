@@ -55,7 +55,30 @@ enum PostgresSchema {
                 """,
                 "CREATE TABLE sequences (name TEXT PRIMARY KEY, next_value BIGINT NOT NULL)",
             ]
-        )
+        ),
+        (
+            2, "merchant-key index, key status of orders",
+            [
+                // Orders made before the index are unindexed: the reconciler claims their keys.
+                "ALTER TABLE orders ADD COLUMN key_status TEXT NOT NULL DEFAULT 'UNINDEXED'",
+                "CREATE INDEX orders_unverified ON orders (created_at) WHERE key_status IN ('RESERVED', 'UNINDEXED')",
+                """
+                CREATE TABLE merchant_keys (
+                    merchant_id TEXT NOT NULL,
+                    out_trade_no TEXT NOT NULL,
+                    owner_cell INTEGER NOT NULL,
+                    holder TEXT,
+                    attempt BIGINT NOT NULL,
+                    abandoned TEXT NOT NULL DEFAULT '',
+                    revision INTEGER NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    PRIMARY KEY (merchant_id, out_trade_no)
+                )
+                """,
+                "CREATE INDEX merchant_keys_moved ON merchant_keys (updated_at) WHERE abandoned <> ''",
+            ]
+        ),
     ]
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {
@@ -83,6 +106,8 @@ enum PostgresSchema {
 
     static let orderColumns = """
         order_id, merchant_id, out_trade_no, amount, currency, description, status, refunded_amount, payment_id, \
-        close_reason, created_at, expires_at, paid_at, closed_at, updated_at, revision
+        close_reason, created_at, expires_at, paid_at, closed_at, updated_at, revision, key_status
         """
+
+    static let merchantKeyColumns = "merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at"
 }

@@ -14,8 +14,9 @@ func decodeOrder(_ row: PostgresRow) throws -> Order {
     let columns = row.makeRandomAccess()
     let idText = try columns[0].decode(String.self)
     guard let currency = Currency(code: try columns[4].decode(String.self)),
-        let status = OrderStatus(rawValue: try columns[6].decode(String.self))
-    else { throw StoreError("order \(idText) has an unknown currency or status") }
+        let status = OrderStatus(rawValue: try columns[6].decode(String.self)),
+        let keyStatus = MerchantKeyStatus(rawValue: try columns[16].decode(String.self))
+    else { throw StoreError("order \(idText) has an unknown currency, status or key status") }
     return Order(
         id: try OrderID(parsing: idText), merchantID: try columns[1].decode(String.self),
         outTradeNo: try columns[2].decode(String.self), amount: try columns[3].decode(Int64.self), currency: currency,
@@ -27,7 +28,7 @@ func decodeOrder(_ row: PostgresRow) throws -> Order {
         paidAt: try columns[12].decode(Int64?.self).map(Timestamp.init(millisecondsSinceEpoch:)),
         closedAt: try columns[13].decode(Int64?.self).map(Timestamp.init(millisecondsSinceEpoch:)),
         updatedAt: Timestamp(millisecondsSinceEpoch: try columns[14].decode(Int64.self)),
-        revision: try columns[15].decode(Int.self)
+        revision: try columns[15].decode(Int.self), keyStatus: keyStatus
     )
 }
 
@@ -95,7 +96,7 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
     static let sql = """
         WITH inserted AS (
             INSERT INTO orders (\(PostgresSchema.orderColumns))
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18)
             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
             RETURNING order_id
         )
@@ -105,7 +106,7 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
         """
     var order: Order
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 17)
+        var bindings = PostgresBindings(capacity: 18)
         bindings.append(order.id.description)
         bindings.append(order.merchantID)
         bindings.append(order.outTradeNo)
@@ -123,6 +124,7 @@ struct InsertOrderWithEvent: PostgresPreparedStatement {
         bindings.append(order.updatedAt.millisecondsSinceEpoch)
         bindings.append(order.revision)
         bindings.append(OrderEventKind.created.rawValue)
+        bindings.append(order.keyStatus.rawValue)
         return bindings
     }
     func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
@@ -143,13 +145,13 @@ struct InsertNewOrders: PostgresPreparedStatement {
     static let sql = """
         WITH batch AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::bool[], \
-            $8::int8[], $9::int8[], $10::int8[]) WITH ORDINALITY \
+            $8::int8[], $9::int8[], $10::int8[], $13::text[]) WITH ORDINALITY \
             AS b(order_id, merchant_id, out_trade_no, amount, currency, description, has_description, created_at, expires_at, \
-            revision, position)
+            revision, key_status, position)
         ), inserted AS (
             INSERT INTO orders (\(PostgresSchema.orderColumns))
             SELECT order_id, merchant_id, out_trade_no, amount, currency, CASE WHEN has_description THEN description END, \
-            $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision FROM batch
+            $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision, key_status FROM batch
             ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
             RETURNING order_id, created_at, amount, out_trade_no
@@ -167,7 +169,7 @@ struct InsertNewOrders: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 12)
+        var bindings = PostgresBindings(capacity: 13)
         bindings.append(orders.map { $0.id.description })
         bindings.append(orders.map(\.merchantID))
         bindings.append(orders.map(\.outTradeNo))
@@ -180,6 +182,7 @@ struct InsertNewOrders: PostgresPreparedStatement {
         bindings.append(orders.map { Int64($0.revision) })
         bindings.append(OrderStatus.created.rawValue)
         bindings.append(OrderEventKind.created.rawValue)
+        bindings.append(orders.map(\.keyStatus.rawValue))
         return bindings
     }
 
@@ -190,11 +193,11 @@ struct UpdateOrder: PostgresPreparedStatement {
     static let name = "ordercell.UpdateOrder"
     static let sql = """
         UPDATE orders SET status = $1, refunded_amount = $2, payment_id = $3, close_reason = $4, paid_at = $5, \
-        closed_at = $6, updated_at = $7, revision = $8 WHERE order_id = $9
+        closed_at = $6, updated_at = $7, revision = $8, key_status = $9 WHERE order_id = $10
         """
     var order: Order
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 9)
+        var bindings = PostgresBindings(capacity: 10)
         bindings.append(order.status.rawValue)
         bindings.append(order.refundedAmount)
         bindings.appendOptional(order.paymentID)
@@ -203,6 +206,7 @@ struct UpdateOrder: PostgresPreparedStatement {
         bindings.appendOptional(order.closedAt?.millisecondsSinceEpoch)
         bindings.append(order.updatedAt.millisecondsSinceEpoch)
         bindings.append(order.revision)
+        bindings.append(order.keyStatus.rawValue)
         bindings.append(order.id.description)
         return bindings
     }
@@ -276,4 +280,80 @@ struct ReserveSequence: PostgresPreparedStatement {
         return bindings
     }
     func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
+}
+
+/// Decodes a row of ``PostgresSchema/merchantKeyColumns``.
+func decodeMerchantKeyEntry(_ row: PostgresRow) throws -> MerchantKeyEntry {
+    let (merchantID, outTradeNo, owner, holder, attempt, abandoned, revision, createdAt, updatedAt) = try row.decode(
+        (String, String, Int, String?, Int64, String, Int, Int64, Int64).self
+    )
+    let stored = try MerchantKeyRow(
+        owner: owner, holder: holder, attempt: attempt, abandoned: abandoned, revision: revision, createdAt: createdAt, updatedAt: updatedAt
+    )
+    return stored.entry(for: MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo))
+}
+
+/// A key's index entry; `FOR UPDATE` inside ``PostgresOrderStore/updateMerchantKey(_:_:)``.
+struct SelectMerchantKey: PostgresPreparedStatement {
+    static let name = "ordercell.SelectMerchantKey"
+    static let sql = "SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE merchant_id = $1 AND out_trade_no = $2"
+    var key: MerchantKey
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(key.merchantID)
+        bindings.append(key.outTradeNo)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
+}
+
+struct LockMerchantKey: PostgresPreparedStatement {
+    static let name = "ordercell.LockMerchantKey"
+    static let sql = "SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE"
+    var key: MerchantKey
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(key.merchantID)
+        bindings.append(key.outTradeNo)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
+}
+
+/// A new key's entry, unless another transaction wrote one first (then no row comes back).
+struct InsertMerchantKey: PostgresPreparedStatement {
+    static let name = "ordercell.InsertMerchantKey"
+    static let sql = """
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING 1
+        """
+    var entry: MerchantKeyEntry
+    func makeBindings() throws -> PostgresBindings { merchantKeyBindings(entry) }
+    func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
+}
+
+struct UpdateMerchantKey: PostgresPreparedStatement {
+    static let name = "ordercell.UpdateMerchantKey"
+    static let sql = """
+        UPDATE merchant_keys SET owner_cell = $3, holder = $4, attempt = $5, abandoned = $6, revision = $7, updated_at = $9 \
+        WHERE merchant_id = $1 AND out_trade_no = $2 AND $8::int8 IS NOT NULL
+        """
+    var entry: MerchantKeyEntry
+    func makeBindings() throws -> PostgresBindings { merchantKeyBindings(entry) }
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+private func merchantKeyBindings(_ entry: MerchantKeyEntry) -> PostgresBindings {
+    let row = MerchantKeyRow(entry)
+    var bindings = PostgresBindings(capacity: 9)
+    bindings.append(entry.key.merchantID)
+    bindings.append(entry.key.outTradeNo)
+    bindings.append(row.owner)
+    bindings.appendOptional(row.holder)
+    bindings.append(row.attempt)
+    bindings.append(row.abandoned)
+    bindings.append(row.revision)
+    bindings.append(row.createdAt)
+    bindings.append(row.updatedAt)
+    return bindings
 }

@@ -90,9 +90,9 @@ public final class SQLiteOrderStore: OrderStore, Service {
         }
     }
 
-    public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order? {
         try await guarded {
-            try await pool.read { db in try Self.fetchOrder(db, merchantID: merchantID, outTradeNo: outTradeNo) }
+            try await pool.read { db in try Self.fetchOrder(db, merchantID: key.merchantID, outTradeNo: key.outTradeNo) }
         }
     }
 
@@ -198,6 +198,10 @@ public final class SQLiteOrderStore: OrderStore, Service {
                     try db.execute(sql: "DELETE FROM refunds WHERE order_id = ?", arguments: [id])
                     try db.execute(sql: "DELETE FROM orders WHERE order_id = ?", arguments: [id])
                 }
+                try db.execute(
+                    sql: "DELETE FROM merchant_keys WHERE merchant_id = ? AND created_at < ?",
+                    arguments: [merchantID, cutoff.millisecondsSinceEpoch]
+                )
                 return ids.count
             }
         }
@@ -207,6 +211,81 @@ public final class SQLiteOrderStore: OrderStore, Service {
         try await guarded {
             try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM orders") ?? 0 }
         }
+    }
+
+    // MARK: - Key status of orders
+
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        try await guarded {
+            try await pool.read { db in
+                try Row.fetchAll(db.cachedStatement(sql: SQLiteSchema.selectUnverified), arguments: [cutoff.millisecondsSinceEpoch, limit])
+                    .map(Self.order(from:))
+            }
+        }
+    }
+
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        let key = id.description
+        try await guarded {
+            try await pool.write { db in
+                try db.execute(sql: "UPDATE orders SET key_status = ? WHERE order_id = ?", arguments: [status.rawValue, key])
+            }
+        }
+    }
+
+    // MARK: - Merchant-key index
+
+    public func updateMerchantKey<Answer: Sendable>(
+        _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
+    ) async throws -> Answer {
+        try await guarded {
+            try await pool.write { db in
+                let entry = try Row.fetchOne(
+                    db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [key.merchantID, key.outTradeNo]
+                ).map(Self.merchantKeyEntry(from:))
+                let decision = decide(entry)
+                if let write = decision.write {
+                    try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
+                }
+                return decision.answer
+            }
+        }
+    }
+
+    public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        try await guarded {
+            try await pool.read { db in
+                try Row.fetchOne(db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [key.merchantID, key.outTradeNo])
+                    .map(Self.merchantKeyEntry(from:))
+            }
+        }
+    }
+
+    public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        try await guarded {
+            try await pool.read { db in
+                try Row.fetchAll(
+                    db.cachedStatement(sql: SQLiteSchema.selectMovedMerchantKeys), arguments: [cutoff.millisecondsSinceEpoch, limit]
+                ).map(Self.merchantKeyEntry(from:))
+            }
+        }
+    }
+
+    private static func merchantKeyEntry(from row: Row) throws -> MerchantKeyEntry {
+        let merchantID: String = row[0]
+        let outTradeNo: String = row[1]
+        let stored = try MerchantKeyRow(
+            owner: row[2], holder: row[3], attempt: row[4], abandoned: row[5], revision: row[6], createdAt: row[7], updatedAt: row[8]
+        )
+        return stored.entry(for: MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo))
+    }
+
+    private static func arguments(of entry: MerchantKeyEntry) -> StatementArguments {
+        let row = MerchantKeyRow(entry)
+        return [
+            entry.key.merchantID, entry.key.outTradeNo, row.owner, row.holder, row.attempt, row.abandoned, row.revision,
+            row.createdAt, row.updatedAt,
+        ]
     }
 
     // MARK: - Rows
@@ -269,6 +348,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
             order.closeReason?.rawValue, order.createdAt.millisecondsSinceEpoch,
             order.expiresAt.millisecondsSinceEpoch, order.paidAt?.millisecondsSinceEpoch,
             order.closedAt?.millisecondsSinceEpoch, order.updatedAt.millisecondsSinceEpoch, order.revision,
+            order.keyStatus.rawValue,
         ]
     }
 
@@ -276,7 +356,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
         [
             order.status.rawValue, order.refundedAmount, order.paymentID, order.closeReason?.rawValue,
             order.paidAt?.millisecondsSinceEpoch, order.closedAt?.millisecondsSinceEpoch,
-            order.updatedAt.millisecondsSinceEpoch, order.revision, order.id.description,
+            order.updatedAt.millisecondsSinceEpoch, order.revision, order.keyStatus.rawValue, order.id.description,
         ]
     }
 
@@ -286,8 +366,11 @@ public final class SQLiteOrderStore: OrderStore, Service {
         let currencyCode: String = row[4]
         let statusText: String = row[6]
         let closeReasonText: String? = row[9]
-        guard let currency = Currency(code: currencyCode), let status = OrderStatus(rawValue: statusText) else {
-            throw StoreError("order \(idText) has an unknown currency or status")
+        let keyStatusText: String = row[16]
+        guard let currency = Currency(code: currencyCode), let status = OrderStatus(rawValue: statusText),
+            let keyStatus = MerchantKeyStatus(rawValue: keyStatusText)
+        else {
+            throw StoreError("order \(idText) has an unknown currency, status or key status")
         }
         let paidAt: Int64? = row[12]
         let closedAt: Int64? = row[13]
@@ -299,7 +382,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
             expiresAt: Timestamp(millisecondsSinceEpoch: row[11]),
             paidAt: paidAt.map(Timestamp.init(millisecondsSinceEpoch:)),
             closedAt: closedAt.map(Timestamp.init(millisecondsSinceEpoch:)),
-            updatedAt: Timestamp(millisecondsSinceEpoch: row[14]), revision: row[15]
+            updatedAt: Timestamp(millisecondsSinceEpoch: row[14]), revision: row[15], keyStatus: keyStatus
         )
     }
 }

@@ -53,19 +53,41 @@ enum SQLiteSchema {
                     """
             )
         }
+        migrator.registerMigration("v2: merchant-key index, key status of orders") { db in
+            // Orders made before the index are unindexed: the reconciler claims their keys.
+            try db.execute(
+                sql: """
+                    ALTER TABLE orders ADD COLUMN key_status TEXT NOT NULL DEFAULT 'UNINDEXED';
+                    CREATE INDEX orders_unverified ON orders (created_at) WHERE key_status IN ('RESERVED', 'UNINDEXED');
+                    CREATE TABLE merchant_keys (
+                        merchant_id TEXT NOT NULL,
+                        out_trade_no TEXT NOT NULL,
+                        owner_cell INTEGER NOT NULL,
+                        holder TEXT,
+                        attempt INTEGER NOT NULL,
+                        abandoned TEXT NOT NULL DEFAULT '',
+                        revision INTEGER NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        PRIMARY KEY (merchant_id, out_trade_no)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX merchant_keys_moved ON merchant_keys (updated_at) WHERE abandoned <> '';
+                    """
+            )
+        }
         return migrator
     }
 
     static let orderColumns = """
         order_id, merchant_id, out_trade_no, amount, currency, description, status, refunded_amount, payment_id, \
-        close_reason, created_at, expires_at, paid_at, closed_at, updated_at, revision
+        close_reason, created_at, expires_at, paid_at, closed_at, updated_at, revision, key_status
         """
     static let selectOrderByID = "SELECT \(orderColumns) FROM orders WHERE order_id = ?"
     static let selectOrderByTradeNo = "SELECT \(orderColumns) FROM orders WHERE merchant_id = ? AND out_trade_no = ?"
-    static let insertOrder = "INSERT INTO orders (\(orderColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    static let insertOrder = "INSERT INTO orders (\(orderColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     static let updateOrder = """
         UPDATE orders SET status = ?, refunded_amount = ?, payment_id = ?, close_reason = ?, paid_at = ?, \
-        closed_at = ?, updated_at = ?, revision = ? WHERE order_id = ?
+        closed_at = ?, updated_at = ?, revision = ?, key_status = ? WHERE order_id = ?
         """
     static let insertRefund = "INSERT INTO refunds (order_id, refund_id, amount, reason, created_at) VALUES (?, ?, ?, ?, ?)"
     static let selectRefund = "SELECT amount, reason, created_at FROM refunds WHERE order_id = ? AND refund_id = ?"
@@ -74,5 +96,16 @@ enum SQLiteSchema {
         INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after) VALUES (?, ?, ?, ?, ?, ?, ?)
         """
     static let selectEvents = "SELECT sequence, kind, at, amount, reference, status_after FROM order_events WHERE order_id = ? ORDER BY sequence"
+    static let selectUnverified = "SELECT \(orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < ? ORDER BY created_at LIMIT ?"
+    static let merchantKeyColumns = "merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at"
+    static let selectMerchantKey = "SELECT \(merchantKeyColumns) FROM merchant_keys WHERE merchant_id = ? AND out_trade_no = ?"
+    static let upsertMerchantKey = """
+        INSERT INTO merchant_keys (\(merchantKeyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+        ON CONFLICT (merchant_id, out_trade_no) DO UPDATE SET owner_cell = excluded.owner_cell, holder = excluded.holder, \
+        attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, updated_at = excluded.updated_at
+        """
+    static let selectMovedMerchantKeys = """
+        SELECT \(merchantKeyColumns) FROM merchant_keys WHERE abandoned <> '' AND updated_at < ? ORDER BY updated_at LIMIT ?
+        """
     static let selectExpired = "SELECT order_id FROM orders WHERE status = 'CREATED' AND expires_at <= ? ORDER BY expires_at LIMIT ?"
 }

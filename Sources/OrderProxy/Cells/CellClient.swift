@@ -7,11 +7,28 @@ import OrderModel
 /// cell could not be reached or failed (the proxy retries creates
 /// elsewhere and answers other calls with `cell_unavailable`).
 public protocol CellClient: Sendable {
-    func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult
+    /// Creates (or meets) the order; `keyStatus` says whether its key was
+    /// bound to this cell (``MerchantKeyStatus/reserved``) or its slot could not be reached.
+    func create(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> CreateOrderResult
     func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order
     func refunds(of id: OrderID) async throws -> [Refund]
     func events(of id: OrderID) async throws -> [OrderEvent]
+
+    // The merchant-key index: calls to the cell holding a key's slot (docs/merchant-keys.md).
+    func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
+    func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
+    func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim
+    func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
+    /// The reconciler's conditional write of a settled entry; whether it was written.
+    func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool
+    func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry]
+
+    // A cell's own orders by merchant key, and their key status.
+    /// The cell's order for `key`; `order_not_found` when it has none.
+    func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order
+    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
+    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws
 
     /// Whether the client bounds its calls itself, so the proxy need not put
     /// its own deadline around them (saves two tasks per call in process).
@@ -23,6 +40,10 @@ public protocol CellClient: Sendable {
 }
 
 extension CellClient {
+    public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
+        try await create(request, keyStatus: .reserved)
+    }
+
     public var enforcesOwnDeadline: Bool { false }
     public func serviceInstances() -> [CellServiceInstanceStatus] { [] }
 }

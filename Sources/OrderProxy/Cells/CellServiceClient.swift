@@ -137,8 +137,8 @@ public final class CellServiceClient: CellClient {
         throw lastError!
     }
 
-    public func create(_ request: CreateOrderRequest) async throws -> CreateOrderResult {
-        let message = Ordercell_Cell_V1_CreateOrderRequest(request)
+    public func create(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> CreateOrderResult {
+        let message = Ordercell_Cell_V1_CreateOrderRequest(request, keyStatus: keyStatus)
         let reply = try await call(creating: true) { try await $0.createOrder(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return CreateOrderResult(order: try reply.order.domain(), created: reply.created)
@@ -176,6 +176,88 @@ public final class CellServiceClient: CellClient {
         let reply = try await call { [message] in try await $0.listEvents(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return try reply.events.map { try $0.domain(orderID: id) }
+    }
+
+    // MARK: - Merchant-key index
+
+    public func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        var message = Ordercell_Cell_V1_BindKeyRequest()
+        message.key = Ordercell_Cell_V1_MerchantKeyRef(key)
+        message.candidateCell = Int32(candidate.rawValue)
+        message.attempt = attempt
+        // With the creates: the cell's active instance, whose index writes share its connection pool's warm path.
+        let reply = try await call(creating: true) { [message] in try await $0.bindKey(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.domain()
+    }
+
+    public func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+        var message = Ordercell_Cell_V1_MoveKeyRequest()
+        message.key = Ordercell_Cell_V1_MerchantKeyRef(key)
+        message.fromCell = Int32(from.rawValue)
+        message.toCell = Int32(to.rawValue)
+        message.attempt = attempt
+        let reply = try await call(creating: true) { [message] in try await $0.moveKey(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.domain()
+    }
+
+    public func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim {
+        var message = Ordercell_Cell_V1_ClaimKeyRequest()
+        message.key = Ordercell_Cell_V1_MerchantKeyRef(key)
+        message.orderID = order.description
+        let reply = try await call { [message] in try await $0.claimKey(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.domain()
+    }
+
+    public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
+        let message = Ordercell_Cell_V1_MerchantKeyRef(key, consistency: consistency)
+        let reply = try await call { try await $0.getKeyEntry(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return reply.hasEntry ? try reply.entry.domain() : nil
+    }
+
+    public func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool {
+        var message = Ordercell_Cell_V1_SettleKeyRequest()
+        message.entry = Ordercell_Cell_V1_KeyEntry(settled)
+        message.ifRevision = Int32(clamping: revision)
+        let reply = try await call { [message] in try await $0.settleKey(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return reply.written
+    }
+
+    public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
+        var message = Ordercell_Cell_V1_ReconcileListRequest()
+        message.beforeMs = cutoff.millisecondsSinceEpoch
+        message.limit = Int32(clamping: limit)
+        let reply = try await call { [message] in try await $0.listMovedKeys(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.entries.map { try $0.domain() }
+    }
+
+    public func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order {
+        let message = Ordercell_Cell_V1_MerchantKeyRef(key, consistency: consistency)
+        let reply = try await call { try await $0.findOrder(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.order.domain()
+    }
+
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        var message = Ordercell_Cell_V1_ReconcileListRequest()
+        message.beforeMs = cutoff.millisecondsSinceEpoch
+        message.limit = Int32(clamping: limit)
+        let reply = try await call { [message] in try await $0.listUnverified(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.orders.map { try $0.domain() }
+    }
+
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        var message = Ordercell_Cell_V1_SetKeyStatusRequest()
+        message.orderID = id.description
+        message.keyStatus = status.rawValue
+        let reply = try await call { [message] in try await $0.setKeyStatus(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
     }
 
     /// Sets the drill fault on every service instance of the cell.

@@ -46,6 +46,42 @@ struct CellServiceInstance: Sendable {
         try await call(.listEvents, request, timeout: timeout)
     }
 
+    func bindKey(_ request: Ordercell_Cell_V1_BindKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_KeyBindingReply {
+        try await call(.bindKey, request, timeout: timeout)
+    }
+
+    func moveKey(_ request: Ordercell_Cell_V1_MoveKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_KeyBindingReply {
+        try await call(.moveKey, request, timeout: timeout)
+    }
+
+    func claimKey(_ request: Ordercell_Cell_V1_ClaimKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_ClaimKeyReply {
+        try await call(.claimKey, request, timeout: timeout)
+    }
+
+    func getKeyEntry(_ request: Ordercell_Cell_V1_MerchantKeyRef, timeout: Duration) async throws -> Ordercell_Cell_V1_KeyEntryReply {
+        try await call(.getKeyEntry, request, timeout: timeout)
+    }
+
+    func settleKey(_ request: Ordercell_Cell_V1_SettleKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_SettleKeyReply {
+        try await call(.settleKey, request, timeout: timeout)
+    }
+
+    func listMovedKeys(_ request: Ordercell_Cell_V1_ReconcileListRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_KeyEntryListReply {
+        try await call(.listMovedKeys, request, timeout: timeout)
+    }
+
+    func findOrder(_ request: Ordercell_Cell_V1_MerchantKeyRef, timeout: Duration) async throws -> Ordercell_Cell_V1_GetOrderReply {
+        try await call(.findOrder, request, timeout: timeout)
+    }
+
+    func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_OrderListReply {
+        try await call(.listUnverified, request, timeout: timeout)
+    }
+
+    func setKeyStatus(_ request: Ordercell_Cell_V1_SetKeyStatusRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_SetKeyStatusReply {
+        try await call(.setKeyStatus, request, timeout: timeout)
+    }
+
     func setFault(_ request: RPCFault, timeout: Duration) async throws -> RPCFault {
         try await call(.setFault, request, timeout: timeout)
     }

@@ -71,13 +71,14 @@ struct OrderView: Encodable {
     var paidAt: String?
     var closedAt: String?
     var updatedAt: String
+    var keyStatus: String
 
     enum CodingKeys: String, CodingKey {
         case orderID = "order_id", cellID = "cell_id", merchantID = "merchant_id", outTradeNo = "out_trade_no"
         case amount, currency, description, status
         case refundedAmount = "refunded_amount", paymentID = "payment_id", closeReason = "close_reason"
         case createdAt = "created_at", expiresAt = "expires_at", paidAt = "paid_at", closedAt = "closed_at"
-        case updatedAt = "updated_at"
+        case updatedAt = "updated_at", keyStatus = "key_status"
     }
 
     init(_ order: Order) {
@@ -97,6 +98,7 @@ struct OrderView: Encodable {
         paidAt = order.paidAt?.rfc3339
         closedAt = order.closedAt?.rfc3339
         updatedAt = order.updatedAt.rfc3339
+        keyStatus = order.keyStatus.rawValue
     }
 }
 

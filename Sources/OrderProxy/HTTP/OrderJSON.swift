@@ -44,7 +44,9 @@ enum OrderJSON {
         if let paidAt = order.paidAt { timestamp("paid_at", paidAt, &json) }
         if let closedAt = order.closedAt { timestamp("closed_at", closedAt, &json) }
         timestamp("updated_at", order.updatedAt, &json)
-        json += "}"
+        json += ",\"key_status\":\""
+        json += order.keyStatus.rawValue
+        json += "\"}"
     }
 
     private static func timestamp(_ name: String, _ value: Timestamp, _ json: inout String) {

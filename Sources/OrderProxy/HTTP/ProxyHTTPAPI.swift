@@ -72,6 +72,20 @@ public struct ProxyHTTPAPI: Sendable {
                 result.order, status: result.created ? .created : .ok, location: "/v1/orders/\(result.order.id)"
             )
         }
+        // The merchant's own number: `GET /v1/orders?merchant_id=M&out_trade_no=X`.
+        routes.on(.get, "/v1/orders") { request, _ in
+            let query = request.uri.queryParameters
+            guard let merchantID = query.get("merchant_id"), let outTradeNo = query.get("out_trade_no") else {
+                throw OrderError.invalidRequest("give merchant_id and out_trade_no to find an order by the merchant's number")
+            }
+            try RequestLimits.checkIdentifier(merchantID, field: "merchant_id", length: RequestLimits.merchantIDLength)
+            try RequestLimits.checkIdentifier(outTradeNo, field: "out_trade_no", length: RequestLimits.outTradeNoLength)
+            guard !ProbeMerchant.isProbe(merchantID) else {
+                throw OrderError.invalidRequest("merchant_id \(ProbeMerchant.id) is reserved for the health checker's synthetic orders")
+            }
+            let consistency = try Self.consistency(request)
+            return OrderJSON.response(try await proxy.order(MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), consistency: consistency))
+        }
         routes.on(.get, "/v1/orders/{order_id}") { request, context in
             let id = try Self.orderID(context)
             let consistency = try Self.consistency(request)

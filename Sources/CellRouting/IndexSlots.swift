@@ -1,0 +1,96 @@
+import OrderModel
+
+/// Which cell holds each slot of the merchant-key index.
+///
+/// A merchant key's entry lives in slot `key.slot(of: IndexSlots.count)`;
+/// the routing table maps every slot to a cell. The count never changes,
+/// and the map changes only when an operator moves a slot: adding a cell
+/// moves no entry (docs/merchant-keys.md).
+public struct IndexSlots: Sendable, Equatable {
+    /// Slots of the index: enough to spread over many cells and to move a
+    /// small share at a time, few enough to list in a routing release.
+    public static let count = 256
+
+    /// The cell of each slot, by slot number; empty only in a table without cells.
+    public private(set) var cells: [CellID]
+
+    /// Slots dealt round-robin over `cells` in id order: the map of a
+    /// routing table that has none yet (its first release, or one written
+    /// before the index existed).
+    public static func dealt(over cells: [CellID]) -> IndexSlots {
+        let sorted = cells.sorted()
+        guard !sorted.isEmpty else { return IndexSlots(cells: []) }
+        return IndexSlots(cells: (0..<count).map { sorted[$0 % sorted.count] })
+    }
+
+    public init(cells: [CellID]) {
+        self.cells = cells
+    }
+
+    /// The cell holding the slot of `key`; nil in a table without cells.
+    public func cell(for key: MerchantKey) -> CellID? {
+        cells.isEmpty ? nil : cells[key.slot(of: Self.count)]
+    }
+
+    /// The slots a cell holds, in order.
+    public func slots(of cell: CellID) -> [Int] {
+        cells.indices.filter { cells[$0] == cell }
+    }
+
+    /// The map with `slots` held by `cell`.
+    public func moving(_ slots: ClosedRange<Int>, to cell: CellID) -> IndexSlots {
+        var next = self
+        for slot in slots where next.cells.indices.contains(slot) { next.cells[slot] = cell }
+        return next
+    }
+}
+
+/// In JSON: runs of consecutive slots held by one cell,
+/// `[{"first": 0, "last": 63, "cell": 1}, …]`, covering every slot once.
+extension IndexSlots: Codable {
+    struct Run: Codable, Equatable {
+        var first: Int
+        var last: Int
+        var cell: CellID
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let runs = try decoder.singleValueContainer().decode([Run].self)
+        var cells: [CellID?] = Array(repeating: nil, count: Self.count)
+        for run in runs {
+            guard run.first <= run.last, run.first >= 0, run.last < Self.count else {
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: decoder.codingPath, debugDescription: "index slot run \(run.first)...\(run.last) is outside 0...\(Self.count - 1)")
+                )
+            }
+            for slot in run.first...run.last {
+                guard cells[slot] == nil else {
+                    throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "index slot \(slot) is mapped twice"))
+                }
+                cells[slot] = run.cell
+            }
+        }
+        if runs.isEmpty {
+            self.init(cells: [])
+            return
+        }
+        guard let missing = cells.firstIndex(where: { $0 == nil }) else {
+            self.init(cells: cells.compactMap { $0 })
+            return
+        }
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "index slot \(missing) is mapped to no cell"))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var runs: [Run] = []
+        for (slot, cell) in cells.enumerated() {
+            if let last = runs.last, last.cell == cell, last.last == slot - 1 {
+                runs[runs.count - 1].last = slot
+            } else {
+                runs.append(Run(first: slot, last: slot, cell: cell))
+            }
+        }
+        var container = encoder.singleValueContainer()
+        try container.encode(runs)
+    }
+}

@@ -1,0 +1,152 @@
+import OrderModel
+
+/// One create's walk through the merchant-key protocol
+/// (docs/merchant-keys.md), as a value type: the proxy feeds it what each
+/// call answered and does the I/O it asks for.
+///
+/// 1. **Bind** the key at its index slot's cell, proposing a cell chosen by
+///    order retry. A new key is reserved for that cell; a known key answers
+///    its owner, and the create goes there instead — whatever cell the
+///    routing would choose now (drained, sealed, blacklisted: the order is
+///    or will be there).
+/// 2. **Create** in the owner; cells keep the key unique among their own
+///    orders, so a repeat meets the first order there.
+/// 3. When the owner fails: a create that made the reservation itself
+///    **moves** it to the next cell of its order retry (the index records
+///    the cell left behind, whose order, if the failed attempt committed
+///    after all, can never be paid and is closed by the reconciler); any
+///    other create answers `503`: the key's order may be in that cell.
+///
+/// When the slot cannot be reached at the first bind, the partition's
+/// ``IndexSlotPolicy`` decides: `strict` refuses, `available` creates the
+/// order unindexed (unpayable until the reconciler claims its key).
+public struct MerchantKeyCreate: Sendable {
+    /// What the proxy does next.
+    public enum Action: Sendable, Equatable {
+        /// Ask the slot's cell where the key goes, proposing `candidate`.
+        case bind(candidate: CellID)
+        /// Move this create's own reservation from its failed owner.
+        case move(from: CellID, to: CellID)
+        /// Create the order in `cell` with this key status.
+        case create(in: CellID, keyStatus: MerchantKeyStatus)
+        /// Answer the caller with this refusal.
+        case fail(OrderError)
+    }
+
+    /// Where the create stands.
+    public enum State: Sendable, Equatable {
+        case idle
+        case binding(candidate: CellID)
+        case moving(from: CellID, to: CellID)
+        /// Creating in the key's owner; `movable`: this create's own reservation.
+        case creating(CellID, movable: Bool)
+        /// Creating without the index (its slot could not be reached at the bind).
+        case creatingUnindexed(CellID)
+        case finished
+    }
+
+    public private(set) var state: State = .idle
+    public private(set) var retry: OrderRetry
+    public let key: MerchantKey
+    public let policy: IndexSlotPolicy
+
+    public init(key: MerchantKey, retry: OrderRetry, policy: IndexSlotPolicy) {
+        self.key = key
+        self.retry = retry
+        self.policy = policy
+    }
+
+    /// The first action: bind, proposing the order retry's first cell.
+    public mutating func start<R: RandomNumberGenerator>(using random: inout R) -> Action {
+        precondition(state == .idle, "start called in state \(state)")
+        guard let candidate = retry.nextCell(using: &random) else { return finish(noCell()) }
+        state = .binding(candidate: candidate)
+        return .bind(candidate: candidate)
+    }
+
+    /// The slot's cell answered a bind or a move.
+    public mutating func indexAnswered(_ binding: MerchantKeyBinding) -> Action {
+        switch state {
+        case .binding, .moving:
+            state = .creating(binding.owner, movable: binding.movableByCaller)
+            return .create(in: binding.owner, keyStatus: .reserved)
+        default:
+            preconditionFailure("indexAnswered in state \(state)")
+        }
+    }
+
+    /// The slot's cell could not be reached (or failed) for a bind or a move.
+    public mutating func indexFailed(_ detail: String) -> Action {
+        switch state {
+        case .binding(let candidate):
+            guard policy == .available else {
+                return finish(OrderError(.indexUnavailable, "the merchant-key index cannot be reached for out_trade_no \(key.outTradeNo): \(detail)", retryAfterSeconds: 5))
+            }
+            state = .creatingUnindexed(candidate)
+            return .create(in: candidate, keyStatus: .unindexed)
+        case .moving(let from, _):
+            // An earlier attempt in `from` may have committed: without the index nothing can tell.
+            return finish(
+                OrderError(
+                    .indexUnavailable,
+                    "the order for out_trade_no \(key.outTradeNo) may be in cell \(from), which failed, and the merchant-key index cannot be reached: \(detail)",
+                    retryAfterSeconds: 5
+                )
+            )
+        default:
+            preconditionFailure("indexFailed in state \(state)")
+        }
+    }
+
+    /// The create in the cell answered (created, replayed or refused): the create is over.
+    public mutating func created() {
+        switch state {
+        case .creating, .creatingUnindexed:
+            if case .attempting = retry.state { retry.attemptSucceeded() }
+            state = .finished
+        default:
+            preconditionFailure("created in state \(state)")
+        }
+    }
+
+    /// The create in the cell failed (unreachable, timed out, the cell failed).
+    public mutating func createFailed<R: RandomNumberGenerator>(_ detail: String, using random: inout R) -> Action {
+        switch state {
+        case .creating(let owner, let movable):
+            guard movable, case .attempting(owner) = retry.state else {
+                return finish(
+                    OrderError(
+                        .cellUnavailable,
+                        "out_trade_no \(key.outTradeNo) is bound to cell \(owner), which cannot answer now: \(detail)",
+                        retryAfterSeconds: 5
+                    )
+                )
+            }
+            retry.attemptFailed()
+            guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
+            state = .moving(from: owner, to: next)
+            return .move(from: owner, to: next)
+        case .creatingUnindexed:
+            retry.attemptFailed()
+            guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
+            state = .creatingUnindexed(next)
+            return .create(in: next, keyStatus: .unindexed)
+        default:
+            preconditionFailure("createFailed in state \(state)")
+        }
+    }
+
+    private mutating func finish(_ error: OrderError) -> Action {
+        state = .finished
+        return .fail(error)
+    }
+
+    private func noCell() -> OrderError {
+        OrderError(.noCellAvailable, "no cell can take new orders")
+    }
+
+    private func exhausted(_ detail: String) -> OrderError {
+        let tried = retry.failedCells.map(\.description).joined(separator: ", ")
+        return OrderError(.noCellAvailable, "no cell took the order after \(retry.attempts) attempt(s) (tried cells \(tried)): \(detail)")
+    }
+}

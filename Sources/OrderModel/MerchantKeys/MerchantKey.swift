@@ -1,0 +1,51 @@
+/// A merchant's own number for an order: `(merchant_id, out_trade_no)`,
+/// unique across all cells (docs/merchant-keys.md).
+public struct MerchantKey: Hashable, Sendable, CustomStringConvertible {
+    public var merchantID: String
+    public var outTradeNo: String
+
+    public init(merchantID: String, outTradeNo: String) {
+        self.merchantID = merchantID
+        self.outTradeNo = outTradeNo
+    }
+
+    public var description: String { "\(merchantID)/\(outTradeNo)" }
+
+    /// The index slot that holds this key's entry, of `slotCount`.
+    ///
+    /// FNV-1a over the two fields with a separator byte no identifier may
+    /// contain: stable across processes, builds and machines (Swift's
+    /// `Hasher` is seeded per process and cannot be used), and spreading
+    /// keys that differ in one character over different slots.
+    public func slot(of slotCount: Int) -> Int {
+        precondition(slotCount > 0, "an index has at least one slot")
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        for byte in merchantID.utf8 { mix(byte) }
+        mix(0)
+        for byte in outTradeNo.utf8 { mix(byte) }
+        // The high bits of FNV-1a mix better than its low ones.
+        return Int((hash >> 17) % UInt64(slotCount))
+    }
+}
+
+/// Where an order stands with the merchant-key index.
+///
+/// Only an order that holds its key may be paid: at most one order per
+/// merchant key is ever payable, whatever the index saw of the creates.
+public enum MerchantKeyStatus: String, Sendable, Codable, CaseIterable {
+    /// Created in the cell its key was reserved for: it holds the key once
+    /// claimed (the first pay claims it).
+    case reserved = "RESERVED"
+    /// Claimed in the index: this order holds its key; pays go straight through.
+    case verified = "VERIFIED"
+    /// Created while its key's index slot could not be reached (the
+    /// `available` policy): the reconciler claims the key for it, or closes
+    /// it as a duplicate, once the slot answers; it cannot be paid before.
+    case unindexed = "UNINDEXED"
+    /// Another order holds its key: it was (or is being) closed with reason `DUPLICATE`.
+    case duplicate = "DUPLICATE"
+}

@@ -1,0 +1,175 @@
+import CellRouting
+import Logging
+import OrderModel
+import ServiceLifecycle
+
+/// Settles what the create path leaves open in the merchant-key index
+/// (docs/merchant-keys.md), through the cells' own calls:
+///
+/// - **Moved keys**: a create whose attempt in a cell failed moved its
+///   reservation on, and that attempt may have committed after all. Once
+///   the entry has been still for ``grace``, the reconciler looks for the
+///   key's order in the owner and in every cell left behind, claims the key
+///   for the owner's order (or, when the owner has none, for the earliest
+///   order left behind), and closes every other as a duplicate.
+/// - **Unverified orders**: every new order, once its create is over
+///   (``MerchantKeyStatus/reserved``), and those created while their slot
+///   could not be reached (``MerchantKeyStatus/unindexed``). The reconciler
+///   claims each one's key: the order is verified — so that its pay needs
+///   no call to its key's slot, and a failing cell holding slots does not
+///   hold up the pays of other cells' orders — or, when another order holds
+///   the key (or a reservation names a cell that has its order), closed as
+///   a duplicate. A pay that comes first claims the key itself.
+///
+/// Every step is idempotent and conditional on what it read (entries by
+/// revision), so any number of reconcilers may run; one runs beside the
+/// health checker. A cell that does not answer is skipped until the next round.
+public final class MerchantKeyReconciler: Service, Sendable {
+    /// What one round did.
+    public struct Round: Sendable, Equatable {
+        public var verified = 0
+        public var settled = 0
+        public var closedDuplicates = 0
+        public var failures: [String] = []
+        public init() {}
+    }
+
+    public let grace: Duration
+    public let interval: Duration
+    private let routing: @Sendable () -> RoutingTable
+    private let clients: any CellClientProvider
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - grace: how long an entry or order is left to its create's own calls
+    ///     (the settling is safe at any time; it only spares work the create is still doing).
+    ///   - routing: the current routing table (the control plane's).
+    public init(
+        routing: @escaping @Sendable () -> RoutingTable, clients: any CellClientProvider, grace: Duration = .seconds(5),
+        interval: Duration = .seconds(5), clock: @escaping @Sendable () -> Timestamp, logger: Logger
+    ) {
+        self.routing = routing
+        self.clients = clients
+        self.grace = grace
+        self.interval = interval
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let round = await self.runRound()
+                if round.settled + round.verified + round.closedDuplicates > 0 || !round.failures.isEmpty {
+                    self.logger.notice(
+                        "merchant keys reconciled",
+                        metadata: [
+                            "verified": "\(round.verified)", "settled": "\(round.settled)", "closed_duplicates": "\(round.closedDuplicates)",
+                            "failures": "\(round.failures.prefix(3))",
+                        ]
+                    )
+                }
+                try await Task.sleep(for: self.interval)
+            }
+        }
+    }
+
+    /// One pass over every cell.
+    @discardableResult
+    public func runRound(limit: Int = 200) async -> Round {
+        let table = routing()
+        let cutoff = clock().adding(milliseconds: -grace.wholeMilliseconds)
+        var round = Round()
+        for route in table.sortedCells where route.state.servesExistingOrders {
+            guard let client = clients.client(for: route) else { continue }
+            do {
+                for entry in try await client.movedMerchantKeys(updatedBefore: cutoff, limit: limit) {
+                    await settle(entry, slot: client, table: table, into: &round)
+                }
+            } catch {
+                round.failures.append("cell \(route.id) moved keys: \(error)")
+            }
+            do {
+                for order in try await client.unverifiedOrders(createdBefore: cutoff, limit: limit) {
+                    await verify(order, in: client, table: table, into: &round)
+                }
+            } catch {
+                round.failures.append("cell \(route.id) unindexed orders: \(error)")
+            }
+        }
+        return round
+    }
+
+    /// A moved key: find its orders, claim for one, close the others.
+    private func settle(_ entry: MerchantKeyEntry, slot: any CellClient, table: RoutingTable, into round: inout Round) async {
+        do {
+            let ownerOrder = try await order(entry.key, in: entry.owner, table: table)
+            var leftBehind: [OrderID] = []
+            for cell in entry.abandoned where cell != entry.owner {
+                if let order = try await order(entry.key, in: cell, table: table) { leftBehind.append(order.id) }
+            }
+            let (settled, rivals) = MerchantKeyIndex.settle(entry, ownerOrder: ownerOrder?.id, abandonedOrders: leftBehind, now: clock())
+            guard try await slot.settleMerchantKey(settled, ifRevision: entry.revision) else { return }
+            round.settled += 1
+            for rival in rivals { try await closeDuplicate(rival, holder: settled.holder, table: table, into: &round) }
+            if let holder = settled.holder, let client = client(holder.cell, table) {
+                try await client.setKeyStatus(.verified, of: holder)
+            }
+        } catch {
+            round.failures.append("key \(entry.key): \(error)")
+        }
+    }
+
+    /// An order not yet verified: claim its key, or close it as a duplicate.
+    private func verify(_ order: Order, in cell: any CellClient, table: RoutingTable, into round: inout Round) async {
+        let key = order.merchantKey
+        do {
+            guard let slotCell = table.indexCell(for: key), let slot = client(slotCell, table) else { return }
+            var claim = try await slot.claimMerchantKey(key, for: order.id)
+            if case .reservedFor(let owner) = claim, try await self.order(key, in: owner, table: table) == nil,
+                let entry = try await slot.merchantKeyEntry(key, consistency: .strong), entry.holder == nil, entry.owner == owner
+            {
+                // The reservation's own cell has no order (its create never ran, or failed everywhere): the order that exists takes the key.
+                let (settled, _) = MerchantKeyIndex.settle(entry, ownerOrder: nil, abandonedOrders: [order.id], now: clock())
+                if try await slot.settleMerchantKey(settled, ifRevision: entry.revision) { claim = .holds }
+            }
+            switch claim {
+            case .holds:
+                try await cell.setKeyStatus(.verified, of: order.id)
+                round.verified += 1
+            case .heldBy(let holder):
+                try await closeDuplicate(order.id, holder: holder, table: table, into: &round)
+            case .reservedFor:
+                try await closeDuplicate(order.id, holder: nil, table: table, into: &round)
+            }
+        } catch {
+            round.failures.append("order \(order.id): \(error)")
+        }
+    }
+
+    private func closeDuplicate(_ rival: OrderID, holder: OrderID?, table: RoutingTable, into round: inout Round) async throws {
+        guard let client = client(rival.cell, table) else { return }
+        let result = try await client.apply(.closeDuplicate(holder: holder), to: rival)
+        try await client.setKeyStatus(.duplicate, of: rival)
+        if result.changed {
+            round.closedDuplicates += 1
+            logger.warning("duplicate order closed", metadata: ["order": "\(rival)", "holder": "\(holder.map(\.description) ?? "-")"])
+        }
+    }
+
+    /// The cell's order for `key`, nil when it has none; throws when the cell cannot answer.
+    private func order(_ key: MerchantKey, in cell: CellID, table: RoutingTable) async throws -> Order? {
+        guard let client = client(cell, table) else { return nil }
+        do {
+            return try await client.order(key, consistency: .strong)
+        } catch let error as OrderError where error.code == .orderNotFound {
+            return nil
+        }
+    }
+
+    private func client(_ cell: CellID, _ table: RoutingTable) -> (any CellClient)? {
+        guard let route = table.cells[cell], route.state.servesExistingOrders else { return nil }
+        return clients.client(for: route)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import OrderModel
+import Testing
+
+@testable import CellStorage
+
+/// The merchant-key index and the key status of orders, against every engine.
+@Suite("Merchant-key index store", .postgresServers)
+struct MerchantKeyStoreSuite {
+    static let now = OrderStoreSuite.now
+    static let key = MerchantKey(merchantID: "m1", outTradeNo: "trade-1")
+    static let (one, two, three) = (CellID(1)!, CellID(2)!, CellID(3)!)
+
+    @Test("bind reserves a new key for the candidate and answers a known key's owner to everyone else", arguments: StoreKind.allCases)
+    func bindReservesThenAnswersTheOwner(kind: StoreKind) async throws {
+        try await kind.withStore { store, reopen in
+            let first = try await store.bindMerchantKey(Self.key, candidate: Self.two, attempt: 7, now: Self.now)
+            #expect(first == MerchantKeyBinding(owner: Self.two, holder: nil, movableByCaller: true))
+            // A repeat through another proxy proposes another cell: it is sent to the owner, and may not move it.
+            let repeated = try await store.bindMerchantKey(Self.key, candidate: Self.one, attempt: 8, now: Self.now)
+            #expect(repeated == MerchantKeyBinding(owner: Self.two, holder: nil, movableByCaller: false))
+            // The entry survives a restart of the store.
+            let entry = try #require(try await reopen().merchantKeyEntry(Self.key, consistency: .strong))
+            #expect(entry.owner == Self.two && entry.holder == nil && entry.attempt == 7 && entry.revision == 1 && entry.abandoned.isEmpty)
+            #expect(try await store.merchantKeyEntry(MerchantKey(merchantID: "m1", outTradeNo: "other"), consistency: .eventual) == nil)
+        }
+    }
+
+    @Test("only the reserving call moves a key; the cell left behind is recorded and listed once the entry is still", arguments: StoreKind.allCases)
+    func moveRecordsTheCellLeftBehind(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            _ = try await store.bindMerchantKey(Self.key, candidate: Self.one, attempt: 7, now: Self.now)
+            let stranger = try await store.moveMerchantKey(Self.key, from: Self.one, to: Self.three, attempt: 99, now: Self.now)
+            #expect(stranger == MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: false))
+            let moved = try await store.moveMerchantKey(Self.key, from: Self.one, to: Self.two, attempt: 7, now: Self.now.adding(seconds: 1))
+            #expect(moved == MerchantKeyBinding(owner: Self.two, holder: nil, movableByCaller: true))
+            let entry = try #require(try await store.merchantKeyEntry(Self.key, consistency: .strong))
+            #expect(entry.abandoned == [Self.one] && entry.revision == 2 && entry.attempt == 7)
+            // A 64-bit attempt with the top bit set round-trips.
+            let wide = MerchantKey(merchantID: "m1", outTradeNo: "wide")
+            _ = try await store.bindMerchantKey(wide, candidate: Self.one, attempt: UInt64.max - 1, now: Self.now)
+            #expect(try await store.merchantKeyEntry(wide, consistency: .strong)?.attempt == UInt64.max - 1)
+            #expect(try await store.movedMerchantKeys(updatedBefore: Self.now.adding(seconds: 1), limit: 10).isEmpty)
+            #expect(try await store.movedMerchantKeys(updatedBefore: Self.now.adding(seconds: 2), limit: 10).map(\.key) == [Self.key])
+        }
+    }
+
+    @Test("a claim wins for the owner's order, or for anyone when nobody reserved the key, and never changes holder", arguments: StoreKind.allCases)
+    func claimsAreFinal(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            let inOwner = try OrderID(cell: Self.two, createdAt: Self.now, sequence: 1)
+            let elsewhere = try OrderID(cell: Self.one, createdAt: Self.now, sequence: 1)
+            _ = try await store.bindMerchantKey(Self.key, candidate: Self.two, attempt: 7, now: Self.now)
+            #expect(try await store.claimMerchantKey(Self.key, for: elsewhere, now: Self.now) == .reservedFor(Self.two))
+            #expect(try await store.claimMerchantKey(Self.key, for: inOwner, now: Self.now) == .holds)
+            #expect(try await store.claimMerchantKey(Self.key, for: inOwner, now: Self.now) == .holds)
+            #expect(try await store.claimMerchantKey(Self.key, for: elsewhere, now: Self.now) == .heldBy(inOwner))
+            // A claimed key is not moved, even by its reserving call.
+            let after = try await store.moveMerchantKey(Self.key, from: Self.two, to: Self.one, attempt: 7, now: Self.now)
+            #expect(after == MerchantKeyBinding(owner: Self.two, holder: inOwner, movableByCaller: false))
+            // An order made while its slot could not be reached claims a key nobody reserved.
+            let unreserved = MerchantKey(merchantID: "m1", outTradeNo: "never-bound")
+            let lone = try OrderID(cell: Self.three, createdAt: Self.now, sequence: 4)
+            #expect(try await store.claimMerchantKey(unreserved, for: lone, now: Self.now) == .holds)
+            #expect(try await store.merchantKeyEntry(unreserved, consistency: .strong)?.holder == lone)
+        }
+    }
+
+    @Test("the reconciler's write lands only on the revision it read", arguments: StoreKind.allCases)
+    func settleIsConditional(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            _ = try await store.bindMerchantKey(Self.key, candidate: Self.one, attempt: 7, now: Self.now)
+            _ = try await store.moveMerchantKey(Self.key, from: Self.one, to: Self.two, attempt: 7, now: Self.now)
+            let read = try #require(try await store.merchantKeyEntry(Self.key, consistency: .strong))
+            let left = try OrderID(cell: Self.one, createdAt: Self.now, sequence: 9)
+            let (settled, rivals) = MerchantKeyIndex.settle(read, ownerOrder: nil, abandonedOrders: [left], now: Self.now)
+            #expect(settled.owner == Self.one && settled.holder == left && settled.abandoned.isEmpty && rivals.isEmpty)
+            func write(_ entry: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool {
+                try await store.updateMerchantKey(entry.key) { current in
+                    guard let current, current.revision == revision else { return .init(answer: false, write: nil) }
+                    return .init(answer: true, write: entry)
+                }
+            }
+            #expect(try await write(settled, ifRevision: read.revision - 1) == false)
+            #expect(try await write(settled, ifRevision: read.revision) == true)
+            #expect(try await write(settled, ifRevision: read.revision) == false)
+            #expect(try await store.merchantKeyEntry(Self.key, consistency: .strong) == settled)
+            #expect(try await store.movedMerchantKeys(updatedBefore: Self.now.adding(seconds: 60), limit: 10).isEmpty)
+        }
+    }
+
+    @Test("an order keeps its key status; unverified ones are listed until verified or marked; pay needs the key verified or claimed", arguments: StoreKind.allCases)
+    func keyStatusOfOrders(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            var reserved = try OrderStoreSuite.order(sequence: 1)
+            reserved.keyStatus = .reserved
+            var unindexed = try OrderStoreSuite.order(sequence: 2)
+            unindexed.keyStatus = .unindexed
+            _ = try await store.insertBatch([reserved, unindexed])
+            #expect(try await store.order(reserved.id, consistency: .strong)?.keyStatus == .reserved)
+            #expect(Set(try await store.unverifiedOrders(createdBefore: Self.now.adding(seconds: 1), limit: 10).map(\.id)) == [reserved.id, unindexed.id])
+            #expect(try await store.unverifiedOrders(createdBefore: Self.now, limit: 10).isEmpty)
+
+            await #expect(throws: OrderError.self) {
+                try await store.apply(.pay(paymentID: "p1", amount: 1000), to: reserved.id, now: Self.now)
+            }
+            let paid = try await store.apply(.pay(paymentID: "p1", amount: 1000, keyClaimed: true), to: reserved.id, now: Self.now)
+            #expect(paid.order.status == .paid && paid.order.keyStatus == .verified)
+            #expect(try await store.order(reserved.id, consistency: .strong)?.keyStatus == .verified)
+            #expect(try await store.unverifiedOrders(createdBefore: Self.now.adding(seconds: 1), limit: 10).map(\.id) == [unindexed.id])
+
+            let closed = try await store.apply(.closeDuplicate(holder: reserved.id), to: unindexed.id, now: Self.now)
+            #expect(closed.order.status == .closed && closed.order.closeReason == .duplicate && closed.order.keyStatus == .duplicate)
+            #expect(try await store.events(of: unindexed.id).last?.reference == reserved.id.description)
+            try await store.setKeyStatus(.duplicate, of: unindexed.id)
+            #expect(try await store.unverifiedOrders(createdBefore: Self.now.adding(seconds: 1), limit: 10).isEmpty)
+        }
+    }
+}

@@ -1,0 +1,222 @@
+import CellRouting
+import Foundation
+import OrderModel
+import OrderProxy
+import Testing
+
+/// `(merchant_id, out_trade_no)` unique across all cells (docs/merchant-keys.md), end to end over HTTP.
+@Suite("Merchant keys across cells")
+struct MerchantKeyTests {
+    /// The routing table's cell for a key's index slot.
+    static func slotCell(_ system: TestSystem, _ merchant: String, _ outTradeNo: String) -> Int {
+        Int(system.system.proxy.routingTable.indexCell(for: MerchantKey(merchantID: merchant, outTradeNo: outTradeNo))!.rawValue)
+    }
+
+    /// Keys of `merchant` whose slot is (or is not) in `cell`.
+    static func keys(_ system: TestSystem, _ merchant: String, prefix: String, count: Int, slotIn cell: Int, _ inCell: Bool = true) -> [String] {
+        var found: [String] = []
+        var index = 0
+        while found.count < count {
+            let key = "\(prefix)-\(index)"
+            if (slotCell(system, merchant, key) == cell) == inCell { found.append(key) }
+            index += 1
+        }
+        return found
+    }
+
+    @Test("a repeat meets the first order wherever the routing now sends new orders: drained, blacklisted, sealed; 503 while failing")
+    func repeatsMeetTheFirstOrder() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            for (number, (change, undo)) in [
+                ((#"PATCH"#, #"{"weight":0,"reason":"drain"}"#), #"{"weight":100}"#),
+                (("PUT-blacklist", #"{"reason":"disk"}"#), ""),
+                (("PATCH", #"{"state":"SEALED","reason":"full"}"#), #"{"state":"ACTIVE"}"#),
+            ].enumerated() {
+                let first = try await api.create("m1", "demo-\(number)")
+                #expect(first.status == 201)
+                let cell = try #require(first.json["cell_id"] as? Int)
+                if change.0 == "PUT-blacklist" {
+                    #expect(try await api.send(.PUT, "/control/admin/cells/\(cell)/blacklist", change.1, admin: true).status == 200)
+                } else {
+                    #expect(try await api.send(.PATCH, "/control/admin/cells/\(cell)", change.1, admin: true).status == 200)
+                }
+                // The same request again, and again through new routing: the first order, never a second.
+                for _ in 0..<3 {
+                    let repeated = try await api.create("m1", "demo-\(number)")
+                    #expect(repeated.status == 200, "\(change.1): \(repeated.text)")
+                    #expect(repeated["order_id"] == first["order_id"])
+                }
+                let differs = try await api.create("m1", "demo-\(number)", amount: 999)
+                #expect(differs.status == 409 && differs.code == "out_trade_no_conflict")
+                if change.0 == "PUT-blacklist" {
+                    #expect(try await api.send(.DELETE, "/control/admin/cells/\(cell)/blacklist", admin: true).status == 200)
+                } else {
+                    #expect(try await api.send(.PATCH, "/control/admin/cells/\(cell)", undo, admin: true).status == 200)
+                }
+            }
+            // A failing cell: its key's repeat cannot be answered, and is not made elsewhere either.
+            let first = try await api.create("m1", "demo-failing")
+            let cell = try #require(first.json["cell_id"] as? Int)
+            #expect(try await api.send(.PUT, "/admin/cells/\(cell)/fault", #"{"mode":"fail"}"#, admin: true).status == 200)
+            let during = try await api.create("m1", "demo-failing")
+            if Self.slotCell(system, "m1", "demo-failing") == cell {
+                #expect(during.status == 503 && during.code == "index_unavailable" || during.code == "cell_unavailable", "\(during.text)")
+            } else {
+                #expect(during.status == 503 && during.code == "cell_unavailable", "\(during.text)")
+            }
+            #expect(during.retryAfter != nil)
+            #expect(try await api.send(.DELETE, "/admin/cells/\(cell)/fault", admin: true).status == 200)
+            let after = try await api.create("m1", "demo-failing")
+            #expect(after.status == 200 && after["order_id"] == first["order_id"])
+        }
+    }
+
+    @Test("8 clients racing 2 400 creates of 150 keys, some with another amount: exactly 150 orders, every repeat 200 or 409")
+    func racingCreatesMakeOneOrderPerKey() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let answers = try await concurrently(2_400, width: 8) { index in
+                let key = index % 150
+                // Every 7th send of a key asks for another amount.
+                let amount: Int64 = index % 7 == 3 ? 2000 : 1000
+                let answer = try await api.create("m-race", "race-\(key)", amount: amount)
+                return (key, amount, answer.status, answer["order_id"], answer.code)
+            }
+            var orders: [Int: Set<String>] = [:]
+            for (key, amount, status, id, code) in answers {
+                switch status {
+                case 201, 200: orders[key, default: []].insert(id ?? "?")
+                case 409: #expect(code == "out_trade_no_conflict")
+                default: Issue.record("key \(key) amount \(amount): \(status) \(code ?? "")")
+                }
+            }
+            #expect(orders.count == 150 && orders.values.allSatisfy { $0.count == 1 }, "one order per key")
+            var stored = 0
+            for service in system.system.cells.values { stored += try await service.store.orderCount() }
+            #expect(stored == 150, "the cells hold exactly one order per key")
+            print("racing creates: \(answers.filter { $0.2 == 201 }.count) created, \(answers.filter { $0.2 == 200 }.count) replayed, \(answers.filter { $0.2 == 409 }.count) conflicts")
+        }
+    }
+
+    @Test("lookup by out_trade_no finds orders in every cell, a sealed one included; 404 for none, 400 for bad input")
+    func lookupByOutTradeNo() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let created = try await concurrently(40, width: 8) { try await api.create("m-look", "look-\($0)") }
+            #expect(Set(created.compactMap { $0.json["cell_id"] as? Int }) == [1, 2, 3, 4])
+            #expect(try await api.send(.PATCH, "/control/admin/cells/2", #"{"state":"SEALED"}"#, admin: true).status == 200)
+            for (index, order) in created.enumerated() {
+                for consistency in ["strong", "eventual"] {
+                    let found = try await api.send(.GET, "/v1/orders?merchant_id=m-look&out_trade_no=look-\(index)&consistency=\(consistency)")
+                    #expect(found.status == 200 && found["order_id"] == order["order_id"], "\(found.text)")
+                }
+            }
+            let missing = try await api.send(.GET, "/v1/orders?merchant_id=m-look&out_trade_no=never")
+            #expect(missing.status == 404 && missing.code == "order_not_found")
+            let otherMerchant = try await api.send(.GET, "/v1/orders?merchant_id=m-other&out_trade_no=look-1")
+            #expect(otherMerchant.status == 404)
+            for bad in ["/v1/orders?merchant_id=m-look", "/v1/orders?out_trade_no=x", "/v1/orders?merchant_id=a%20b&out_trade_no=x",
+                        "/v1/orders?merchant_id=m&out_trade_no=x&consistency=maybe", "/v1/orders?merchant_id=ordercell-probe&out_trade_no=x"] {
+                let refused = try await api.send(.GET, bad)
+                #expect(refused.status == 400 && refused.code == "invalid_request", "\(bad): \(refused.text)")
+            }
+        }
+    }
+
+    @Test("a rival order in another cell can never be paid: 409 duplicate_order, and the reconciler closes it as DUPLICATE")
+    func rivalsAreNeverPaid() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let first = try await api.create("m1", "rival-1")
+            let cell = try #require(first.json["cell_id"] as? Int)
+            let holder = try #require(first["order_id"])
+            // As if an attempt the proxy gave up on had committed in another cell after all.
+            let other = CellID(unchecked: UInt16(cell % 4 + 1))
+            let request = try CreateOrderRequest(merchantID: "m1", outTradeNo: "rival-1", amount: 1000, currency: "CNY", description: nil, expireSeconds: nil)
+            let rival = try await system.system.cells[other]!.create(request).order
+            #expect(rival.keyStatus == .reserved)
+
+            let refused = try await api.pay(rival.id.description, "pay-rival")
+            #expect(refused.status == 409 && refused.code == "duplicate_order", "\(refused.text)")
+            system.clock.advance(seconds: 10)
+            let round = await system.system.keyReconciler.runRound()
+            #expect(round.closedDuplicates == 1 && round.verified == 1 && round.failures.isEmpty, "\(round)")
+            let closed = try await api.send(.GET, "/v1/orders/\(rival.id)")
+            #expect(closed["status"] == "CLOSED" && closed["close_reason"] == "DUPLICATE" && closed["key_status"] == "DUPLICATE")
+            let events = try await api.send(.GET, "/v1/orders/\(rival.id)/events")
+            #expect(events.text.contains("ORDER_CLOSED") && events.text.contains(holder), "the audit names the holder: \(events.text)")
+            let paid = try await api.pay(holder, "pay-holder")
+            #expect(paid.status == 200 && paid["key_status"] == "VERIFIED")
+            #expect(try await api.pay(rival.id.description, "pay-rival").status == 409)
+        }
+    }
+
+    @Test("order retry moves its own reservation off a failing cell; the reconciler settles the move")
+    func orderRetryMovesItsReservation() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            #expect(try await api.send(.PUT, "/admin/cells/2/fault", #"{"mode":"fail"}"#, admin: true).status == 200)
+            // Keys whose slot is not in cell 2: the bind answers, and the creates that try cell 2 first move on.
+            let keys = Self.keys(system, "m1", prefix: "retry", count: 60, slotIn: 2, false)
+            let created = try await concurrently(keys.count, width: 8) { try await api.create("m1", keys[$0]) }
+            #expect(created.allSatisfy { $0.status == 201 && $0.json["cell_id"] as? Int != 2 }, "\(created.first { $0.status != 201 }?.text ?? "")")
+            #expect(try await api.send(.DELETE, "/admin/cells/2/fault", admin: true).status == 200)
+            system.clock.advance(seconds: 10)
+            let round = await system.system.keyReconciler.runRound()
+            #expect(round.failures.isEmpty && round.closedDuplicates == 0, "\(round)")
+            for (key, answer) in zip(keys, created) {
+                let again = try await api.create("m1", key)
+                #expect(again.status == 200 && again["order_id"] == answer["order_id"])
+                #expect(try await api.pay(answer["order_id"]!, "p-\(key)").status == 200)
+            }
+        }
+    }
+
+    @Test("one of four cells down: `available` takes every create and pays the unindexed ones once reconciled; `strict` refuses the keys of its slots")
+    func slotPolicies() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            #expect(try await api.send(.PUT, "/admin/cells/3/fault", #"{"mode":"fail"}"#, admin: true).status == 200)
+            // Available (the default): every create answers; those whose slot is in cell 3 are unindexed.
+            let available = try await concurrently(400, width: 8) { try await api.create("m1", "avail-\($0)") }
+            let taken = available.filter { $0.status == 201 }
+            let unindexed = taken.filter { $0["key_status"] == "UNINDEXED" }
+            #expect(taken.count == 400, "\(available.first { $0.status != 201 }?.text ?? "")")
+            #expect(!unindexed.isEmpty && unindexed.count < 200)
+            for order in unindexed.prefix(5) {
+                let pay = try await api.pay(order["order_id"]!, "p-\(order["order_id"]!)")
+                #expect(pay.status == 503 && pay.code == "index_unavailable" && pay.retryAfter != nil, "\(pay.text)")
+            }
+            // Strict: the keys whose slot is in cell 3 are refused.
+            let config = #"{"policy":{"index_slot_policies":{"normal":"strict"}},"reason":"strict keys"}"#
+            #expect(try await api.send(.PUT, "/control/admin/config", config, admin: true).status == 200)
+            let strict = try await concurrently(400, width: 8) { try await api.create("m1", "strict-\($0)") }
+            let refused = strict.filter { $0.status == 503 }
+            #expect(refused.allSatisfy { $0.code == "index_unavailable" })
+            #expect(strict.filter { $0.status == 201 }.count + refused.count == 400)
+            print(
+                "create availability with one of four cells down: available \(taken.count)/400, strict \(strict.filter { $0.status == 201 }.count)/400"
+            )
+
+            // An unindexed order cannot be paid twice over: its repeat made in another cell is closed once the slot is back.
+            #expect(try await api.send(.PUT, "/control/admin/config", #"{"policy":{}}"#, admin: true).status == 200)
+            let key = Self.keys(system, "m1", prefix: "twice", count: 1, slotIn: 3)[0]
+            let one = try await api.create("m1", key)
+            let oneCell = try #require(one.json["cell_id"] as? Int)
+            #expect(one["key_status"] == "UNINDEXED")
+            #expect(try await api.send(.PUT, "/admin/cells/\(oneCell)/blacklist", "{}", admin: true).status == 200)
+            let two = try await api.create("m1", key)
+            #expect(two.status == 201 && two["key_status"] == "UNINDEXED" && two.json["cell_id"] as? Int != oneCell)
+            #expect(try await api.send(.DELETE, "/admin/cells/3/fault", admin: true).status == 200)
+            system.clock.advance(seconds: 10)
+            let round = await system.system.keyReconciler.runRound(limit: 1000)
+            #expect(round.failures.isEmpty && round.closedDuplicates == 1, "\(round)")
+            let pays = [
+                try await api.pay(one["order_id"]!, "p-one"), try await api.pay(two["order_id"]!, "p-two"),
+            ]
+            #expect(pays.filter { $0.status == 200 }.count == 1 && pays.filter { $0.code == "duplicate_order" }.count == 1, "\(pays.map(\.text))")
+            for order in unindexed.prefix(5) { #expect(try await api.pay(order["order_id"]!, "p-\(order["order_id"]!)").status == 200) }
+        }
+    }
+}
