@@ -48,6 +48,8 @@ public final class CellService: Sendable {
     private let clock: @Sendable () -> Timestamp
     private let fault = Mutex<CellFault>(.none)
     private let groupCommit: CreateGroupCommit?
+    /// Binds of merchant keys share transactions the same way (every create binds its key in its slot's cell first).
+    private let bindGroupCommit: BindGroupCommit?
     private let logger: Logger
 
     /// - Parameters:
@@ -72,6 +74,15 @@ public final class CellService: Sendable {
             )
         } else {
             self.groupCommit = nil
+        }
+        if let groupCommit, store.batchesBinds {
+            let clock = clock
+            self.bindGroupCommit = BindGroupCommit(
+                maximumBatches: groupCommit.maximumBatches, maximumBatchSize: groupCommit.maximumBatchSize,
+                maximumWait: groupCommit.maximumWait, insert: { try await store.bindMerchantKeys($0, now: clock()) }
+            )
+        } else {
+            self.bindGroupCommit = nil
         }
         var logger = logger
         logger[metadataKey: "cell"] = "\(cell)"
@@ -210,10 +221,18 @@ public final class CellService: Sendable {
     // MARK: - Merchant-key index (the entries of the slots this cell holds)
 
     /// Where `key`'s order goes: reserved for `candidate` if nobody reserved it, else its owner.
-    public func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
+    public func bindMerchantKey(
+        _ key: MerchantKey, candidate: CellID, attempt: UInt64, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> MerchantKeyBinding {
         try await enter()
         let now = clock()
-        return try await storage { try await store.bindMerchantKey(key, candidate: candidate, attempt: attempt, now: now) }
+        return try await storage {
+            if let bindGroupCommit {
+                try await bindGroupCommit.insert(MerchantKeyBindRequest(key: key, candidate: candidate, attempt: attempt), deadline: deadline)
+            } else {
+                try await store.bindMerchantKey(key, candidate: candidate, attempt: attempt, now: now)
+            }
+        }
     }
 
     /// Moves the create call `attempt`'s own reservation of `key` from its failed owner.

@@ -73,6 +73,14 @@ public protocol OrderStore: Sendable {
         _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
     ) async throws -> Answer
 
+    /// Binds several keys in one transaction (group commit of binds): the
+    /// answers in the same order. A key that comes twice is bound once; the
+    /// second finds the first's reservation.
+    func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding]
+
+    /// Whether ``bindMerchantKeys(_:now:)`` is cheaper than one bind after the other.
+    var batchesBinds: Bool { get }
+
     /// The key's entry.
     func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
 
@@ -91,6 +99,17 @@ extension OrderStore {
     public func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64, now: Timestamp) async throws -> MerchantKeyBinding {
         try await updateMerchantKey(key) { MerchantKeyIndex.bind($0, key: key, candidate: candidate, attempt: attempt, now: now) }
     }
+
+    /// One bind after the other: for stores with nothing better.
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+        var bindings: [MerchantKeyBinding] = []
+        for request in requests {
+            bindings.append(try await bindMerchantKey(request.key, candidate: request.candidate, attempt: request.attempt, now: now))
+        }
+        return bindings
+    }
+
+    public var batchesBinds: Bool { false }
 
     /// ``MerchantKeyIndex/move(_:key:from:to:attempt:now:)`` in one transaction.
     public func moveMerchantKey(
@@ -129,4 +148,17 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// One create's bind of its merchant key (``OrderStore/bindMerchantKeys(_:now:)``).
+public struct MerchantKeyBindRequest: Sendable, Equatable {
+    public var key: MerchantKey
+    public var candidate: CellID
+    public var attempt: UInt64
+
+    public init(key: MerchantKey, candidate: CellID, attempt: UInt64) {
+        self.key = key
+        self.candidate = candidate
+        self.attempt = attempt
+    }
 }

@@ -26,6 +26,30 @@ struct MerchantKeyStoreSuite {
         }
     }
 
+    @Test("a batch of binds answers each as one bind after the other would, a key twice in it included", arguments: StoreKind.allCases)
+    func batchOfBinds(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            _ = try await store.bindMerchantKey(Self.key, candidate: Self.three, attempt: 1, now: Self.now)
+            let other = MerchantKey(merchantID: "m2", outTradeNo: "b")
+            let answers = try await store.bindMerchantKeys(
+                [
+                    MerchantKeyBindRequest(key: other, candidate: Self.one, attempt: 2),
+                    MerchantKeyBindRequest(key: Self.key, candidate: Self.one, attempt: 3),
+                    MerchantKeyBindRequest(key: other, candidate: Self.two, attempt: 4),
+                ],
+                now: Self.now
+            )
+            #expect(
+                answers == [
+                    MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: true),
+                    MerchantKeyBinding(owner: Self.three, holder: nil, movableByCaller: false),
+                    MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: false),
+                ]
+            )
+            #expect(try await store.merchantKeyEntry(other, consistency: .strong)?.attempt == 2)
+        }
+    }
+
     @Test("only the reserving call moves a key; the cell left behind is recorded and listed once the entry is still", arguments: StoreKind.allCases)
     func moveRecordsTheCellLeftBehind(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in

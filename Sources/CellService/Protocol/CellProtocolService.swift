@@ -39,7 +39,7 @@ public struct CellProtocolService: CellProtocolResponder {
         case .listEvents: return try await listEvents(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .setFault: return try setFault(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .getFault: return try RPCFault(cell.currentFault).framePayload(allocator: allocator)
-        case .bindKey: return try await bindKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .bindKey: return try await bindKey(try .init(framePayload: payload), deadline: deadline).framePayload(allocator: allocator)
         case .moveKey: return try await moveKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .claimKey: return try await claimKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .getKeyEntry: return try await getKeyEntry(try .init(framePayload: payload)).framePayload(allocator: allocator)
@@ -122,12 +122,14 @@ public struct CellProtocolService: CellProtocolResponder {
 
     // MARK: - Merchant-key index
 
-    func bindKey(_ request: Ordercell_Cell_V1_BindKeyRequest) async throws -> Ordercell_Cell_V1_KeyBindingReply {
+    /// A bind still queued for a group commit when its caller's deadline passes is never written.
+    func bindKey(_ request: Ordercell_Cell_V1_BindKeyRequest, deadline: ContinuousClock.Instant?) async throws -> Ordercell_Cell_V1_KeyBindingReply {
         do {
             return Ordercell_Cell_V1_KeyBindingReply(
                 try await answering {
                     try await cell.bindMerchantKey(
-                        try request.key.domain(), candidate: try parseCellID(request.candidateCell, field: "candidate_cell"), attempt: request.attempt
+                        try request.key.domain(), candidate: try parseCellID(request.candidateCell, field: "candidate_cell"), attempt: request.attempt,
+                        deadline: deadline
                     )
                 }
             )

@@ -131,6 +131,10 @@ public final class FollowingPostgresStore: OrderStore, Service {
     ) async throws -> Answer {
         try await store.updateMerchantKey(key, decide)
     }
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+        try await store.bindMerchantKeys(requests, now: now)
+    }
+    public var batchesBinds: Bool { true }
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await store.merchantKeyEntry(key, consistency: consistency)
     }

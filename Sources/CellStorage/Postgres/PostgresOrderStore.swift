@@ -398,6 +398,49 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
+    /// One transaction, one commit (one wait for the synchronous replica)
+    /// for all of them. Keys are locked in `(merchant_id, out_trade_no)`
+    /// order, so two batches holding the same keys cannot deadlock.
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+        if requests.count == 1, let only = requests.first {
+            return [try await bindMerchantKey(only.key, candidate: only.candidate, attempt: only.attempt, now: now)]
+        }
+        let primary = self.primary
+        let logger = self.logger
+        let order = requests.indices.sorted { (requests[$0].key.merchantID, requests[$0].key.outTradeNo, $0) < (requests[$1].key.merchantID, requests[$1].key.outTradeNo, $1) }
+        return try await deadline {
+            do {
+                return try await primary.withTransaction(logger: logger) { connection -> [MerchantKeyBinding] in
+                    var answers = [MerchantKeyBinding?](repeating: nil, count: requests.count)
+                    for index in order {
+                        let request = requests[index]
+                        attempts: for _ in 0..<3 {
+                            var entry: MerchantKeyEntry?
+                            for try await row in try await connection.execute(LockMerchantKey(key: request.key), logger: logger) { entry = row }
+                            let decision = MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now)
+                            if let write = decision.write {
+                                var inserted = false
+                                for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
+                                // Another transaction wrote it first: decide again on its entry.
+                                guard inserted else { continue attempts }
+                            }
+                            answers[index] = decision.answer
+                            break
+                        }
+                    }
+                    return try answers.map { answer in
+                        guard let answer else { throw StoreError("an index entry kept changing under a batch of binds") }
+                        return answer
+                    }
+                }
+            } catch let error as PostgresTransactionError {
+                throw StoreError("index batch failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+            }
+        }
+    }
+
+    public var batchesBinds: Bool { true }
+
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         switch consistency {
         case .strong: return try await readOne(SelectMerchantKey(key: key), on: primary)

@@ -252,6 +252,26 @@ public final class SQLiteOrderStore: OrderStore, Service {
         }
     }
 
+    /// One transaction, one commit for all of them (as ``insertBatch(_:)`` for orders).
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+        try await guarded {
+            try await pool.write { db in
+                try requests.map { request in
+                    let entry = try Row.fetchOne(
+                        db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [request.key.merchantID, request.key.outTradeNo]
+                    ).map(Self.merchantKeyEntry(from:))
+                    let decision = MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now)
+                    if let write = decision.write {
+                        try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
+                    }
+                    return decision.answer
+                }
+            }
+        }
+    }
+
+    public var batchesBinds: Bool { true }
+
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await guarded {
             try await pool.read { db in

@@ -31,7 +31,17 @@ public final class MerchantKeyReconciler: Service, Sendable {
         public var settled = 0
         public var closedDuplicates = 0
         public var failures: [String] = []
+        /// Some cell had a full page of work: more is waiting.
+        public var moreWaiting = false
         public init() {}
+
+        mutating func add(_ other: Round) {
+            verified += other.verified
+            settled += other.settled
+            closedDuplicates += other.closedDuplicates
+            failures += other.failures
+            moreWaiting = moreWaiting || other.moreWaiting
+        }
     }
 
     public let grace: Duration
@@ -70,33 +80,44 @@ public final class MerchantKeyReconciler: Service, Sendable {
                         ]
                     )
                 }
-                try await Task.sleep(for: self.interval)
+                // A backlog (new orders come faster than a page a round) is worked off at once.
+                if !round.moreWaiting { try await Task.sleep(for: self.interval) }
             }
         }
     }
 
-    /// One pass over every cell.
+    /// One pass over every cell, the cells side by side (a cell that does not answer holds up only its own page).
     @discardableResult
     public func runRound(limit: Int = 200) async -> Round {
         let table = routing()
         let cutoff = clock().adding(milliseconds: -grace.wholeMilliseconds)
+        return await withTaskGroup(of: Round.self) { group in
+            for route in table.sortedCells where route.state.servesExistingOrders {
+                guard let client = clients.client(for: route) else { continue }
+                group.addTask { await self.reconcile(route.id, client, table: table, cutoff: cutoff, limit: limit) }
+            }
+            var total = Round()
+            for await round in group { total.add(round) }
+            return total
+        }
+    }
+
+    /// One page of one cell's moved keys and unverified orders.
+    private func reconcile(_ cell: CellID, _ client: any CellClient, table: RoutingTable, cutoff: Timestamp, limit: Int) async -> Round {
         var round = Round()
-        for route in table.sortedCells where route.state.servesExistingOrders {
-            guard let client = clients.client(for: route) else { continue }
-            do {
-                for entry in try await client.movedMerchantKeys(updatedBefore: cutoff, limit: limit) {
-                    await settle(entry, slot: client, table: table, into: &round)
-                }
-            } catch {
-                round.failures.append("cell \(route.id) moved keys: \(error)")
-            }
-            do {
-                for order in try await client.unverifiedOrders(createdBefore: cutoff, limit: limit) {
-                    await verify(order, in: client, table: table, into: &round)
-                }
-            } catch {
-                round.failures.append("cell \(route.id) unindexed orders: \(error)")
-            }
+        do {
+            let moved = try await client.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
+            round.moreWaiting = moved.count == limit
+            for entry in moved { await settle(entry, slot: client, table: table, into: &round) }
+        } catch {
+            round.failures.append("cell \(cell) moved keys: \(error)")
+        }
+        do {
+            let unverified = try await client.unverifiedOrders(createdBefore: cutoff, limit: limit)
+            round.moreWaiting = round.moreWaiting || unverified.count == limit
+            for order in unverified { await verify(order, in: client, table: table, into: &round) }
+        } catch {
+            round.failures.append("cell \(cell) unverified orders: \(error)")
         }
         return round
     }

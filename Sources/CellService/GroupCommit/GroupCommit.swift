@@ -2,9 +2,9 @@ import CellStorage
 import OrderModel
 import Synchronization
 
-/// Group commit of a cell service's creates: concurrent creates share one
-/// store transaction, so that one commit — and one wait for the
-/// synchronous replica — acknowledges many orders.
+/// Group commit of a cell service's writes: concurrent creates (or
+/// merchant-key binds) share one store transaction, so that one commit — and
+/// one wait for the synchronous replica — acknowledges many of them.
 ///
 /// At most ``maximumBatches`` inserts run at once. A create that finds a
 /// slot free and nobody waiting inserts its order alone, at once (no added
@@ -18,22 +18,22 @@ import Synchronization
 /// or after ``maximumWait``, fails without being inserted: its caller has
 /// given up by then (and may have created the order in another cell), so
 /// storing it late would make a second order the merchant never heard of.
-final class CreateGroupCommit: Sendable {
-    typealias Insert = @Sendable ([Order]) async throws -> [StoreInsertOutcome]
+final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
+    typealias Insert = @Sendable ([Item]) async throws -> [Outcome]
 
     let maximumBatches: Int
     let maximumBatchSize: Int
     let maximumWait: Duration
     private let insert: Insert
     private let clock = ContinuousClock()
-    private let state: Mutex<State>
+    fileprivate let state: Mutex<State>
 
     struct Waiting: Sendable {
-        var order: Order
+        var item: Item
         var since: ContinuousClock.Instant
         /// Not inserted after this.
         var deadline: ContinuousClock.Instant
-        var continuation: CheckedContinuation<StoreInsertOutcome, any Error>
+        var continuation: CheckedContinuation<Outcome, any Error>
     }
 
     /// What a create that waited too long gets.
@@ -87,18 +87,18 @@ final class CreateGroupCommit: Sendable {
         self.state = Mutex(State())
     }
 
-    /// Inserts `order`, alone or with other creates, and returns its outcome once committed.
-    func insert(_ order: Order, deadline: ContinuousClock.Instant? = nil) async throws -> StoreInsertOutcome {
+    /// Writes `item`, alone or with others, and returns its outcome once committed.
+    func insert(_ item: Item, deadline: ContinuousClock.Instant? = nil) async throws -> Outcome {
         if state.withLock({ $0.arrive(limit: maximumBatches) }) {
             defer { slotFreed() }
-            return try await insert([order])[0]
+            return try await insert([item])[0]
         }
         return try await withCheckedThrowingContinuation { continuation in
             let now = clock.now
             let batch = state.withLock {
                 $0.enqueue(
                     Waiting(
-                        order: order, since: now, deadline: min(now.advanced(by: maximumWait), deadline ?? .now.advanced(by: .seconds(3600))),
+                        item: item, since: now, deadline: min(now.advanced(by: maximumWait), deadline ?? .now.advanced(by: .seconds(3600))),
                         continuation: continuation
                     ),
                     limit: maximumBatches, batchSize: maximumBatchSize
@@ -111,10 +111,6 @@ final class CreateGroupCommit: Sendable {
     /// Creates waiting for their turn (for tests).
     var waitingCount: Int { state.withLock { $0.waiting.count } }
 
-    /// The waiting creates, and when each stops being stored (for tests).
-    var waiting: [(outTradeNo: String, deadline: ContinuousClock.Instant)] {
-        state.withLock { $0.waiting.map { ($0.order.outTradeNo, $0.deadline) } }
-    }
 
     /// A slot's insert finished: it goes on with the creates that waited meanwhile.
     private func slotFreed() {
@@ -133,11 +129,11 @@ final class CreateGroupCommit: Sendable {
             }
             if !batch.isEmpty {
                 do {
-                    let outcomes = try await insert(batch.map(\.order))
+                    let outcomes = try await insert(batch.map(\.item))
                     for (entry, outcome) in zip(batch, outcomes) { entry.continuation.resume(returning: outcome) }
                     if outcomes.count < batch.count {
                         for entry in batch[outcomes.count...] {
-                            entry.continuation.resume(throwing: StoreError("the batch insert lost an order"))
+                            entry.continuation.resume(throwing: StoreError("the batch write lost an item"))
                         }
                     }
                 } catch {
@@ -149,3 +145,16 @@ final class CreateGroupCommit: Sendable {
         }
     }
 }
+
+/// Concurrent creates of a cell service sharing transactions.
+typealias CreateGroupCommit = GroupCommit<Order, StoreInsertOutcome>
+
+extension GroupCommit where Item == Order {
+    /// The waiting creates, and when each stops being stored (for tests).
+    var waiting: [(outTradeNo: String, deadline: ContinuousClock.Instant)] {
+        state.withLock { $0.waiting.map { ($0.item.outTradeNo, $0.deadline) } }
+    }
+}
+
+/// Concurrent merchant-key binds of a cell service sharing transactions.
+typealias BindGroupCommit = GroupCommit<MerchantKeyBindRequest, MerchantKeyBinding>
