@@ -18,8 +18,9 @@ import ServiceLifecycle
 ///   claims each one's key: the order is verified — so that its pay needs
 ///   no call to its key's slot, and a failing cell holding slots does not
 ///   hold up the pays of other cells' orders — or, when another order holds
-///   the key (or a reservation names a cell that has its order), closed as
-///   a duplicate. A pay that comes first claims the key itself.
+///   the key, closed as a duplicate. A key reserved for another cell is not
+///   final (the reservation may be moving to this order's cell): the order
+///   waits, unpayable, for a later round. A pay that comes first claims the key itself.
 ///
 /// Every step is idempotent and conditional on what it read (entries by
 /// revision), so any number of reconcilers may run; one runs beside the
@@ -30,6 +31,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
         public var verified = 0
         public var settled = 0
         public var closedDuplicates = 0
+        /// Unverified orders whose key is reserved for another cell's create: looked at again next round.
+        public var waiting = 0
         public var failures: [String] = []
         /// Some cell had a full page of work: more is waiting.
         public var moreWaiting = false
@@ -39,6 +42,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
             verified += other.verified
             settled += other.settled
             closedDuplicates += other.closedDuplicates
+            waiting += other.waiting
             failures += other.failures
             moreWaiting = moreWaiting || other.moreWaiting
         }
@@ -160,9 +164,14 @@ public final class MerchantKeyReconciler: Service, Sendable {
                 try await cell.setKeyStatus(.verified, of: order.id)
                 round.verified += 1
             case .heldBy(let holder):
+                // A claimed key never changes holder: this order is a rival for good.
                 try await closeDuplicate(order.id, holder: holder, table: table, into: &round)
             case .reservedFor:
-                try await closeDuplicate(order.id, holder: nil, table: table, into: &round)
+                // Not final: the reservation may be moving to this order's own cell (an order
+                // retry's move still in flight), where this order would hold the key. It is left
+                // unverified — it cannot be paid meanwhile — until the owner's order claims the key
+                // (then `heldBy`) or a later round finds the reservation its own.
+                round.waiting += 1
             }
         } catch {
             round.failures.append("order \(order.id): \(error)")
