@@ -20,6 +20,7 @@ public enum CellMethod: UInt8, Sendable, CaseIterable {
     case listMovedKeys = 14
     case setKeyStatus = 15
     case settleKey = 16
+    case claimKeys = 17
 }
 
 extension SwiftProtobuf.Message {

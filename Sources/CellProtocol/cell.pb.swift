@@ -26,8 +26,9 @@
 ///   method 12 FindOrder     MerchantKeyRef      -> GetOrderReply       (the cell's order for a merchant key)
 ///   method 13 ListUnverified ReconcileListRequest -> OrderListReply    (the reconciler's work)
 ///   method 14 ListMovedKeys ReconcileListRequest -> KeyEntryListReply
-///   method 15 SetKeyStatus  SetKeyStatusRequest -> SetKeyStatusReply
+///   method 15 SetKeyStatus  SetKeyStatusRequest -> SetKeyStatusReply   (of many orders at once)
 ///   method 16 SettleKey     SettleKeyRequest    -> SettleKeyReply      (the reconciler's conditional write)
+///   method 17 ClaimKeys     ClaimKeysRequest    -> ClaimKeysReply      (many claims, one transaction)
 ///
 /// Refusals of a request (an illegal transition, a conflict) are answers,
 /// carried in `refusal`; a failure frame means the cell itself failed, and
@@ -885,13 +886,49 @@ public nonisolated struct Ordercell_Cell_V1_SetKeyStatusRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var orderID: String = String()
+  public var orderIds: [String] = []
 
   public var keyStatus: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_ClaimKeysRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var claims: [Ordercell_Cell_V1_ClaimKeyRequest] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_ClaimKeysReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  /// One per claim, in the same order.
+  public var claims: [Ordercell_Cell_V1_ClaimKeyReply] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
 }
 
 public nonisolated struct Ordercell_Cell_V1_SetKeyStatusReply: Sendable {
@@ -2421,7 +2458,7 @@ nonisolated extension Ordercell_Cell_V1_KeyEntryListReply: SwiftProtobuf.Message
 
 nonisolated extension Ordercell_Cell_V1_SetKeyStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SetKeyStatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}key_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_ids\0\u{3}key_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2429,7 +2466,7 @@ nonisolated extension Ordercell_Cell_V1_SetKeyStatusRequest: SwiftProtobuf.Messa
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.orderIds) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.keyStatus) }()
       default: break
       }
@@ -2437,8 +2474,8 @@ nonisolated extension Ordercell_Cell_V1_SetKeyStatusRequest: SwiftProtobuf.Messa
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.orderID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    if !self.orderIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.orderIds, fieldNumber: 1)
     }
     if !self.keyStatus.isEmpty {
       try visitor.visitSingularStringField(value: self.keyStatus, fieldNumber: 2)
@@ -2447,8 +2484,77 @@ nonisolated extension Ordercell_Cell_V1_SetKeyStatusRequest: SwiftProtobuf.Messa
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_SetKeyStatusRequest, rhs: Ordercell_Cell_V1_SetKeyStatusRequest) -> Bool {
-    if lhs.orderID != rhs.orderID {return false}
+    if lhs.orderIds != rhs.orderIds {return false}
     if lhs.keyStatus != rhs.keyStatus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_ClaimKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClaimKeysRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}claims\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.claims) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.claims.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.claims, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_ClaimKeysRequest, rhs: Ordercell_Cell_V1_ClaimKeysRequest) -> Bool {
+    if lhs.claims != rhs.claims {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_ClaimKeysReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClaimKeysReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}claims\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.claims) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.claims.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.claims, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_ClaimKeysReply, rhs: Ordercell_Cell_V1_ClaimKeysReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.claims != rhs.claims {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,13 +14,14 @@ public struct IndexSlots: Sendable, Equatable {
     /// The cell of each slot, by slot number; empty only in a table without cells.
     public private(set) var cells: [CellID]
 
-    /// Slots dealt round-robin over `cells` in id order: the map of a
-    /// routing table that has none yet (its first release, or one written
-    /// before the index existed).
+    /// Slots dealt in equal runs over `cells` in id order (four cells: 0-63,
+    /// 64-127, …): the map of a routing table that has none yet (its first
+    /// release, or one written before the index existed). Runs keep the map
+    /// short in a release and make a move of a range of slots natural.
     public static func dealt(over cells: [CellID]) -> IndexSlots {
         let sorted = cells.sorted()
         guard !sorted.isEmpty else { return IndexSlots(cells: []) }
-        return IndexSlots(cells: (0..<count).map { sorted[$0 % sorted.count] })
+        return IndexSlots(cells: (0..<count).map { sorted[$0 * sorted.count / count] })
     }
 
     public init(cells: [CellID]) {

@@ -285,11 +285,18 @@ public final class CellService: Sendable {
         return try await storage { try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit) }
     }
 
-    /// Records the reconciler's verdict on an order's key.
-    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+    /// Records the reconciler's verdict on orders' keys.
+    public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {
         try await enter()
-        try checkOwnership(id)
-        try await storage { try await store.setKeyStatus(status, of: id) }
+        for id in ids { try checkOwnership(id) }
+        try await storage { try await store.setKeyStatus(status, of: ids) }
+    }
+
+    /// Claims several keys, each for its order, in one transaction (the reconciler's pages).
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+        try await enter()
+        let now = clock()
+        return try await storage { try await store.claimMerchantKeys(claims, now: now) }
     }
 
     private func checkOwnership(_ id: OrderID) throws(OrderError) {

@@ -61,9 +61,9 @@ public protocol OrderStore: Sendable {
     /// oldest first: the reconciler's work.
     func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
 
-    /// Records what the index said of an order's key (the reconciler's
-    /// verdict: ``MerchantKeyStatus/verified`` or ``MerchantKeyStatus/duplicate``).
-    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws
+    /// Records what the index said of orders' keys (the reconciler's
+    /// verdict: ``MerchantKeyStatus/verified`` or ``MerchantKeyStatus/duplicate``), in one transaction.
+    func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws
 
     // MARK: Merchant-key index (the entries of the slots this cell holds)
 
@@ -80,6 +80,9 @@ public protocol OrderStore: Sendable {
 
     /// Whether ``bindMerchantKeys(_:now:)`` is cheaper than one bind after the other.
     var batchesBinds: Bool { get }
+
+    /// Claims several keys, each for its order, in one transaction (the reconciler's pages): the answers in the same order.
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim]
 
     /// The key's entry.
     func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
@@ -110,6 +113,18 @@ extension OrderStore {
     }
 
     public var batchesBinds: Bool { false }
+
+    /// One claim after the other: for stores with nothing better.
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+        var answers: [MerchantKeyClaim] = []
+        for claim in claims { answers.append(try await claimMerchantKey(claim.key, for: claim.order, now: now)) }
+        return answers
+    }
+
+    /// The key status of one order.
+    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+        try await setKeyStatus(status, of: [id])
+    }
 
     /// ``MerchantKeyIndex/move(_:key:from:to:attempt:now:)`` in one transaction.
     public func moveMerchantKey(

@@ -78,7 +78,18 @@ struct InProcessCellClient: CellClient {
         try await bounded { [service] in try await service.unverifiedOrders(createdBefore: cutoff, limit: limit) }
     }
 
-    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
-        try await bounded { [service] in try await service.setKeyStatus(status, of: id) }
+    func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {
+        try await bounded { [service] in try await service.setKeyStatus(status, of: ids) }
     }
+
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+        let items = claims.map { MerchantKeyClaimItem(key: $0.key, order: $0.order) }
+        return try await bounded { [service] in try await service.claimMerchantKeys(items.map { ($0.key, $0.order) }) }
+    }
+}
+
+/// A claim as a Sendable value (tuples of Sendable values cross task boundaries only as such).
+private struct MerchantKeyClaimItem: Sendable {
+    var key: MerchantKey
+    var order: OrderID
 }

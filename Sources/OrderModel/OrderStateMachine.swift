@@ -59,10 +59,10 @@ public struct OrderStateMachine: Sendable {
                 throw OrderError(.orderExpired, "the order expired at \(order.expiresAt) and can no longer be paid")
             }
             // At most one order per merchant key is ever paid: the one that holds the key.
+            guard order.keyStatus != .duplicate else {
+                throw OrderError(.duplicateOrder, "another order holds out_trade_no \(order.outTradeNo); this one cannot be paid")
+            }
             guard order.keyStatus == .verified || keyClaimed else {
-                if order.keyStatus == .duplicate {
-                    throw OrderError(.duplicateOrder, "another order holds out_trade_no \(order.outTradeNo); this one cannot be paid")
-                }
                 throw OrderError(.keyUnclaimed, "order \(order.id) must claim out_trade_no \(order.outTradeNo) in the merchant-key index before it is paid")
             }
             var paid = order
@@ -107,6 +107,10 @@ public struct OrderStateMachine: Sendable {
 
     /// A rival of the key's holder: closed if unpaid (it can never be paid), left as it is otherwise.
     private func closeDuplicate(_ order: Order, holder: OrderID?, now: Timestamp) throws(OrderError) -> Decision {
+        // A verified order holds its key: a stale verdict never closes it.
+        guard order.keyStatus != .verified else {
+            throw OrderError(.invalidState, "order \(order.id) holds its out_trade_no; it is not a duplicate")
+        }
         switch order.status {
         case .created:
             var closed = order

@@ -56,18 +56,20 @@ struct MerchantKeyTests {
                 }
             }
             // A failing cell: its key's repeat cannot be answered, and is not made elsewhere either.
-            let first = try await api.create("m1", "demo-failing")
-            let cell = try #require(first.json["cell_id"] as? Int)
-            #expect(try await api.send(.PUT, "/admin/cells/\(cell)/fault", #"{"mode":"fail"}"#, admin: true).status == 200)
-            let during = try await api.create("m1", "demo-failing")
-            if Self.slotCell(system, "m1", "demo-failing") == cell {
-                #expect(during.status == 503 && during.code == "index_unavailable" || during.code == "cell_unavailable", "\(during.text)")
-            } else {
-                #expect(during.status == 503 && during.code == "cell_unavailable", "\(during.text)")
+            // A key whose order and index slot are in different cells: the index answers that the key is bound to the failing cell.
+            var found: (key: String, result: HTTPResult, cell: Int)?
+            for index in 0..<40 where found == nil {
+                let key = "demo-failing-\(index)"
+                let result = try await api.create("m1", key)
+                if let cell = result.json["cell_id"] as? Int, cell != Self.slotCell(system, "m1", key) { found = (key, result, cell) }
             }
+            let (key, first, cell) = try #require(found)
+            #expect(try await api.send(.PUT, "/admin/cells/\(cell)/fault", #"{"mode":"fail"}"#, admin: true).status == 200)
+            let during = try await api.create("m1", key)
+            #expect(during.status == 503 && during.code == "cell_unavailable", "\(during.text)")
             #expect(during.retryAfter != nil)
             #expect(try await api.send(.DELETE, "/admin/cells/\(cell)/fault", admin: true).status == 200)
-            let after = try await api.create("m1", "demo-failing")
+            let after = try await api.create("m1", key)
             #expect(after.status == 200 && after["order_id"] == first["order_id"])
         }
     }
@@ -168,7 +170,8 @@ struct MerchantKeyTests {
             #expect(try await api.send(.DELETE, "/admin/cells/2/fault", admin: true).status == 200)
             system.clock.advance(seconds: 10)
             let round = await system.system.keyReconciler.runRound()
-            #expect(round.failures.isEmpty && round.closedDuplicates == 0, "\(round)")
+            // Creates that tried cell 2 first moved their reservations on: the reconciler settles each move (cell 2 has no order).
+            #expect(round.failures.isEmpty && round.closedDuplicates == 0 && round.settled > 0, "\(round)")
             for (key, answer) in zip(keys, created) {
                 let again = try await api.create("m1", key)
                 #expect(again.status == 200 && again["order_id"] == answer["order_id"])
@@ -197,7 +200,7 @@ struct MerchantKeyTests {
             #expect(try await api.send(.PUT, "/control/admin/config", config, admin: true).status == 200)
             let strict = try await concurrently(400, width: 8) { try await api.create("m1", "strict-\($0)") }
             let refused = strict.filter { $0.status == 503 }
-            #expect(refused.allSatisfy { $0.code == "index_unavailable" })
+            #expect(!refused.isEmpty && refused.allSatisfy { $0.code == "index_unavailable" })
             #expect(strict.filter { $0.status == 201 }.count + refused.count == 400)
             print(
                 "create availability with one of four cells down: available \(taken.count)/400, strict \(strict.filter { $0.status == 201 }.count)/400"

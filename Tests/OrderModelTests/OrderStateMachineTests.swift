@@ -37,6 +37,9 @@ struct OrderStateMachineTests {
         // An order marked duplicate while still open (never, but the rule holds) is refused with the duplicate's own code.
         let marked = try newOrder(keyStatus: .duplicate)
         expectRefusal(.duplicateOrder) { _ = try machine.decide(.pay(paymentID: "p", amount: 1000), on: marked, existingRefund: nil, now: start) }
+        expectRefusal(.duplicateOrder) { _ = try machine.decide(.pay(paymentID: "p", amount: 1000, keyClaimed: true), on: marked, existingRefund: nil, now: start) }
+        // A verified order holds its key: a stale verdict does not close it.
+        expectRefusal(.invalidState) { _ = try machine.decide(.closeDuplicate(holder: nil), on: try newOrder(keyStatus: .verified), existingRefund: nil, now: start) }
     }
 
     func expectRefusal(_ code: OrderErrorCode, _ body: () throws -> Void) {

@@ -48,6 +48,7 @@ public struct CellProtocolService: CellProtocolResponder {
         case .listMovedKeys: return try await listMovedKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .setKeyStatus: return try await setKeyStatus(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .settleKey: return try await settleKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .claimKeys: return try await claimKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         }
     }
 
@@ -220,7 +221,21 @@ public struct CellProtocolService: CellProtocolResponder {
             guard let status = MerchantKeyStatus(rawValue: request.keyStatus) else {
                 throw OrderError.invalidRequest("unknown key status \(request.keyStatus)")
             }
-            try await answering { try await cell.setKeyStatus(status, of: try parseOrderID(request.orderID)) }
+            guard request.orderIds.count <= 1000 else { throw OrderError.invalidRequest("at most 1000 orders at once") }
+            let ids = try request.orderIds.map { text throws(OrderError) in try parseOrderID(text) }
+            try await answering { try await cell.setKeyStatus(status, of: ids) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func claimKeys(_ request: Ordercell_Cell_V1_ClaimKeysRequest) async throws -> Ordercell_Cell_V1_ClaimKeysReply {
+        var reply = Ordercell_Cell_V1_ClaimKeysReply()
+        do {
+            guard request.claims.count <= 1000 else { throw OrderError.invalidRequest("at most 1000 claims at once") }
+            let claims = try request.claims.map { claim throws(OrderError) in (key: try claim.key.domain(), order: try parseOrderID(claim.orderID)) }
+            reply.claims = try await answering { try await cell.claimMerchantKeys(claims) }.map(Ordercell_Cell_V1_ClaimKeyReply.init)
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

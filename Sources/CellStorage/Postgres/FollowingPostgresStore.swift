@@ -125,7 +125,10 @@ public final class FollowingPostgresStore: OrderStore, Service {
     public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
         try await store.unverifiedOrders(createdBefore: cutoff, limit: limit)
     }
-    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws { try await store.setKeyStatus(status, of: id) }
+    public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws { try await store.setKeyStatus(status, of: ids) }
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+        try await store.claimMerchantKeys(claims, now: now)
+    }
     public func updateMerchantKey<Answer: Sendable>(
         _ key: MerchantKey, _ decide: @escaping @Sendable (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
     ) async throws -> Answer {

@@ -352,12 +352,55 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
-    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+    public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {
+        guard !ids.isEmpty else { return }
         let primary = self.primary
         let logger = self.logger
-        let key = id.description
+        let keys = ids.map(\.description)
         try await deadline {
-            _ = try await primary.query("UPDATE orders SET key_status = \(status.rawValue) WHERE order_id = \(key)", logger: logger)
+            _ = try await primary.query("UPDATE orders SET key_status = \(status.rawValue) WHERE order_id = ANY(\(keys))", logger: logger)
+        }
+    }
+
+    /// One transaction for the whole page; keys locked in key order (no deadlock with a batch of binds).
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+        if claims.isEmpty { return [] }
+        if claims.count == 1, let only = claims.first { return [try await claimMerchantKey(only.key, for: only.order, now: now)] }
+        let primary = self.primary
+        let logger = self.logger
+        let order = claims.indices.sorted { (claims[$0].key.merchantID, claims[$0].key.outTradeNo, $0) < (claims[$1].key.merchantID, claims[$1].key.outTradeNo, $1) }
+        let items = claims.map { ($0.key, $0.order) }
+        return try await deadline {
+            do {
+                return try await primary.withTransaction(logger: logger) { connection -> [MerchantKeyClaim] in
+                    var answers = [MerchantKeyClaim?](repeating: nil, count: items.count)
+                    for index in order {
+                        let (key, orderID) = items[index]
+                        attempts: for _ in 0..<3 {
+                            var entry: MerchantKeyEntry?
+                            for try await row in try await connection.execute(LockMerchantKey(key: key), logger: logger) { entry = row }
+                            let decision = MerchantKeyIndex.claim(entry, key: key, cell: orderID.cell, order: orderID, now: now)
+                            if let write = decision.write {
+                                if entry == nil {
+                                    var inserted = false
+                                    for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
+                                    guard inserted else { continue attempts }
+                                } else {
+                                    _ = try await connection.execute(UpdateMerchantKey(entry: write), logger: logger)
+                                }
+                            }
+                            answers[index] = decision.answer
+                            break
+                        }
+                    }
+                    return try answers.map { answer in
+                        guard let answer else { throw StoreError("an index entry kept changing under a batch of claims") }
+                        return answer
+                    }
+                }
+            } catch let error as PostgresTransactionError {
+                throw StoreError("index batch failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+            }
         }
     }
 
@@ -398,43 +441,39 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
-    /// One transaction, one commit (one wait for the synchronous replica)
-    /// for all of them. Keys are locked in `(merchant_id, out_trade_no)`
-    /// order, so two batches holding the same keys cannot deadlock.
+    /// Two statements and one commit (one wait for the synchronous
+    /// replica) for all of them, as ``insertBatch(_:)`` does for orders: the
+    /// new keys are reserved by one `INSERT … ON CONFLICT DO NOTHING`, the
+    /// known ones read back by one `SELECT`. A bind of a known key writes
+    /// nothing (``MerchantKeyIndex/bind(_:key:candidate:attempt:now:)``), so
+    /// reading it without a lock decides alike; a move that commits meanwhile
+    /// is seen by the create's own claim, like any move after the bind.
     public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
-        if requests.count == 1, let only = requests.first {
-            return [try await bindMerchantKey(only.key, candidate: only.candidate, attempt: only.attempt, now: now)]
-        }
+        guard !requests.isEmpty else { return [] }
         let primary = self.primary
         let logger = self.logger
-        let order = requests.indices.sorted { (requests[$0].key.merchantID, requests[$0].key.outTradeNo, $0) < (requests[$1].key.merchantID, requests[$1].key.outTradeNo, $1) }
         return try await deadline {
-            do {
-                return try await primary.withTransaction(logger: logger) { connection -> [MerchantKeyBinding] in
-                    var answers = [MerchantKeyBinding?](repeating: nil, count: requests.count)
-                    for index in order {
-                        let request = requests[index]
-                        attempts: for _ in 0..<3 {
-                            var entry: MerchantKeyEntry?
-                            for try await row in try await connection.execute(LockMerchantKey(key: request.key), logger: logger) { entry = row }
-                            let decision = MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now)
-                            if let write = decision.write {
-                                var inserted = false
-                                for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
-                                // Another transaction wrote it first: decide again on its entry.
-                                guard inserted else { continue attempts }
-                            }
-                            answers[index] = decision.answer
-                            break
-                        }
-                    }
-                    return try answers.map { answer in
-                        guard let answer else { throw StoreError("an index entry kept changing under a batch of binds") }
-                        return answer
-                    }
+            var reserved: [MerchantKey: UInt64] = [:]
+            for try await row in try await primary.execute(InsertNewMerchantKeys(requests: requests, now: now), logger: logger) {
+                reserved[MerchantKey(merchantID: row.merchantID, outTradeNo: row.outTradeNo)] = UInt64(bitPattern: row.attempt)
+            }
+            var known: [MerchantKey: MerchantKeyEntry] = [:]
+            let rest = requests.filter { reserved[$0.key] == nil }
+            if !rest.isEmpty {
+                for try await entry in try await primary.execute(SelectMerchantKeys(keys: rest.map(\.key)), logger: logger) {
+                    known[entry.key] = entry
                 }
-            } catch let error as PostgresTransactionError {
-                throw StoreError("index batch failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+            }
+            return try requests.map { request in
+                if let attempt = reserved[request.key] {
+                    // Reserved by this batch: for this request, or for an earlier one of the same key in it.
+                    let entry = MerchantKeyEntry(key: request.key, owner: requests.first { $0.key == request.key && $0.attempt == attempt }?.candidate ?? request.candidate, attempt: attempt, createdAt: now)
+                    return MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer
+                }
+                guard let entry = known[request.key] else {
+                    throw StoreError("merchant key \(request.key) was neither reserved nor found")
+                }
+                return MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer
             }
         }
     }

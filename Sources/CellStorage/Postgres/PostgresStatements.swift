@@ -357,3 +357,49 @@ private func merchantKeyBindings(_ entry: MerchantKeyEntry) -> PostgresBindings 
     bindings.append(row.updatedAt)
     return bindings
 }
+
+/// Reserves a batch of new keys in one statement, each for its candidate;
+/// keys that have an entry already (also earlier in the batch) are skipped.
+/// Returns the keys it reserved, with the attempt that reserved each.
+struct InsertNewMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.InsertNewMerchantKeys"
+    static let sql = """
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
+        SELECT merchant_id, out_trade_no, owner_cell, NULL, attempt, '', 1, $5, $5 \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[]) WITH ORDINALITY AS b(merchant_id, out_trade_no, owner_cell, attempt, position) \
+        ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
+        ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+        RETURNING merchant_id, out_trade_no, attempt
+        """
+    var requests: [MerchantKeyBindRequest]
+    var now: Timestamp
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(requests.map(\.key.merchantID))
+        bindings.append(requests.map(\.key.outTradeNo))
+        bindings.append(requests.map { Int32($0.candidate.rawValue) })
+        bindings.append(requests.map { Int64(bitPattern: $0.attempt) })
+        bindings.append(now.millisecondsSinceEpoch)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> (merchantID: String, outTradeNo: String, attempt: Int64) {
+        try row.decode((String, String, Int64).self)
+    }
+}
+
+/// The entries of many keys at once.
+struct SelectMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.SelectMerchantKeys"
+    static let sql = """
+        SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys \
+        WHERE (merchant_id, out_trade_no) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        """
+    var keys: [MerchantKey]
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(keys.map(\.merchantID))
+        bindings.append(keys.map(\.outTradeNo))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
+}

@@ -224,11 +224,30 @@ public final class SQLiteOrderStore: OrderStore, Service {
         }
     }
 
-    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
-        let key = id.description
+    public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {
+        let keys = ids.map(\.description)
         try await guarded {
             try await pool.write { db in
-                try db.execute(sql: "UPDATE orders SET key_status = ? WHERE order_id = ?", arguments: [status.rawValue, key])
+                let statement = try db.cachedStatement(sql: "UPDATE orders SET key_status = ? WHERE order_id = ?")
+                for key in keys { try statement.execute(arguments: [status.rawValue, key]) }
+            }
+        }
+    }
+
+    /// One transaction for the whole page.
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+        try await guarded {
+            try await pool.write { db in
+                try claims.map { claim in
+                    let entry = try Row.fetchOne(
+                        db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [claim.key.merchantID, claim.key.outTradeNo]
+                    ).map(Self.merchantKeyEntry(from:))
+                    let decision = MerchantKeyIndex.claim(entry, key: claim.key, cell: claim.order.cell, order: claim.order, now: now)
+                    if let write = decision.write {
+                        try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
+                    }
+                    return decision.answer
+                }
             }
         }
     }

@@ -19,6 +19,8 @@ public protocol CellClient: Sendable {
     func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
     func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
     func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim
+    /// Many claims in one transaction (the reconciler's pages), answers in the same order.
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim]
     func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
     /// The reconciler's conditional write of a settled entry; whether it was written.
     func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool
@@ -28,7 +30,7 @@ public protocol CellClient: Sendable {
     /// The cell's order for `key`; `order_not_found` when it has none.
     func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order
     func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
-    func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws
+    func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws
 
     /// Whether the client bounds its calls itself, so the proxy need not put
     /// its own deadline around them (saves two tasks per call in process).

@@ -252,9 +252,23 @@ public final class CellServiceClient: CellClient {
         return try reply.orders.map { try $0.domain() }
     }
 
-    public func setKeyStatus(_ status: MerchantKeyStatus, of id: OrderID) async throws {
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+        var message = Ordercell_Cell_V1_ClaimKeysRequest()
+        message.claims = claims.map { claim in
+            var item = Ordercell_Cell_V1_ClaimKeyRequest()
+            item.key = Ordercell_Cell_V1_MerchantKeyRef(claim.key)
+            item.orderID = claim.order.description
+            return item
+        }
+        let reply = try await call { [message] in try await $0.claimKeys(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        guard reply.claims.count == claims.count else { throw RPCDecodingError("\(reply.claims.count) answers to \(claims.count) claims") }
+        return try reply.claims.map { try $0.domain() }
+    }
+
+    public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {
         var message = Ordercell_Cell_V1_SetKeyStatusRequest()
-        message.orderID = id.description
+        message.orderIds = ids.map(\.description)
         message.keyStatus = status.rawValue
         let reply = try await call { [message] in try await $0.setKeyStatus(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }

@@ -62,6 +62,10 @@ struct CellServiceInstance: Sendable {
         try await call(.getKeyEntry, request, timeout: timeout)
     }
 
+    func claimKeys(_ request: Ordercell_Cell_V1_ClaimKeysRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_ClaimKeysReply {
+        try await call(.claimKeys, request, timeout: timeout)
+    }
+
     func settleKey(_ request: Ordercell_Cell_V1_SettleKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_SettleKeyReply {
         try await call(.settleKey, request, timeout: timeout)
     }

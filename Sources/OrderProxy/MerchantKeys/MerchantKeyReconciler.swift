@@ -84,8 +84,10 @@ public final class MerchantKeyReconciler: Service, Sendable {
                         ]
                     )
                 }
-                // A backlog (new orders come faster than a page a round) is worked off at once.
-                if !round.moreWaiting { try await Task.sleep(for: self.interval) }
+                // A backlog (new orders come faster than a page a round) is worked off at once;
+                // a round that changed nothing (its pages full of orders that must wait) sleeps.
+                let progressed = round.verified + round.settled + round.closedDuplicates > 0
+                if !(round.moreWaiting && progressed) { try await Task.sleep(for: self.interval) }
             }
         }
     }
@@ -119,11 +121,45 @@ public final class MerchantKeyReconciler: Service, Sendable {
         do {
             let unverified = try await client.unverifiedOrders(createdBefore: cutoff, limit: limit)
             round.moreWaiting = round.moreWaiting || unverified.count == limit
-            for order in unverified { await verify(order, in: client, table: table, into: &round) }
+            await verify(unverified, in: client, table: table, into: &round)
         } catch {
             round.failures.append("cell \(cell) unverified orders: \(error)")
         }
         return round
+    }
+
+    /// A page of one cell's unverified orders: their claims go to each slot's
+    /// cell in one transaction, and the winners are marked verified in one
+    /// more — two writes a page, not two an order.
+    private func verify(_ orders: [Order], in cell: any CellClient, table: RoutingTable, into round: inout Round) async {
+        var bySlot: [CellID: [Order]] = [:]
+        for order in orders {
+            guard let slotCell = table.indexCell(for: order.merchantKey) else { continue }
+            bySlot[slotCell, default: []].append(order)
+        }
+        var verified: [OrderID] = []
+        for (slotCell, orders) in bySlot.sorted(by: { $0.key < $1.key }) {
+            guard let slot = client(slotCell, table) else { continue }
+            do {
+                let claims = try await slot.claimMerchantKeys(orders.map { (key: $0.merchantKey, order: $0.id) })
+                for (order, claim) in zip(orders, claims) {
+                    if claim == .holds {
+                        verified.append(order.id)
+                    } else if try await resolve(order, claim, slot: slot, table: table, into: &round) {
+                        verified.append(order.id)
+                    }
+                }
+            } catch {
+                round.failures.append("claims in slot cell \(slotCell): \(error)")
+            }
+        }
+        guard !verified.isEmpty else { return }
+        do {
+            try await cell.setKeyStatus(.verified, of: verified)
+            round.verified += verified.count
+        } catch {
+            round.failures.append("marking \(verified.count) orders verified: \(error)")
+        }
     }
 
     /// A moved key: find its orders, claim for one, close the others.
@@ -139,58 +175,56 @@ public final class MerchantKeyReconciler: Service, Sendable {
             round.settled += 1
             for rival in rivals { try await closeDuplicate(rival, holder: settled.holder, table: table, into: &round) }
             if let holder = settled.holder, let client = client(holder.cell, table) {
-                try await client.setKeyStatus(.verified, of: holder)
+                try await client.setKeyStatus(.verified, of: [holder])
             }
         } catch {
             round.failures.append("key \(entry.key): \(error)")
         }
     }
 
-    /// An order not yet verified: claim its key, or close it as a duplicate.
-    private func verify(_ order: Order, in cell: any CellClient, table: RoutingTable, into round: inout Round) async {
+    /// A claim that did not win: returns whether the order holds its key after all (a takeover).
+    private func resolve(
+        _ order: Order, _ answer: MerchantKeyClaim, slot: any CellClient, table: RoutingTable, into round: inout Round
+    ) async throws -> Bool {
         let key = order.merchantKey
-        do {
-            guard let slotCell = table.indexCell(for: key), let slot = client(slotCell, table) else { return }
-            var claim = try await slot.claimMerchantKey(key, for: order.id)
-            if case .reservedFor(let owner) = claim, try await self.order(key, in: owner, table: table) == nil,
+        switch answer {
+        case .holds:
+            return true
+        case .heldBy(let holder):
+            // A claimed key never changes holder: this order is a rival for good.
+            try await closeDuplicate(order.id, holder: holder, table: table, into: &round)
+            return false
+        case .reservedFor(let owner):
+            if try await self.order(key, in: owner, table: table) == nil,
                 let entry = try await slot.merchantKeyEntry(key, consistency: .strong), entry.holder == nil, entry.owner == owner
             {
                 // The reservation's own cell has no order (its create never ran, or failed everywhere): the order that exists takes the key.
                 let (settled, _) = MerchantKeyIndex.settle(entry, ownerOrder: nil, abandonedOrders: [order.id], now: clock())
-                if try await slot.settleMerchantKey(settled, ifRevision: entry.revision) { claim = .holds }
+                if try await slot.settleMerchantKey(settled, ifRevision: entry.revision) { return true }
             }
-            switch claim {
-            case .holds:
-                try await cell.setKeyStatus(.verified, of: order.id)
-                round.verified += 1
-            case .heldBy(let holder):
-                // A claimed key never changes holder: this order is a rival for good.
-                try await closeDuplicate(order.id, holder: holder, table: table, into: &round)
-            case .reservedFor:
-                // Not final: the reservation may be moving to this order's own cell (an order
-                // retry's move still in flight), where this order would hold the key. It is left
-                // unverified — it cannot be paid meanwhile — until the owner's order claims the key
-                // (then `heldBy`) or a later round finds the reservation its own.
-                round.waiting += 1
-            }
-        } catch {
-            round.failures.append("order \(order.id): \(error)")
+            // Not final: the reservation may be moving to this order's own cell (an order
+            // retry's move still in flight), where this order would hold the key. It is left
+            // unverified — it cannot be paid meanwhile — until the owner's order claims the key
+            // (then `heldBy`) or a later round finds the reservation its own.
+            round.waiting += 1
+            return false
         }
     }
 
     private func closeDuplicate(_ rival: OrderID, holder: OrderID?, table: RoutingTable, into round: inout Round) async throws {
         guard let client = client(rival.cell, table) else { return }
         let result = try await client.apply(.closeDuplicate(holder: holder), to: rival)
-        try await client.setKeyStatus(.duplicate, of: rival)
+        try await client.setKeyStatus(.duplicate, of: [rival])
         if result.changed {
             round.closedDuplicates += 1
             logger.warning("duplicate order closed", metadata: ["order": "\(rival)", "holder": "\(holder.map(\.description) ?? "-")"])
         }
     }
 
-    /// The cell's order for `key`, nil when it has none; throws when the cell cannot answer.
+    /// The cell's order for `key`, nil when it has none; throws when the cell cannot answer
+    /// (or this reconciler cannot reach it: "no order" must never be guessed).
     private func order(_ key: MerchantKey, in cell: CellID, table: RoutingTable) async throws -> Order? {
-        guard let client = client(cell, table) else { return nil }
+        guard let client = client(cell, table) else { throw ReconcilerFailure("no client for cell \(cell)") }
         do {
             return try await client.order(key, consistency: .strong)
         } catch let error as OrderError where error.code == .orderNotFound {
@@ -202,4 +236,10 @@ public final class MerchantKeyReconciler: Service, Sendable {
         guard let route = table.cells[cell], route.state.servesExistingOrders else { return nil }
         return clients.client(for: route)
     }
+}
+
+/// A step the reconciler cannot take this round.
+struct ReconcilerFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
