@@ -37,9 +37,12 @@ public struct TrafficPolicy: Sendable, Equatable {
 /// What a create does when the index slot of its merchant key cannot be
 /// reached (docs/merchant-keys.md).
 public enum IndexSlotPolicy: String, Sendable, Codable, CaseIterable {
-    /// Create the order anyway, unindexed: it cannot be paid until the
-    /// reconciler has claimed its key (pay answers `503 index_unavailable`
-    /// meanwhile). The default: creates stay as available as the cells.
+    /// Create the order anyway, unindexed: it cannot be paid while its
+    /// slot cannot be reached (pay answers `503 index_unavailable`); once the
+    /// slot answers, its pay or the reconciler claims its key. A repeat of
+    /// such a create while the slot is still unreachable may make a second
+    /// unindexed order (answered `201`): only one of them can ever be paid.
+    /// The default: creates stay as available as the cells.
     case available
     /// Refuse the create: `503 index_unavailable`.
     case strict

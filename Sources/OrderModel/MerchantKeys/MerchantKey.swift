@@ -43,8 +43,9 @@ public enum MerchantKeyStatus: String, Sendable, Codable, CaseIterable {
     /// Claimed in the index: this order holds its key; pays go straight through.
     case verified = "VERIFIED"
     /// Created while its key's index slot could not be reached (the
-    /// `available` policy): the reconciler claims the key for it, or closes
-    /// it as a duplicate, once the slot answers; it cannot be paid before.
+    /// `available` policy): once the slot answers, its first pay or the
+    /// reconciler claims the key for it (or the reconciler closes it as a
+    /// duplicate); it cannot be paid before.
     case unindexed = "UNINDEXED"
     /// Another order holds its key: it was (or is being) closed with reason `DUPLICATE`.
     case duplicate = "DUPLICATE"
