@@ -7,9 +7,8 @@ import OrderModel
 /// and the map changes only when an operator moves a slot: adding a cell
 /// moves no entry (docs/merchant-keys.md).
 public struct IndexSlots: Sendable, Equatable {
-    /// Slots of the index: enough to spread over many cells and to move a
-    /// small share at a time, few enough to list in a routing release.
-    public static let count = 256
+    /// Slots of the index (``MerchantKey/indexSlotCount``).
+    public static let count = MerchantKey.indexSlotCount
 
     /// The cell of each slot, by slot number; empty only in a table without cells.
     public private(set) var cells: [CellID]

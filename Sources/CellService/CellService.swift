@@ -47,6 +47,8 @@ public final class CellService: Sendable {
     private let sequence: SegmentSequence
     private let clock: @Sendable () -> Timestamp
     private let fault = Mutex<CellFault>(.none)
+    /// The index slots this cell holds by the routing release it follows; nil: not told (no check).
+    private let heldSlots = Mutex<Set<Int>?>(nil)
     private let groupCommit: CreateGroupCommit?
     /// Binds of merchant keys share transactions the same way (every create binds its key in its slot's cell first).
     private let bindGroupCommit: BindGroupCommit?
@@ -220,11 +222,29 @@ public final class CellService: Sendable {
 
     // MARK: - Merchant-key index (the entries of the slots this cell holds)
 
+    /// The index slots this cell holds, from the routing release it follows.
+    /// Index calls for keys of other slots are refused (`index_unavailable`):
+    /// a caller routing by another map — a stale release, a slot being
+    /// moved — never writes an entry where the rest will not look for it.
+    public func holdIndexSlots(_ slots: Set<Int>) {
+        heldSlots.withLock { $0 = slots }
+    }
+
+    private func checkSlot(_ key: MerchantKey) throws(OrderError) {
+        guard let held = heldSlots.withLock({ $0 }) else { return }
+        guard held.contains(key.indexSlot) else {
+            throw OrderError(
+                .indexUnavailable, "cell \(cell) does not hold index slot \(key.indexSlot) by the routing release it follows", retryAfterSeconds: 1
+            )
+        }
+    }
+
     /// Where `key`'s order goes: reserved for `candidate` if nobody reserved it, else its owner.
     public func bindMerchantKey(
         _ key: MerchantKey, candidate: CellID, attempt: UInt64, deadline: ContinuousClock.Instant? = nil
     ) async throws -> MerchantKeyBinding {
         try await enter()
+        try checkSlot(key)
         let now = clock()
         return try await storage {
             if let bindGroupCommit {
@@ -238,6 +258,7 @@ public final class CellService: Sendable {
     /// Moves the create call `attempt`'s own reservation of `key` from its failed owner.
     public func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {
         try await enter()
+        try checkSlot(key)
         let now = clock()
         return try await storage { try await store.moveMerchantKey(key, from: from, to: to, attempt: attempt, now: now) }
     }
@@ -245,6 +266,7 @@ public final class CellService: Sendable {
     /// Claims `key` for `order` (before its first pay, or by the reconciler).
     public func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim {
         try await enter()
+        try checkSlot(key)
         let now = clock()
         return try await storage { try await store.claimMerchantKey(key, for: order, now: now) }
     }
@@ -253,6 +275,7 @@ public final class CellService: Sendable {
     /// if the entry is still at `revision`. Returns whether it did.
     public func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool {
         try await enter()
+        try checkSlot(settled.key)
         return try await storage {
             try await store.updateMerchantKey(settled.key) { entry in
                 guard let entry, entry.revision == revision else { return MerchantKeyIndex.Decision(answer: false, write: nil) }
@@ -264,6 +287,7 @@ public final class CellService: Sendable {
     /// The key's entry, if this cell's slot has one.
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await enter()
+        try checkSlot(key)
         return try await storage { try await store.merchantKeyEntry(key, consistency: consistency) }
     }
 
@@ -295,6 +319,7 @@ public final class CellService: Sendable {
     /// Claims several keys, each for its order, in one transaction (the reconciler's pages).
     public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
         try await enter()
+        for claim in claims { try checkSlot(claim.key) }
         let now = clock()
         return try await storage { try await store.claimMerchantKeys(claims, now: now) }
     }

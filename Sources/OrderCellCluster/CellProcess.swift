@@ -59,9 +59,12 @@ public struct CellProcess: Sendable {
         // Its sessions name the process, so an operator (or a test) tells the cell's services apart in pg_stat_activity.
         let store = FollowingPostgresStore(configuration, applicationName: "ordercell-cell \(cell) pid \(getpid())", logger: logger)
         let service = CellService(cell: cell, store: store, groupCommit: groupCommit, clock: wallClock, logger: logger)
+        // The index slots it holds, by the release it follows: index calls for other slots are refused.
+        service.holdIndexSlots(Set(table.indexSlots.slots(of: cell)))
         let follower = TaskService {
             await watcher.watch(from: table) { table in
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
+                service.holdIndexSlots(Set(table.indexSlots.slots(of: cell)))
                 let storage: (PostgresEndpoint, [PostgresEndpoint])
                 do {
                     storage = try Self.storage(of: cell, in: table)

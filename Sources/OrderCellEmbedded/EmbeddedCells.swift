@@ -50,6 +50,8 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Service, Sendab
             opened.continuation.yield(store)
             clients.withLock { $0[cell.id] = $0[cell.id] ?? InProcessCellClient(service: service, timeout: timeout) }
         }
+        // Every release passes here before it is published: cells learn their index slots before any proxy routes by them.
+        for (cell, service) in running.withLock({ $0 }) { service.holdIndexSlots(Set(table.indexSlots.slots(of: cell))) }
     }
 
     func run() async {

@@ -33,6 +33,30 @@ struct CellServiceTests {
         try CreateOrderRequest(merchantID: "shop", outTradeNo: outTradeNo, amount: amount, currency: "EUR", description: description, expireSeconds: expire)
     }
 
+    @Test("a cell refuses index calls for keys of slots it does not hold by its routing release")
+    func indexCallsOnlyForHeldSlots() async throws {
+        let service = try await makeService()
+        let mine = MerchantKey(merchantID: "shop", outTradeNo: "mine")
+        let other = (0...).lazy.map { MerchantKey(merchantID: "shop", outTradeNo: "other-\($0)") }.first { $0.indexSlot != mine.indexSlot }!
+        // Not told yet: no check (a cell service made by hand).
+        _ = try await service.bindMerchantKey(other, candidate: CellID(5)!, attempt: 1)
+        service.holdIndexSlots([mine.indexSlot])
+        #expect(try await service.bindMerchantKey(mine, candidate: CellID(5)!, attempt: 2).owner == CellID(5)!)
+        for call in [
+            { _ = try await service.bindMerchantKey(other, candidate: CellID(5)!, attempt: 3) },
+            { _ = try await service.merchantKeyEntry(other, consistency: .strong) },
+            { _ = try await service.claimMerchantKey(other, for: try OrderID(cell: CellID(5)!, createdAt: clock.now, sequence: 1)) },
+            { _ = try await service.moveMerchantKey(other, from: CellID(5)!, to: CellID(6)!, attempt: 1) },
+        ] as [@Sendable () async throws -> Void] {
+            do {
+                try await call()
+                Issue.record("an index call for a slot the cell does not hold was answered")
+            } catch let error as OrderError {
+                #expect(error.code == .indexUnavailable)
+            }
+        }
+    }
+
     @Test func createIsIdempotentPerMerchantAndOutTradeNo() async throws {
         let service = try await makeService()
         let first = try await service.create(try request("a-1"))

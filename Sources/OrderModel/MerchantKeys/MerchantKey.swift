@@ -11,6 +11,14 @@ public struct MerchantKey: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(merchantID)/\(outTradeNo)" }
 
+    /// Slots of the merchant-key index: enough to spread over many cells
+    /// and to move a small share at a time, few enough to list in a routing
+    /// release. Never changes: entries live where it says.
+    public static let indexSlotCount = 256
+
+    /// The index slot that holds this key's entry.
+    public var indexSlot: Int { slot(of: Self.indexSlotCount) }
+
     /// The index slot that holds this key's entry, of `slotCount`.
     ///
     /// FNV-1a over the two fields with a separator byte no identifier may
