@@ -354,9 +354,9 @@ public struct RoutingTable: Sendable, Equatable {
         try revised { $0.merchantPartitions[merchantID] = partition }
     }
 
-    /// Returns a copy with new dynamic configuration, as the next version.
-    /// The table with index slots `slots` mapped to `cell` (an operator's
-    /// slot move, after the slot's entries were copied: docs/merchant-keys.md).
+    /// The table with index slots `slots` mapped to `cell`, as the next
+    /// version (an operator's slot move, after the slots' entries were
+    /// copied: docs/merchant-keys.md).
     public func movingIndexSlots(_ slots: ClosedRange<Int>, to cell: CellID) throws(RoutingTableError) -> RoutingTable {
         guard slots.lowerBound >= 0, slots.upperBound < IndexSlots.count else {
             throw .invalidIndexSlots("index slots are 0...\(IndexSlots.count - 1), not \(slots.lowerBound)...\(slots.upperBound)")
@@ -365,6 +365,7 @@ public struct RoutingTable: Sendable, Equatable {
         return try revised { $0.indexSlots = $0.indexSlots.moving(slots, to: cell) }
     }
 
+    /// Returns a copy with new dynamic configuration, as the next version.
     public func settingPolicy(_ policy: TrafficPolicy) throws(RoutingTableError) -> RoutingTable {
         try revised { $0.policy = policy }
     }

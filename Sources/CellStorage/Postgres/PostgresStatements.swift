@@ -293,7 +293,7 @@ func decodeMerchantKeyEntry(_ row: PostgresRow) throws -> MerchantKeyEntry {
     return stored.entry(for: MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo))
 }
 
-/// A key's index entry; `FOR UPDATE` inside ``PostgresOrderStore/updateMerchantKey(_:_:)``.
+/// A key's index entry (reads; ``LockMerchantKey`` inside the index's transactions).
 struct SelectMerchantKey: PostgresPreparedStatement {
     static let name = "ordercell.SelectMerchantKey"
     static let sql = "SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE merchant_id = $1 AND out_trade_no = $2"
@@ -307,6 +307,7 @@ struct SelectMerchantKey: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
 }
 
+/// A key's index entry, locked until the transaction ends (``PostgresOrderStore/updateMerchantKey(_:_:)``).
 struct LockMerchantKey: PostgresPreparedStatement {
     static let name = "ordercell.LockMerchantKey"
     static let sql = "SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE"
@@ -332,6 +333,9 @@ struct InsertMerchantKey: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
 }
 
+/// Writes a changed entry. It takes the same nine bindings as ``InsertMerchantKey``
+/// (one binder for both); `created_at` ($8) never changes, and a prepared statement
+/// must use every parameter it is given, hence the `$8 IS NOT NULL` that is always true.
 struct UpdateMerchantKey: PostgresPreparedStatement {
     static let name = "ordercell.UpdateMerchantKey"
     static let sql = """

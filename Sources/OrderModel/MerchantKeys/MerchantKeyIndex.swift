@@ -102,8 +102,11 @@ public enum MerchantKeyIndex {
         _ entry: MerchantKeyEntry?, key: MerchantKey, from: CellID, to: CellID, attempt: UInt64, now: Timestamp
     ) -> Decision<MerchantKeyBinding> {
         guard var entry else {
-            // The reservation is gone (never written, or an orphan cleaned up): reserve afresh.
-            return bind(nil, key: key, candidate: to, attempt: attempt, now: now)
+            // The reservation is gone (never written, or an orphan cleaned up): reserve afresh, and
+            // remember the failed cell — this call's attempt there may have committed after all.
+            var reserved = MerchantKeyEntry(key: key, owner: to, attempt: attempt, abandoned: from == to ? [] : [from], createdAt: now)
+            reserved.updatedAt = now
+            return Decision(answer: MerchantKeyBinding(owner: to, holder: nil, movableByCaller: true), write: reserved)
         }
         guard entry.holder == nil, entry.owner == from, entry.attempt == attempt, from != to else {
             return Decision(answer: binding(of: entry, for: attempt), write: nil)
