@@ -41,7 +41,9 @@ extension OrderStoreSuite {
         let capture = LogCapture()
         await #expect(throws: (any Error).self) { try await PostgresOrderStore.withStore(configuration, logger: capture.logger) { _ in } }
         let failures = capture.lines.withLock { $0 }.filter { $0.hasPrefix("Connection creation failed") }
-        #expect(!failures.isEmpty && failures.allSatisfy { $0.contains("sslUnsupported") }, "\(failures.prefix(3))")
+        // The store never opened (above: no plaintext fallback), and the attempts failed for the missing TLS.
+        // Under load an attempt the closing pool cut short may fail for that instead: it says nothing about TLS.
+        #expect(failures.contains { $0.contains("sslUnsupported") }, "\(failures.prefix(3))")
     }
 
     @Test("a probe tells a primary from a standby, nothing listening from a session that could not be set up")
