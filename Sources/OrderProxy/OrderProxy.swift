@@ -259,35 +259,41 @@ public final class OrderProxy: Sendable {
     /// verified claims its key in the index first (docs/merchant-keys.md),
     /// and a rival that loses answers `duplicate_order` naming the holder.
     private func pay(_ id: OrderID, paymentID: String, amount: Int64, client: any CellClient) async throws(OrderError) -> OrderCommandResult {
-        // The key never changes: a replica's copy of the order is as good as the primary's for it.
-        let order = try await call(id.cell, client) { try await client.order(id, consistency: .eventual) }
-        var claimed = false
-        if order.status == .created, order.keyStatus == .reserved || order.keyStatus == .unindexed {
-            let key = order.merchantKey
-            let (slotCell, routes) = routing.withLock { ($0.indexCell(for: key), $0.cells) }
-            let claim: MerchantKeyClaim
-            do {
-                claim = try await index(slotCell, routes) { try await $0.claimMerchantKey(key, for: id) }
-            } catch where error.code == .cellUnavailable || error.code == .indexUnavailable {
-                throw OrderError(
-                    .indexUnavailable,
-                    "order \(id) cannot be paid before its out_trade_no is confirmed in the merchant-key index, which cannot be reached: \(error.detail)",
-                    retryAfterSeconds: 5
-                )
-            }
-            switch claim {
-            case .holds:
-                claimed = true
-            case .heldBy(let holder):
-                throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is held by order \(holder); order \(id) cannot be paid")
-            case .reservedFor(let owner):
-                throw OrderError(
-                    .duplicateOrder, "out_trade_no \(key.outTradeNo) is reserved for an order in cell \(owner); order \(id) cannot be paid"
-                )
-            }
+        // Most orders are verified by the reconciler seconds after their create: the pay goes
+        // straight to the cell, one call. Only an order the cell finds unclaimed costs a claim.
+        let unclaimed = OrderCommand.pay(paymentID: paymentID, amount: amount)
+        do {
+            return try await call(id.cell, client) { try await client.apply(unclaimed, to: id) }
+        } catch where error.code == .keyUnclaimed {
+            // The key never changes: a replica's copy of the order is as good as the primary's for it.
+            let order = try await call(id.cell, client) { try await client.order(id, consistency: .eventual) }
+            try await claim(order.merchantKey, for: id)
+            let claimed = OrderCommand.pay(paymentID: paymentID, amount: amount, keyClaimed: true)
+            return try await call(id.cell, client) { try await client.apply(claimed, to: id) }
         }
-        let command = OrderCommand.pay(paymentID: paymentID, amount: amount, keyClaimed: claimed)
-        return try await call(id.cell, client) { try await client.apply(command, to: id) }
+    }
+
+    /// Claims `key` for order `id` in its index slot; a rival answers `duplicate_order`, an unreachable slot `index_unavailable`.
+    private func claim(_ key: MerchantKey, for id: OrderID) async throws(OrderError) {
+        let (slotCell, routes) = routing.withLock { ($0.indexCell(for: key), $0.cells) }
+        let claim: MerchantKeyClaim
+        do {
+            claim = try await index(slotCell, routes) { try await $0.claimMerchantKey(key, for: id) }
+        } catch where error.code == .cellUnavailable || error.code == .indexUnavailable {
+            throw OrderError(
+                .indexUnavailable,
+                "order \(id) cannot be paid before its out_trade_no is confirmed in the merchant-key index, which cannot be reached: \(error.detail)",
+                retryAfterSeconds: 5
+            )
+        }
+        switch claim {
+        case .holds:
+            return
+        case .heldBy(let holder):
+            throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is held by order \(holder); order \(id) cannot be paid")
+        case .reservedFor(let owner):
+            throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is reserved for an order in cell \(owner); order \(id) cannot be paid")
+        }
     }
 
     public func refunds(of id: OrderID) async throws(OrderError) -> [Refund] {
