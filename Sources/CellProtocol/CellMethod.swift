@@ -21,6 +21,10 @@ public enum CellMethod: UInt8, Sendable, CaseIterable {
     case setKeyStatus = 15
     case settleKey = 16
     case claimKeys = 17
+    case fenceSlots = 18
+    case exportKeys = 19
+    case importKeys = 20
+    case dropKeys = 21
 }
 
 extension SwiftProtobuf.Message {

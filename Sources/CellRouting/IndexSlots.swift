@@ -94,3 +94,17 @@ extension IndexSlots: Codable {
         try container.encode(runs)
     }
 }
+
+/// What a slot move asks of the cells (docs/merchant-keys.md, "Moving
+/// slots"): the control plane decides the steps and publishes the
+/// re-pointed map; a process that can call cells does the calls.
+public protocol IndexSlotCopying: Sendable {
+    /// Freezes (or thaws) `slots` in `cell`'s storage. Once a freeze
+    /// returns, no entry of those slots changes there any more.
+    func setIndexSlots(_ slots: [Int], frozen: Bool, in cell: CellRoute) async throws
+    /// Copies every entry of `slots`, frozen in `source`, into `target`,
+    /// replacing what `target` has of them; returns how many it copied.
+    func copyIndexSlots(_ slots: [Int], from source: CellRoute, to target: CellRoute) async throws -> Int
+    /// Deletes the entries of `slots` (frozen) that a move left in `cell`; returns how many.
+    func dropIndexSlots(_ slots: [Int], in cell: CellRoute) async throws -> Int
+}

@@ -248,7 +248,7 @@ public final class CellService: Sendable {
         let now = clock()
         return try await storage {
             if let bindGroupCommit {
-                try await bindGroupCommit.insert(MerchantKeyBindRequest(key: key, candidate: candidate, attempt: attempt), deadline: deadline)
+                try await bindGroupCommit.insert(MerchantKeyBindRequest(key: key, candidate: candidate, attempt: attempt), deadline: deadline).get()
             } else {
                 try await store.bindMerchantKey(key, candidate: candidate, attempt: attempt, now: now)
             }
@@ -322,6 +322,52 @@ public final class CellService: Sendable {
         for claim in claims { try checkSlot(claim.key) }
         let now = clock()
         return try await storage { try await store.claimMerchantKeys(claims, now: now) }
+    }
+
+    // MARK: - Moving index slots (docs/merchant-keys.md, "Moving slots")
+    //
+    // These calls are the operator's slot move, made by the control plane.
+    // They are not checked against the slots this cell holds by its release
+    // (the source stops holding the slots at the re-point; the target holds
+    // them only then): the fence in the storage is what guards them.
+
+    /// Freezes (or thaws) index slots in this cell's storage: once frozen,
+    /// no entry of them changes here, whichever cell service or caller tries.
+    public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
+        try await enter()
+        try Self.checkSlotNumbers(slots)
+        try await storage { try await store.setIndexSlots(slots, frozen: frozen) }
+    }
+
+    /// A page of the entries of frozen slots, for their copy to another cell.
+    public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        try await enter()
+        try Self.checkSlotNumbers(Array(slots))
+        return try await storage { try await store.frozenMerchantKeys(inSlots: slots, after: after, limit: limit) }
+    }
+
+    /// Writes entries copied from a slot's old cell. Refused for a slot this
+    /// cell holds already: its entries are live here, and a copy would go back in time.
+    public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
+        try await enter()
+        if let held = heldSlots.withLock({ $0 }), let live = entries.first(where: { held.contains($0.key.indexSlot) }) {
+            throw OrderError(
+                .invalidRequest, "cell \(cell) holds index slot \(live.key.indexSlot) already: a copy into it would overwrite live entries"
+            )
+        }
+        try await storage { try await store.importMerchantKeys(entries) }
+    }
+
+    /// Deletes the entries a slot move left behind here (only of frozen slots).
+    public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
+        try await enter()
+        return try await storage { try await store.deleteFrozenMerchantKeys(keys) }
+    }
+
+    private static func checkSlotNumbers(_ slots: [Int]) throws(OrderError) {
+        if let wrong = slots.first(where: { !(0..<MerchantKey.indexSlotCount).contains($0) }) {
+            throw OrderError.invalidRequest("index slots are 0...\(MerchantKey.indexSlotCount - 1), not \(wrong)")
+        }
     }
 
     private func checkOwnership(_ id: OrderID) throws(OrderError) {

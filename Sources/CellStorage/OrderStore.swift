@@ -75,8 +75,9 @@ public protocol OrderStore: Sendable {
 
     /// Binds several keys in one transaction (group commit of binds): the
     /// answers in the same order. A key that comes twice is bound once; the
-    /// second finds the first's reservation.
-    func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding]
+    /// second finds the first's reservation. A new key of a frozen slot
+    /// fails alone (``OrderError/indexSlotFrozen(_:)``), not the batch.
+    func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [Result<MerchantKeyBinding, OrderError>]
 
     /// Whether ``bindMerchantKeys(_:now:)`` is cheaper than one bind after the other.
     var batchesBinds: Bool { get }
@@ -90,6 +91,25 @@ public protocol OrderStore: Sendable {
     /// Entries whose key was moved away from a cell (``MerchantKeyEntry/abandoned``
     /// not empty) and unchanged since before `cutoff`, oldest first: the reconciler's work.
     func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry]
+
+    // MARK: Moving index slots (docs/merchant-keys.md, "Moving slots")
+
+    /// Freezes (or thaws) index slots in this cell's storage. Once a freeze
+    /// returns, no write to an entry of those slots commits here any more:
+    /// writes under way have finished, and later ones are refused with
+    /// ``OrderError/indexSlotFrozen(_:)``. Reads go on. Idempotent.
+    func setIndexSlots(_ slots: [Int], frozen: Bool) async throws
+
+    /// The entries of `slots`, which must all be frozen here (or the call is
+    /// refused), scanning at most `limit` keys in key order after `after`.
+    func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage
+
+    /// Writes entries copied from another cell as they are, replacing any it has (a slot move's copy).
+    func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws
+
+    /// Deletes the entries of `keys` whose slot is frozen here (the copy a
+    /// move left behind); others are kept. Returns how many it deleted.
+    func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int
 }
 
 extension OrderStore {
@@ -104,10 +124,14 @@ extension OrderStore {
     }
 
     /// One bind after the other: for stores with nothing better.
-    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
-        var bindings: [MerchantKeyBinding] = []
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [Result<MerchantKeyBinding, OrderError>] {
+        var bindings: [Result<MerchantKeyBinding, OrderError>] = []
         for request in requests {
-            bindings.append(try await bindMerchantKey(request.key, candidate: request.candidate, attempt: request.attempt, now: now))
+            do {
+                bindings.append(.success(try await bindMerchantKey(request.key, candidate: request.candidate, attempt: request.attempt, now: now)))
+            } catch let refusal as OrderError {
+                bindings.append(.failure(refusal))
+            }
         }
         return bindings
     }

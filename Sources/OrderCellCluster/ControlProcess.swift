@@ -87,14 +87,18 @@ public struct ControlProcess: Sendable {
             throw ValidationFailure("the control database has no routing table yet: pass --routing FILE")
         }
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
-        let api = ControlAdminAPI(control: control, tokens: tokens, failoverTLS: cellStorageTLS, clock: wallClock, logger: logger)
+        let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
+        let api = ControlAdminAPI(
+            control: control, tokens: tokens, failoverTLS: cellStorageTLS,
+            indexSlotMover: IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger),
+            clock: wallClock, logger: logger
+        )
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
             host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,
             // Followers' long polls are answered at once, not held until the drain's limit.
             onGracefulShutdown: { control.endLongPolls() }
         )
-        let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
         var services: [any Service] = [clients]
         clients.prepare(for: control.routingTable)
         control.onPublish { clients.prepare(for: $0) }

@@ -165,7 +165,8 @@ public final class EmbeddedSystem: Sendable {
             routingStatus: RoutingStatus(source: .inProcess), clock: clock, logger: logger
         )
         let controlAPI = ControlAdminAPI(
-            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, clock: clock, logger: logger
+            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false,
+            indexSlotMover: IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger), clock: clock, logger: logger
         )
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger

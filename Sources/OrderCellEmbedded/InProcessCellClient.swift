@@ -88,6 +88,24 @@ struct InProcessCellClient: CellClient {
     }
 }
 
+extension InProcessCellClient {
+    func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
+        try await bounded { [service] in try await service.setIndexSlots(slots, frozen: frozen) }
+    }
+
+    func frozenMerchantKeys(inSlots slots: [Int], after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        try await bounded { [service] in try await service.frozenMerchantKeys(inSlots: Set(slots), after: after, limit: limit) }
+    }
+
+    func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
+        try await bounded { [service] in try await service.importMerchantKeys(entries) }
+    }
+
+    func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
+        try await bounded { [service] in try await service.deleteFrozenMerchantKeys(keys) }
+    }
+}
+
 /// A claim as a Sendable value (tuples of Sendable values cross task boundaries only as such).
 private struct MerchantKeyClaimItem: Sendable {
     var key: MerchantKey

@@ -13,7 +13,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin", abstract: "Operator commands against the control plane (embedded: http://HOST:PORT/control).",
         subcommands: [
             Cells.self, CellAdmin.self, Partitions.self, PartitionAdmin.self, MerchantAdmin.self, Config.self, Releases.self, Release.self,
-            Rollback.self,
+            Rollback.self, IndexSlotsAdmin.self,
         ]
     )
 
@@ -170,6 +170,41 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var change: Change
         func run() async throws {
             printChange(try await connection.client.unblacklist(try cellID(cell), change.request))
+        }
+    }
+
+    struct IndexSlotsAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "index-slots", abstract: "The merchant-key index's slots (docs/merchant-keys.md).", subcommands: [MoveIndexSlots.self]
+        )
+    }
+
+    struct MoveIndexSlots: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "move",
+            abstract: "Move index slots FIRST...LAST to a cell, online: freeze, copy, re-point, drop. Run it again to resume a failed move."
+        )
+        @OptionGroup var connection: Connection
+        @Argument(help: "The slots, as FIRST...LAST or one slot (0...255).") var slots: String
+        @Option(help: "The cell that is to hold them.") var to: Int
+        @OptionGroup var change: Change
+
+        func run() async throws {
+            let bounds = slots.components(separatedBy: "...")
+            guard (1...2).contains(bounds.count), let first = Int(bounds[0]), let last = Int(bounds[bounds.count - 1]) else {
+                throw ValidationError("slots are FIRST...LAST or one slot, got '\(slots)'")
+            }
+            let moved = try await connection.client.moveIndexSlots(
+                IndexSlotMoveRequest(first: first, last: last, to: Int(try cellID(to).rawValue), reason: change.reason, expectedVersion: change.expectedVersion)
+            )
+            if moved.from.isEmpty {
+                say("index slots \(first)...\(last) are in cell \(to) already; routing version \(moved.version)")
+            } else {
+                say("index slots \(first)...\(last) moved from cells \(moved.from.map(String.init).joined(separator: ", ")) to cell \(to): \(moved.copied) entries copied, \(moved.dropped) dropped; routing version \(moved.version)")
+                if !moved.leftBehind.isEmpty {
+                    say("  entries left behind in cells \(moved.leftBehind.map(String.init).joined(separator: ", ")) (frozen there, never read)")
+                }
+            }
         }
     }
 

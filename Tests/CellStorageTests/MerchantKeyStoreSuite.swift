@@ -1,5 +1,6 @@
 import Foundation
 import OrderModel
+import Synchronization
 import Testing
 
 @testable import CellStorage
@@ -40,7 +41,7 @@ struct MerchantKeyStoreSuite {
                 now: Self.now
             )
             #expect(
-                answers == [
+                try answers.map { try $0.get() } == [
                     MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: true),
                     MerchantKeyBinding(owner: Self.three, holder: nil, movableByCaller: false),
                     MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: false),
@@ -140,4 +141,144 @@ struct MerchantKeyStoreSuite {
             #expect(try await store.unverifiedOrders(createdBefore: Self.now.adding(seconds: 1), limit: 10).isEmpty)
         }
     }
+
+    /// Keys of two slots, for the slot-move tests: `count` keys whose slot is `slot`.
+    static func keys(inSlot slot: Int, count: Int, merchant: String = "mv") -> [MerchantKey] {
+        var keys: [MerchantKey] = []
+        var n = 0
+        while keys.count < count {
+            let key = MerchantKey(merchantID: merchant, outTradeNo: "t-\(n)")
+            if key.indexSlot == slot { keys.append(key) }
+            n += 1
+        }
+        return keys
+    }
+
+    @Test("a frozen slot refuses every index write and keeps answering reads; its entries are exported, imported and dropped", arguments: StoreKind.allCases)
+    func frozenSlotsAreCopiedNotWritten(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            let moving = Self.keys(inSlot: 5, count: 5)
+            let staying = Self.keys(inSlot: 6, count: 3)
+            for (n, key) in (moving + staying).enumerated() {
+                _ = try await store.bindMerchantKey(key, candidate: Self.one, attempt: UInt64(n + 1), now: Self.now)
+            }
+            // The copy of a slot that is not frozen is refused: its entries could still change.
+            await #expect(throws: OrderError.self) { try await store.frozenMerchantKeys(inSlots: [5], after: nil, limit: 100) }
+
+            try await store.setIndexSlots([5], frozen: true)
+            try await store.setIndexSlots([5], frozen: true)  // idempotent
+            let known = moving[0]
+            let fresh = Self.keys(inSlot: 5, count: 6)[5]
+            let order = try OrderID(cell: Self.one, createdAt: Self.now, sequence: 1)
+            // Writes of the frozen slot are refused with index_unavailable; a bind of a known key writes nothing and is answered.
+            let refused = try await store.bindMerchantKeys(
+                [MerchantKeyBindRequest(key: fresh, candidate: Self.two, attempt: 50), MerchantKeyBindRequest(key: known, candidate: Self.two, attempt: 51),
+                 MerchantKeyBindRequest(key: staying[0], candidate: Self.two, attempt: 52)],
+                now: Self.now
+            )
+            #expect(throws: OrderError.indexSlotFrozen(5)) { try refused[0].get() }
+            #expect(try refused[1].get() == MerchantKeyBinding(owner: Self.one, holder: nil, movableByCaller: false))
+            #expect(try refused[2].get().owner == Self.one)
+            await #expect(throws: OrderError.indexSlotFrozen(5)) { try await store.claimMerchantKey(known, for: order, now: Self.now) }
+            await #expect(throws: OrderError.indexSlotFrozen(5)) { try await store.claimMerchantKey(fresh, for: order, now: Self.now) }
+            await #expect(throws: OrderError.indexSlotFrozen(5)) {
+                try await store.moveMerchantKey(known, from: Self.one, to: Self.two, attempt: 1, now: Self.now)
+            }
+            await #expect(throws: OrderError.indexSlotFrozen(5)) {
+                try await store.claimMerchantKeys([(key: staying[1], order: order), (key: known, order: order)], now: Self.now)
+            }
+            #expect(try await store.merchantKeyEntry(fresh, consistency: .strong) == nil)
+            #expect(try await store.merchantKeyEntry(known, consistency: .strong)?.holder == nil)
+            // Other slots are written as ever.
+            #expect(try await store.claimMerchantKey(staying[1], for: order, now: Self.now) == .holds)
+
+            // The export pages through every key, keeping the frozen slot's.
+            var exported: [MerchantKeyEntry] = []
+            var after: MerchantKey?
+            var pages = 0
+            repeat {
+                let page = try await store.frozenMerchantKeys(inSlots: [5], after: after, limit: 2)
+                exported += page.entries
+                after = page.next
+                pages += 1
+            } while after != nil
+            #expect(Set(exported.map(\.key)) == Set(moving) && exported.count == moving.count && pages >= 4)
+
+            // Imported elsewhere as they are; dropped here, but only the frozen slot's.
+            try await kind.withStore { target, _ in
+                try await target.importMerchantKeys(exported)
+                try await target.importMerchantKeys(exported)  // idempotent
+                for entry in exported { #expect(try await target.merchantKeyEntry(entry.key, consistency: .strong) == entry) }
+            }
+            #expect(try await store.deleteFrozenMerchantKeys(moving + staying) == moving.count)
+            #expect(try await store.merchantKeyEntry(known, consistency: .strong) == nil)
+            #expect(try await store.merchantKeyEntry(staying[0], consistency: .strong) != nil)
+
+            // Thawed, the slot is written again.
+            try await store.setIndexSlots([5], frozen: false)
+            #expect(try await store.claimMerchantKey(fresh, for: order, now: Self.now) == .holds)
+        }
+    }
+
+    @Test("once a freeze returns, no write of the slot commits, though writers race it", arguments: StoreKind.allCases)
+    func freezeWaitsForWritesUnderWay(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            let keys = Self.keys(inSlot: 9, count: 400, merchant: "race")
+            let next = Shared(0)
+            let outcomes = Shared((written: 0, refused: 0))
+            let stop = Shared(false)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<4 {
+                    group.addTask {
+                        while !stop.withLock({ $0 }) {
+                            let n = next.withLock { n in defer { n += 1 }; return n }
+                            guard n < keys.count else { return }
+                            let key = keys[n]
+                            do {
+                                if writer % 2 == 0 {
+                                    let answer = try await store.bindMerchantKeys(
+                                        [MerchantKeyBindRequest(key: key, candidate: Self.one, attempt: UInt64(n + 1))], now: Self.now
+                                    )
+                                    _ = try answer[0].get()
+                                } else {
+                                    let order = try OrderID(cell: Self.one, createdAt: Self.now, sequence: Int64(n + 1))
+                                    _ = try await store.claimMerchantKey(key, for: order, now: Self.now)
+                                }
+                                outcomes.withLock { $0.written += 1 }
+                            } catch let refusal as OrderError where refusal == .indexSlotFrozen(9) {
+                                outcomes.withLock { $0.refused += 1 }
+                            }
+                        }
+                    }
+                }
+                while outcomes.withLock({ $0.written }) < 20 { try await Task.sleep(for: .milliseconds(5)) }
+                try await store.setIndexSlots([9], frozen: true)
+                let atFreeze = try await Self.export(slot: 9, of: store)
+                while outcomes.withLock({ $0.refused }) < 20 && next.withLock({ $0 }) < keys.count { try await Task.sleep(for: .milliseconds(5)) }
+                stop.withLock { $0 = true }
+                try await group.waitForAll()
+                #expect(try await Self.export(slot: 9, of: store) == atFreeze)
+                #expect(atFreeze.count == outcomes.withLock { $0.written })
+                #expect(outcomes.withLock { $0.refused } >= 1)
+            }
+        }
+    }
+
+    static func export(slot: Int, of store: any OrderStore) async throws -> [MerchantKeyEntry] {
+        var entries: [MerchantKeyEntry] = []
+        var after: MerchantKey?
+        repeat {
+            let page = try await store.frozenMerchantKeys(inSlots: [slot], after: after, limit: 100)
+            entries += page.entries
+            after = page.next
+        } while after != nil
+        return entries
+    }
+}
+
+/// A value shared by a test's tasks.
+final class Shared<Value: Sendable>: Sendable {
+    private let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { value.withLock { body(&$0) } }
 }

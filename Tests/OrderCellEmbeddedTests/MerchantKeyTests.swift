@@ -226,4 +226,85 @@ struct MerchantKeyTests {
             for order in unindexed.prefix(5) { #expect(try await api.pay(order["order_id"]!, "p-\(order["order_id"]!)").status == 200) }
         }
     }
+
+    @Test("an operator moves index slots online while creates, repeats and pays go on: every key keeps its one order; the old cell may then retire")
+    func slotMoveOnline() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let before = try await concurrently(300, width: 8) { try await api.create("m-mv", "mv-\($0)") }
+            #expect(before.allSatisfy { $0.status == 201 })
+            for index in 0..<40 { #expect(try await api.pay(before[index]["order_id"]!, "p-mv-\(index)").status == 200) }
+            // Cell 1 holds slots 0...63 from the first release: it cannot retire while it does.
+            let early = try await api.send(.PATCH, "/control/admin/cells/1", #"{"state":"RETIRED","reason":"too early"}"#, admin: true)
+            #expect(early.status == 400, "\(early.text)")
+
+            var movingEntries: [MerchantKey: MerchantKeyEntry] = [:]
+            for index in 0..<300 {
+                let key = MerchantKey(merchantID: "m-mv", outTradeNo: "mv-\(index)")
+                guard key.indexSlot < 64 else { continue }
+                movingEntries[key] = try #require(try await system.system.cells[CellID(1)!]!.store.merchantKeyEntry(key, consistency: .strong))
+            }
+            // Load while the slots move: repeats of known keys, and new keys (their slot may be frozen for a moment).
+            async let load = concurrently(1_200, width: 6) { index in
+                index % 2 == 0
+                    ? (index, try await api.create("m-mv", "mv-\((index / 2) % 300)"))
+                    : (index, try await api.create("m-mv", "mv-new-\(index / 2)"))
+            }
+            try await Task.sleep(for: .milliseconds(30))
+            let move = #"{"first":0,"last":63,"to":3,"reason":"retire cell 1"}"#
+            let moved = try await api.send(.POST, "/control/admin/index-slots/move", move, admin: true)
+            #expect(moved.status == 200, "\(moved.text)")
+            #expect(moved.json["from"] as? [Int] == [1] && (moved.json["copied"] as? Int ?? 0) > 0)
+            #expect(moved.json["copied"] as? Int == moved.json["dropped"] as? Int)
+            let answers = try await load
+            for (index, answer) in answers {
+                #expect([200, 201].contains(answer.status), "\(index): \(answer.text)")
+                if index % 2 == 0 { #expect(answer["order_id"] == before[(index / 2) % 300]["order_id"]) }
+            }
+            let table = system.system.proxy.routingTable
+            #expect((0...63).allSatisfy { table.indexSlots.cells[$0] == CellID(3)! } && table.indexSlots.slots(of: CellID(1)!).isEmpty)
+            // Run again: nothing left to move.
+            let again = try await api.send(.POST, "/control/admin/index-slots/move", move, admin: true)
+            #expect(again.status == 200 && (again.json["from"] as? [Int])?.isEmpty == true, "\(again.text)")
+
+            // The entries of the moved slots are in cell 3 exactly as cell 1 had them: copied, not remade by later binds.
+            for (key, entry) in movingEntries {
+                #expect(try await system.system.cells[CellID(3)!]!.store.merchantKeyEntry(key, consistency: .strong) == entry, "\(key)")
+                #expect(try await system.system.cells[CellID(1)!]!.store.merchantKeyEntry(key, consistency: .strong) == nil, "\(key)")
+            }
+            // The keys made before the move are found through the copy (the reconciler, which would rebuild entries from orders, has not run).
+            for (index, order) in before.enumerated() {
+                let found = try await api.send(.GET, "/v1/orders?merchant_id=m-mv&out_trade_no=mv-\(index)")
+                #expect(found.status == 200 && found["order_id"] == order["order_id"], "mv-\(index): \(found.text)")
+            }
+            // Orders made unindexed while their slot was frozen are reconciled in the slot's new cell.
+            let unindexed = answers.filter { $0.1["key_status"] == "UNINDEXED" }.count
+            print("slot move under load: \(moved.json["copied"] ?? 0) entries copied; \(unindexed) creates made unindexed while their slot was frozen")
+            system.clock.advance(seconds: 10)
+            for _ in 0..<3 { _ = await system.system.keyReconciler.runRound(limit: 1000) }
+            let fresh = Dictionary(answers.filter { $0.0 % 2 == 1 }.map { ("mv-new-\($0.0 / 2)", $0.1["order_id"]!) }, uniquingKeysWith: { first, _ in first })
+            let all = Dictionary(uniqueKeysWithValues: before.enumerated().map { ("mv-\($0.offset)", $0.element["order_id"]!) }).merging(fresh) { $1 }
+            for (key, id) in all {
+                let found = try await api.send(.GET, "/v1/orders?merchant_id=m-mv&out_trade_no=\(key)")
+                #expect(found.status == 200 && found["order_id"] == id, "\(key): \(found.text)")
+                let repeated = try await api.create("m-mv", key)
+                #expect(repeated.status == 200 && repeated["order_id"] == id, "\(key): \(repeated.text)")
+            }
+            var stored = 0
+            for service in system.system.cells.values { stored += try await service.store.orderCount() }
+            #expect(stored == all.count, "one order per key across the cells")
+            for index in 40..<80 { #expect(try await api.pay(before[index]["order_id"]!, "p-mv-\(index)").status == 200) }
+            // Nothing is left in cell 1's index; the slots stay frozen there.
+            let leftover = try await system.system.cells[CellID(1)!]!.frozenMerchantKeys(inSlots: Set(0...63), after: nil, limit: 5000)
+            #expect(leftover.entries.isEmpty)
+
+            // Refusals: bad ranges and cells, and a viewer.
+            for (body, status) in [(#"{"first":9,"last":3,"to":2}"#, 400), (#"{"first":0,"last":256,"to":2}"#, 400), (#"{"first":0,"last":3,"to":77}"#, 404)] {
+                #expect(try await api.send(.POST, "/control/admin/index-slots/move", body, admin: true).status == status, "\(body)")
+            }
+            #expect(try await api.send(.POST, "/control/admin/index-slots/move", move).status == 401)
+            let retired = try await api.send(.PATCH, "/control/admin/cells/1", #"{"state":"RETIRED","reason":"its slots moved"}"#, admin: true)
+            #expect(retired.status == 200, "\(retired.text)")
+        }
+    }
 }

@@ -93,6 +93,7 @@ struct OperatorBodiesDocumentTests {
             ("DELETE /control/admin/merchants/{merchant_id}/partition", try Self.fields(of: reason)),
             ("PUT /control/admin/config", try Self.fields(of: ConfigRequest(policy: TrafficPolicy(), reason: "r", expectedVersion: 1))),
             ("POST /control/admin/releases/{version}/rollback", try Self.fields(of: reason)),
+            ("POST /control/admin/index-slots/move", try Self.fields(of: IndexSlotMoveRequest(first: 0, last: 1, to: 2, reason: "r", expectedVersion: 1))),
         ]
         for (operation, fields) in bodies {
             let documented = try #require(Self.documentedBodyFields(operation), "\(operation) is not in docs/openapi.yaml")

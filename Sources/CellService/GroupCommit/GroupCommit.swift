@@ -157,4 +157,4 @@ extension GroupCommit where Item == Order {
 }
 
 /// Concurrent merchant-key binds of a cell service sharing transactions.
-typealias BindGroupCommit = GroupCommit<MerchantKeyBindRequest, MerchantKeyBinding>
+typealias BindGroupCommit = GroupCommit<MerchantKeyBindRequest, Result<MerchantKeyBinding, OrderError>>

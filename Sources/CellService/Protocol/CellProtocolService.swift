@@ -49,6 +49,10 @@ public struct CellProtocolService: CellProtocolResponder {
         case .setKeyStatus: return try await setKeyStatus(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .settleKey: return try await settleKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .claimKeys: return try await claimKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .fenceSlots: return try await fenceSlots(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .exportKeys: return try await exportKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .importKeys: return try await importKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .dropKeys: return try await dropKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         }
     }
 
@@ -250,6 +254,60 @@ public struct CellProtocolService: CellProtocolResponder {
                 throw OrderError.invalidRequest("\(error)")
             }
             reply.written = try await answering { try await cell.settleMerchantKey(entry, ifRevision: Int(request.ifRevision)) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    // MARK: Moving index slots (the control plane's slot move)
+
+    func fenceSlots(_ request: Ordercell_Cell_V1_FenceSlotsRequest) async throws -> Ordercell_Cell_V1_FenceSlotsReply {
+        var reply = Ordercell_Cell_V1_FenceSlotsReply()
+        do {
+            let slots = request.slots.map(Int.init)
+            try await answering { try await cell.setIndexSlots(slots, frozen: request.frozen) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func exportKeys(_ request: Ordercell_Cell_V1_ExportKeysRequest) async throws -> Ordercell_Cell_V1_ExportKeysReply {
+        var reply = Ordercell_Cell_V1_ExportKeysReply()
+        do {
+            let after = request.hasAfter ? try request.after.domain() : nil
+            let limit = Int(min(max(request.limit, 1), 5000))
+            let page = try await answering { try await cell.frozenMerchantKeys(inSlots: Set(request.slots.map(Int.init)), after: after, limit: limit) }
+            reply.entries = page.entries.map(Ordercell_Cell_V1_KeyEntry.init)
+            if let next = page.next { reply.next = Ordercell_Cell_V1_MerchantKeyRef(next) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func importKeys(_ request: Ordercell_Cell_V1_ImportKeysRequest) async throws -> Ordercell_Cell_V1_ImportKeysReply {
+        var reply = Ordercell_Cell_V1_ImportKeysReply()
+        do {
+            guard request.entries.count <= 5000 else { throw OrderError.invalidRequest("at most 5000 entries at once") }
+            let entries: [MerchantKeyEntry]
+            do { entries = try request.entries.map { try $0.domain() } } catch let error as OrderError { throw error } catch {
+                throw OrderError.invalidRequest("\(error)")
+            }
+            try await answering { try await cell.importMerchantKeys(entries) }
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func dropKeys(_ request: Ordercell_Cell_V1_DropKeysRequest) async throws -> Ordercell_Cell_V1_DropKeysReply {
+        var reply = Ordercell_Cell_V1_DropKeysReply()
+        do {
+            guard request.keys.count <= 5000 else { throw OrderError.invalidRequest("at most 5000 keys at once") }
+            let keys = try request.keys.map { key throws(OrderError) in try key.domain() }
+            reply.dropped = Int32(try await answering { try await cell.deleteFrozenMerchantKeys(keys) })
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

@@ -134,7 +134,7 @@ public final class FollowingPostgresStore: OrderStore, Service {
     ) async throws -> Answer {
         try await store.updateMerchantKey(key, decide)
     }
-    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [Result<MerchantKeyBinding, OrderError>] {
         try await store.bindMerchantKeys(requests, now: now)
     }
     public var batchesBinds: Bool { true }
@@ -144,4 +144,10 @@ public final class FollowingPostgresStore: OrderStore, Service {
     public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
         try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
     }
+    public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws { try await store.setIndexSlots(slots, frozen: frozen) }
+    public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        try await store.frozenMerchantKeys(inSlots: slots, after: after, limit: limit)
+    }
+    public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws { try await store.importMerchantKeys(entries) }
+    public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int { try await store.deleteFrozenMerchantKeys(keys) }
 }

@@ -371,35 +371,20 @@ public final class PostgresOrderStore: OrderStore, Service {
         let order = claims.indices.sorted { (claims[$0].key.merchantID, claims[$0].key.outTradeNo, $0) < (claims[$1].key.merchantID, claims[$1].key.outTradeNo, $1) }
         let items = claims.map { ($0.key, $0.order) }
         return try await deadline {
-            do {
-                return try await primary.withTransaction(logger: logger) { connection -> [MerchantKeyClaim] in
-                    var answers = [MerchantKeyClaim?](repeating: nil, count: items.count)
-                    for index in order {
-                        let (key, orderID) = items[index]
-                        attempts: for _ in 0..<3 {
-                            var entry: MerchantKeyEntry?
-                            for try await row in try await connection.execute(LockMerchantKey(key: key), logger: logger) { entry = row }
-                            let decision = MerchantKeyIndex.claim(entry, key: key, cell: orderID.cell, order: orderID, now: now)
-                            if let write = decision.write {
-                                if entry == nil {
-                                    var inserted = false
-                                    for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
-                                    guard inserted else { continue attempts }
-                                } else {
-                                    _ = try await connection.execute(UpdateMerchantKey(entry: write), logger: logger)
-                                }
-                            }
-                            answers[index] = decision.answer
-                            break
+            try await Self.indexTransaction(on: primary, logger: logger, "index batch failed") { connection -> [MerchantKeyClaim] in
+                var answers = [MerchantKeyClaim?](repeating: nil, count: items.count)
+                for index in order {
+                    let (key, orderID) = items[index]
+                    for _ in 0..<3 where answers[index] == nil {
+                        answers[index] = try await Self.lockDecideWrite(key, on: connection, logger: logger) {
+                            MerchantKeyIndex.claim($0, key: key, cell: orderID.cell, order: orderID, now: now)
                         }
                     }
-                    return try answers.map { answer in
-                        guard let answer else { throw StoreError("an index entry kept changing under a batch of claims") }
-                        return answer
-                    }
                 }
-            } catch let error as PostgresTransactionError {
-                throw StoreError("index batch failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+                return try answers.map { answer in
+                    guard let answer else { throw StoreError("an index entry kept changing under a batch of claims") }
+                    return answer
+                }
             }
         }
     }
@@ -416,28 +401,53 @@ public final class PostgresOrderStore: OrderStore, Service {
         let primary = self.primary
         let logger = self.logger
         return try await deadline {
-                for _ in 0..<3 {
-                    let answer: Answer?
-                    do {
-                        answer = try await primary.withTransaction(logger: logger) { connection -> Answer? in
-                            var entry: MerchantKeyEntry?
-                            for try await row in try await connection.execute(LockMerchantKey(key: key), logger: logger) { entry = row }
-                            let decision = decide(entry)
-                            guard let write = decision.write else { return decision.answer }
-                            if entry == nil {
-                                var inserted = false
-                                for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { inserted = true }
-                                return inserted ? decision.answer : nil
-                            }
-                            _ = try await connection.execute(UpdateMerchantKey(entry: write), logger: logger)
-                            return decision.answer
-                        }
-                    } catch let error as PostgresTransactionError {
-                        throw StoreError("index transaction on \(key) failed: \(String(reflecting: error.closureError ?? error.commitError ?? error))")
-                    }
-                    if let answer { return answer }
+            for _ in 0..<3 {
+                let answer = try await Self.indexTransaction(on: primary, logger: logger, "index transaction on \(key) failed") { connection in
+                    try await Self.lockDecideWrite(key, on: connection, logger: logger, decide)
                 }
-                throw StoreError("the index entry of \(key) kept changing under three transactions")
+                if let answer { return answer }
+            }
+            throw StoreError("the index entry of \(key) kept changing under three transactions")
+        }
+    }
+
+    /// Locks the key's entry, decides, and writes the decision, inside the
+    /// caller's transaction. Nil when another transaction inserted the entry
+    /// first (decide again, in a new transaction). A frozen slot refuses the
+    /// write (``OrderError/indexSlotFrozen(_:)``); a decision that writes
+    /// nothing is answered even then.
+    private static func lockDecideWrite<Answer: Sendable>(
+        _ key: MerchantKey, on connection: PostgresConnection, logger: Logger,
+        _ decide: (MerchantKeyEntry?) -> MerchantKeyIndex.Decision<Answer>
+    ) async throws -> Answer? {
+        var entry: MerchantKeyEntry?
+        for try await row in try await connection.execute(LockMerchantKey(key: key), logger: logger) { entry = row }
+        let decision = decide(entry)
+        guard let write = decision.write else { return decision.answer }
+        var written = false
+        if entry == nil {
+            for try await _ in try await connection.execute(InsertMerchantKey(entry: write), logger: logger) { written = true }
+            if written { return decision.answer }
+            for try await _ in try await connection.execute(SelectSlotFrozen(slot: key.indexSlot), logger: logger) {
+                throw OrderError.indexSlotFrozen(key.indexSlot)
+            }
+            return nil
+        }
+        for try await _ in try await connection.execute(UpdateMerchantKey(entry: write), logger: logger) { written = true }
+        guard written else { throw OrderError.indexSlotFrozen(key.indexSlot) }
+        return decision.answer
+    }
+
+    /// A transaction of the index: refusals (a frozen slot) come out as they are, any other failure as a storage fault.
+    private static func indexTransaction<T: Sendable>(
+        on client: PostgresClient, logger: Logger, _ what: @autoclosure () -> String,
+        _ body: (PostgresConnection) async throws -> sending T
+    ) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? OrderError { throw refusal }
+            throw StoreError("\(what()): \(String(reflecting: error.closureError ?? error.commitError ?? error))")
         }
     }
 
@@ -448,7 +458,7 @@ public final class PostgresOrderStore: OrderStore, Service {
     /// nothing (``MerchantKeyIndex/bind(_:key:candidate:attempt:now:)``), so
     /// reading it without a lock decides alike; a move that commits meanwhile
     /// is seen by the create's own claim, like any move after the bind.
-    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [Result<MerchantKeyBinding, OrderError>] {
         guard !requests.isEmpty else { return [] }
         let primary = self.primary
         let logger = self.logger
@@ -464,16 +474,22 @@ public final class PostgresOrderStore: OrderStore, Service {
                     known[entry.key] = entry
                 }
             }
-            return try requests.map { request in
+            // A new key that was neither reserved nor found: its slot is frozen (read only then).
+            var frozen: Set<Int> = []
+            if requests.contains(where: { reserved[$0.key] == nil && known[$0.key] == nil }) {
+                for try await slot in try await primary.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+            }
+            return try requests.map { request -> Result<MerchantKeyBinding, OrderError> in
                 if let attempt = reserved[request.key] {
                     // Reserved by this batch: for this request, or for an earlier one of the same key in it.
                     let entry = MerchantKeyEntry(key: request.key, owner: requests.first { $0.key == request.key && $0.attempt == attempt }?.candidate ?? request.candidate, attempt: attempt, createdAt: now)
-                    return MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer
+                    return .success(MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer)
                 }
                 guard let entry = known[request.key] else {
+                    if frozen.contains(request.key.indexSlot) { return .failure(OrderError.indexSlotFrozen(request.key.indexSlot)) }
                     throw StoreError("merchant key \(request.key) was neither reserved nor found")
                 }
-                return MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer
+                return .success(MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now).answer)
             }
         }
     }
@@ -509,6 +525,71 @@ public final class PostgresOrderStore: OrderStore, Service {
             )
             for try await row in rows { entries.append(try decodeMerchantKeyEntry(row)) }
             return entries
+        }
+    }
+
+    // MARK: - Moving index slots
+
+    /// A freeze takes `EXCLUSIVE` on `merchant_keys` for its own short
+    /// transaction: it waits for every index transaction under way (they
+    /// hold `ROW SHARE` or `ROW EXCLUSIVE` on the table) and holds back new
+    /// ones until it commits; their writing statements then see the fence.
+    /// Plain reads go on meanwhile. The wait for the lock is bounded.
+    public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
+        let primary = self.primary
+        let logger = self.logger
+        let numbers = slots.map(Int32.init)
+        try await deadline {
+            try await Self.indexTransaction(on: primary, logger: logger, "changing index slot fences failed") { connection in
+                try await connection.query("SET LOCAL lock_timeout = '5s'", logger: logger)
+                if frozen {
+                    try await connection.query("LOCK TABLE merchant_keys IN EXCLUSIVE MODE", logger: logger)
+                    try await connection.query(
+                        "INSERT INTO index_slot_fences (slot) SELECT unnest(\(numbers)::int4[]) ON CONFLICT (slot) DO NOTHING", logger: logger
+                    )
+                } else {
+                    try await connection.query("DELETE FROM index_slot_fences WHERE slot = ANY(\(numbers)::int4[])", logger: logger)
+                }
+            }
+        }
+    }
+
+    public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var frozen: Set<Int> = []
+            for try await slot in try await primary.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+            if let open = slots.subtracting(frozen).min() {
+                throw OrderError(.invalidState, "index slot \(open) is not frozen in this cell: its entries may still change")
+            }
+            var scanned: [MerchantKeyEntry] = []
+            for try await entry in try await primary.execute(SelectMerchantKeysAfter(after: after, limit: limit), logger: logger) {
+                scanned.append(entry)
+            }
+            return MerchantKeyPage(
+                entries: scanned.filter { slots.contains($0.key.indexSlot) }, next: scanned.count < limit ? nil : scanned.last?.key
+            )
+        }
+    }
+
+    public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        let primary = self.primary
+        let logger = self.logger
+        try await deadline {
+            _ = try await primary.execute(ImportMerchantKeys(entries: entries), logger: logger)
+        }
+    }
+
+    public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
+        guard !keys.isEmpty else { return 0 }
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var deleted = 0
+            for try await _ in try await primary.execute(DeleteFrozenMerchantKeys(keys: keys), logger: logger) { deleted += 1 }
+            return deleted
         }
     }
 

@@ -79,6 +79,11 @@ enum PostgresSchema {
                 "CREATE INDEX merchant_keys_moved ON merchant_keys (updated_at) WHERE abandoned <> ''",
             ]
         ),
+        (
+            3, "index slot fences",
+            // A slot listed here is frozen for a move: no entry of it is written (docs/merchant-keys.md).
+            ["CREATE TABLE index_slot_fences (slot INTEGER PRIMARY KEY)"]
+        ),
     ]
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {

@@ -321,11 +321,19 @@ struct LockMerchantKey: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
 }
 
-/// A new key's entry, unless another transaction wrote one first (then no row comes back).
+/// A new key's entry, unless another transaction wrote one first or its
+/// slot is frozen (then no row comes back: ``SelectSlotFrozen`` tells which).
+///
+/// Every index write checks the slot's fence in the statement that writes,
+/// after its transaction locked `merchant_keys` (here, or by
+/// ``LockMerchantKey`` before it): a freeze takes `EXCLUSIVE` on the table,
+/// so it waits for such a transaction, and a statement that starts after the
+/// freeze committed sees the fence.
 struct InsertMerchantKey: PostgresPreparedStatement {
     static let name = "ordercell.InsertMerchantKey"
     static let sql = """
-        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns)) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+        WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences WHERE slot = $10)
         ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING 1
         """
     var entry: MerchantKeyEntry
@@ -333,23 +341,66 @@ struct InsertMerchantKey: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
 }
 
-/// Writes a changed entry. It takes the same nine bindings as ``InsertMerchantKey``
-/// (one binder for both); `created_at` ($8) never changes, and a prepared statement
-/// must use every parameter it is given, hence the `$8 IS NOT NULL` that is always true.
+/// Writes a changed entry, locked by the transaction, unless its slot is
+/// frozen (then no row comes back). It takes the same bindings as
+/// ``InsertMerchantKey`` (one binder for both); `created_at` ($8) never
+/// changes, and a prepared statement must use every parameter it is given,
+/// hence the `$8 IS NOT NULL` that is always true.
 struct UpdateMerchantKey: PostgresPreparedStatement {
     static let name = "ordercell.UpdateMerchantKey"
     static let sql = """
         UPDATE merchant_keys SET owner_cell = $3, holder = $4, attempt = $5, abandoned = $6, revision = $7, updated_at = $9 \
-        WHERE merchant_id = $1 AND out_trade_no = $2 AND $8::int8 IS NOT NULL
+        WHERE merchant_id = $1 AND out_trade_no = $2 AND $8::int8 IS NOT NULL \
+        AND NOT EXISTS (SELECT 1 FROM index_slot_fences WHERE slot = $10) RETURNING 1
         """
     var entry: MerchantKeyEntry
     func makeBindings() throws -> PostgresBindings { merchantKeyBindings(entry) }
-    func decodeRow(_ row: PostgresRow) throws {}
+    func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
+}
+
+/// Whether an index slot is frozen for a move.
+struct SelectSlotFrozen: PostgresPreparedStatement {
+    static let name = "ordercell.SelectSlotFrozen"
+    static let sql = "SELECT 1 FROM index_slot_fences WHERE slot = $1"
+    var slot: Int
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(Int32(slot))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
+}
+
+/// The slots frozen for a move.
+struct SelectFrozenSlots: PostgresPreparedStatement {
+    static let name = "ordercell.SelectFrozenSlots"
+    static let sql = "SELECT slot FROM index_slot_fences"
+    func makeBindings() throws -> PostgresBindings { PostgresBindings() }
+    func decodeRow(_ row: PostgresRow) throws -> Int { Int(try row.decode(Int32.self)) }
+}
+
+/// Entries in key order after a key: a slot move's scan.
+struct SelectMerchantKeysAfter: PostgresPreparedStatement {
+    static let name = "ordercell.SelectMerchantKeysAfter"
+    static let sql = """
+        SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys WHERE (merchant_id, out_trade_no) > ($1, $2) \
+        ORDER BY merchant_id, out_trade_no LIMIT $3
+        """
+    var after: MerchantKey?
+    var limit: Int
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(after?.merchantID ?? "")
+        bindings.append(after?.outTradeNo ?? "")
+        bindings.append(Int64(limit))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
 }
 
 private func merchantKeyBindings(_ entry: MerchantKeyEntry) -> PostgresBindings {
     let row = MerchantKeyRow(entry)
-    var bindings = PostgresBindings(capacity: 9)
+    var bindings = PostgresBindings(capacity: 10)
     bindings.append(entry.key.merchantID)
     bindings.append(entry.key.outTradeNo)
     bindings.append(row.owner)
@@ -359,6 +410,7 @@ private func merchantKeyBindings(_ entry: MerchantKeyEntry) -> PostgresBindings 
     bindings.append(row.revision)
     bindings.append(row.createdAt)
     bindings.append(row.updatedAt)
+    bindings.append(Int32(entry.key.indexSlot))
     return bindings
 }
 
@@ -370,7 +422,9 @@ struct InsertNewMerchantKeys: PostgresPreparedStatement {
     static let sql = """
         INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
         SELECT merchant_id, out_trade_no, owner_cell, NULL, attempt, '', 1, $5, $5 \
-        FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[]) WITH ORDINALITY AS b(merchant_id, out_trade_no, owner_cell, attempt, position) \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $6::int4[]) \
+        WITH ORDINALITY AS b(merchant_id, out_trade_no, owner_cell, attempt, slot, position) \
+        WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = b.slot) \
         ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
         ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
         RETURNING merchant_id, out_trade_no, attempt
@@ -378,12 +432,13 @@ struct InsertNewMerchantKeys: PostgresPreparedStatement {
     var requests: [MerchantKeyBindRequest]
     var now: Timestamp
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 5)
+        var bindings = PostgresBindings(capacity: 6)
         bindings.append(requests.map(\.key.merchantID))
         bindings.append(requests.map(\.key.outTradeNo))
         bindings.append(requests.map { Int32($0.candidate.rawValue) })
         bindings.append(requests.map { Int64(bitPattern: $0.attempt) })
         bindings.append(now.millisecondsSinceEpoch)
+        bindings.append(requests.map { Int32($0.key.indexSlot) })
         return bindings
     }
     func decodeRow(_ row: PostgresRow) throws -> (merchantID: String, outTradeNo: String, attempt: Int64) {
@@ -406,4 +461,53 @@ struct SelectMerchantKeys: PostgresPreparedStatement {
         return bindings
     }
     func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
+}
+
+/// Entries copied from another cell, written as they are (a slot move's copy).
+struct ImportMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.ImportMerchantKeys"
+    static let sql = """
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
+        SELECT merchant_id, out_trade_no, owner_cell, NULLIF(holder, ''), attempt, abandoned, revision, created_at, updated_at \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[]) \
+        AS i(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at) \
+        ON CONFLICT (merchant_id, out_trade_no) DO UPDATE SET owner_cell = excluded.owner_cell, holder = excluded.holder, \
+        attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, \
+        created_at = excluded.created_at, updated_at = excluded.updated_at
+        """
+    var entries: [MerchantKeyEntry]
+    func makeBindings() throws -> PostgresBindings {
+        let rows = entries.map(MerchantKeyRow.init)
+        var bindings = PostgresBindings(capacity: 9)
+        bindings.append(entries.map(\.key.merchantID))
+        bindings.append(entries.map(\.key.outTradeNo))
+        bindings.append(rows.map { Int32($0.owner) })
+        bindings.append(rows.map { $0.holder ?? "" })
+        bindings.append(rows.map(\.attempt))
+        bindings.append(rows.map(\.abandoned))
+        bindings.append(rows.map { Int32($0.revision) })
+        bindings.append(rows.map(\.createdAt))
+        bindings.append(rows.map(\.updatedAt))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+/// Deletes the entries of keys whose slot is frozen (a moved slot's copy left behind); a row back per entry deleted.
+struct DeleteFrozenMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.DeleteFrozenMerchantKeys"
+    static let sql = """
+        DELETE FROM merchant_keys m USING unnest($1::text[], $2::text[], $3::int4[]) AS d(merchant_id, out_trade_no, slot) \
+        WHERE m.merchant_id = d.merchant_id AND m.out_trade_no = d.out_trade_no \
+        AND EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = d.slot) RETURNING 1
+        """
+    var keys: [MerchantKey]
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(keys.map(\.merchantID))
+        bindings.append(keys.map(\.outTradeNo))
+        bindings.append(keys.map { Int32($0.indexSlot) })
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
 }

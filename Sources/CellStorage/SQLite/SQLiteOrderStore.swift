@@ -243,9 +243,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
                         db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [claim.key.merchantID, claim.key.outTradeNo]
                     ).map(Self.merchantKeyEntry(from:))
                     let decision = MerchantKeyIndex.claim(entry, key: claim.key, cell: claim.order.cell, order: claim.order, now: now)
-                    if let write = decision.write {
-                        try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
-                    }
+                    if let write = decision.write { try Self.write(write, db) }
                     return decision.answer
                 }
             }
@@ -263,27 +261,25 @@ public final class SQLiteOrderStore: OrderStore, Service {
                     db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [key.merchantID, key.outTradeNo]
                 ).map(Self.merchantKeyEntry(from:))
                 let decision = decide(entry)
-                if let write = decision.write {
-                    try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
-                }
+                if let write = decision.write { try Self.write(write, db) }
                 return decision.answer
             }
         }
     }
 
     /// One transaction, one commit for all of them (as ``insertBatch(_:)`` for orders).
-    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [MerchantKeyBinding] {
+    public func bindMerchantKeys(_ requests: [MerchantKeyBindRequest], now: Timestamp) async throws -> [Result<MerchantKeyBinding, OrderError>] {
         try await guarded {
             try await pool.write { db in
-                try requests.map { request in
+                try requests.map { request -> Result<MerchantKeyBinding, OrderError> in
                     let entry = try Row.fetchOne(
                         db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [request.key.merchantID, request.key.outTradeNo]
                     ).map(Self.merchantKeyEntry(from:))
                     let decision = MerchantKeyIndex.bind(entry, key: request.key, candidate: request.candidate, attempt: request.attempt, now: now)
                     if let write = decision.write {
-                        try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: Self.arguments(of: write))
+                        do { try Self.write(write, db) } catch let refusal as OrderError { return .failure(refusal) }
                     }
-                    return decision.answer
+                    return .success(decision.answer)
                 }
             }
         }
@@ -306,6 +302,73 @@ public final class SQLiteOrderStore: OrderStore, Service {
                 try Row.fetchAll(
                     db.cachedStatement(sql: SQLiteSchema.selectMovedMerchantKeys), arguments: [cutoff.millisecondsSinceEpoch, limit]
                 ).map(Self.merchantKeyEntry(from:))
+            }
+        }
+    }
+
+    // MARK: - Moving index slots
+
+    /// Every index write goes through here: inside the write transaction
+    /// (SQLite has one writer at a time), so a freeze, itself a write, is
+    /// either before it (and refuses it) or after it.
+    private static func write(_ entry: MerchantKeyEntry, _ db: Database) throws {
+        let slot = entry.key.indexSlot
+        if try Bool.fetchOne(db.cachedStatement(sql: SQLiteSchema.selectSlotFrozen), arguments: [slot]) ?? false {
+            throw OrderError.indexSlotFrozen(slot)
+        }
+        try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey).execute(arguments: arguments(of: entry))
+    }
+
+    public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
+        try await guarded {
+            try await pool.write { db in
+                let statement = try db.cachedStatement(
+                    sql: frozen ? "INSERT OR IGNORE INTO index_slot_fences (slot) VALUES (?)" : "DELETE FROM index_slot_fences WHERE slot = ?"
+                )
+                for slot in slots { try statement.execute(arguments: [slot]) }
+            }
+        }
+    }
+
+    public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        try await guarded {
+            try await pool.read { db in
+                let frozen = Set(try Int.fetchAll(db, sql: "SELECT slot FROM index_slot_fences"))
+                if let open = slots.subtracting(frozen).min() {
+                    throw OrderError(.invalidState, "index slot \(open) is not frozen in this cell: its entries may still change")
+                }
+                let rows = try Row.fetchAll(
+                    db.cachedStatement(sql: SQLiteSchema.selectMerchantKeysAfter),
+                    arguments: [after?.merchantID ?? "", after?.outTradeNo ?? "", limit]
+                )
+                let entries = try rows.map(Self.merchantKeyEntry(from:))
+                return MerchantKeyPage(
+                    entries: entries.filter { slots.contains($0.key.indexSlot) }, next: rows.count < limit ? nil : entries.last?.key
+                )
+            }
+        }
+    }
+
+    public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
+        try await guarded {
+            try await pool.write { db in
+                let statement = try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey)
+                for entry in entries { try statement.execute(arguments: Self.arguments(of: entry)) }
+            }
+        }
+    }
+
+    public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
+        try await guarded {
+            try await pool.write { db in
+                let frozen = Set(try Int.fetchAll(db, sql: "SELECT slot FROM index_slot_fences"))
+                let statement = try db.cachedStatement(sql: "DELETE FROM merchant_keys WHERE merchant_id = ? AND out_trade_no = ?")
+                var deleted = 0
+                for key in keys where frozen.contains(key.indexSlot) {
+                    try statement.execute(arguments: [key.merchantID, key.outTradeNo])
+                    deleted += db.changesCount
+                }
+                return deleted
             }
         }
     }

@@ -75,6 +75,10 @@ enum SQLiteSchema {
                     """
             )
         }
+        migrator.registerMigration("v3: index slot fences") { db in
+            // A slot listed here is frozen for a move: no entry of it is written (docs/merchant-keys.md).
+            try db.execute(sql: "CREATE TABLE index_slot_fences (slot INTEGER PRIMARY KEY NOT NULL)")
+        }
         return migrator
     }
 
@@ -103,6 +107,11 @@ enum SQLiteSchema {
         INSERT INTO merchant_keys (\(merchantKeyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
         ON CONFLICT (merchant_id, out_trade_no) DO UPDATE SET owner_cell = excluded.owner_cell, holder = excluded.holder, \
         attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, updated_at = excluded.updated_at
+        """
+    static let selectSlotFrozen = "SELECT 1 FROM index_slot_fences WHERE slot = ?"
+    static let selectMerchantKeysAfter = """
+        SELECT \(merchantKeyColumns) FROM merchant_keys WHERE (merchant_id, out_trade_no) > (?, ?) \
+        ORDER BY merchant_id, out_trade_no LIMIT ?
         """
     static let selectMovedMerchantKeys = """
         SELECT \(merchantKeyColumns) FROM merchant_keys WHERE abandoned <> '' AND updated_at < ? ORDER BY updated_at LIMIT ?

@@ -23,13 +23,16 @@ public struct ControlAdminAPI: Sendable {
     /// control plane's own (internal) port in a cluster; not on the public
     /// port of the embedded deployment, whose proxy follows in process.
     public let servesFollowers: Bool
+    /// Index slot moves are offered when there is a mover (it calls the cells); nil: not offered.
+    public let indexSlotMover: IndexSlotMover?
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
         control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", failoverTLS: PostgresTLSMode? = nil,
-        servesFollowers: Bool = true, clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
+        self.indexSlotMover = indexSlotMover
         self.control = control
         self.tokens = tokens
         self.pathPrefix = pathPrefix
@@ -169,6 +172,19 @@ public struct ControlAdminAPI: Sendable {
                     throw OrderError(.cellUnavailable, "failover of cell \(cell) failed: \(error)", retryAfterSeconds: 5)
                 }
                 return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+            }
+        }
+        if let indexSlotMover {
+            admin.on(.post, "/index-slots/move") { request, _ in
+                let token = try tokens.authorize(request, as: .operator)
+                let body = try await HTTPBodies.decode(IndexSlotMoveRequest.self, from: request)
+                let (slots, target) = try body.validated()
+                try RequestLimits.checkText(body.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+                let expected = try ExpectedVersion.of(request, body: body.expectedVersion)
+                let moved = try await indexSlotMover.move(
+                    slots, to: target, expectedVersion: expected, author: token.name, reason: body.reason ?? "no reason given"
+                )
+                return try HTTPBodies.json(moved)
             }
         }
         admin.on(.put, "/partitions/{partition}") { request, context in

@@ -70,6 +70,11 @@ public struct ControlAdminClient: Sendable {
         try await change(.PUT, "/admin/config", request)
     }
 
+    /// Moves index slots to another cell; the answer comes once the move is done (or refused).
+    public func moveIndexSlots(_ request: IndexSlotMoveRequest) async throws -> IndexSlotMoveView {
+        try await decode(try await send(.POST, "/admin/index-slots/move", body: try JSONEncoder().encode(request), timeout: .seconds(600)))
+    }
+
     public func rollback(to version: UInt64, _ request: ReasonRequest) async throws -> ChangeResultView {
         try await change(.POST, "/admin/releases/\(version)/rollback", request)
     }

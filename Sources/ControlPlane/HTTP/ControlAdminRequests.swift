@@ -181,3 +181,30 @@ enum OperatorInput {
         return parsed
     }
 }
+
+/// `POST /admin/index-slots/move`: move index slots `first...last` to cell `to` (docs/merchant-keys.md).
+public struct IndexSlotMoveRequest: Codable, Sendable {
+    public var first: Int
+    public var last: Int
+    public var to: Int
+    public var reason: String?
+    public var expectedVersion: UInt64?
+    enum CodingKeys: String, CodingKey { case first, last, to, reason, expectedVersion = "expected_version" }
+
+    public init(first: Int, last: Int, to: Int, reason: String? = nil, expectedVersion: UInt64? = nil) {
+        self.first = first
+        self.last = last
+        self.to = to
+        self.reason = reason
+        self.expectedVersion = expectedVersion
+    }
+
+    func validated() throws(OrderError) -> (slots: ClosedRange<Int>, to: CellID) {
+        let all = 0..<IndexSlots.count
+        guard all.contains(first), all.contains(last), first <= last else {
+            throw OrderError.invalidRequest("first and last must be index slots 0...\(IndexSlots.count - 1), first <= last; got \(first)...\(last)")
+        }
+        guard let cell = CellID(to) else { throw OrderError.invalidRequest("to must be a cell number 0...9999, got \(to)") }
+        return (first...last, cell)
+    }
+}

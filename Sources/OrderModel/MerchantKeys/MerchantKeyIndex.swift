@@ -175,3 +175,27 @@ public enum MerchantKeyIndex {
         MerchantKeyBinding(owner: entry.owner, holder: entry.holder, movableByCaller: entry.holder == nil && entry.attempt == attempt)
     }
 }
+
+/// One page of a slot move's copy: entries of the moving slots in key
+/// order, and where the next page starts (nil: the scan is done). A page
+/// may hold fewer entries than asked, even none, and still have a next
+/// page: the scan goes over every key of the cell and keeps those of the
+/// moving slots.
+public struct MerchantKeyPage: Sendable, Equatable {
+    public var entries: [MerchantKeyEntry]
+    public var next: MerchantKey?
+
+    public init(entries: [MerchantKeyEntry], next: MerchantKey?) {
+        self.entries = entries
+        self.next = next
+    }
+}
+
+extension OrderError {
+    /// An index write refused because the key's slot is frozen for a move
+    /// (docs/merchant-keys.md, "Moving slots"): callers treat it as a slot
+    /// they cannot reach, and the slot answers again from its new cell.
+    public static func indexSlotFrozen(_ slot: Int) -> OrderError {
+        OrderError(.indexUnavailable, "index slot \(slot) is being moved to another cell", retryAfterSeconds: 1)
+    }
+}

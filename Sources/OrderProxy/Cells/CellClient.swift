@@ -32,6 +32,16 @@ public protocol CellClient: Sendable {
     func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
     func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws
 
+    // Moving index slots: the control plane's calls (docs/merchant-keys.md, "Moving slots").
+    /// Freezes (or thaws) index slots in the cell's storage; once frozen, no entry of them changes there.
+    func setIndexSlots(_ slots: [Int], frozen: Bool) async throws
+    /// A page of the entries of `slots`, all frozen in the cell, scanning keys after `after`.
+    func frozenMerchantKeys(inSlots slots: [Int], after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage
+    /// Writes entries copied from another cell, as they are.
+    func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws
+    /// Deletes the entries of `keys` whose slot is frozen in the cell; how many it deleted.
+    func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int
+
     /// Whether the client bounds its calls itself, so the proxy need not put
     /// its own deadline around them (saves two tasks per call in process).
     var enforcesOwnDeadline: Bool { get }

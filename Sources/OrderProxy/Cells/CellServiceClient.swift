@@ -274,6 +274,39 @@ public final class CellServiceClient: CellClient {
         if reply.hasRefusal { throw reply.refusal.orderError }
     }
 
+    public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
+        var message = Ordercell_Cell_V1_FenceSlotsRequest()
+        message.slots = slots.map(Int32.init)
+        message.frozen = frozen
+        let reply = try await call { [message] in try await $0.fenceSlots(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+    }
+
+    public func frozenMerchantKeys(inSlots slots: [Int], after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
+        var message = Ordercell_Cell_V1_ExportKeysRequest()
+        message.slots = slots.map(Int32.init)
+        if let after { message.after = Ordercell_Cell_V1_MerchantKeyRef(after) }
+        message.limit = Int32(clamping: limit)
+        let reply = try await call { [message] in try await $0.exportKeys(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return MerchantKeyPage(entries: try reply.entries.map { try $0.domain() }, next: reply.hasNext ? try reply.next.domain() : nil)
+    }
+
+    public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
+        var message = Ordercell_Cell_V1_ImportKeysRequest()
+        message.entries = entries.map(Ordercell_Cell_V1_KeyEntry.init)
+        let reply = try await call { [message] in try await $0.importKeys(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+    }
+
+    public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
+        var message = Ordercell_Cell_V1_DropKeysRequest()
+        message.keys = keys.map { Ordercell_Cell_V1_MerchantKeyRef($0) }
+        let reply = try await call { [message] in try await $0.dropKeys(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return Int(reply.dropped)
+    }
+
     /// Sets the drill fault on every service instance of the cell.
     public func setFault(_ fault: CellFault) async throws {
         let message = RPCFault(fault)

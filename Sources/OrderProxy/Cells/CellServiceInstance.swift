@@ -78,6 +78,22 @@ struct CellServiceInstance: Sendable {
         try await call(.findOrder, request, timeout: timeout)
     }
 
+    func fenceSlots(_ request: Ordercell_Cell_V1_FenceSlotsRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_FenceSlotsReply {
+        try await call(.fenceSlots, request, timeout: timeout)
+    }
+
+    func exportKeys(_ request: Ordercell_Cell_V1_ExportKeysRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_ExportKeysReply {
+        try await call(.exportKeys, request, timeout: timeout)
+    }
+
+    func importKeys(_ request: Ordercell_Cell_V1_ImportKeysRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_ImportKeysReply {
+        try await call(.importKeys, request, timeout: timeout)
+    }
+
+    func dropKeys(_ request: Ordercell_Cell_V1_DropKeysRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_DropKeysReply {
+        try await call(.dropKeys, request, timeout: timeout)
+    }
+
     func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_OrderListReply {
         try await call(.listUnverified, request, timeout: timeout)
     }

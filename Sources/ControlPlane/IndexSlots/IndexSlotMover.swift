@@ -1,0 +1,148 @@
+import CellRouting
+import Logging
+import OrderModel
+import Synchronization
+
+/// An operator's online move of merchant-key index slots to another cell
+/// (docs/merchant-keys.md, "Moving slots"):
+///
+/// 1. **Freeze** the slots in each cell holding them now. The fence is in
+///    the cell's storage, so it holds for every cell service and every
+///    caller, whatever release they follow: writes of those entries are
+///    refused (`index_unavailable`, which creates and pays treat as a slot
+///    they cannot reach), reads go on.
+/// 2. **Copy** their entries into the new cell, page by page, and thaw the
+///    slots there.
+/// 3. **Re-point**: publish the release that maps the slots to the new cell.
+/// 4. **Drop** the entries left in the old cells (they stay frozen there).
+///
+/// A failure before the re-point thaws the old cells again and changes
+/// nothing else. Running the same move again resumes it: every step is
+/// idempotent. One move at a time.
+public final class IndexSlotMover: Sendable {
+    private let control: ControlPlane
+    private let cells: any IndexSlotCopying
+    private let busy = Mutex(false)
+    private let logger: Logger
+
+    public init(control: ControlPlane, cells: any IndexSlotCopying, logger: Logger) {
+        self.control = control
+        self.cells = cells
+        self.logger = logger
+    }
+
+    public func move(
+        _ slots: ClosedRange<Int>, to target: CellID, expectedVersion: UInt64?, author: String, reason: String
+    ) async throws(OrderError) -> IndexSlotMoveView {
+        guard busy.withLock({ busy in defer { busy = true }; return !busy }) else {
+            throw OrderError(.versionConflict, "another index slot move is under way", retryAfterSeconds: 5)
+        }
+        defer { busy.withLock { $0 = false } }
+
+        let base = control.routingTable
+        if let expectedVersion, expectedVersion != base.version {
+            throw OrderError(.versionConflict, "the move was asked against version \(expectedVersion) but version \(base.version) is current")
+        }
+        do { _ = try base.movingIndexSlots(slots, to: target) } catch {
+            switch error {
+            case .unknownCell: throw OrderError(.notFound, error.description)
+            default: throw OrderError.invalidRequest(error.description)
+            }
+        }
+        guard let targetRoute = base.cells[target], targetRoute.state.servesExistingOrders else {
+            throw OrderError.invalidRequest("cell \(target) is RETIRED: it cannot hold index slots")
+        }
+        // The slots to move, by the cell holding them now.
+        var sources: [CellID: [Int]] = [:]
+        for slot in slots where base.indexSlots.cells[slot] != target { sources[base.indexSlots.cells[slot], default: []].append(slot) }
+        let moving = sources.values.flatMap { $0 }.sorted()
+        var view = IndexSlotMoveView(first: slots.lowerBound, last: slots.upperBound, to: target, version: base.version)
+        guard !moving.isEmpty else { return view }
+        view.from = sources.keys.sorted().map { Int($0.rawValue) }
+        logger.notice("moving index slots", metadata: ["slots": "\(slots)", "to": "\(target)", "from": "\(view.from)", "author": "\(author)"])
+
+        // 1-2. Freeze and copy; on failure, thaw what was frozen: nothing else has changed yet.
+        var frozen: [(CellRoute, [Int])] = []
+        do {
+            for (source, own) in sources.sorted(by: { $0.key < $1.key }) {
+                guard let route = base.cells[source] else { throw OrderError(.notFound, "cell \(source) holds index slots but is not in the routing table") }
+                frozen.append((route, own))
+                try await cells.setIndexSlots(own, frozen: true, in: route)
+                view.copied += try await cells.copyIndexSlots(own, from: route, to: targetRoute)
+            }
+            try await cells.setIndexSlots(moving, frozen: false, in: targetRoute)
+        } catch {
+            await thaw(frozen)
+            throw Self.refusal(error, "the copy of index slots \(slots) to cell \(target) failed; the old cells hold them again")
+        }
+
+        // 3. Re-point: only if no other release moved these slots meanwhile.
+        let table: RoutingTable
+        do {
+            table = try await control.change(author: author, reason: "move index slots \(slots) to cell \(target): \(reason)") { current in
+                for (source, own) in sources where own.contains(where: { current.indexSlots.cells[$0] != source }) {
+                    throw OrderError(.versionConflict, "index slots \(slots) changed cells while they were copied; run the move again")
+                }
+                return try current.movingIndexSlots(slots, to: target)
+            }
+        } catch {
+            // The outcome may be unknown (the control database took it, the answer was lost): the table in force says.
+            if moving.allSatisfy({ control.routingTable.indexSlots.cells[$0] == target }) {
+                table = control.routingTable
+            } else {
+                await thaw(frozen)
+                throw error
+            }
+        }
+        view.version = table.version
+
+        // 4. Drop what the old cells keep: frozen there for good, never read again. A failure here leaves only garbage.
+        for (route, own) in frozen {
+            do {
+                view.dropped += try await cells.dropIndexSlots(own, in: route)
+            } catch {
+                logger.warning("could not drop moved index entries", metadata: ["cell": "\(route.id)", "error": "\(error)"])
+                view.leftBehind.append(Int(route.id.rawValue))
+            }
+        }
+        logger.notice("moved index slots", metadata: ["slots": "\(slots)", "to": "\(target)", "copied": "\(view.copied)", "version": "\(table.version)"])
+        return view
+    }
+
+    private func thaw(_ frozen: [(CellRoute, [Int])]) async {
+        for (route, own) in frozen {
+            do { try await cells.setIndexSlots(own, frozen: false, in: route) } catch {
+                logger.error(
+                    "could not thaw index slots after a failed move: they stay frozen until the move is run again",
+                    metadata: ["cell": "\(route.id)", "slots": "\(own)", "error": "\(error)"]
+                )
+            }
+        }
+    }
+
+    private static func refusal(_ error: any Error, _ what: String) -> OrderError {
+        if let error = error as? OrderError, error.code != .internalError {
+            return OrderError(error.code, "\(what): \(error.detail)", retryAfterSeconds: error.retryAfterSeconds ?? 5)
+        }
+        return OrderError(.cellUnavailable, "\(what): \(error)", retryAfterSeconds: 5)
+    }
+}
+
+/// The answer to a slot move.
+public struct IndexSlotMoveView: Codable, Sendable, Equatable {
+    public var first: Int
+    public var last: Int
+    public var to: CellID
+    /// The cells the slots were moved from (none: they were in `to` already).
+    public var from: [Int] = []
+    /// Entries copied into `to`.
+    public var copied = 0
+    /// Entries deleted from the old cells.
+    public var dropped = 0
+    /// Old cells whose copies could not be deleted (harmless: frozen there, never read).
+    public var leftBehind: [Int] = []
+    /// The release that re-pointed the slots (the current one if nothing moved).
+    public var version: UInt64
+
+    enum CodingKeys: String, CodingKey { case first, last, to, from, copied, dropped, leftBehind = "left_behind", version }
+}
