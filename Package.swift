@@ -258,7 +258,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["OrderCellCluster", "LocalCluster", "OrderCellTestSupport"],
+            dependencies: ["OrderCellCluster", "LocalCluster", "OrderCellTestSupport", "OrderModel"],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import Foundation
 import LocalCluster
 import OrderCellCluster
 import OrderCellTestSupport
+import OrderModel
 import Synchronization
 import Testing
 
@@ -437,6 +438,70 @@ extension LocalClusterSuites {
             print(
                 "merchant keys, failover of cell 2: \(orders.count) orders (\(orders.filter { $0.cell == 2 }.count) in cell 2) found by out_trade_no "
                     + "\(Self.seconds(elapsed)) s after the failover began"
+            )
+        }
+
+        // MARK: - 5. An operator moves index slots, online
+
+        @Test func indexSlotsMoveBetweenCellsUnderLoadWithTheCommandLine() async throws {
+            let proxy = cluster.proxies[1]
+            let merchant = "mk-move"
+            // Keys whose slot is in 0...31: held by cell 1 (slots are dealt 0-127 to cell 1, 128-255 to cell 2).
+            var moving: [String] = []
+            var index = 0
+            while moving.count < 60 {
+                if MerchantKey(merchantID: merchant, outTradeNo: "mv-\(index)").indexSlot < 32 { moving.append("mv-\(index)") }
+                index += 1
+            }
+            let keys = moving
+            let created = try await concurrently(keys.count, width: 8) { try await proxy.create(merchant, keys[$0]) }
+            try #require(created.allSatisfy { $0.status == 201 }, "\(created.first { $0.status != 201 }?.text ?? "")")
+            let ids = created.map { $0["order_id"]! }
+
+            // Repeats of those keys and creates of new ones while the slots move.
+            let stop = StopFlag()
+            async let load: [(key: String, status: Int, id: String?, expected: String?)] = {
+                var answers: [(key: String, status: Int, id: String?, expected: String?)] = []
+                var round = 0
+                while !stop.isSet {
+                    let index = round % keys.count
+                    let repeated = try await proxy.create(merchant, keys[index])
+                    answers.append((keys[index], repeated.status, repeated["order_id"], ids[index]))
+                    let fresh = try await proxy.create(merchant, "new-\(round)")
+                    answers.append(("new-\(round)", fresh.status, fresh["order_id"], nil))
+                    round += 1
+                }
+                return answers
+            }()
+            try await Task.sleep(for: .milliseconds(300))
+            let started = ContinuousClock.now
+            let output = try await LocalClusterFixture.ordercell([
+                "admin", "index-slots", "move", "0...31", "--to", "2", "--reason", "merchant-key drill: move slots",
+                "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
+            ])
+            let took = ContinuousClock.now - started
+            try await Task.sleep(for: .milliseconds(300))
+            stop.set()
+            let answers = try await load
+            #expect(output.contains("moved from cells 1 to cell 2"), "\(output)")
+            #expect(answers.allSatisfy { [200, 201].contains($0.status) }, "\(answers.first { ![200, 201].contains($0.status) }.map { "\($0)" } ?? "")")
+            #expect(answers.filter { $0.expected != nil }.allSatisfy { $0.id == $0.expected }, "repeats meet their first order")
+
+            // The moved entries are in cell 2's storage and no longer in cell 1's, where the slots stay frozen.
+            let primaries = try await cellPrimaries()
+            let list = keys.map { "('\(merchant)','\($0)')" }.joined(separator: ",")
+            let inCell = "SELECT count(*) FROM merchant_keys WHERE (merchant_id, out_trade_no) IN (\(list))"
+            #expect(try await count(inCell, on: primaries[1]) == keys.count)
+            #expect(try await count(inCell, on: primaries[0]) == 0)
+            #expect(try await count("SELECT count(*) FROM index_slot_fences", on: primaries[0]) == 32)
+            // Lookups and repeats go to the slots' new cell.
+            for (key, id) in zip(keys, ids) {
+                let found = try await proxy.send(.GET, "/v1/orders?merchant_id=\(merchant)&out_trade_no=\(key)")
+                #expect(found.status == 200 && found["order_id"] == id, "\(key): \(found.text)")
+            }
+            print(
+                "merchant keys, slot move 0...31 to cell 2 under load: \(Self.seconds(took)) s for the command; "
+                    + "\(answers.count) creates meanwhile, \(answers.filter { $0.status == 201 }.count) new; \(output.split(separator: "\n").first ?? "")"
             )
         }
 
