@@ -834,6 +834,11 @@ public nonisolated struct Ordercell_Cell_V1_ReconcileListRequest: Sendable {
 
   public var limit: Int32 = 0
 
+  /// Unverified orders: the list goes on after this order (created at, then id); empty: from the oldest.
+  public var afterOrderID: String = String()
+
+  public var afterCreatedAtMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2515,7 +2520,7 @@ nonisolated extension Ordercell_Cell_V1_KeyEntryReply: SwiftProtobuf.Message, Sw
 
 nonisolated extension Ordercell_Cell_V1_ReconcileListRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReconcileListRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}before_ms\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}before_ms\0\u{1}limit\0\u{3}after_order_id\0\u{3}after_created_at_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2525,6 +2530,8 @@ nonisolated extension Ordercell_Cell_V1_ReconcileListRequest: SwiftProtobuf.Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.beforeMs) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.afterOrderID) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.afterCreatedAtMs) }()
       default: break
       }
     }
@@ -2537,12 +2544,20 @@ nonisolated extension Ordercell_Cell_V1_ReconcileListRequest: SwiftProtobuf.Mess
     if self.limit != 0 {
       try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 2)
     }
+    if !self.afterOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterOrderID, fieldNumber: 3)
+    }
+    if self.afterCreatedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterCreatedAtMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_ReconcileListRequest, rhs: Ordercell_Cell_V1_ReconcileListRequest) -> Bool {
     if lhs.beforeMs != rhs.beforeMs {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.afterOrderID != rhs.afterOrderID {return false}
+    if lhs.afterCreatedAtMs != rhs.afterCreatedAtMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

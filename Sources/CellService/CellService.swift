@@ -298,9 +298,9 @@ public final class CellService: Sendable {
     }
 
     /// Orders created unindexed before `cutoff` (the reconciler's work).
-    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition? = nil, limit: Int) async throws -> [Order] {
         try await enter()
-        return try await storage { try await store.unverifiedOrders(createdBefore: cutoff, limit: limit) }
+        return try await storage { try await store.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit) }
     }
 
     /// Entries of keys moved away from a cell, unchanged since before `cutoff` (the reconciler's work).

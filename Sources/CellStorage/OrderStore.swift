@@ -58,8 +58,8 @@ public protocol OrderStore: Sendable {
 
     /// Orders created before `cutoff` that do not hold their key yet
     /// (``MerchantKeyStatus/reserved`` or ``MerchantKeyStatus/unindexed``),
-    /// oldest first: the reconciler's work.
-    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
+    /// oldest first (by creation time, then id), after `after`: the reconciler's work.
+    func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order]
 
     /// Records what the index said of orders' keys (the reconciler's
     /// verdict: ``MerchantKeyStatus/verified`` or ``MerchantKeyStatus/duplicate``), in one transaction.
@@ -113,6 +113,11 @@ public protocol OrderStore: Sendable {
 }
 
 extension OrderStore {
+    /// The oldest unverified orders.
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+        try await unverifiedOrders(createdBefore: cutoff, after: nil, limit: limit)
+    }
+
     /// The order a merchant created in this cell with this `out_trade_no`, from the primary.
     public func order(merchantID: String, outTradeNo: String) async throws -> Order? {
         try await order(MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), consistency: .strong)

@@ -74,8 +74,8 @@ struct InProcessCellClient: CellClient {
         }
     }
 
-    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
-        try await bounded { [service] in try await service.unverifiedOrders(createdBefore: cutoff, limit: limit) }
+    func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {
+        try await bounded { [service] in try await service.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit) }
     }
 
     func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {

@@ -307,4 +307,42 @@ struct MerchantKeyTests {
             #expect(retired.status == 200, "\(retired.text)")
         }
     }
+
+    @Test("orders that must wait do not hold back newer ones: the reconciler's pages move on past them")
+    func waitingOrdersDoNotHoldBackNewerOnes() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            func request(_ key: String) throws -> CreateOrderRequest {
+                try CreateOrderRequest(merchantID: "m-wait", outTradeNo: key, amount: 1000, currency: "CNY", description: nil, expireSeconds: nil)
+            }
+            // Two keys whose orders are in a cell other than 1, marked verified by hand so that they never claim their
+            // keys: the keys stay reserved for cells that have an order.
+            var owners: [String] = []
+            for index in 0..<80 where owners.count < 2 {
+                let created = try await api.create("m-wait", "wait-\(index)")
+                let id = try OrderID(parsing: try #require(created["order_id"]))
+                if id.cell != CellID(1)! {
+                    try await system.system.cells[id.cell]!.setKeyStatus(.verified, of: [id])
+                    owners.append("wait-\(index)")
+                }
+            }
+            // Rivals of those keys in cell 1: their claims find the keys reserved for another cell with an order, so they wait.
+            let cell1 = system.system.cells[CellID(1)!]!
+            for key in owners { _ = try await cell1.create(try request(key)) }
+            // Newer orders in cell 1, behind the rivals in the oldest-first list.
+            var newer: [OrderID] = []
+            for index in 0..<3 { newer.append(try await cell1.create(try request("later-\(index)")).order.id) }
+            system.clock.advance(seconds: 10)
+            var waited = 0
+            for _ in 0..<12 {
+                let round = await system.system.keyReconciler.runRound(limit: 2)
+                waited += round.waiting
+                var verified = 0
+                for id in newer where try await cell1.order(id, consistency: .strong).keyStatus == .verified { verified += 1 }
+                if verified == newer.count { break }
+            }
+            for id in newer { #expect(try await cell1.order(id, consistency: .strong).keyStatus == .verified, "\(id)") }
+            #expect(waited >= 2, "the rivals waited")
+        }
+    }
 }

@@ -203,10 +203,17 @@ public struct CellProtocolService: CellProtocolResponder {
 
     func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest) async throws -> Ordercell_Cell_V1_OrderListReply {
         var reply = Ordercell_Cell_V1_OrderListReply()
-        let limit = Int(min(max(request.limit, 1), 1000))
-        reply.orders = try await answering {
-            try await cell.unverifiedOrders(createdBefore: Timestamp(millisecondsSinceEpoch: request.beforeMs), limit: limit)
-        }.map(RPCOrder.init)
+        do {
+            let limit = Int(min(max(request.limit, 1), 1000))
+            let after = request.afterOrderID.isEmpty
+                ? nil
+                : OrderListPosition(createdAt: Timestamp(millisecondsSinceEpoch: request.afterCreatedAtMs), id: try parseOrderID(request.afterOrderID))
+            reply.orders = try await answering {
+                try await cell.unverifiedOrders(createdBefore: Timestamp(millisecondsSinceEpoch: request.beforeMs), after: after, limit: limit)
+            }.map(RPCOrder.init)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
         return reply
     }
 

@@ -122,8 +122,8 @@ public final class FollowingPostgresStore: OrderStore, Service {
         try await store.reserveSequenceSegment(size: size)
     }
     public func orderCount() async throws -> Int { try await store.orderCount() }
-    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
-        try await store.unverifiedOrders(createdBefore: cutoff, limit: limit)
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {
+        try await store.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit)
     }
     public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws { try await store.setKeyStatus(status, of: ids) }
     public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {

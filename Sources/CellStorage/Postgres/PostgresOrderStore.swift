@@ -327,7 +327,7 @@ public final class PostgresOrderStore: OrderStore, Service {
 
     // MARK: - Key status of orders
 
-    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {
         let primary = self.primary
         let logger = self.logger
         return try await deadline {
@@ -336,12 +336,14 @@ public final class PostgresOrderStore: OrderStore, Service {
                 PostgresQuery(
                     unsafeSQL: """
                         SELECT \(PostgresSchema.orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < $1 \
-                        ORDER BY created_at LIMIT $2
+                        AND (created_at, order_id) > ($3, $4) ORDER BY created_at, order_id LIMIT $2
                         """,
                     binds: {
-                        var bindings = PostgresBindings(capacity: 2)
+                        var bindings = PostgresBindings(capacity: 4)
                         bindings.append(cutoff.millisecondsSinceEpoch)
                         bindings.append(limit)
+                        bindings.append(after?.createdAt.millisecondsSinceEpoch ?? Int64.min)
+                        bindings.append(after?.id.description ?? "")
                         return bindings
                     }()
                 ),

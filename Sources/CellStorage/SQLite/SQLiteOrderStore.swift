@@ -215,11 +215,14 @@ public final class SQLiteOrderStore: OrderStore, Service {
 
     // MARK: - Key status of orders
 
-    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {
         try await guarded {
             try await pool.read { db in
-                try Row.fetchAll(db.cachedStatement(sql: SQLiteSchema.selectUnverified), arguments: [cutoff.millisecondsSinceEpoch, limit])
-                    .map(Self.order(from:))
+                try Row.fetchAll(
+                    db.cachedStatement(sql: SQLiteSchema.selectUnverified),
+                    arguments: [cutoff.millisecondsSinceEpoch, after?.createdAt.millisecondsSinceEpoch ?? Int64.min, after?.id.description ?? "", limit]
+                )
+                .map(Self.order(from:))
             }
         }
     }

@@ -100,7 +100,10 @@ enum SQLiteSchema {
         INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after) VALUES (?, ?, ?, ?, ?, ?, ?)
         """
     static let selectEvents = "SELECT sequence, kind, at, amount, reference, status_after FROM order_events WHERE order_id = ? ORDER BY sequence"
-    static let selectUnverified = "SELECT \(orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < ? ORDER BY created_at LIMIT ?"
+    static let selectUnverified = """
+        SELECT \(orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < ? \
+        AND (created_at, order_id) > (?, ?) ORDER BY created_at, order_id LIMIT ?
+        """
     static let merchantKeyColumns = "merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at"
     static let selectMerchantKey = "SELECT \(merchantKeyColumns) FROM merchant_keys WHERE merchant_id = ? AND out_trade_no = ?"
     static let upsertMerchantKey = """

@@ -199,3 +199,22 @@ extension OrderError {
         OrderError(.indexUnavailable, "index slot \(slot) is being moved to another cell", retryAfterSeconds: 1)
     }
 }
+
+/// Where a list of a cell's orders, oldest first, goes on: after this
+/// order (orders are listed by creation time, then id). The reconciler
+/// keeps one per cell, so that orders that must wait do not hold back the
+/// pages after them.
+public struct OrderListPosition: Sendable, Equatable {
+    public var createdAt: Timestamp
+    public var id: OrderID
+
+    public init(after order: Order) {
+        createdAt = order.createdAt
+        id = order.id
+    }
+
+    public init(createdAt: Timestamp, id: OrderID) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+}

@@ -29,7 +29,8 @@ public protocol CellClient: Sendable {
     // A cell's own orders by merchant key, and their key status.
     /// The cell's order for `key`; `order_not_found` when it has none.
     func order(_ key: MerchantKey, consistency: ReadConsistency) async throws -> Order
-    func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order]
+    /// Unverified orders created before `cutoff`, oldest first, after `after` (nil: from the oldest).
+    func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order]
     func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws
 
     // Moving index slots: the control plane's calls (docs/merchant-keys.md, "Moving slots").

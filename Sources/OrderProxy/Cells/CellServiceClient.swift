@@ -243,10 +243,14 @@ public final class CellServiceClient: CellClient {
         return try reply.order.domain()
     }
 
-    public func unverifiedOrders(createdBefore cutoff: Timestamp, limit: Int) async throws -> [Order] {
+    public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {
         var message = Ordercell_Cell_V1_ReconcileListRequest()
         message.beforeMs = cutoff.millisecondsSinceEpoch
         message.limit = Int32(clamping: limit)
+        if let after {
+            message.afterOrderID = after.id.description
+            message.afterCreatedAtMs = after.createdAt.millisecondsSinceEpoch
+        }
         let reply = try await call { [message] in try await $0.listUnverified(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return try reply.orders.map { try $0.domain() }

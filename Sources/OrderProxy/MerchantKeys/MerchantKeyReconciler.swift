@@ -2,6 +2,7 @@ import CellRouting
 import Logging
 import OrderModel
 import ServiceLifecycle
+import Synchronization
 
 /// Settles what the create path leaves open in the merchant-key index
 /// (docs/merchant-keys.md), through the cells' own calls:
@@ -36,6 +37,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
         public var failures: [String] = []
         /// Some cell had a full page of work: more is waiting.
         public var moreWaiting = false
+        /// Some cell's list of unverified orders goes on past this round's page (next round takes the next page).
+        public var advanced = false
         public init() {}
 
         mutating func add(_ other: Round) {
@@ -45,6 +48,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
             waiting += other.waiting
             failures += other.failures
             moreWaiting = moreWaiting || other.moreWaiting
+            advanced = advanced || other.advanced
         }
     }
 
@@ -54,6 +58,10 @@ public final class MerchantKeyReconciler: Service, Sendable {
     private let clients: any CellClientProvider
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
+    /// Per cell, where its unverified orders go on next round: past a full
+    /// page, so that orders that must wait do not hold back newer ones; back
+    /// to the oldest once a page is not full.
+    private let positions = Mutex<[CellID: OrderListPosition]>([:])
 
     /// - Parameters:
     ///   - grace: how long an entry or order is left to its create's own calls
@@ -85,8 +93,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
                     )
                 }
                 // A backlog (new orders come faster than a page a round) is worked off at once;
-                // a round that changed nothing (its pages full of orders that must wait) sleeps.
-                let progressed = round.verified + round.settled + round.closedDuplicates > 0
+                // a round that neither changed anything nor moved on to a next page sleeps.
+                let progressed = round.verified + round.settled + round.closedDuplicates > 0 || round.advanced
                 if !(round.moreWaiting && progressed) { try await Task.sleep(for: self.interval) }
             }
         }
@@ -119,8 +127,12 @@ public final class MerchantKeyReconciler: Service, Sendable {
             round.failures.append("cell \(cell) moved keys: \(error)")
         }
         do {
-            let unverified = try await client.unverifiedOrders(createdBefore: cutoff, limit: limit)
-            round.moreWaiting = round.moreWaiting || unverified.count == limit
+            let after = positions.withLock { $0[cell] }
+            let unverified = try await client.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit)
+            let full = unverified.count == limit
+            positions.withLock { $0[cell] = full ? unverified.last.map(OrderListPosition.init(after:)) : nil }
+            round.moreWaiting = round.moreWaiting || full || after != nil
+            round.advanced = round.advanced || full
             await verify(unverified, in: client, table: table, into: &round)
         } catch {
             round.failures.append("cell \(cell) unverified orders: \(error)")
