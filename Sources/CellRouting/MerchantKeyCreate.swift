@@ -20,9 +20,17 @@ import OrderModel
 /// When the slot cannot be reached at the first bind, the partition's
 /// ``IndexSlotPolicy`` decides: `strict` refuses, `available` creates the
 /// order unindexed (unpayable until the reconciler claims its key).
+///
+/// During an index **backfill** (orders made before the index have no
+/// entries yet) the walk first **searches** every cell for the key's order:
+/// found, the key is bound to that cell, and never moved from it; not
+/// found, the walk goes on as above; a cell that cannot be searched makes
+/// the create answer `503`, since its order could be there.
 public struct MerchantKeyCreate: Sendable {
     /// What the proxy does next.
     public enum Action: Sendable, Equatable {
+        /// Look for the key's order in every cell (index backfill).
+        case search
         /// Ask the slot's cell where the key goes, proposing `candidate`.
         case bind(candidate: CellID)
         /// Move this create's own reservation from its failed owner.
@@ -36,12 +44,15 @@ public struct MerchantKeyCreate: Sendable {
     /// Where the create stands.
     public enum State: Sendable, Equatable {
         case idle
-        case binding(candidate: CellID)
+        case searching
+        /// `adopting`: the candidate is the cell where the key's order was found.
+        case binding(candidate: CellID, adopting: Bool)
         case moving(from: CellID, to: CellID)
         /// Creating in the key's owner; `movable`: this create's own reservation.
         case creating(CellID, movable: Bool)
-        /// Creating without the index (its slot could not be reached at the bind).
-        case creatingUnindexed(CellID)
+        /// Creating without the index (its slot could not be reached at the bind);
+        /// `movable`: on to another cell if this one fails (not when the key's earlier order was found here).
+        case creatingUnindexed(CellID, movable: Bool)
         case finished
     }
 
@@ -49,25 +60,60 @@ public struct MerchantKeyCreate: Sendable {
     public private(set) var retry: OrderRetry
     public let key: MerchantKey
     public let policy: IndexSlotPolicy
+    /// Orders made before the index may lack entries: search before binding.
+    public let backfill: Bool
 
-    public init(key: MerchantKey, retry: OrderRetry, policy: IndexSlotPolicy) {
+    public init(key: MerchantKey, retry: OrderRetry, policy: IndexSlotPolicy, backfill: Bool = false) {
         self.key = key
         self.retry = retry
         self.policy = policy
+        self.backfill = backfill
     }
 
-    /// The first action: bind, proposing the order retry's first cell.
+    /// The first action: bind, proposing the order retry's first cell (during a backfill: search first).
     public mutating func start<R: RandomNumberGenerator>(using random: inout R) -> Action {
         precondition(state == .idle, "start called in state \(state)")
+        if backfill {
+            state = .searching
+            return .search
+        }
+        return bindNext(using: &random)
+    }
+
+    /// Every cell answered the search: `found` holds the key's order (nil: none does).
+    public mutating func searched<R: RandomNumberGenerator>(found: CellID?, using random: inout R) -> Action {
+        precondition(state == .searching, "searched called in state \(state)")
+        guard let found else { return bindNext(using: &random) }
+        state = .binding(candidate: found, adopting: true)
+        return .bind(candidate: found)
+    }
+
+    /// Some cell could not be searched: the key's order may be there.
+    public mutating func searchFailed(_ detail: String) -> Action {
+        precondition(state == .searching, "searchFailed called in state \(state)")
+        return finish(
+            OrderError(
+                .indexUnavailable,
+                "orders made before the merchant-key index are still being indexed, and a cell that may hold out_trade_no \(key.outTradeNo) cannot be searched: \(detail)",
+                retryAfterSeconds: 5
+            )
+        )
+    }
+
+    private mutating func bindNext<R: RandomNumberGenerator>(using random: inout R) -> Action {
         guard let candidate = retry.nextCell(using: &random) else { return finish(noCell()) }
-        state = .binding(candidate: candidate)
+        state = .binding(candidate: candidate, adopting: false)
         return .bind(candidate: candidate)
     }
 
     /// The slot's cell answered a bind or a move.
     public mutating func indexAnswered(_ binding: MerchantKeyBinding) -> Action {
         switch state {
-        case .binding, .moving:
+        case .binding(_, let adopting):
+            // A key bound to the cell of its earlier order never moves: that order is there.
+            state = .creating(binding.owner, movable: binding.movableByCaller && !adopting)
+            return .create(in: binding.owner, keyStatus: .reserved)
+        case .moving:
             state = .creating(binding.owner, movable: binding.movableByCaller)
             return .create(in: binding.owner, keyStatus: .reserved)
         default:
@@ -78,11 +124,11 @@ public struct MerchantKeyCreate: Sendable {
     /// The slot's cell could not be reached (or failed) for a bind or a move.
     public mutating func indexFailed(_ detail: String) -> Action {
         switch state {
-        case .binding(let candidate):
+        case .binding(let candidate, let adopting):
             guard policy == .available else {
                 return finish(OrderError(.indexUnavailable, "the merchant-key index cannot be reached for out_trade_no \(key.outTradeNo): \(detail)", retryAfterSeconds: 5))
             }
-            state = .creatingUnindexed(candidate)
+            state = .creatingUnindexed(candidate, movable: !adopting)
             return .create(in: candidate, keyStatus: .unindexed)
         case .moving(let from, _):
             // An earlier attempt in `from` may have committed: without the index nothing can tell.
@@ -126,10 +172,18 @@ public struct MerchantKeyCreate: Sendable {
             guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
             state = .moving(from: owner, to: next)
             return .move(from: owner, to: next)
-        case .creatingUnindexed:
+        case .creatingUnindexed(let cell, let movable):
+            guard movable else {
+                return finish(
+                    OrderError(
+                        .cellUnavailable, "the order for out_trade_no \(key.outTradeNo) is in cell \(cell), which cannot answer now: \(detail)",
+                        retryAfterSeconds: 5
+                    )
+                )
+            }
             retry.attemptFailed()
             guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
-            state = .creatingUnindexed(next)
+            state = .creatingUnindexed(next, movable: true)
             return .create(in: next, keyStatus: .unindexed)
         default:
             preconditionFailure("createFailed in state \(state)")

@@ -153,6 +153,12 @@ public struct RoutingTable: Sendable, Equatable {
     public private(set) var policy: TrafficPolicy
     /// Which cell holds each slot of the merchant-key index.
     public private(set) var indexSlots: IndexSlots
+    /// Orders made before the merchant-key index existed have no entries yet
+    /// (a table written by an earlier release, docs/merchant-keys.md
+    /// "Upgrading"): a create of a key the index does not know first looks
+    /// for its order in every cell. The merchant-key reconciler ends it once
+    /// every such order holds its key.
+    public private(set) var indexBackfill: Bool = false
 
     /// Placement index: for each partition, its cells in id order.
     private var cellsByPartition: [PartitionName: [CellRoute]]
@@ -365,6 +371,12 @@ public struct RoutingTable: Sendable, Equatable {
         return try revised { $0.indexSlots = $0.indexSlots.moving(slots, to: cell) }
     }
 
+    /// The table with the index backfill over, as the next version: every
+    /// order made before the index holds its key (the reconciler's verdict).
+    public func endingIndexBackfill() throws(RoutingTableError) -> RoutingTable {
+        try revised { $0.indexBackfill = false }
+    }
+
     /// Returns a copy with new dynamic configuration, as the next version.
     public func settingPolicy(_ policy: TrafficPolicy) throws(RoutingTableError) -> RoutingTable {
         try revised { $0.policy = policy }
@@ -404,6 +416,7 @@ public struct RoutingTable: Sendable, Equatable {
         }
         next.health = health
         next.indexSlots = indexSlots
+        next.indexBackfill = indexBackfill
         try next.validate()
         next.reindex()
         return next
@@ -451,6 +464,7 @@ extension RoutingTable: Codable {
         case merchantPartitions = "merchant_partitions"
         case blacklist, health, policy
         case indexSlots = "index_slots"
+        case indexBackfill = "index_backfill"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -486,6 +500,8 @@ extension RoutingTable: Codable {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
         }
         epoch = try container.decodeIfPresent(String.self, forKey: .epoch)
+        // A table written before the index existed has no slot map: its cells hold orders the index does not know.
+        indexBackfill = try container.decodeIfPresent(Bool.self, forKey: .indexBackfill) ?? !container.contains(.indexSlots)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -504,6 +520,7 @@ extension RoutingTable: Codable {
         try container.encode(health, forKey: .health)
         try container.encode(policy, forKey: .policy)
         try container.encode(indexSlots, forKey: .indexSlots)
+        try container.encode(indexBackfill, forKey: .indexBackfill)
     }
 }
 

@@ -92,6 +92,16 @@ public final class ControlPlane: Sendable {
         }
     }
 
+    /// Publishes the end of the merchant-key index backfill (the
+    /// reconciler found every order made before the index holding its key);
+    /// nothing when it is over already.
+    @discardableResult
+    public func endIndexBackfill() async throws(OrderError) -> RoutingTable {
+        try await change(author: "merchant-key reconciler", reason: "index backfill done: every order made before the index holds its key") {
+            $0.indexBackfill ? try $0.endingIndexBackfill() : $0
+        }
+    }
+
     /// Publishes the content of release `version` again, as the next release.
     public func rollback(to version: UInt64, expectedVersion: UInt64? = nil, author: String, reason: String) async throws(OrderError) -> RoutingTable {
         try await publishing.run { () async throws(OrderError) -> RoutingTable in

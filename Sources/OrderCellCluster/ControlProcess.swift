@@ -105,7 +105,12 @@ public struct ControlProcess: Sendable {
         if let healthCheck {
             services.append(HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger))
         }
-        services.append(MerchantKeyReconciler(routing: { control.routingTable }, clients: clients, clock: wallClock, logger: logger))
+        services.append(
+            MerchantKeyReconciler(
+                routing: { control.routingTable }, clients: clients, clock: wallClock, logger: logger,
+                onBackfillDone: { try await control.endIndexBackfill() }
+            )
+        )
         services.append(application)
         return ServiceGroup(services: services, logger: logger)
     }

@@ -172,7 +172,8 @@ public final class EmbeddedSystem: Sendable {
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger
         )
         let keyReconciler = MerchantKeyReconciler(
-            routing: { control.routingTable }, clients: cells, grace: configuration.merchantKeyGrace, clock: clock, logger: logger
+            routing: { control.routingTable }, clients: cells, grace: configuration.merchantKeyGrace, clock: clock, logger: logger,
+            onBackfillDone: { try await control.endIndexBackfill() }
         )
         let sweeper = ExpirySweeper(cells: { cells.services.sorted { $0.key < $1.key }.map(\.value) }, interval: configuration.expirySweepInterval, logger: logger)
         return EmbeddedSystem(

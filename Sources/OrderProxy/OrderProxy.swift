@@ -103,10 +103,10 @@ public final class OrderProxy: Sendable {
     public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
         let now = clock()
         let key = MerchantKey(merchantID: request.merchantID, outTradeNo: request.outTradeNo)
-        let (wanted, partition, cells, routes, policy, slotCell) = routing.withLock { table in
+        let (wanted, partition, cells, routes, policy, slotCell, backfill) = routing.withLock { table in
             let wanted = table.partition(forMerchant: request.merchantID, outTradeNo: request.outTradeNo)
             let placed = table.placement(in: wanted, at: now)
-            return (wanted, placed.partition, placed.cells, table.cells, table.policy, table.indexCell(for: key))
+            return (wanted, placed.partition, placed.cells, table.cells, table.policy, table.indexCell(for: key), table.indexBackfill)
         }
         try admit(request, policy: policy, at: now)
         let refused = policy.degradation.refuseCreatesIn
@@ -116,7 +116,8 @@ public final class OrderProxy: Sendable {
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
         let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
         var walk = MerchantKeyCreate(
-            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy), policy: policy.indexSlotPolicy(of: partition)
+            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy), policy: policy.indexSlotPolicy(of: partition),
+            backfill: backfill
         )
         var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
         // Names this create call in the index: only it may move its own reservation.
@@ -124,6 +125,12 @@ public final class OrderProxy: Sendable {
         var action = walk.start(using: &random)
         while true {
             switch action {
+            case .search:
+                do {
+                    action = walk.searched(found: try await earlierOrder(key, routes), using: &random)
+                } catch {
+                    action = walk.searchFailed(error.detail)
+                }
             case .bind(let candidate):
                 do {
                     action = walk.indexAnswered(
@@ -167,6 +174,37 @@ public final class OrderProxy: Sendable {
                 throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
             }
         }
+    }
+
+    /// The cell of the key's order made before the index existed, asking
+    /// every cell that serves orders (an index backfill): nil when none has
+    /// one. Where earlier releases let a key be made twice, a paid order
+    /// wins over an unpaid one, then the earliest. Throws when a cell cannot
+    /// answer: its order could be the key's.
+    private func earlierOrder(_ key: MerchantKey, _ routes: [CellID: CellRoute]) async throws(OrderError) -> CellID? {
+        let asked = routes.values.filter { $0.state.servesExistingOrders }.compactMap { route in clients.client(for: route).map { (route.id, $0) } }
+        let answers = await withTaskGroup(of: Result<Order?, OrderError>.self) { group in
+            for (cell, client) in asked {
+                group.addTask {
+                    do throws(OrderError) {
+                        return .success(try await self.call(cell, client) { try await client.order(key, consistency: .strong) })
+                    } catch {
+                        return error.code == .orderNotFound ? .success(nil) : .failure(error)
+                    }
+                }
+            }
+            var answers: [Result<Order?, OrderError>] = []
+            for await answer in group { answers.append(answer) }
+            return answers
+        }
+        var found: [Order] = []
+        for answer in answers {
+            switch answer {
+            case .success(let order): if let order { found.append(order) }
+            case .failure(let error): throw error
+            }
+        }
+        return found.min { ($0.paidAt == nil ? 1 : 0, $0.createdAt, $0.id.description) < ($1.paidAt == nil ? 1 : 0, $1.createdAt, $1.id.description) }?.id.cell
     }
 
     /// A call to the cell holding a key's index slot; an index refusal or

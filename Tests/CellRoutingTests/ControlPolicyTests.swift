@@ -73,6 +73,13 @@ struct ControlPolicyTests {
         let legacy = try JSONDecoder().decode(RoutingTable.self, from: Data(old.utf8))
         #expect(legacy.policy == TrafficPolicy())
         #expect(legacy.health.isEmpty)
+        // Written before the merchant-key index: its cells hold orders the index does not know.
+        #expect(legacy.indexBackfill && !routing.indexBackfill && !decoded.indexBackfill)
+        let reread = try JSONDecoder().decode(RoutingTable.self, from: try JSONEncoder().encode(legacy))
+        #expect(reread.indexBackfill, "the backfill outlives its release being read again")
+        let ended = try legacy.endingIndexBackfill()
+        #expect(!ended.indexBackfill && ended.version == legacy.version + 1)
+        #expect(try !ended.rollingBack(to: legacy).indexBackfill, "a rollback never starts the backfill again")
     }
 
     @Test func invalidPoliciesAreRefused() throws {

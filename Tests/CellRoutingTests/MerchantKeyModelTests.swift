@@ -425,6 +425,7 @@ struct KeyModelChecker {
         case .move(let from, let to): proxy.pending = .move(from: KeyModel.number(from), to: KeyModel.number(to), attempt: proxy.attempt)
         case .create(let cell, let status): proxy.pending = .create(cell: KeyModel.number(cell), status: status)
         case .fail(let error): proxy.phase = .failed(error.code)
+        case .search: preconditionFailure("the model runs without an index backfill")
         }
     }
 
@@ -937,9 +938,11 @@ struct KeyModelChecker {
         let create = proxy.create
         switch create.state {
         case .idle: bits.put(0, 3)
-        case .binding(let candidate):
+        case .searching: bits.put(6, 3)
+        case .binding(let candidate, let adopting):
             bits.put(1, 3)
             bits.put(cell: candidate)
+            bits.put(adopting)
         case .moving(let from, let to):
             bits.put(2, 3)
             bits.put(cell: from)
@@ -948,9 +951,10 @@ struct KeyModelChecker {
             bits.put(3, 3)
             bits.put(cell: cell)
             bits.put(movable)
-        case .creatingUnindexed(let cell):
+        case .creatingUnindexed(let cell, let movable):
             bits.put(4, 3)
             bits.put(cell: cell)
+            bits.put(movable)
         case .finished: bits.put(5, 3)
         }
         switch create.retry.state {

@@ -345,4 +345,66 @@ struct MerchantKeyTests {
             #expect(waited >= 2, "the rivals waited")
         }
     }
+
+    @Test("upgrading from a release without the index: repeats find the orders made before it, in drained cells too; the backfill ends by itself")
+    func upgradeBackfillsTheIndex() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let before = try await concurrently(60, width: 8) { try await api.create("m-up", "up-\($0)") }
+            #expect(before.allSatisfy { $0.status == 201 })
+            for index in 0..<20 { #expect(try await api.pay(before[index]["order_id"]!, "p-up-\(index)").status == 200) }
+
+            // As the upgrade finds them: no index entries, every order unindexed (the cells' migration), and a routing
+            // table written before the index (no slot map).
+            for (cell, service) in system.system.cells {
+                let all = Array(0..<IndexSlots.count)
+                try await service.setIndexSlots(all, frozen: true)
+                var after: MerchantKey?
+                repeat {
+                    let page = try await service.frozenMerchantKeys(inSlots: Set(all), after: after, limit: 1000)
+                    _ = try await service.deleteFrozenMerchantKeys(page.entries.map(\.key))
+                    after = page.next
+                } while after != nil
+                try await service.setIndexSlots(all, frozen: false)
+                let mine = try before.map { try OrderID(parsing: $0["order_id"]!) }.filter { $0.cell == cell }
+                try await service.setKeyStatus(.unindexed, of: mine)
+            }
+            var document = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(system.system.control.routingTable)) as! [String: Any]
+            document["index_slots"] = nil
+            document["index_backfill"] = nil
+            let written = try JSONDecoder().decode(RoutingTable.self, from: try JSONSerialization.data(withJSONObject: document))
+            #expect(written.indexBackfill)
+            _ = try await system.system.control.change(author: "test", reason: "the table of an earlier release") { base in
+                written.publishedAs(version: base.version + 1)
+            }
+            #expect(system.system.proxy.routingTable.indexBackfill)
+
+            // New orders go to cells 3 and 4 only: without the search, repeats of keys in cells 1 and 2 would be made again there.
+            for cell in [1, 2] {
+                #expect(try await api.send(.PATCH, "/control/admin/cells/\(cell)", #"{"weight":0,"reason":"drain"}"#, admin: true).status == 200)
+            }
+            for (index, order) in before.enumerated() {
+                let repeated = try await api.create("m-up", "up-\(index)")
+                #expect(repeated.status == 200 && repeated["order_id"] == order["order_id"], "up-\(index): \(repeated.text)")
+                #expect(repeated["status"] == (index < 20 ? "PAID" : "CREATED"))
+            }
+            #expect(try await api.create("m-up", "up-30", amount: 777).code == "out_trade_no_conflict")
+            for index in 20..<30 { #expect(try await api.pay(before[index]["order_id"]!, "p-up-\(index)").status == 200) }
+            var stored = 0
+            for service in system.system.cells.values { stored += try await service.store.orderCount() }
+            #expect(stored == 60, "no order was made twice")
+
+            // The reconciler gives every earlier order its key, then ends the backfill.
+            system.clock.advance(seconds: 10)
+            for _ in 0..<5 where system.system.control.routingTable.indexBackfill {
+                _ = await system.system.keyReconciler.runRound(limit: 1000)
+            }
+            #expect(!system.system.control.routingTable.indexBackfill)
+            for (index, order) in before.enumerated() {
+                let found = try await api.send(.GET, "/v1/orders?merchant_id=m-up&out_trade_no=up-\(index)")
+                #expect(found.status == 200 && found["order_id"] == order["order_id"], "up-\(index): \(found.text)")
+            }
+            #expect(try await api.create("m-up", "up-new").status == 201)
+        }
+    }
 }

@@ -23,6 +23,13 @@ import Synchronization
 ///   final (the reservation may be moving to this order's cell): the order
 ///   waits, unpayable, for a later round. A pay that comes first claims the key itself.
 ///
+/// - **Index backfill**: while the routing table says orders made before the
+///   index may lack entries, a round that saw every cell's unverified orders
+///   from the oldest, and left none of them unverified, ends the backfill
+///   (``onBackfillDone``): every order older than the grace holds its key
+///   or is closed as a duplicate, and orders made before the index are all
+///   older than that.
+///
 /// Every step is idempotent and conditional on what it read (entries by
 /// revision), so any number of reconcilers may run; one runs beside the
 /// health checker. A cell that does not answer is skipped until the next round.
@@ -39,6 +46,9 @@ public final class MerchantKeyReconciler: Service, Sendable {
         public var moreWaiting = false
         /// Some cell's list of unverified orders goes on past this round's page (next round takes the next page).
         public var advanced = false
+        /// Every cell answered, and each one's unverified orders older than the grace were all in this round's
+        /// page (read from the oldest, not full), and none of them was left unverified.
+        public var complete = true
         public init() {}
 
         mutating func add(_ other: Round) {
@@ -49,6 +59,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
             failures += other.failures
             moreWaiting = moreWaiting || other.moreWaiting
             advanced = advanced || other.advanced
+            complete = complete && other.complete
         }
     }
 
@@ -62,6 +73,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
     /// page, so that orders that must wait do not hold back newer ones; back
     /// to the oldest once a page is not full.
     private let positions = Mutex<[CellID: OrderListPosition]>([:])
+    /// Called after a complete round while the routing table has an index backfill.
+    private let onBackfillDone: (@Sendable () async throws -> Void)?
 
     /// - Parameters:
     ///   - grace: how long an entry or order is left to its create's own calls
@@ -69,8 +82,10 @@ public final class MerchantKeyReconciler: Service, Sendable {
     ///   - routing: the current routing table (the control plane's).
     public init(
         routing: @escaping @Sendable () -> RoutingTable, clients: any CellClientProvider, grace: Duration = .seconds(5),
-        interval: Duration = .seconds(5), clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        interval: Duration = .seconds(5), clock: @escaping @Sendable () -> Timestamp, logger: Logger,
+        onBackfillDone: (@Sendable () async throws -> Void)? = nil
     ) {
+        self.onBackfillDone = onBackfillDone
         self.routing = routing
         self.clients = clients
         self.grace = grace
@@ -105,15 +120,28 @@ public final class MerchantKeyReconciler: Service, Sendable {
     public func runRound(limit: Int = 200) async -> Round {
         let table = routing()
         let cutoff = clock().adding(milliseconds: -grace.wholeMilliseconds)
-        return await withTaskGroup(of: Round.self) { group in
+        var total = await withTaskGroup(of: Round.self) { group in
+            var total = Round()
             for route in table.sortedCells where route.state.servesExistingOrders {
-                guard let client = clients.client(for: route) else { continue }
+                guard let client = clients.client(for: route) else {
+                    total.complete = false
+                    continue
+                }
                 group.addTask { await self.reconcile(route.id, client, table: table, cutoff: cutoff, limit: limit) }
             }
-            var total = Round()
             for await round in group { total.add(round) }
             return total
         }
+        total.complete = total.complete && total.failures.isEmpty && total.waiting == 0
+        if table.indexBackfill, total.complete, let onBackfillDone {
+            do {
+                try await onBackfillDone()
+                logger.notice("merchant-key index backfill done: every order made before the index holds its key")
+            } catch {
+                total.failures.append("ending the index backfill: \(error)")
+            }
+        }
+        return total
     }
 
     /// One page of one cell's moved keys and unverified orders.
@@ -122,6 +150,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
         do {
             let moved = try await client.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
             round.moreWaiting = moved.count == limit
+            round.complete = moved.count < limit
             for entry in moved { await settle(entry, slot: client, table: table, into: &round) }
         } catch {
             round.failures.append("cell \(cell) moved keys: \(error)")
@@ -133,6 +162,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
             positions.withLock { $0[cell] = full ? unverified.last.map(OrderListPosition.init(after:)) : nil }
             round.moreWaiting = round.moreWaiting || full || after != nil
             round.advanced = round.advanced || full
+            round.complete = round.complete && after == nil && !full
             await verify(unverified, in: client, table: table, into: &round)
         } catch {
             round.failures.append("cell \(cell) unverified orders: \(error)")
@@ -146,12 +176,18 @@ public final class MerchantKeyReconciler: Service, Sendable {
     private func verify(_ orders: [Order], in cell: any CellClient, table: RoutingTable, into round: inout Round) async {
         var bySlot: [CellID: [Order]] = [:]
         for order in orders {
-            guard let slotCell = table.indexCell(for: order.merchantKey) else { continue }
+            guard let slotCell = table.indexCell(for: order.merchantKey) else {
+                round.complete = false
+                continue
+            }
             bySlot[slotCell, default: []].append(order)
         }
         var verified: [OrderID] = []
         for (slotCell, orders) in bySlot.sorted(by: { $0.key < $1.key }) {
-            guard let slot = client(slotCell, table) else { continue }
+            guard let slot = client(slotCell, table) else {
+                round.complete = false
+                continue
+            }
             do {
                 let claims = try await slot.claimMerchantKeys(orders.map { (key: $0.merchantKey, order: $0.id) })
                 for (order, claim) in zip(orders, claims) {
