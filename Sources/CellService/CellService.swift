@@ -284,11 +284,17 @@ public final class CellService: Sendable {
         }
     }
 
-    /// The key's entry, if this cell's slot has one.
+    /// The key's entry, if this cell's slot has one. No entry in a frozen
+    /// slot is no answer: the slot is being moved, or has been (its entries
+    /// are, or will be, in its new cell only).
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await enter()
         try checkSlot(key)
-        return try await storage { try await store.merchantKeyEntry(key, consistency: consistency) }
+        return try await storage {
+            let entry = try await store.merchantKeyEntry(key, consistency: consistency)
+            if entry == nil, try await store.frozenIndexSlots().contains(key.indexSlot) { throw OrderError.indexSlotFrozen(key.indexSlot) }
+            return entry
+        }
     }
 
     /// This cell's order for a merchant key.
@@ -304,9 +310,16 @@ public final class CellService: Sendable {
     }
 
     /// Entries of keys moved away from a cell, unchanged since before `cutoff` (the reconciler's work).
+    /// Entries of frozen slots are left out: they cannot be settled here (a
+    /// slot being moved is settled in its new cell once it is there).
     public func movedMerchantKeys(updatedBefore cutoff: Timestamp, limit: Int) async throws -> [MerchantKeyEntry] {
         try await enter()
-        return try await storage { try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit) }
+        return try await storage {
+            let moved = try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
+            guard !moved.isEmpty else { return moved }
+            let frozen = try await store.frozenIndexSlots()
+            return frozen.isEmpty ? moved : moved.filter { !frozen.contains($0.key.indexSlot) }
+        }
     }
 
     /// Records the reconciler's verdict on orders' keys.
@@ -317,7 +330,7 @@ public final class CellService: Sendable {
     }
 
     /// Claims several keys, each for its order, in one transaction (the reconciler's pages).
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         try await enter()
         for claim in claims { try checkSlot(claim.key) }
         let now = clock()
@@ -352,7 +365,7 @@ public final class CellService: Sendable {
         try await enter()
         if let held = heldSlots.withLock({ $0 }), let live = entries.first(where: { held.contains($0.key.indexSlot) }) {
             throw OrderError(
-                .invalidRequest, "cell \(cell) holds index slot \(live.key.indexSlot) already: a copy into it would overwrite live entries"
+                .invalidState, "cell \(cell) holds index slot \(live.key.indexSlot) already: a copy into it would overwrite live entries"
             )
         }
         try await storage { try await store.importMerchantKeys(entries) }

@@ -83,7 +83,8 @@ public protocol OrderStore: Sendable {
     var batchesBinds: Bool { get }
 
     /// Claims several keys, each for its order, in one transaction (the reconciler's pages): the answers in the same order.
-    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim]
+    /// A key of a frozen slot fails alone (``OrderError/indexSlotFrozen(_:)``), not the batch.
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>]
 
     /// The key's entry.
     func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
@@ -99,6 +100,9 @@ public protocol OrderStore: Sendable {
     /// writes under way have finished, and later ones are refused with
     /// ``OrderError/indexSlotFrozen(_:)``. Reads go on. Idempotent.
     func setIndexSlots(_ slots: [Int], frozen: Bool) async throws
+
+    /// The slots frozen here.
+    func frozenIndexSlots() async throws -> Set<Int>
 
     /// The entries of `slots`, which must all be frozen here (or the call is
     /// refused), scanning at most `limit` keys in key order after `after`.
@@ -144,9 +148,15 @@ extension OrderStore {
     public var batchesBinds: Bool { false }
 
     /// One claim after the other: for stores with nothing better.
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
-        var answers: [MerchantKeyClaim] = []
-        for claim in claims { answers.append(try await claimMerchantKey(claim.key, for: claim.order, now: now)) }
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>] {
+        var answers: [Result<MerchantKeyClaim, OrderError>] = []
+        for claim in claims {
+            do {
+                answers.append(.success(try await claimMerchantKey(claim.key, for: claim.order, now: now)))
+            } catch let refusal as OrderError {
+                answers.append(.failure(refusal))
+            }
+        }
         return answers
     }
 

@@ -82,7 +82,7 @@ struct InProcessCellClient: CellClient {
         try await bounded { [service] in try await service.setKeyStatus(status, of: ids) }
     }
 
-    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         let items = claims.map { MerchantKeyClaimItem(key: $0.key, order: $0.order) }
         return try await bounded { [service] in try await service.claimMerchantKeys(items.map { ($0.key, $0.order) }) }
     }

@@ -127,7 +127,10 @@ public final class OrderProxy: Sendable {
             switch action {
             case .search:
                 do {
-                    action = walk.searched(found: try await earlierOrder(key, routes), using: &random)
+                    // A key the index knows needs no search: the bind goes where its entry says.
+                    let known = try? await index(slotCell, routes) { try await $0.merchantKeyEntry(key, consistency: .strong) }
+                    let found = known == nil ? try await earlierOrder(key, routes)?.id.cell : nil
+                    action = walk.searched(found: found, using: &random)
                 } catch {
                     action = walk.searchFailed(error.detail)
                 }
@@ -176,13 +179,19 @@ public final class OrderProxy: Sendable {
         }
     }
 
-    /// The cell of the key's order made before the index existed, asking
-    /// every cell that serves orders (an index backfill): nil when none has
-    /// one. Where earlier releases let a key be made twice, a paid order
-    /// wins over an unpaid one, then the earliest. Throws when a cell cannot
-    /// answer: its order could be the key's.
-    private func earlierOrder(_ key: MerchantKey, _ routes: [CellID: CellRoute]) async throws(OrderError) -> CellID? {
-        let asked = routes.values.filter { $0.state.servesExistingOrders }.compactMap { route in clients.client(for: route).map { (route.id, $0) } }
+    /// The key's order made before the index existed, asking every cell
+    /// that serves orders (an index backfill): nil when none has one. Where
+    /// an earlier release let a key be made twice, a paid order wins over an
+    /// unpaid one, then the earliest. Throws when a cell cannot answer: its
+    /// order could be the key's.
+    private func earlierOrder(_ key: MerchantKey, _ routes: [CellID: CellRoute]) async throws(OrderError) -> Order? {
+        var asked: [(CellID, any CellClient)] = []
+        for route in routes.values where route.state.servesExistingOrders {
+            guard let client = clients.client(for: route) else {
+                throw OrderError(.cellUnavailable, "this proxy has no client for cell \(route.id)", retryAfterSeconds: 5)
+            }
+            asked.append((route.id, client))
+        }
         let answers = await withTaskGroup(of: Result<Order?, OrderError>.self) { group in
             for (cell, client) in asked {
                 group.addTask {
@@ -204,7 +213,7 @@ public final class OrderProxy: Sendable {
             case .failure(let error): throw error
             }
         }
-        return found.min { ($0.paidAt == nil ? 1 : 0, $0.createdAt, $0.id.description) < ($1.paidAt == nil ? 1 : 0, $1.createdAt, $1.id.description) }?.id.cell
+        return MerchantKeyIndex.earlierOrderToKeep(found)
     }
 
     /// A call to the cell holding a key's index slot; an index refusal or
@@ -305,6 +314,15 @@ public final class OrderProxy: Sendable {
         } catch where error.code == .keyUnclaimed {
             // The key never changes: a replica's copy of the order is as good as the primary's for it.
             let order = try await call(id.cell, client) { try await client.order(id, consistency: .eventual) }
+            let (backfill, routes) = routing.withLock { ($0.indexBackfill, $0.cells) }
+            if backfill, order.keyStatus == .unindexed {
+                // Made before the index, perhaps twice by an earlier release: the order it would have let be
+                // paid first gets the key first, whichever of them is paid now.
+                if let keep = try await earlierOrder(order.merchantKey, routes), keep.id != id {
+                    let slotCell = routing.withLock { $0.indexCell(for: order.merchantKey) }
+                    _ = try await index(slotCell, routes) { try await $0.claimMerchantKey(order.merchantKey, for: keep.id) }
+                }
+            }
             try await claim(order.merchantKey, for: id)
             let claimed = OrderCommand.pay(paymentID: paymentID, amount: amount, keyClaimed: true)
             return try await call(id.cell, client) { try await client.apply(claimed, to: id) }

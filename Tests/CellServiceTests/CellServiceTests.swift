@@ -57,6 +57,29 @@ struct CellServiceTests {
         }
     }
 
+    @Test("a frozen slot's copies left behind are no answer: a missing entry is index_unavailable, moved keys are not listed, imports into held slots refused")
+    func frozenSlotsAnswerNothing() async throws {
+        let service = try await makeService()
+        let moved = MerchantKey(merchantID: "shop", outTradeNo: "moved")
+        _ = try await service.bindMerchantKey(moved, candidate: CellID(5)!, attempt: 7)
+        _ = try await service.moveMerchantKey(moved, from: CellID(5)!, to: CellID(6)!, attempt: 7)
+        clock.advance(seconds: 60)
+        #expect(try await service.movedMerchantKeys(updatedBefore: clock.now, limit: 10).map(\.key) == [moved])
+        let entry = try #require(try await service.merchantKeyEntry(moved, consistency: .strong))
+
+        try await service.setIndexSlots([moved.indexSlot], frozen: true)
+        #expect(try await service.movedMerchantKeys(updatedBefore: clock.now, limit: 10).isEmpty)
+        #expect(try await service.merchantKeyEntry(moved, consistency: .strong) == entry, "a frozen slot's entries are read as ever")
+        #expect(try await service.deleteFrozenMerchantKeys([moved]) == 1)
+        await #expect(throws: OrderError.indexSlotFrozen(moved.indexSlot)) { try await service.merchantKeyEntry(moved, consistency: .strong) }
+
+        service.holdIndexSlots([moved.indexSlot])
+        await #expect(throws: OrderError.self) { try await service.importMerchantKeys([entry]) }
+        service.holdIndexSlots([])
+        try await service.importMerchantKeys([entry])
+        await #expect(throws: OrderError.self) { try await service.setIndexSlots([256], frozen: true) }
+    }
+
     @Test func createIsIdempotentPerMerchantAndOutTradeNo() async throws {
         let service = try await makeService()
         let first = try await service.create(try request("a-1"))

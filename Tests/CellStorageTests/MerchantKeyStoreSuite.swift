@@ -184,9 +184,11 @@ struct MerchantKeyStoreSuite {
             await #expect(throws: OrderError.indexSlotFrozen(5)) {
                 try await store.moveMerchantKey(known, from: Self.one, to: Self.two, attempt: 1, now: Self.now)
             }
-            await #expect(throws: OrderError.indexSlotFrozen(5)) {
-                try await store.claimMerchantKeys([(key: staying[1], order: order), (key: known, order: order)], now: Self.now)
-            }
+            // In a batch of claims, the frozen slot's fails alone.
+            let batch = try await store.claimMerchantKeys([(key: staying[2], order: order), (key: known, order: order)], now: Self.now)
+            #expect(try batch[0].get() == .holds)
+            #expect(throws: OrderError.indexSlotFrozen(5)) { try batch[1].get() }
+            #expect(try await store.frozenIndexSlots() == [5])
             #expect(try await store.merchantKeyEntry(fresh, consistency: .strong) == nil)
             #expect(try await store.merchantKeyEntry(known, consistency: .strong)?.holder == nil)
             // Other slots are written as ever.
@@ -223,7 +225,7 @@ struct MerchantKeyStoreSuite {
     @Test("once a freeze returns, no write of the slot commits, though writers race it", arguments: StoreKind.allCases)
     func freezeWaitsForWritesUnderWay(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in
-            let keys = Self.keys(inSlot: 9, count: 400, merchant: "race")
+            let keys = Self.keys(inSlot: 9, count: 2000, merchant: "race")
             let next = Shared(0)
             let outcomes = Shared((written: 0, refused: 0))
             let stop = Shared(false)

@@ -378,6 +378,25 @@ struct MerchantKeyTests {
                 written.publishedAs(version: base.version + 1)
             }
             #expect(system.system.proxy.routingTable.indexBackfill)
+            // Two keys an earlier release made twice, in another cell: once with the first order paid and the second
+            // not, once with both paid (it paid without any index).
+            var rivals: [OrderID] = []
+            system.clock.advance(seconds: 1)
+            for index in 0..<2 {
+                let first = try OrderID(parsing: before[index]["order_id"]!)
+                let other = CellID(unchecked: UInt16(first.cell.rawValue % 4 + 1))
+                var made = try await system.system.cells[other]!.create(
+                    try CreateOrderRequest(merchantID: "m-up", outTradeNo: "up-\(index)", amount: 1000, currency: "CNY", description: nil, expireSeconds: nil),
+                    keyStatus: .unindexed
+                ).order
+                if index == 1 {
+                    made = try await system.system.cells[other]!.apply(.pay(paymentID: "old-release", amount: 1000, keyClaimed: true), to: made.id).order
+                    try await system.system.cells[other]!.setKeyStatus(.unindexed, of: [made.id])  // as the migration leaves it
+                }
+                rivals.append(made.id)
+            }
+            let rivalPay = try await api.pay(rivals[0].description, "p-rival")
+            #expect(rivalPay.status == 409 && rivalPay.code == "duplicate_order", "the paid order keeps the key: \(rivalPay.text)")
 
             // New orders go to cells 3 and 4 only: without the search, repeats of keys in cells 1 and 2 would be made again there.
             for cell in [1, 2] {
@@ -392,7 +411,7 @@ struct MerchantKeyTests {
             for index in 20..<30 { #expect(try await api.pay(before[index]["order_id"]!, "p-up-\(index)").status == 200) }
             var stored = 0
             for service in system.system.cells.values { stored += try await service.store.orderCount() }
-            #expect(stored == 60, "no order was made twice")
+            #expect(stored == 62, "no order was made twice (but the two an earlier release made)")
 
             // The reconciler gives every earlier order its key, then ends the backfill.
             system.clock.advance(seconds: 10)
@@ -400,6 +419,10 @@ struct MerchantKeyTests {
                 _ = await system.system.keyReconciler.runRound(limit: 1000)
             }
             #expect(!system.system.control.routingTable.indexBackfill)
+            let closed = try await api.send(.GET, "/v1/orders/\(rivals[0])")
+            #expect(closed["status"] == "CLOSED" && closed["key_status"] == "DUPLICATE", "\(closed.text)")
+            let paidTwice = try await api.send(.GET, "/v1/orders/\(rivals[1])")
+            #expect(paidTwice["status"] == "PAID" && paidTwice["key_status"] == "DUPLICATE", "\(paidTwice.text)")
             for (index, order) in before.enumerated() {
                 let found = try await api.send(.GET, "/v1/orders?merchant_id=m-up&out_trade_no=up-\(index)")
                 #expect(found.status == 200 && found["order_id"] == order["order_id"], "up-\(index): \(found.text)")

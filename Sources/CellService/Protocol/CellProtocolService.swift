@@ -246,7 +246,15 @@ public struct CellProtocolService: CellProtocolResponder {
         do {
             guard request.claims.count <= 1000 else { throw OrderError.invalidRequest("at most 1000 claims at once") }
             let claims = try request.claims.map { claim throws(OrderError) in (key: try claim.key.domain(), order: try parseOrderID(claim.orderID)) }
-            reply.claims = try await answering { try await cell.claimMerchantKeys(claims) }.map(Ordercell_Cell_V1_ClaimKeyReply.init)
+            reply.claims = try await answering { try await cell.claimMerchantKeys(claims) }.map { answer in
+                switch answer {
+                case .success(let claim): return Ordercell_Cell_V1_ClaimKeyReply(claim)
+                case .failure(let refusal):
+                    var reply = Ordercell_Cell_V1_ClaimKeyReply()
+                    reply.refusal = RPCRefusal(refusal)
+                    return reply
+                }
+            }
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

@@ -126,7 +126,7 @@ public final class FollowingPostgresStore: OrderStore, Service {
         try await store.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit)
     }
     public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws { try await store.setKeyStatus(status, of: ids) }
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         try await store.claimMerchantKeys(claims, now: now)
     }
     public func updateMerchantKey<Answer: Sendable>(
@@ -145,6 +145,7 @@ public final class FollowingPostgresStore: OrderStore, Service {
         try await store.movedMerchantKeys(updatedBefore: cutoff, limit: limit)
     }
     public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws { try await store.setIndexSlots(slots, frozen: frozen) }
+    public func frozenIndexSlots() async throws -> Set<Int> { try await store.frozenIndexSlots() }
     public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
         try await store.frozenMerchantKeys(inSlots: slots, after: after, limit: limit)
     }

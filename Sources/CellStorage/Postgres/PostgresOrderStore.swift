@@ -364,18 +364,23 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
-    /// One transaction for the whole page; keys locked in key order (no deadlock with a batch of binds).
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+    /// One transaction for the whole page; keys locked in key order (no
+    /// deadlock with a batch of binds). The fence is read under `ROW SHARE`
+    /// on `merchant_keys`, which a freeze waits for: keys of slots frozen
+    /// then fail alone, and no slot freezes while the page is claimed.
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         if claims.isEmpty { return [] }
-        if claims.count == 1, let only = claims.first { return [try await claimMerchantKey(only.key, for: only.order, now: now)] }
         let primary = self.primary
         let logger = self.logger
         let order = claims.indices.sorted { (claims[$0].key.merchantID, claims[$0].key.outTradeNo, $0) < (claims[$1].key.merchantID, claims[$1].key.outTradeNo, $1) }
         let items = claims.map { ($0.key, $0.order) }
         return try await deadline {
-            try await Self.indexTransaction(on: primary, logger: logger, "index batch failed") { connection -> [MerchantKeyClaim] in
+            try await Self.indexTransaction(on: primary, logger: logger, "index batch failed") { connection -> [Result<MerchantKeyClaim, OrderError>] in
+                try await connection.query("LOCK TABLE merchant_keys IN ROW SHARE MODE", logger: logger)
+                var frozen: Set<Int> = []
+                for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
                 var answers = [MerchantKeyClaim?](repeating: nil, count: items.count)
-                for index in order {
+                for index in order where !frozen.contains(items[index].0.indexSlot) {
                     let (key, orderID) = items[index]
                     for _ in 0..<3 where answers[index] == nil {
                         answers[index] = try await Self.lockDecideWrite(key, on: connection, logger: logger) {
@@ -383,9 +388,11 @@ public final class PostgresOrderStore: OrderStore, Service {
                         }
                     }
                 }
-                return try answers.map { answer in
-                    guard let answer else { throw StoreError("an index entry kept changing under a batch of claims") }
-                    return answer
+                return try items.indices.map { index -> Result<MerchantKeyClaim, OrderError> in
+                    let slot = items[index].0.indexSlot
+                    if frozen.contains(slot) { return .failure(OrderError.indexSlotFrozen(slot)) }
+                    guard let answer = answers[index] else { throw StoreError("an index entry kept changing under a batch of claims") }
+                    return .success(answer)
                 }
             }
         }
@@ -536,16 +543,18 @@ public final class PostgresOrderStore: OrderStore, Service {
     /// transaction: it waits for every index transaction under way (they
     /// hold `ROW SHARE` or `ROW EXCLUSIVE` on the table) and holds back new
     /// ones until it commits; their writing statements then see the fence.
-    /// Plain reads go on meanwhile. The wait for the lock is bounded.
+    /// Plain reads go on meanwhile. The wait for the lock is bounded (1 s).
     public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
         let primary = self.primary
         let logger = self.logger
         let numbers = slots.map(Int32.init)
         try await deadline {
             try await Self.indexTransaction(on: primary, logger: logger, "changing index slot fences failed") { connection in
-                try await connection.query("SET LOCAL lock_timeout = '5s'", logger: logger)
+                // Below the cell call's deadline: a freeze that cannot get the lock fails where its caller sees it.
+                try await connection.query("SET LOCAL lock_timeout = '1s'", logger: logger)
+                // A thaw takes the lock too: it then comes after any freeze still under way, never before it.
+                try await connection.query("LOCK TABLE merchant_keys IN EXCLUSIVE MODE", logger: logger)
                 if frozen {
-                    try await connection.query("LOCK TABLE merchant_keys IN EXCLUSIVE MODE", logger: logger)
                     try await connection.query(
                         "INSERT INTO index_slot_fences (slot) SELECT unnest(\(numbers)::int4[]) ON CONFLICT (slot) DO NOTHING", logger: logger
                     )
@@ -553,6 +562,16 @@ public final class PostgresOrderStore: OrderStore, Service {
                     try await connection.query("DELETE FROM index_slot_fences WHERE slot = ANY(\(numbers)::int4[])", logger: logger)
                 }
             }
+        }
+    }
+
+    public func frozenIndexSlots() async throws -> Set<Int> {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            var frozen: Set<Int> = []
+            for try await slot in try await primary.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+            return frozen
         }
     }
 

@@ -84,6 +84,14 @@ enum PostgresSchema {
             // A slot listed here is frozen for a move: no entry of it is written (docs/merchant-keys.md).
             ["CREATE TABLE index_slot_fences (slot INTEGER PRIMARY KEY)"]
         ),
+        (
+            4, "unverified orders listed from a position",
+            // The reconciler reads them by (created_at, order_id) from where its last page ended.
+            [
+                "DROP INDEX orders_unverified",
+                "CREATE INDEX orders_unverified ON orders (created_at, order_id) WHERE key_status IN ('RESERVED', 'UNINDEXED')",
+            ]
+        ),
     ]
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {

@@ -238,16 +238,18 @@ public final class SQLiteOrderStore: OrderStore, Service {
     }
 
     /// One transaction for the whole page.
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [MerchantKeyClaim] {
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         try await guarded {
             try await pool.write { db in
-                try claims.map { claim in
+                let frozen = Set(try Int.fetchAll(db, sql: SQLiteSchema.selectFrozenSlots))
+                return try claims.map { claim -> Result<MerchantKeyClaim, OrderError> in
+                    guard !frozen.contains(claim.key.indexSlot) else { return .failure(OrderError.indexSlotFrozen(claim.key.indexSlot)) }
                     let entry = try Row.fetchOne(
                         db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [claim.key.merchantID, claim.key.outTradeNo]
                     ).map(Self.merchantKeyEntry(from:))
                     let decision = MerchantKeyIndex.claim(entry, key: claim.key, cell: claim.order.cell, order: claim.order, now: now)
                     if let write = decision.write { try Self.write(write, db) }
-                    return decision.answer
+                    return .success(decision.answer)
                 }
             }
         }
@@ -325,18 +327,20 @@ public final class SQLiteOrderStore: OrderStore, Service {
     public func setIndexSlots(_ slots: [Int], frozen: Bool) async throws {
         try await guarded {
             try await pool.write { db in
-                let statement = try db.cachedStatement(
-                    sql: frozen ? "INSERT OR IGNORE INTO index_slot_fences (slot) VALUES (?)" : "DELETE FROM index_slot_fences WHERE slot = ?"
-                )
+                let statement = try db.cachedStatement(sql: frozen ? SQLiteSchema.freezeSlot : SQLiteSchema.thawSlot)
                 for slot in slots { try statement.execute(arguments: [slot]) }
             }
         }
     }
 
+    public func frozenIndexSlots() async throws -> Set<Int> {
+        try await guarded { try await pool.read { db in Set(try Int.fetchAll(db, sql: SQLiteSchema.selectFrozenSlots)) } }
+    }
+
     public func frozenMerchantKeys(inSlots slots: Set<Int>, after: MerchantKey?, limit: Int) async throws -> MerchantKeyPage {
         try await guarded {
             try await pool.read { db in
-                let frozen = Set(try Int.fetchAll(db, sql: "SELECT slot FROM index_slot_fences"))
+                let frozen = Set(try Int.fetchAll(db, sql: SQLiteSchema.selectFrozenSlots))
                 if let open = slots.subtracting(frozen).min() {
                     throw OrderError(.invalidState, "index slot \(open) is not frozen in this cell: its entries may still change")
                 }
@@ -355,7 +359,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
     public func importMerchantKeys(_ entries: [MerchantKeyEntry]) async throws {
         try await guarded {
             try await pool.write { db in
-                let statement = try db.cachedStatement(sql: SQLiteSchema.upsertMerchantKey)
+                let statement = try db.cachedStatement(sql: SQLiteSchema.importMerchantKey)
                 for entry in entries { try statement.execute(arguments: Self.arguments(of: entry)) }
             }
         }
@@ -364,8 +368,8 @@ public final class SQLiteOrderStore: OrderStore, Service {
     public func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
         try await guarded {
             try await pool.write { db in
-                let frozen = Set(try Int.fetchAll(db, sql: "SELECT slot FROM index_slot_fences"))
-                let statement = try db.cachedStatement(sql: "DELETE FROM merchant_keys WHERE merchant_id = ? AND out_trade_no = ?")
+                let frozen = Set(try Int.fetchAll(db, sql: SQLiteSchema.selectFrozenSlots))
+                let statement = try db.cachedStatement(sql: SQLiteSchema.deleteMerchantKey)
                 var deleted = 0
                 for key in keys where frozen.contains(key.indexSlot) {
                     try statement.execute(arguments: [key.merchantID, key.outTradeNo])

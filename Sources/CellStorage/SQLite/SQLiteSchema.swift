@@ -79,6 +79,15 @@ enum SQLiteSchema {
             // A slot listed here is frozen for a move: no entry of it is written (docs/merchant-keys.md).
             try db.execute(sql: "CREATE TABLE index_slot_fences (slot INTEGER PRIMARY KEY NOT NULL)")
         }
+        migrator.registerMigration("v4: unverified orders listed from a position") { db in
+            // The reconciler reads them by (created_at, order_id) from where its last page ended.
+            try db.execute(
+                sql: """
+                    DROP INDEX orders_unverified;
+                    CREATE INDEX orders_unverified ON orders (created_at, order_id) WHERE key_status IN ('RESERVED', 'UNINDEXED');
+                    """
+            )
+        }
         return migrator
     }
 
@@ -112,6 +121,17 @@ enum SQLiteSchema {
         attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, updated_at = excluded.updated_at
         """
     static let selectSlotFrozen = "SELECT 1 FROM index_slot_fences WHERE slot = ?"
+    static let selectFrozenSlots = "SELECT slot FROM index_slot_fences"
+    static let freezeSlot = "INSERT OR IGNORE INTO index_slot_fences (slot) VALUES (?)"
+    static let thawSlot = "DELETE FROM index_slot_fences WHERE slot = ?"
+    static let deleteMerchantKey = "DELETE FROM merchant_keys WHERE merchant_id = ? AND out_trade_no = ?"
+    /// A copied entry, written as it is (its creation time too).
+    static let importMerchantKey = """
+        INSERT INTO merchant_keys (\(merchantKeyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+        ON CONFLICT (merchant_id, out_trade_no) DO UPDATE SET owner_cell = excluded.owner_cell, holder = excluded.holder, \
+        attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, \
+        created_at = excluded.created_at, updated_at = excluded.updated_at
+        """
     static let selectMerchantKeysAfter = """
         SELECT \(merchantKeyColumns) FROM merchant_keys WHERE (merchant_id, out_trade_no) > (?, ?) \
         ORDER BY merchant_id, out_trade_no LIMIT ?

@@ -17,8 +17,11 @@ import Synchronization
 /// 4. **Drop** the entries left in the old cells (they stay frozen there).
 ///
 /// A failure before the re-point thaws the old cells again and changes
-/// nothing else. Running the same move again resumes it: every step is
-/// idempotent. One move at a time.
+/// nothing else; when it is not known whether the re-pointing release was
+/// published, the slots stay frozen. Running the same move again resumes
+/// it: every step is idempotent, and a move whose slots are all in their
+/// new cell thaws them there and drops what old cells still keep. One
+/// move at a time per control plane.
 public final class IndexSlotMover: Sendable {
     private let control: ControlPlane
     private let cells: any IndexSlotCopying
@@ -57,7 +60,12 @@ public final class IndexSlotMover: Sendable {
         for slot in slots where base.indexSlots.cells[slot] != target { sources[base.indexSlots.cells[slot], default: []].append(slot) }
         let moving = sources.values.flatMap { $0 }.sorted()
         var view = IndexSlotMoveView(first: slots.lowerBound, last: slots.upperBound, to: target, version: base.version)
-        guard !moving.isEmpty else { return view }
+        guard !moving.isEmpty else {
+            // Every slot is in `to` already: finish what a move that stopped after its re-point left.
+            let others = base.sortedCells.filter { $0.id != target }.map { ($0, Array(slots)) }
+            try await finish(Array(slots), in: targetRoute, droppingFrom: others, into: &view)
+            return view
+        }
         view.from = sources.keys.sorted().map { Int($0.rawValue) }
         logger.notice("moving index slots", metadata: ["slots": "\(slots)", "to": "\(target)", "from": "\(view.from)", "author": "\(author)"])
 
@@ -70,7 +78,6 @@ public final class IndexSlotMover: Sendable {
                 try await cells.setIndexSlots(own, frozen: true, in: route)
                 view.copied += try await cells.copyIndexSlots(own, from: route, to: targetRoute)
             }
-            try await cells.setIndexSlots(moving, frozen: false, in: targetRoute)
         } catch {
             await thaw(frozen)
             throw Self.refusal(error, "the copy of index slots \(slots) to cell \(target) failed; the old cells hold them again")
@@ -86,27 +93,53 @@ public final class IndexSlotMover: Sendable {
                 return try current.movingIndexSlots(slots, to: target)
             }
         } catch {
-            // The outcome may be unknown (the control database took it, the answer was lost): the table in force says.
-            if moving.allSatisfy({ control.routingTable.indexSlots.cells[$0] == target }) {
-                table = control.routingTable
-            } else {
-                await thaw(frozen)
+            let current = control.routingTable
+            if moving.allSatisfy({ current.indexSlots.cells[$0] == target }) {
+                // Published after all (the answer was lost, and the control plane found the release in its store).
+                table = current
+            } else if error.code == .versionConflict {
+                // Refused before anything was published: thaw what the table in force still maps to the old cells.
+                await thaw(frozen.map { route, own in (route, own.filter { current.indexSlots.cells[$0] == route.id }) })
                 throw error
+            } else {
+                // The outcome is unknown: thawing could let the old cells take writes the new one never sees.
+                throw OrderError(
+                    .controlPlaneUnavailable,
+                    "the release moving index slots \(slots) to cell \(target) may or may not be published (\(error.detail)); "
+                        + "the slots stay frozen in their old cells until the move is run again",
+                    retryAfterSeconds: 5
+                )
             }
         }
         view.version = table.version
 
-        // 4. Drop what the old cells keep: frozen there for good, never read again. A failure here leaves only garbage.
-        for (route, own) in frozen {
+        // 4-5. Thaw the slots in their new cell (frozen there if they were moved away from it before), drop the old copies.
+        try await finish(moving, in: targetRoute, droppingFrom: frozen, into: &view)
+        logger.notice("moved index slots", metadata: ["slots": "\(slots)", "to": "\(target)", "copied": "\(view.copied)", "version": "\(table.version)"])
+        return view
+    }
+
+    /// The steps after the re-point: thaw `slots` in the cell that holds them
+    /// now, and drop the entries of each old cell's slots there, where they
+    /// are frozen (a cell where they are not refuses the scan, and keeps its entries).
+    private func finish(
+        _ slots: [Int], in target: CellRoute, droppingFrom others: [(CellRoute, [Int])], into view: inout IndexSlotMoveView
+    ) async throws(OrderError) {
+        do {
+            try await cells.setIndexSlots(slots, frozen: false, in: target)
+        } catch {
+            throw Self.refusal(error, "the index slots are in cell \(target.id) by the routing, but it could not thaw them; run the move again")
+        }
+        for (route, own) in others where route.state.servesExistingOrders {
             do {
                 view.dropped += try await cells.dropIndexSlots(own, in: route)
+            } catch let refusal as OrderError where refusal.code == .invalidState {
+                continue  // not frozen there: not a cell these slots were moved from
             } catch {
                 logger.warning("could not drop moved index entries", metadata: ["cell": "\(route.id)", "error": "\(error)"])
                 view.leftBehind.append(Int(route.id.rawValue))
             }
         }
-        logger.notice("moved index slots", metadata: ["slots": "\(slots)", "to": "\(target)", "copied": "\(view.copied)", "version": "\(table.version)"])
-        return view
     }
 
     private func thaw(_ frozen: [(CellRoute, [Int])]) async {

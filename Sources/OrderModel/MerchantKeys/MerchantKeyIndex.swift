@@ -70,6 +70,13 @@ public enum MerchantKeyClaim: Sendable, Equatable {
 /// inside a transaction, asks for the decision and writes the entry it
 /// returns (if any) in that same transaction (docs/merchant-keys.md).
 public enum MerchantKeyIndex {
+    /// Of the orders of one key that a release without the index made (an
+    /// index backfill), the one that keeps the key: a paid one — the earlier
+    /// release let it be paid, and its payment stands — else the earliest.
+    public static func earlierOrderToKeep(_ orders: [Order]) -> Order? {
+        orders.min { ($0.paidAt == nil ? 1 : 0, $0.createdAt, $0.id.description) < ($1.paidAt == nil ? 1 : 0, $1.createdAt, $1.id.description) }
+    }
+
     /// A decision: what to answer, and the entry to write (nil: nothing changes).
     public struct Decision<Answer: Sendable>: Sendable {
         public var answer: Answer

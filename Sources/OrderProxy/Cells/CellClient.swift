@@ -19,8 +19,8 @@ public protocol CellClient: Sendable {
     func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
     func moveMerchantKey(_ key: MerchantKey, from: CellID, to: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
     func claimMerchantKey(_ key: MerchantKey, for order: OrderID) async throws -> MerchantKeyClaim
-    /// Many claims in one transaction (the reconciler's pages), answers in the same order.
-    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim]
+    /// Many claims in one transaction (the reconciler's pages), answers in the same order; a refused one fails alone.
+    func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [Result<MerchantKeyClaim, OrderError>]
     func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry?
     /// The reconciler's conditional write of a settled entry; whether it was written.
     func settleMerchantKey(_ settled: MerchantKeyEntry, ifRevision revision: Int) async throws -> Bool

@@ -256,7 +256,7 @@ public final class CellServiceClient: CellClient {
         return try reply.orders.map { try $0.domain() }
     }
 
-    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [MerchantKeyClaim] {
+    public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)]) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         var message = Ordercell_Cell_V1_ClaimKeysRequest()
         message.claims = claims.map { claim in
             var item = Ordercell_Cell_V1_ClaimKeyRequest()
@@ -267,7 +267,7 @@ public final class CellServiceClient: CellClient {
         let reply = try await call { [message] in try await $0.claimKeys(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         guard reply.claims.count == claims.count else { throw RPCDecodingError("\(reply.claims.count) answers to \(claims.count) claims") }
-        return try reply.claims.map { try $0.domain() }
+        return try reply.claims.map { claim in claim.hasRefusal ? .failure(claim.refusal.orderError) : .success(try claim.domain()) }
     }
 
     public func setKeyStatus(_ status: MerchantKeyStatus, of ids: [OrderID]) async throws {

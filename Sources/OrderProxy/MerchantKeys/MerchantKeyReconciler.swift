@@ -72,7 +72,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
     /// Per cell, where its unverified orders go on next round: past a full
     /// page, so that orders that must wait do not hold back newer ones; back
     /// to the oldest once a page is not full.
-    private let positions = Mutex<[CellID: OrderListPosition]>([:])
+    private let positions = Mutex<(byCell: [CellID: OrderListPosition], rounds: Int)>(([:], 0))
     /// Called after a complete round while the routing table has an index backfill.
     private let onBackfillDone: (@Sendable () async throws -> Void)?
 
@@ -119,6 +119,12 @@ public final class MerchantKeyReconciler: Service, Sendable {
     @discardableResult
     public func runRound(limit: Int = 200) async -> Round {
         let table = routing()
+        // Now and then from the oldest again, even under a backlog that keeps every page full: an order that
+        // committed late, with a creation time before where a list stands, is not left behind for long.
+        positions.withLock { positions in
+            positions.rounds += 1
+            if positions.rounds % 20 == 0 { positions.byCell = [:] }
+        }
         let cutoff = clock().adding(milliseconds: -grace.wholeMilliseconds)
         var total = await withTaskGroup(of: Round.self) { group in
             var total = Round()
@@ -156,10 +162,10 @@ public final class MerchantKeyReconciler: Service, Sendable {
             round.failures.append("cell \(cell) moved keys: \(error)")
         }
         do {
-            let after = positions.withLock { $0[cell] }
+            let after = positions.withLock { $0.byCell[cell] }
             let unverified = try await client.unverifiedOrders(createdBefore: cutoff, after: after, limit: limit)
             let full = unverified.count == limit
-            positions.withLock { $0[cell] = full ? unverified.last.map(OrderListPosition.init(after:)) : nil }
+            positions.withLock { $0.byCell[cell] = full ? unverified.last.map(OrderListPosition.init(after:)) : nil }
             round.moreWaiting = round.moreWaiting || full || after != nil
             round.advanced = round.advanced || full
             round.complete = round.complete && after == nil && !full
@@ -189,12 +195,26 @@ public final class MerchantKeyReconciler: Service, Sendable {
                 continue
             }
             do {
+                // During a backfill, the key of an order made before the index goes to the order the earlier
+                // release would have let be paid first (a paid one, else the earliest): claimed for it first.
+                if table.indexBackfill {
+                    for order in orders where order.keyStatus == .unindexed {
+                        if let preferred = try await earlierOrder(order.merchantKey, table: table), preferred.id != order.id {
+                            _ = try await slot.claimMerchantKey(order.merchantKey, for: preferred.id)
+                        }
+                    }
+                }
                 let claims = try await slot.claimMerchantKeys(orders.map { (key: $0.merchantKey, order: $0.id) })
-                for (order, claim) in zip(orders, claims) {
-                    if claim == .holds {
-                        verified.append(order.id)
-                    } else if try await resolve(order, claim, slot: slot, table: table, into: &round) {
-                        verified.append(order.id)
+                for (order, answer) in zip(orders, claims) {
+                    do {
+                        let claim = try answer.get()
+                        if claim == .holds {
+                            verified.append(order.id)
+                        } else if try await resolve(order, claim, slot: slot, table: table, into: &round) {
+                            verified.append(order.id)
+                        }
+                    } catch {
+                        round.failures.append("order \(order.id): \(error)")
                     }
                 }
             } catch {
@@ -259,9 +279,32 @@ public final class MerchantKeyReconciler: Service, Sendable {
         }
     }
 
+    /// The key's order an earlier release made, as every cell has it: a paid one first, else the earliest.
+    private func earlierOrder(_ key: MerchantKey, table: RoutingTable) async throws -> Order? {
+        var found: [Order] = []
+        for route in table.sortedCells where route.state.servesExistingOrders {
+            if let order = try await order(key, in: route.id, table: table) { found.append(order) }
+        }
+        return MerchantKeyIndex.earlierOrderToKeep(found)
+    }
+
     private func closeDuplicate(_ rival: OrderID, holder: OrderID?, table: RoutingTable, into round: inout Round) async throws {
         guard let client = client(rival.cell, table) else { return }
-        let result = try await client.apply(.closeDuplicate(holder: holder), to: rival)
+        let result: OrderCommandResult
+        do {
+            result = try await client.apply(.closeDuplicate(holder: holder), to: rival)
+        } catch let refusal as OrderError where refusal.code == .invalidState {
+            // Paid already: only an earlier release could have let that happen (two orders of one key, both
+            // paid before the index existed). It keeps its payment; its key status says what it is.
+            let order = try await client.order(rival, consistency: .strong)
+            guard order.keyStatus != .verified, order.paidAt != nil else { throw refusal }
+            try await client.setKeyStatus(.duplicate, of: [rival])
+            logger.error(
+                "a paid order does not hold its out_trade_no: two orders of one key were paid before the merchant-key index",
+                metadata: ["order": "\(rival)", "holder": "\(holder.map(\.description) ?? "-")"]
+            )
+            return
+        }
         try await client.setKeyStatus(.duplicate, of: [rival])
         if result.changed {
             round.closedDuplicates += 1
