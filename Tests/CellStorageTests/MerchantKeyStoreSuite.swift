@@ -91,6 +91,26 @@ struct MerchantKeyStoreSuite {
         }
     }
 
+    @Test("a batch of claims answers each as one claim after the other would: reserved, absent, reserved elsewhere, held", arguments: StoreKind.allCases)
+    func batchOfClaims(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            let keys = (0..<4).map { MerchantKey(merchantID: "mb", outTradeNo: "b-\($0)") }
+            let inTwo = (0..<4).map { try! OrderID(cell: Self.two, createdAt: Self.now, sequence: Int64($0 + 1)) }
+            let elsewhere = try OrderID(cell: Self.three, createdAt: Self.now, sequence: 9)
+            _ = try await store.bindMerchantKey(keys[0], candidate: Self.two, attempt: 1, now: Self.now)
+            _ = try await store.bindMerchantKey(keys[2], candidate: Self.one, attempt: 2, now: Self.now)
+            _ = try await store.bindMerchantKey(keys[3], candidate: Self.three, attempt: 3, now: Self.now)
+            #expect(try await store.claimMerchantKey(keys[3], for: elsewhere, now: Self.now) == .holds)
+            let answers = try await store.claimMerchantKeys(keys.indices.map { (key: keys[$0], order: inTwo[$0]) }, now: Self.now)
+            #expect(try answers.map { try $0.get() } == [.holds, .holds, .reservedFor(Self.one), .heldBy(elsewhere)])
+            #expect(try await store.merchantKeyEntry(keys[0], consistency: .strong)?.holder == inTwo[0])
+            let fresh = try #require(try await store.merchantKeyEntry(keys[1], consistency: .strong))
+            #expect(fresh.holder == inTwo[1] && fresh.owner == Self.two)
+            #expect(try await store.merchantKeyEntry(keys[2], consistency: .strong)?.holder == nil)
+            #expect(try await store.claimMerchantKeys([(key: keys[1], order: inTwo[1])], now: Self.now).map { try $0.get() } == [.holds])
+        }
+    }
+
     @Test("the reconciler's write lands only on the revision it read", arguments: StoreKind.allCases)
     func settleIsConditional(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in

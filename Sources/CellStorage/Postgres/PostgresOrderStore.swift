@@ -364,24 +364,52 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
-    /// One transaction for the whole page; keys locked in key order (no
-    /// deadlock with a batch of binds). The fence is read under `ROW SHARE`
-    /// on `merchant_keys`, which a freeze waits for: keys of slots frozen
-    /// then fail alone, and no slot freezes while the page is claimed.
+    /// One transaction and a few statements for the whole page (the
+    /// reconciler's): the fence is read under `ROW SHARE` on `merchant_keys`,
+    /// which a freeze waits for, so keys of slots frozen then fail alone and
+    /// no slot freezes meanwhile; the page's entries are locked in one
+    /// statement, decided one by one (``MerchantKeyIndex/claim(_:key:cell:order:now:)``),
+    /// and written in one insert and one update. A key whose entry a bind
+    /// wrote between the lock and the insert is claimed again on its own.
     public func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>] {
         if claims.isEmpty { return [] }
         let primary = self.primary
         let logger = self.logger
-        let order = claims.indices.sorted { (claims[$0].key.merchantID, claims[$0].key.outTradeNo, $0) < (claims[$1].key.merchantID, claims[$1].key.outTradeNo, $1) }
         let items = claims.map { ($0.key, $0.order) }
         return try await deadline {
             try await Self.indexTransaction(on: primary, logger: logger, "index batch failed") { connection -> [Result<MerchantKeyClaim, OrderError>] in
                 try await connection.query("LOCK TABLE merchant_keys IN ROW SHARE MODE", logger: logger)
                 var frozen: Set<Int> = []
                 for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+                let open = items.indices.filter { !frozen.contains(items[$0].0.indexSlot) }
+                var stored: [MerchantKey: MerchantKeyEntry] = [:]
+                let keys = Array(Set(open.map { items[$0].0 }))
+                if !keys.isEmpty {
+                    for try await entry in try await connection.execute(LockMerchantKeys(keys: keys), logger: logger) { stored[entry.key] = entry }
+                }
                 var answers = [MerchantKeyClaim?](repeating: nil, count: items.count)
-                for index in order where !frozen.contains(items[index].0.indexSlot) {
+                var written: [MerchantKey: MerchantKeyEntry] = [:]
+                for index in open {
                     let (key, orderID) = items[index]
+                    let decision = MerchantKeyIndex.claim(written[key] ?? stored[key], key: key, cell: orderID.cell, order: orderID, now: now)
+                    if let write = decision.write { written[key] = write }
+                    answers[index] = decision.answer
+                }
+                let inserts = written.values.filter { stored[$0.key] == nil }
+                let updates = written.values.filter { stored[$0.key] != nil }
+                var inserted = Set<MerchantKey>()
+                if !inserts.isEmpty {
+                    for try await key in try await connection.execute(InsertMerchantKeys(entries: inserts), logger: logger) { inserted.insert(key) }
+                }
+                if !updates.isEmpty {
+                    var count = 0
+                    for try await _ in try await connection.execute(UpdateMerchantKeys(entries: updates), logger: logger) { count += 1 }
+                    guard count == updates.count else { throw StoreError("\(updates.count - count) locked index entries were not written") }
+                }
+                // Keys a bind reserved after the lock found none: decided again on the entry it wrote.
+                for index in open where inserts.contains(where: { $0.key == items[index].0 }) && !inserted.contains(items[index].0) {
+                    let (key, orderID) = items[index]
+                    answers[index] = nil
                     for _ in 0..<3 where answers[index] == nil {
                         answers[index] = try await Self.lockDecideWrite(key, on: connection, logger: logger) {
                             MerchantKeyIndex.claim($0, key: key, cell: orderID.cell, order: orderID, now: now)

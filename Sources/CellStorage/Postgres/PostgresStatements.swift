@@ -511,3 +511,75 @@ struct DeleteFrozenMerchantKeys: PostgresPreparedStatement {
     }
     func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
 }
+
+/// The entries of many keys, locked until the transaction ends, in key
+/// order (the order a batch of binds inserts them in: no deadlock).
+struct LockMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.LockMerchantKeys"
+    static let sql = """
+        SELECT \(PostgresSchema.merchantKeyColumns) FROM merchant_keys \
+        WHERE (merchant_id, out_trade_no) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+        ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C" FOR UPDATE
+        """
+    var keys: [MerchantKey]
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(keys.map(\.merchantID))
+        bindings.append(keys.map(\.outTradeNo))
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
+}
+
+/// New entries of many keys, unless another transaction wrote one first or
+/// the slot is frozen: returns the keys it wrote.
+struct InsertMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.InsertMerchantKeys"
+    static let sql = """
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
+        SELECT merchant_id, out_trade_no, owner_cell, NULLIF(holder, ''), attempt, abandoned, revision, created_at, updated_at \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int4[]) \
+        AS i(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at, slot) \
+        WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = i.slot) \
+        ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING merchant_id, out_trade_no
+        """
+    var entries: [MerchantKeyEntry]
+    func makeBindings() throws -> PostgresBindings { merchantKeyArrayBindings(entries) }
+    func decodeRow(_ row: PostgresRow) throws -> MerchantKey {
+        let (merchantID, outTradeNo) = try row.decode((String, String).self)
+        return MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo)
+    }
+}
+
+/// Changed entries of many keys, locked by the transaction, unless the slot is frozen: a row back per entry written.
+struct UpdateMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.UpdateMerchantKeys"
+    static let sql = """
+        UPDATE merchant_keys m SET owner_cell = u.owner_cell, holder = NULLIF(u.holder, ''), attempt = u.attempt, \
+        abandoned = u.abandoned, revision = u.revision, updated_at = u.updated_at \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int4[]) \
+        AS u(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at, slot) \
+        WHERE m.merchant_id = u.merchant_id AND m.out_trade_no = u.out_trade_no \
+        AND NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = u.slot) RETURNING 1
+        """
+    var entries: [MerchantKeyEntry]
+    func makeBindings() throws -> PostgresBindings { merchantKeyArrayBindings(entries) }
+    func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
+}
+
+/// The columns of many entries as arrays (a missing holder as ''), and their slots.
+private func merchantKeyArrayBindings(_ entries: [MerchantKeyEntry]) -> PostgresBindings {
+    let rows = entries.map(MerchantKeyRow.init)
+    var bindings = PostgresBindings(capacity: 10)
+    bindings.append(entries.map(\.key.merchantID))
+    bindings.append(entries.map(\.key.outTradeNo))
+    bindings.append(rows.map { Int32($0.owner) })
+    bindings.append(rows.map { $0.holder ?? "" })
+    bindings.append(rows.map(\.attempt))
+    bindings.append(rows.map(\.abandoned))
+    bindings.append(rows.map { Int32($0.revision) })
+    bindings.append(rows.map(\.createdAt))
+    bindings.append(rows.map(\.updatedAt))
+    bindings.append(entries.map { Int32($0.key.indexSlot) })
+    return bindings
+}
