@@ -280,6 +280,11 @@ public nonisolated struct Ordercell_Cell_V1_CreateOrderRequest: Sendable {
   /// UNINDEXED (its index slot could not be reached).
   public var keyStatus: String = String()
 
+  /// Not 0: this cell holds the key's index slot; bind the key, create the
+  /// order and claim the key for it in one transaction (the create call's
+  /// attempt); key_status is then ignored.
+  public var bindAttempt: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -312,12 +317,23 @@ public nonisolated struct Ordercell_Cell_V1_CreateOrderReply: Sendable {
 
   public var created: Bool = false
 
+  /// A bound create (bind_attempt): the key is bound to another cell, and no order was made here.
+  public var boundElsewhere: Ordercell_Cell_V1_KeyBindingReply {
+    get {_boundElsewhere ?? Ordercell_Cell_V1_KeyBindingReply()}
+    set {_boundElsewhere = newValue}
+  }
+  /// Returns true if `boundElsewhere` has been explicitly set.
+  public var hasBoundElsewhere: Bool {self._boundElsewhere != nil}
+  /// Clears the value of `boundElsewhere`. Subsequent reads from it will return its default value.
+  public mutating func clearBoundElsewhere() {self._boundElsewhere = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
   fileprivate var _order: Ordercell_Cell_V1_Order? = nil
+  fileprivate var _boundElsewhere: Ordercell_Cell_V1_KeyBindingReply? = nil
 }
 
 public nonisolated struct Ordercell_Cell_V1_PayCommand: Sendable {
@@ -1510,7 +1526,7 @@ nonisolated extension Ordercell_Cell_V1_Event: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateOrderRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{3}expire_seconds\0\u{3}key_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}merchant_id\0\u{3}out_trade_no\0\u{1}amount\0\u{1}currency\0\u{1}description\0\u{3}expire_seconds\0\u{3}key_status\0\u{3}bind_attempt\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1525,6 +1541,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
       case 5: try { try decoder.decodeSingularStringField(value: &self._description_p) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.expireSeconds) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.keyStatus) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.bindAttempt) }()
       default: break
       }
     }
@@ -1556,6 +1573,9 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
     if !self.keyStatus.isEmpty {
       try visitor.visitSingularStringField(value: self.keyStatus, fieldNumber: 7)
     }
+    if self.bindAttempt != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bindAttempt, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1567,6 +1587,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
     if lhs._description_p != rhs._description_p {return false}
     if lhs.expireSeconds != rhs.expireSeconds {return false}
     if lhs.keyStatus != rhs.keyStatus {return false}
+    if lhs.bindAttempt != rhs.bindAttempt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1574,7 +1595,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderRequest: SwiftProtobuf.Messag
 
 nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateOrderReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}order\0\u{1}created\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}order\0\u{1}created\0\u{3}bound_elsewhere\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1585,6 +1606,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._order) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.created) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._boundElsewhere) }()
       default: break
       }
     }
@@ -1604,6 +1626,9 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message,
     if self.created != false {
       try visitor.visitSingularBoolField(value: self.created, fieldNumber: 3)
     }
+    try { if let v = self._boundElsewhere {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1611,6 +1636,7 @@ nonisolated extension Ordercell_Cell_V1_CreateOrderReply: SwiftProtobuf.Message,
     if lhs._refusal != rhs._refusal {return false}
     if lhs._order != rhs._order {return false}
     if lhs.created != rhs.created {return false}
+    if lhs._boundElsewhere != rhs._boundElsewhere {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -47,6 +47,21 @@ public enum CellSelector {
         return candidates.last(where: { $0.weight > 0 })?.cell
     }
 
+    /// Whether `cell` may be chosen ahead of the weighted draw: it is a
+    /// candidate with a weight, and its share is at least the mean share
+    /// (its weight and recent load are not worse than the others'). With
+    /// equal weights and loads every candidate qualifies; a drained,
+    /// lighter or hotter cell does not, and the draw decides.
+    public static func qualifies(_ cell: CellID, among candidates: [PlacementCandidate]) -> Bool {
+        guard let candidate = candidates.first(where: { $0.cell == cell }), candidate.weight > 0 else { return false }
+        var totalLoad = 0
+        for candidate in candidates { totalLoad += candidate.recentLoad }
+        let smoothing = max(1.0, Double(totalLoad) / Double(candidates.count))
+        var total = 0.0
+        for other in candidates { total += share(other, smoothing) }
+        return share(candidate, smoothing) * Double(candidates.count) >= total * 0.999
+    }
+
     @inline(__always)
     static func share(_ candidate: PlacementCandidate, _ smoothing: Double) -> Double {
         Double(candidate.weight) / (Double(candidate.recentLoad) + smoothing)

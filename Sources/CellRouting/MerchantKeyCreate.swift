@@ -21,6 +21,13 @@ import OrderModel
 /// ``IndexSlotPolicy`` decides: `strict` refuses, `available` creates the
 /// order unindexed (unpayable until the reconciler claims its key).
 ///
+/// When the cell order retry picks first is the one holding the key's index
+/// slot (order retry prefers it: ``OrderRetry/init(candidates:policy:preferring:)``),
+/// bind and create are **one call and one transaction** there
+/// (``Action/createBound(in:)``): the new order holds its key at once. A key
+/// bound elsewhere sends the create to its owner; a failure is a slot that
+/// cannot be reached, as above.
+///
 /// During an index **backfill** (orders made before the index have no
 /// entries yet) the walk first **searches** every cell for the key's order:
 /// found, the key is bound to that cell, and never moved from it; not
@@ -37,6 +44,8 @@ public struct MerchantKeyCreate: Sendable {
         case move(from: CellID, to: CellID)
         /// Create the order in `cell` with this key status.
         case create(in: CellID, keyStatus: MerchantKeyStatus)
+        /// Bind the key and create the order in `cell`, which holds the key's slot, in one transaction.
+        case createBound(in: CellID)
         /// Answer the caller with this refusal.
         case fail(OrderError)
     }
@@ -48,6 +57,8 @@ public struct MerchantKeyCreate: Sendable {
         /// `adopting`: the candidate is the cell where the key's order was found.
         case binding(candidate: CellID, adopting: Bool)
         case moving(from: CellID, to: CellID)
+        /// Binding and creating in the cell of the key's slot, in one call.
+        case creatingBound(CellID)
         /// Creating in the key's owner; `movable`: this create's own reservation.
         case creating(CellID, movable: Bool)
         /// Creating without the index (its slot could not be reached at the bind);
@@ -62,12 +73,15 @@ public struct MerchantKeyCreate: Sendable {
     public let policy: IndexSlotPolicy
     /// Orders made before the index may lack entries: search before binding.
     public let backfill: Bool
+    /// The cell holding the key's index slot: a create placed there binds in the same call.
+    public let slotCell: CellID?
 
-    public init(key: MerchantKey, retry: OrderRetry, policy: IndexSlotPolicy, backfill: Bool = false) {
+    public init(key: MerchantKey, retry: OrderRetry, policy: IndexSlotPolicy, backfill: Bool = false, slotCell: CellID? = nil) {
         self.key = key
         self.retry = retry
         self.policy = policy
         self.backfill = backfill
+        self.slotCell = slotCell
     }
 
     /// The first action: bind, proposing the order retry's first cell (during a backfill: search first).
@@ -102,8 +116,45 @@ public struct MerchantKeyCreate: Sendable {
 
     private mutating func bindNext<R: RandomNumberGenerator>(using random: inout R) -> Action {
         guard let candidate = retry.nextCell(using: &random) else { return finish(noCell()) }
+        if candidate == slotCell {
+            state = .creatingBound(candidate)
+            return .createBound(in: candidate)
+        }
         state = .binding(candidate: candidate, adopting: false)
         return .bind(candidate: candidate)
+    }
+
+    /// The slot's cell answered that the key is bound to another cell: the create goes there.
+    public mutating func boundElsewhere(_ binding: MerchantKeyBinding) -> Action {
+        guard case .creatingBound = state else { preconditionFailure("boundElsewhere in state \(state)") }
+        // The cell answered: it took no order, and it is no failed attempt.
+        retry.attemptSucceeded()
+        state = .creating(binding.owner, movable: false)
+        return .create(in: binding.owner, keyStatus: .reserved)
+    }
+
+    /// The bound create failed: `cellFailed`, the cell (and with it the
+    /// slot) could not be reached, or it failed; else it answered that it
+    /// cannot write the slot now (being moved, or not its own by the
+    /// release it follows). Either way the index cannot be reached: the
+    /// partition's policy decides, as for a bind. Its transaction may have
+    /// committed all the same; then its order holds the key, and an order
+    /// made unindexed now can never be paid.
+    public mutating func boundFailed<R: RandomNumberGenerator>(_ detail: String, cellFailed: Bool, using random: inout R) -> Action {
+        guard case .creatingBound(let cell) = state else { preconditionFailure("boundFailed in state \(state)") }
+        guard policy == .available else {
+            return finish(
+                OrderError(.indexUnavailable, "the merchant-key index cannot be reached for out_trade_no \(key.outTradeNo): \(detail)", retryAfterSeconds: 5)
+            )
+        }
+        guard cellFailed else {
+            state = .creatingUnindexed(cell, movable: true)
+            return .create(in: cell, keyStatus: .unindexed)
+        }
+        retry.attemptFailed()
+        guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
+        state = .creatingUnindexed(next, movable: true)
+        return .create(in: next, keyStatus: .unindexed)
     }
 
     /// The slot's cell answered a bind or a move.
@@ -147,7 +198,7 @@ public struct MerchantKeyCreate: Sendable {
     /// The create in the cell answered (created, replayed or refused): the create is over.
     public mutating func created() {
         switch state {
-        case .creating, .creatingUnindexed:
+        case .creating, .creatingUnindexed, .creatingBound:
             if case .attempting = retry.state { retry.attemptSucceeded() }
             state = .finished
         default:

@@ -33,10 +33,16 @@ public struct OrderRetry: Sendable {
     public private(set) var failedCells: [CellID] = []
     private var candidates: [PlacementCandidate]
     private let policy: OrderRetryPolicy
+    /// Tried first when it qualifies (``CellSelector/qualifies(_:among:)``); then the weighted draw.
+    private var preferred: CellID?
 
-    public init(candidates: [PlacementCandidate], policy: OrderRetryPolicy) {
+    /// - Parameter preferring: a cell to try first if it qualifies: the
+    ///   cell holding the key's index slot, where a create is one
+    ///   transaction instead of two (docs/merchant-keys.md).
+    public init(candidates: [PlacementCandidate], policy: OrderRetryPolicy, preferring: CellID? = nil) {
         self.candidates = candidates
         self.policy = policy
+        self.preferred = preferring
     }
 
     /// The next cell to try, or `nil` when the create is exhausted.
@@ -44,7 +50,9 @@ public struct OrderRetry: Sendable {
         guard case .choosing = state else {
             preconditionFailure("nextCell called in state \(state)")
         }
-        guard attempts < policy.maximumAttempts, let cell = CellSelector.choose(from: candidates, using: &random) else {
+        let first = preferred.flatMap { CellSelector.qualifies($0, among: candidates) ? $0 : nil }
+        preferred = nil
+        guard attempts < policy.maximumAttempts, let cell = first ?? CellSelector.choose(from: candidates, using: &random) else {
             state = .exhausted
             return nil
         }

@@ -52,6 +52,8 @@ public final class CellService: Sendable {
     private let groupCommit: CreateGroupCommit?
     /// Binds of merchant keys share transactions the same way (every create binds its key in its slot's cell first).
     private let bindGroupCommit: BindGroupCommit?
+    /// Creates in the cell of their key's slot share transactions too.
+    private let boundGroupCommit: BoundCreateGroupCommit?
     private let logger: Logger
 
     /// - Parameters:
@@ -85,6 +87,15 @@ public final class CellService: Sendable {
             )
         } else {
             self.bindGroupCommit = nil
+        }
+        if let groupCommit, store.batchesBinds {
+            let clock = clock
+            self.boundGroupCommit = BoundCreateGroupCommit(
+                maximumBatches: groupCommit.maximumBatches, maximumBatchSize: groupCommit.maximumBatchSize,
+                maximumWait: groupCommit.maximumWait, insert: { try await store.insertBound($0, now: clock()) }
+            )
+        } else {
+            self.boundGroupCommit = nil
         }
         var logger = logger
         logger[metadataKey: "cell"] = "\(cell)"
@@ -134,21 +145,8 @@ public final class CellService: Sendable {
         }
         try await enter()
         // No lookup first: the insert itself finds an earlier order with the
-        // same out_trade_no, in the same transaction. A replay spends one
-        // sequence number, which is never reused (ids need not be dense).
-        let number = try await storage { try await sequence.next() }
-        let now = clock()
-        let id: OrderID
-        do {
-            id = try OrderID(cell: cell, createdAt: now, sequence: number)
-        } catch {
-            throw CellFailure(cell: cell, reason: "cannot mint an order id: \(error)")
-        }
-        let order = Order(
-            id: id, merchantID: request.merchantID, outTradeNo: request.outTradeNo, amount: request.amount,
-            currency: request.currency, description: request.description, createdAt: now,
-            expiresAt: now.adding(seconds: request.expireSeconds), keyStatus: keyStatus
-        )
+        // same out_trade_no, in the same transaction.
+        let order = try await newOrder(request, keyStatus: keyStatus)
         if let deadline, ContinuousClock.now >= deadline {
             throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
         }
@@ -159,6 +157,55 @@ public final class CellService: Sendable {
         case .inserted(let order): return CreateOrderResult(order: order, created: true)
         case .existing(let existing): return try replay(existing, request)
         }
+    }
+
+    /// A create in the cell holding its key's index slot: the bind, the
+    /// order and its claim in one transaction
+    /// (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``).
+    /// A new order holds its key at once (``MerchantKeyStatus/verified``);
+    /// a key bound to another cell is answered, and no order made.
+    public func createBound(
+        _ request: CreateOrderRequest, attempt: UInt64, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> BoundCreateResult {
+        try await enter()
+        let key = MerchantKey(merchantID: request.merchantID, outTradeNo: request.outTradeNo)
+        try checkSlot(key)
+        let order = try await newOrder(request, keyStatus: .verified)
+        if let deadline, ContinuousClock.now >= deadline {
+            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
+        }
+        let create = BoundInsert(order: order, attempt: attempt)
+        let now = clock()
+        let outcome = try await storage {
+            if let boundGroupCommit {
+                try await boundGroupCommit.insert(create, deadline: deadline).get()
+            } else {
+                try await store.insertBound([create], now: now)[0].get()
+            }
+        }
+        switch outcome {
+        case .inserted(let order): return .order(CreateOrderResult(order: order, created: true))
+        case .existing(let existing): return .order(try replay(existing, request))
+        case .boundElsewhere(let binding): return .boundElsewhere(binding)
+        }
+    }
+
+    /// A new order of this cell for `request`, its id minted now.
+    private func newOrder(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> Order {
+        // A replay spends one sequence number, which is never reused (ids need not be dense).
+        let number = try await storage { try await sequence.next() }
+        let now = clock()
+        let id: OrderID
+        do {
+            id = try OrderID(cell: cell, createdAt: now, sequence: number)
+        } catch {
+            throw CellFailure(cell: cell, reason: "cannot mint an order id: \(error)")
+        }
+        return Order(
+            id: id, merchantID: request.merchantID, outTradeNo: request.outTradeNo, amount: request.amount,
+            currency: request.currency, description: request.description, createdAt: now,
+            expiresAt: now.adding(seconds: request.expireSeconds), keyStatus: keyStatus
+        )
     }
 
     private func replay(_ existing: Order, _ request: CreateOrderRequest) throws(OrderError) -> CreateOrderResult {

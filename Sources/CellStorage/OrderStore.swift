@@ -82,6 +82,13 @@ public protocol OrderStore: Sendable {
     /// Whether ``bindMerchantKeys(_:now:)`` is cheaper than one bind after the other.
     var batchesBinds: Bool { get }
 
+    /// Creates whose key's index slot this cell holds, each bound, inserted
+    /// and claimed in one transaction for all of them
+    /// (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``): a
+    /// new order is stored ``MerchantKeyStatus/verified``, holding its key.
+    /// A key of a frozen slot that needs a write fails alone.
+    func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>]
+
     /// Claims several keys, each for its order, in one transaction (the reconciler's pages): the answers in the same order.
     /// A key of a frozen slot fails alone (``OrderError/indexSlotFrozen(_:)``), not the batch.
     func claimMerchantKeys(_ claims: [(key: MerchantKey, order: OrderID)], now: Timestamp) async throws -> [Result<MerchantKeyClaim, OrderError>]
@@ -202,6 +209,28 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// A create in the cell holding its key's index slot (``OrderStore/insertBound(_:now:)``).
+public struct BoundInsert: Sendable {
+    /// The new order, ``MerchantKeyStatus/verified``.
+    public var order: Order
+    /// The create call, in the index.
+    public var attempt: UInt64
+
+    public init(order: Order, attempt: UInt64) {
+        self.order = order
+        self.attempt = attempt
+    }
+}
+
+/// What a bound insert did.
+public enum BoundInsertOutcome: Sendable {
+    case inserted(Order)
+    /// The cell has an order for the key already (a repeat).
+    case existing(Order)
+    /// The key is bound to another cell: no order was made.
+    case boundElsewhere(MerchantKeyBinding)
 }
 
 /// One create's bind of its merchant key (``OrderStore/bindMerchantKeys(_:now:)``).

@@ -25,6 +25,10 @@ struct InProcessCellClient: CellClient {
         try await bounded { [service] in try await service.create(request, keyStatus: keyStatus) }
     }
 
+    func createBound(_ request: CreateOrderRequest, attempt: UInt64) async throws -> BoundCreateResult {
+        try await bounded { [service] in try await service.createBound(request, attempt: attempt) }
+    }
+
     func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
         try await bounded { [service] in try await service.apply(command, to: id) }
     }

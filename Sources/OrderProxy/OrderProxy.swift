@@ -115,9 +115,10 @@ public final class OrderProxy: Sendable {
         }
         let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
         let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
+        // The cell of the key's slot goes first when it is as good a choice as any: there the create binds in the same call.
         var walk = MerchantKeyCreate(
-            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy), policy: policy.indexSlotPolicy(of: partition),
-            backfill: backfill
+            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy, preferring: slotCell),
+            policy: policy.indexSlotPolicy(of: partition), backfill: backfill, slotCell: slotCell
         )
         var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
         // Names this create call in the index: only it may move its own reservation.
@@ -149,6 +150,28 @@ public final class OrderProxy: Sendable {
                     )
                 } catch {
                     action = walk.indexFailed(error.detail)
+                }
+            case .createBound(let cell):
+                guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
+                    action = walk.boundFailed("cell \(cell) is not in this proxy's routing table", cellFailed: true, using: &random)
+                    continue
+                }
+                do {
+                    switch try await call(cell, client) { try await client.createBound(request, attempt: attempt) } {
+                    case .order(let result):
+                        walk.created()
+                        return result
+                    case .boundElsewhere(let binding):
+                        action = walk.boundElsewhere(binding)
+                    }
+                } catch {
+                    switch error.code {
+                    case .cellUnavailable: action = walk.boundFailed(error.detail, cellFailed: true, using: &random)
+                    case .indexUnavailable: action = walk.boundFailed(error.detail, cellFailed: false, using: &random)
+                    default:
+                        walk.created()
+                        throw error
+                    }
                 }
             case .create(let cell, let keyStatus):
                 guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {

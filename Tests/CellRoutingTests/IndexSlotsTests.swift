@@ -40,7 +40,12 @@ struct IndexSlotsTests {
     func slotsAndMoves() throws {
         let key = MerchantKey(merchantID: "m1", outTradeNo: "demo-1")
         // Pinned: the slot function is a stored contract (entries live where it says).
-        #expect(key.slot(of: 256) == MerchantKey(merchantID: "m1", outTradeNo: "demo-1").slot(of: 256))
+        #expect(key.slot(of: 256) == 216 && MerchantKey(merchantID: "m1", outTradeNo: "demo-2").slot(of: 256) == 208)
+        #expect(MerchantKey(merchantID: "shop", outTradeNo: "20261203000001").slot(of: 256) == 107)
+        // Numbered trades spread over the quarters of the slots (four cells' worth) like any others.
+        var quarters = [Int](repeating: 0, count: 4)
+        for index in 0..<40 { quarters[MerchantKey(merchantID: "m1", outTradeNo: "demo-\(index)").slot(of: 256) / 64] += 1 }
+        #expect(quarters.min()! >= 4, "\(quarters)")
         #expect(MerchantKey(merchantID: "m1", outTradeNo: "x").slot(of: 256) != MerchantKey(merchantID: "m1x", outTradeNo: "").slot(of: 256)
             || MerchantKey(merchantID: "m1", outTradeNo: "y").slot(of: 256) != MerchantKey(merchantID: "m1y", outTradeNo: "").slot(of: 256))
         var counts = [Int](repeating: 0, count: 256)

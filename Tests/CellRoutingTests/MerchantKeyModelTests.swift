@@ -426,6 +426,7 @@ struct KeyModelChecker {
         case .create(let cell, let status): proxy.pending = .create(cell: KeyModel.number(cell), status: status)
         case .fail(let error): proxy.phase = .failed(error.code)
         case .search: preconditionFailure("the model runs without an index backfill")
+        case .createBound: preconditionFailure("the model's creates bind and create in two calls")
         }
     }
 
@@ -939,6 +940,9 @@ struct KeyModelChecker {
         switch create.state {
         case .idle: bits.put(0, 3)
         case .searching: bits.put(6, 3)
+        case .creatingBound(let cell):
+            bits.put(7, 3)
+            bits.put(cell: cell)
         case .binding(let candidate, let adopting):
             bits.put(1, 3)
             bits.put(cell: candidate)

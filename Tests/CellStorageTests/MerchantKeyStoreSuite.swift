@@ -111,6 +111,53 @@ struct MerchantKeyStoreSuite {
         }
     }
 
+    @Test("a create in its key's slot cell binds, inserts and claims in one transaction; known keys go where they are bound", arguments: StoreKind.allCases)
+    func boundCreates(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            func order(_ sequence: Int64, _ outTradeNo: String) throws -> Order {
+                var order = try OrderStoreSuite.order(sequence: sequence, merchant: "mc", outTradeNo: outTradeNo)
+                order.id = try OrderID(cell: Self.two, createdAt: Self.now, sequence: sequence)
+                order.keyStatus = .verified
+                return order
+            }
+            let keys = ["fresh", "reserved-here", "reserved-there", "twice", "frozen"].map { MerchantKey(merchantID: "mc", outTradeNo: $0) }
+            _ = try await store.bindMerchantKey(keys[1], candidate: Self.two, attempt: 5, now: Self.now)
+            _ = try await store.bindMerchantKey(keys[2], candidate: Self.three, attempt: 6, now: Self.now)
+            let frozenKey = Self.keys(inSlot: 11, count: 1, merchant: "mc")[0]
+            try await store.setIndexSlots([11], frozen: true)
+            let creates = [
+                BoundInsert(order: try order(1, "fresh"), attempt: 1), BoundInsert(order: try order(2, "reserved-here"), attempt: 2),
+                BoundInsert(order: try order(3, "reserved-there"), attempt: 3), BoundInsert(order: try order(4, "twice"), attempt: 4),
+                BoundInsert(order: try order(5, "twice"), attempt: 5), BoundInsert(order: try order(6, frozenKey.outTradeNo), attempt: 6),
+            ]
+            let outcomes = try await store.insertBound(creates, now: Self.now)
+            guard case .inserted(let fresh) = try outcomes[0].get(), case .inserted(let reserved) = try outcomes[1].get(),
+                case .boundElsewhere(let there) = try outcomes[2].get(), case .inserted(let first) = try outcomes[3].get(),
+                case .existing(let again) = try outcomes[4].get()
+            else {
+                Issue.record("outcomes: \(outcomes)")
+                return
+            }
+            #expect(there == MerchantKeyBinding(owner: Self.three, holder: nil, movableByCaller: false))
+            #expect(again.id == first.id)
+            #expect(throws: OrderError.indexSlotFrozen(11)) { try outcomes[5].get() }
+            for order in [fresh, reserved, first] {
+                #expect(try await store.order(order.id, consistency: .strong)?.keyStatus == .verified)
+                let entry = try #require(try await store.merchantKeyEntry(order.merchantKey, consistency: .strong))
+                #expect(entry.holder == order.id && entry.owner == Self.two)
+            }
+            #expect(try await store.order(MerchantKey(merchantID: "mc", outTradeNo: "reserved-there"), consistency: .strong) == nil)
+            #expect(try await store.order(frozenKey, consistency: .strong) == nil)
+            // A repeat later meets its order, as it was.
+            let repeated = try await store.insertBound([BoundInsert(order: try order(7, "fresh"), attempt: 9)], now: Self.now)
+            guard case .existing(let met) = try repeated[0].get() else {
+                Issue.record("\(repeated)")
+                return
+            }
+            #expect(met.id == fresh.id)
+        }
+    }
+
     @Test("the reconciler's write lands only on the revision it read", arguments: StoreKind.allCases)
     func settleIsConditional(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in

@@ -158,3 +158,6 @@ extension GroupCommit where Item == Order {
 
 /// Concurrent merchant-key binds of a cell service sharing transactions.
 typealias BindGroupCommit = GroupCommit<MerchantKeyBindRequest, Result<MerchantKeyBinding, OrderError>>
+
+/// Concurrent creates in the cell holding their key's index slot (bind, order and claim) sharing transactions.
+typealias BoundCreateGroupCommit = GroupCommit<BoundInsert, Result<BoundInsertOutcome, OrderError>>

@@ -65,8 +65,18 @@ public struct CellProtocolService: CellProtocolResponder {
     ) async throws -> Ordercell_Cell_V1_CreateOrderReply {
         var reply = Ordercell_Cell_V1_CreateOrderReply()
         do {
-            let result = try await answering {
-                try await cell.create(try request.domain(), keyStatus: try request.domainKeyStatus(), deadline: deadline)
+            let result: CreateOrderResult
+            if request.bindAttempt != 0 {
+                switch try await answering({ try await cell.createBound(try request.domain(), attempt: request.bindAttempt, deadline: deadline) }) {
+                case .order(let order): result = order
+                case .boundElsewhere(let binding):
+                    reply.boundElsewhere = Ordercell_Cell_V1_KeyBindingReply(binding)
+                    return reply
+                }
+            } else {
+                result = try await answering {
+                    try await cell.create(try request.domain(), keyStatus: try request.domainKeyStatus(), deadline: deadline)
+                }
             }
             reply.order = RPCOrder(result.order)
             reply.created = result.created

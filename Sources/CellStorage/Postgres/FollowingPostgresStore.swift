@@ -138,6 +138,9 @@ public final class FollowingPostgresStore: OrderStore, Service {
         try await store.bindMerchantKeys(requests, now: now)
     }
     public var batchesBinds: Bool { true }
+    public func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>] {
+        try await store.insertBound(creates, now: now)
+    }
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await store.merchantKeyEntry(key, consistency: consistency)
     }

@@ -533,6 +533,92 @@ public final class PostgresOrderStore: OrderStore, Service {
 
     public var batchesBinds: Bool { true }
 
+    /// One transaction and one commit (one wait for the synchronous replica)
+    /// for the whole batch: the new keys are reserved for this cell by one
+    /// insert (which locks `merchant_keys` for the transaction, so the fence
+    /// read next stays as it is), the known ones locked by one select, each
+    /// create decided (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``),
+    /// the orders inserted by one statement, and the claims of the orders
+    /// inserted written by one update.
+    public func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>] {
+        guard let cell = creates.first?.order.id.cell else { return [] }
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            try await Self.indexTransaction(on: primary, logger: logger, "bound create batch failed") { connection -> [Result<BoundInsertOutcome, OrderError>] in
+                let binds = creates.map { MerchantKeyBindRequest(key: $0.order.merchantKey, candidate: cell, attempt: $0.attempt) }
+                var entries: [MerchantKey: MerchantKeyEntry] = [:]
+                for try await row in try await connection.execute(InsertNewMerchantKeys(requests: binds, now: now), logger: logger) {
+                    let key = MerchantKey(merchantID: row.merchantID, outTradeNo: row.outTradeNo)
+                    entries[key] = MerchantKeyEntry(key: key, owner: cell, attempt: UInt64(bitPattern: row.attempt), createdAt: now)
+                }
+                var frozen: Set<Int> = []
+                for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+                let known = Array(Set(binds.map(\.key)).filter { entries[$0] == nil })
+                if !known.isEmpty {
+                    for try await entry in try await connection.execute(LockMerchantKeys(keys: known), logger: logger) { entries[entry.key] = entry }
+                }
+                // Each create in turn, as one after the other would: a key twice in the batch meets its first order.
+                var outcomes = [Result<BoundInsertOutcome, OrderError>?](repeating: nil, count: creates.count)
+                var toInsert: [(index: Int, order: Order, claim: MerchantKeyEntry?)] = []
+                for (index, create) in creates.enumerated() {
+                    var order = create.order
+                    let key = order.merchantKey
+                    switch MerchantKeyIndex.boundCreate(entries[key], key: key, cell: cell, order: order.id, attempt: create.attempt, now: now) {
+                    case .elsewhere(let binding):
+                        outcomes[index] = .success(.boundElsewhere(binding))
+                    case .here(let claim):
+                        if claim != nil, frozen.contains(key.indexSlot) {
+                            outcomes[index] = .failure(OrderError.indexSlotFrozen(key.indexSlot))
+                            continue
+                        }
+                        if let claim { entries[key] = claim } else { order.keyStatus = .reserved }
+                        toInsert.append((index, order, claim))
+                    }
+                }
+                var inserted = Set<String>()
+                let orders = toInsert.map(\.order)
+                if orders.count > 1, orders.allSatisfy(InsertNewOrders.accepts) {
+                    for try await id in try await connection.execute(InsertNewOrders(orders: orders), logger: logger) { inserted.insert(id) }
+                } else {
+                    for order in orders {
+                        for try await _ in try await connection.execute(InsertOrderWithEvent(order: order), logger: logger) {
+                            inserted.insert(order.id.description)
+                        }
+                    }
+                }
+                let repeats = orders.filter { !inserted.contains($0.id.description) }
+                var earlier: [TradeKey: Order] = [:]
+                if !repeats.isEmpty {
+                    let keys = repeats.map { (merchantID: $0.merchantID, outTradeNo: $0.outTradeNo) }
+                    for try await row in try await connection.execute(SelectOrdersByTradeNos(keys: keys), logger: logger) {
+                        earlier[TradeKey(row.merchantID, row.outTradeNo)] = row
+                    }
+                }
+                // The claims of the orders inserted (every entry exists now: reserved above, or locked).
+                let claims = toInsert.filter { inserted.contains($0.order.id.description) }.compactMap(\.claim)
+                if !claims.isEmpty {
+                    var written = 0
+                    for try await _ in try await connection.execute(UpdateMerchantKeys(entries: claims), logger: logger) { written += 1 }
+                    guard written == claims.count else { throw StoreError("\(claims.count - written) index entries of new orders were not written") }
+                }
+                for item in toInsert {
+                    if inserted.contains(item.order.id.description) {
+                        outcomes[item.index] = .success(.inserted(item.order))
+                    } else if let existing = earlier[TradeKey(item.order.merchantID, item.order.outTradeNo)] {
+                        outcomes[item.index] = .success(.existing(existing))
+                    } else {
+                        throw StoreError("order \(item.order.merchantID)/\(item.order.outTradeNo) conflicted but cannot be read")
+                    }
+                }
+                return try outcomes.map { outcome in
+                    guard let outcome else { throw StoreError("a bound create was left undecided") }
+                    return outcome
+                }
+            }
+        }
+    }
+
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         switch consistency {
         case .strong: return try await readOne(SelectMerchantKey(key: key), on: primary)

@@ -292,6 +292,36 @@ public final class SQLiteOrderStore: OrderStore, Service {
 
     public var batchesBinds: Bool { true }
 
+    /// One transaction, one commit for all of them.
+    public func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>] {
+        try await guarded {
+            try await pool.write { db in
+                let frozen = Set(try Int.fetchAll(db, sql: SQLiteSchema.selectFrozenSlots))
+                return try creates.map { create -> Result<BoundInsertOutcome, OrderError> in
+                    let order = create.order
+                    let key = order.merchantKey
+                    let entry = try Row.fetchOne(
+                        db.cachedStatement(sql: SQLiteSchema.selectMerchantKey), arguments: [key.merchantID, key.outTradeNo]
+                    ).map(Self.merchantKeyEntry(from:))
+                    switch MerchantKeyIndex.boundCreate(entry, key: key, cell: order.id.cell, order: order.id, attempt: create.attempt, now: now) {
+                    case .elsewhere(let binding):
+                        return .success(.boundElsewhere(binding))
+                    case .here(let claim):
+                        if claim != nil, frozen.contains(key.indexSlot) { return .failure(OrderError.indexSlotFrozen(key.indexSlot)) }
+                        var stored = order
+                        if claim == nil { stored.keyStatus = .reserved }
+                        switch try Self.insertUnlessExisting(stored, db) {
+                        case .existing(let existing): return .success(.existing(existing))
+                        case .inserted(let inserted):
+                            if let claim { try Self.write(claim, db) }
+                            return .success(.inserted(inserted))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     public func merchantKeyEntry(_ key: MerchantKey, consistency: ReadConsistency) async throws -> MerchantKeyEntry? {
         try await guarded {
             try await pool.read { db in

@@ -22,9 +22,10 @@ public struct MerchantKey: Hashable, Sendable, CustomStringConvertible {
     /// The index slot that holds this key's entry, of `slotCount`.
     ///
     /// FNV-1a over the two fields with a separator byte no identifier may
-    /// contain: stable across processes, builds and machines (Swift's
-    /// `Hasher` is seeded per process and cannot be used), and spreading
-    /// keys that differ in one character over different slots.
+    /// contain, then MurmurHash3's 64-bit finalizer: stable across
+    /// processes, builds and machines (Swift's `Hasher` is seeded per process
+    /// and cannot be used), and spreading keys that differ in one character
+    /// evenly over the slots.
     public func slot(of slotCount: Int) -> Int {
         precondition(slotCount > 0, "an index has at least one slot")
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -35,8 +36,15 @@ public struct MerchantKey: Hashable, Sendable, CustomStringConvertible {
         for byte in merchantID.utf8 { mix(byte) }
         mix(0)
         for byte in outTradeNo.utf8 { mix(byte) }
-        // The high bits of FNV-1a mix better than its low ones.
-        return Int((hash >> 17) % UInt64(slotCount))
+        // FNV-1a alone spreads keys that differ in their last characters
+        // badly ("demo-1", "demo-2", …: forty such keys fell in one quarter
+        // of the slots); MurmurHash3's finalizer mixes every bit into every other.
+        hash ^= hash >> 33
+        hash &*= 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        hash &*= 0xc4ce_b9fe_1a85_ec53
+        hash ^= hash >> 33
+        return Int(hash % UInt64(slotCount))
     }
 }
 

@@ -225,3 +225,40 @@ public struct OrderListPosition: Sendable, Equatable {
         self.id = id
     }
 }
+
+/// A create sent to the cell that holds its key's index slot, which binds
+/// the key and creates the order in one transaction: the order, or where
+/// the key is bound when that is another cell.
+public enum BoundCreateResult: Sendable, Equatable {
+    case order(CreateOrderResult)
+    case boundElsewhere(MerchantKeyBinding)
+}
+
+extension MerchantKeyIndex {
+    /// What a create in the cell holding its key's slot does (one
+    /// transaction: the bind, the order, the claim).
+    public enum BoundCreate: Sendable, Equatable {
+        /// The key is bound to another cell: the create goes there.
+        case elsewhere(MerchantKeyBinding)
+        /// The key's order is, or is to be, in this cell. `claim`: the entry
+        /// to write if the order is inserted now (it holds the key at once);
+        /// nil when another order of this cell holds it already (the insert
+        /// meets that one).
+        case here(claim: MerchantKeyEntry?)
+    }
+
+    /// The bind of a create in the slot's own cell, `cell`, for the order
+    /// `order` it is about to insert: a new key, or one reserved for this
+    /// cell and not yet claimed, is claimed by that order in the same
+    /// transaction; a key bound elsewhere sends the create there.
+    public static func boundCreate(
+        _ entry: MerchantKeyEntry?, key: MerchantKey, cell: CellID, order: OrderID, attempt: UInt64, now: Timestamp
+    ) -> BoundCreate {
+        guard let entry else {
+            return .here(claim: MerchantKeyEntry(key: key, owner: cell, holder: order, attempt: attempt, createdAt: now))
+        }
+        guard entry.owner == cell else { return .elsewhere(binding(of: entry, for: attempt)) }
+        guard entry.holder == nil else { return .here(claim: nil) }
+        return .here(claim: claim(entry, key: key, cell: cell, order: order, now: now).write)
+    }
+}

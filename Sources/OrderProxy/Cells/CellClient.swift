@@ -10,6 +10,9 @@ public protocol CellClient: Sendable {
     /// Creates (or meets) the order; `keyStatus` says whether its key was
     /// bound to this cell (``MerchantKeyStatus/reserved``) or its slot could not be reached.
     func create(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> CreateOrderResult
+    /// Binds the key and creates the order in one transaction, in the cell
+    /// holding the key's index slot; `attempt` names this create call in the index.
+    func createBound(_ request: CreateOrderRequest, attempt: UInt64) async throws -> BoundCreateResult
     func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order
     func refunds(of id: OrderID) async throws -> [Refund]

@@ -144,6 +144,15 @@ public final class CellServiceClient: CellClient {
         return CreateOrderResult(order: try reply.order.domain(), created: reply.created)
     }
 
+    public func createBound(_ request: CreateOrderRequest, attempt: UInt64) async throws -> BoundCreateResult {
+        var message = Ordercell_Cell_V1_CreateOrderRequest(request)
+        message.bindAttempt = attempt
+        let reply = try await call(creating: true) { [message] in try await $0.createOrder(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        if reply.hasBoundElsewhere { return .boundElsewhere(try reply.boundElsewhere.domain()) }
+        return .order(CreateOrderResult(order: try reply.order.domain(), created: reply.created))
+    }
+
     public func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
         let message = Ordercell_Cell_V1_ApplyCommandRequest(command, orderID: id)
         let reply = try await call { try await $0.applyCommand(message, timeout: $1) }

@@ -51,7 +51,7 @@ public final class MerchantKeyReconciler: Service, Sendable {
         public var complete = true
         public init() {}
 
-        mutating func add(_ other: Round) {
+        public mutating func add(_ other: Round) {
             verified += other.verified
             settled += other.settled
             closedDuplicates += other.closedDuplicates
