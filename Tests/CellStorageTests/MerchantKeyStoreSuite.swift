@@ -148,6 +148,20 @@ struct MerchantKeyStoreSuite {
             }
             #expect(try await store.order(MerchantKey(merchantID: "mc", outTradeNo: "reserved-there"), consistency: .strong) == nil)
             #expect(try await store.order(frozenKey, consistency: .strong) == nil)
+            // An order made without the index (no entry): a create meets it, and leaves its key reserved for this
+            // cell, for the reconciler to claim for that order.
+            var unindexed = try order(20, "made-without-index")
+            unindexed.keyStatus = .unindexed
+            _ = try await store.insert(unindexed)
+            let met = try await store.insertBound([BoundInsert(order: try order(21, "made-without-index"), attempt: 21)], now: Self.now)
+            guard case .existing(let earlier) = try met[0].get() else {
+                Issue.record("\(met)")
+                return
+            }
+            #expect(earlier.id == unindexed.id && earlier.keyStatus == .unindexed)
+            let reservedEntry = try #require(try await store.merchantKeyEntry(unindexed.merchantKey, consistency: .strong))
+            #expect(reservedEntry.holder == nil && reservedEntry.owner == Self.two)
+            #expect(try await store.claimMerchantKey(unindexed.merchantKey, for: unindexed.id, now: Self.now) == .holds)
             // A repeat later meets its order, as it was.
             let repeated = try await store.insertBound([BoundInsert(order: try order(7, "fresh"), attempt: 9)], now: Self.now)
             guard case .existing(let met) = try repeated[0].get() else {

@@ -534,29 +534,36 @@ public final class PostgresOrderStore: OrderStore, Service {
     public var batchesBinds: Bool { true }
 
     /// One transaction and one commit (one wait for the synchronous replica)
-    /// for the whole batch: the new keys are reserved for this cell by one
-    /// insert (which locks `merchant_keys` for the transaction, so the fence
-    /// read next stays as it is), the known ones locked by one select, each
-    /// create decided (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``),
-    /// the orders inserted by one statement, and the claims of the orders
-    /// inserted written by one update.
+    /// for the whole batch, and in the common case — new keys — two
+    /// statements: the new keys are written already claimed by their orders
+    /// (one insert, which also locks `merchant_keys` for the transaction, so
+    /// the fence read later stays as it is), and the orders inserted (one
+    /// statement). Known keys (repeats, reservations) are locked by one
+    /// select and decided (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``);
+    /// their claims, and the rare new key whose order met an earlier one
+    /// (made without the index), are written by one update.
     public func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>] {
         guard let cell = creates.first?.order.id.cell else { return [] }
         let primary = self.primary
         let logger = self.logger
         return try await deadline {
             try await Self.indexTransaction(on: primary, logger: logger, "bound create batch failed") { connection -> [Result<BoundInsertOutcome, OrderError>] in
-                let binds = creates.map { MerchantKeyBindRequest(key: $0.order.merchantKey, candidate: cell, attempt: $0.attempt) }
+                // New keys, claimed by the first create of each in the batch.
                 var entries: [MerchantKey: MerchantKeyEntry] = [:]
-                for try await row in try await connection.execute(InsertNewMerchantKeys(requests: binds, now: now), logger: logger) {
-                    let key = MerchantKey(merchantID: row.merchantID, outTradeNo: row.outTradeNo)
-                    entries[key] = MerchantKeyEntry(key: key, owner: cell, attempt: UInt64(bitPattern: row.attempt), createdAt: now)
+                var written: [MerchantKey: String] = [:]
+                for try await row in try await connection.execute(InsertClaimedMerchantKeys(creates: creates, cell: cell, now: now), logger: logger) {
+                    written[row.key] = row.holder
                 }
+                for create in creates where written[create.order.merchantKey] == create.order.id.description {
+                    entries[create.order.merchantKey] = MerchantKeyEntry(
+                        key: create.order.merchantKey, owner: cell, holder: create.order.id, attempt: create.attempt, createdAt: now
+                    )
+                }
+                let known = Array(Set(creates.map(\.order.merchantKey)).filter { written[$0] == nil })
                 var frozen: Set<Int> = []
-                for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
-                let known = Array(Set(binds.map(\.key)).filter { entries[$0] == nil })
                 if !known.isEmpty {
                     for try await entry in try await connection.execute(LockMerchantKeys(keys: known), logger: logger) { entries[entry.key] = entry }
+                    for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
                 }
                 // Each create in turn, as one after the other would: a key twice in the batch meets its first order.
                 var outcomes = [Result<BoundInsertOutcome, OrderError>?](repeating: nil, count: creates.count)
@@ -564,11 +571,15 @@ public final class PostgresOrderStore: OrderStore, Service {
                 for (index, create) in creates.enumerated() {
                     var order = create.order
                     let key = order.merchantKey
+                    if written[key] == order.id.description {
+                        toInsert.append((index, order, nil))  // its entry is written, claimed by it
+                        continue
+                    }
                     switch MerchantKeyIndex.boundCreate(entries[key], key: key, cell: cell, order: order.id, attempt: create.attempt, now: now) {
                     case .elsewhere(let binding):
                         outcomes[index] = .success(.boundElsewhere(binding))
                     case .here(let claim):
-                        if claim != nil, frozen.contains(key.indexSlot) {
+                        if claim != nil, frozen.contains(key.indexSlot) || entries[key] == nil {
                             outcomes[index] = .failure(OrderError.indexSlotFrozen(key.indexSlot))
                             continue
                         }
@@ -595,12 +606,16 @@ public final class PostgresOrderStore: OrderStore, Service {
                         earlier[TradeKey(row.merchantID, row.outTradeNo)] = row
                     }
                 }
-                // The claims of the orders inserted (every entry exists now: reserved above, or locked).
-                let claims = toInsert.filter { inserted.contains($0.order.id.description) }.compactMap(\.claim)
-                if !claims.isEmpty {
-                    var written = 0
-                    for try await _ in try await connection.execute(UpdateMerchantKeys(entries: claims), logger: logger) { written += 1 }
-                    guard written == claims.count else { throw StoreError("\(claims.count - written) index entries of new orders were not written") }
+                // The claims of known entries whose orders were inserted; and a new key whose order met an earlier one
+                // (made without the index) is only reserved for this cell, where the reconciler claims it for that order.
+                var updates: [MerchantKeyEntry] = toInsert.filter { inserted.contains($0.order.id.description) }.compactMap(\.claim)
+                for create in creates where written[create.order.merchantKey] == create.order.id.description && !inserted.contains(create.order.id.description) {
+                    updates.append(MerchantKeyEntry(key: create.order.merchantKey, owner: cell, attempt: create.attempt, createdAt: now))
+                }
+                if !updates.isEmpty {
+                    var count = 0
+                    for try await _ in try await connection.execute(UpdateMerchantKeys(entries: updates), logger: logger) { count += 1 }
+                    guard count == updates.count else { throw StoreError("\(updates.count - count) index entries of a bound create batch were not written") }
                 }
                 for item in toInsert {
                     if inserted.contains(item.order.id.description) {

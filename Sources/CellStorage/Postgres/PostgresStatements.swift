@@ -446,6 +446,42 @@ struct InsertNewMerchantKeys: PostgresPreparedStatement {
     }
 }
 
+/// New keys of a batch of creates in the cell holding their slot, each
+/// written already claimed by its create's order (the first of a key in
+/// the batch); keys that have an entry, or whose slot is frozen, are
+/// skipped. Returns the keys it wrote, with their holders.
+struct InsertClaimedMerchantKeys: PostgresPreparedStatement {
+    static let name = "ordercell.InsertClaimedMerchantKeys"
+    static let sql = """
+        INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
+        SELECT merchant_id, out_trade_no, $3, holder, attempt, '', 1, $6, $6 \
+        FROM unnest($1::text[], $2::text[], $4::text[], $5::int8[], $7::int4[]) \
+        WITH ORDINALITY AS b(merchant_id, out_trade_no, holder, attempt, slot, position) \
+        WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = b.slot) \
+        ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
+        ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+        RETURNING merchant_id, out_trade_no, holder
+        """
+    var creates: [BoundInsert]
+    var cell: CellID
+    var now: Timestamp
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 7)
+        bindings.append(creates.map(\.order.merchantID))
+        bindings.append(creates.map(\.order.outTradeNo))
+        bindings.append(Int32(cell.rawValue))
+        bindings.append(creates.map(\.order.id.description))
+        bindings.append(creates.map { Int64(bitPattern: $0.attempt) })
+        bindings.append(now.millisecondsSinceEpoch)
+        bindings.append(creates.map { Int32($0.order.merchantKey.indexSlot) })
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> (key: MerchantKey, holder: String) {
+        let (merchantID, outTradeNo, holder) = try row.decode((String, String, String).self)
+        return (MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), holder)
+    }
+}
+
 /// The entries of many keys at once.
 struct SelectMerchantKeys: PostgresPreparedStatement {
     static let name = "ordercell.SelectMerchantKeys"

@@ -311,7 +311,12 @@ public final class SQLiteOrderStore: OrderStore, Service {
                         var stored = order
                         if claim == nil { stored.keyStatus = .reserved }
                         switch try Self.insertUnlessExisting(stored, db) {
-                        case .existing(let existing): return .success(.existing(existing))
+                        case .existing(let existing):
+                            // An order made without the index: the key is only reserved for this cell, for the reconciler to claim for it.
+                            if entry == nil, claim != nil {
+                                try Self.write(MerchantKeyEntry(key: key, owner: order.id.cell, attempt: create.attempt, createdAt: now), db)
+                            }
+                            return .success(.existing(existing))
                         case .inserted(let inserted):
                             if let claim { try Self.write(claim, db) }
                             return .success(.inserted(inserted))

@@ -65,6 +65,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
 
     public let grace: Duration
     public let interval: Duration
+    /// The pause between rounds while a backlog remains.
+    public let backlogPause: Duration = .milliseconds(100)
     private let routing: @Sendable () -> RoutingTable
     private let clients: any CellClientProvider
     private let clock: @Sendable () -> Timestamp
@@ -110,7 +112,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
                 // A backlog (new orders come faster than a page a round) is worked off at once;
                 // a round that neither changed anything nor moved on to a next page sleeps.
                 let progressed = round.verified + round.settled + round.closedDuplicates > 0 || round.advanced
-                if !(round.moreWaiting && progressed) { try await Task.sleep(for: self.interval) }
+                // A backlog still leaves the cells a breath between pages: the reconciler is background work.
+                try await Task.sleep(for: round.moreWaiting && progressed ? self.backlogPause : self.interval)
             }
         }
     }
