@@ -48,10 +48,12 @@ public enum CellSelector {
     }
 
     /// Whether `cell` may be chosen ahead of the weighted draw: it is a
-    /// candidate with a weight, and its share is at least the mean share
-    /// (its weight and recent load are not worse than the others'). With
-    /// equal weights and loads every candidate qualifies; a drained,
-    /// lighter or hotter cell does not, and the draw decides.
+    /// candidate with a weight, and its share is at least three quarters of
+    /// the mean share. With equal weights every candidate qualifies, through
+    /// the ups and downs of recent load; a drained cell does not, nor one with
+    /// less than three quarters of the mean weight,
+    /// nor one with about two thirds more load than the mean (a hotspot), and
+    /// the draw decides.
     public static func qualifies(_ cell: CellID, among candidates: [PlacementCandidate]) -> Bool {
         guard let candidate = candidates.first(where: { $0.cell == cell }), candidate.weight > 0 else { return false }
         var totalLoad = 0
@@ -59,7 +61,7 @@ public enum CellSelector {
         let smoothing = max(1.0, Double(totalLoad) / Double(candidates.count))
         var total = 0.0
         for other in candidates { total += share(other, smoothing) }
-        return share(candidate, smoothing) * Double(candidates.count) >= total * 0.999
+        return share(candidate, smoothing) * Double(candidates.count) >= total * 0.75
     }
 
     @inline(__always)

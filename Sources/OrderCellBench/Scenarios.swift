@@ -160,23 +160,49 @@ extension BenchHTTPClient {
 }
 
 /// Creates straight on one cell service, in process: no HTTP, no proxy.
+///
+/// As a proxy makes most of them: with keys of the index slots the cell
+/// holds, each bound, created and claimed in one transaction
+/// (``CellService/createBound(_:attempt:deadline:)``). Orders left
+/// unverified would be work for the merchant-key reconciler during the
+/// scenarios after this one.
 public struct DirectCellScenario: BenchScenario {
     public let create: @Sendable (CreateOrderRequest) async throws -> CreateOrderResult
+    /// The index slots the cell holds (nil: all of them).
+    public let slots: Set<Int>?
     public let runID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
-    /// Creates in a cell service in this process.
-    public init(cell: CellService) { self.create = { try await cell.create($0) } }
+    /// Creates in a cell service in this process, with keys of the slots it holds.
+    public init(cell: CellService, slots: Set<Int>) {
+        self.create = { request in
+            guard case .order(let result) = try await cell.createBound(request, attempt: UInt64.random(in: 1...UInt64.max)) else {
+                throw OrderError(.indexUnavailable, "the key is bound to another cell")
+            }
+            return result
+        }
+        self.slots = slots
+    }
 
     /// Creates through any client of one cell (e.g. one cell service over the cell protocol, without a proxy).
-    public init(create: @escaping @Sendable (CreateOrderRequest) async throws -> CreateOrderResult) { self.create = create }
+    public init(slots: Set<Int>? = nil, create: @escaping @Sendable (CreateOrderRequest) async throws -> CreateOrderResult) {
+        self.create = create
+        self.slots = slots
+    }
 
     public func iteration(client: Int, sequence: Int, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void) async {
         let clock = ContinuousClock()
         let start = clock.now
         do {
+            let merchant = "bench-\(client % 32)"
+            var outTradeNo = "\(runID)-\(client)-\(sequence)"
+            var attempt = 0
+            while let slots, !slots.contains(MerchantKey(merchantID: merchant, outTradeNo: outTradeNo).indexSlot) {
+                attempt += 1
+                outTradeNo = "\(runID)-\(client)-\(sequence)-\(attempt)"
+            }
             let request = try CreateOrderRequest(
-                merchantID: "bench-\(client % 32)", outTradeNo: "\(runID)-\(client)-\(sequence)", amount: 100 + Int64(sequence % 900),
-                currency: "CNY", description: nil, expireSeconds: nil
+                merchantID: merchant, outTradeNo: outTradeNo, amount: 100 + Int64(sequence % 900), currency: "CNY", description: nil,
+                expireSeconds: nil
             )
             _ = try await create(request)
             record("create", clock.now - start, .ok)
@@ -188,7 +214,10 @@ public struct DirectCellScenario: BenchScenario {
     }
 }
 
-/// Inserts straight into one cell's store: the floor under every layer.
+/// Inserts straight into one cell's store: the floor under every layer. Each
+/// order is inserted with its key bound and claimed in the same transaction
+/// (``OrderStore/insertBound(_:now:)``), as a create in the cell of its key's
+/// slot is: nothing is left for the merchant-key reconciler.
 public struct DirectStoreScenario: BenchScenario {
     public let store: any OrderStore
     public let cell: CellID
@@ -209,9 +238,9 @@ public struct DirectStoreScenario: BenchScenario {
             let order = Order(
                 id: try OrderID(cell: cell, createdAt: now, sequence: try await sequence.next()), merchantID: "bench-\(client % 32)",
                 outTradeNo: "\(runID)-\(client)-\(number)", amount: 100, currency: Currency(code: "CNY")!, description: nil,
-                createdAt: now, expiresAt: now.adding(seconds: 1800)
+                createdAt: now, expiresAt: now.adding(seconds: 1800), keyStatus: .verified
             )
-            _ = try await store.insert(order)
+            _ = try await store.insertBound([BoundInsert(order: order, attempt: UInt64.random(in: 1...UInt64.max))], now: now)[0].get()
             record("create", clock.now - start, .ok)
         } catch {
             record("create", clock.now - start, .failed("store"))

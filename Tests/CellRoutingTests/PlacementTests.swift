@@ -63,6 +63,26 @@ struct PlacementTests {
         #expect(CellSelector.choose(from: [], using: &random) == nil)
     }
 
+    @Test("the key's slot cell goes first when it is as good a choice as any: through load's ups and downs, not drained, light or hot")
+    func slotCellGoesFirstWhenItQualifies() {
+        let even = (1...4).map { PlacementCandidate(cell: cell($0), weight: 100, recentLoad: [90, 110, 100, 120][$0 - 1]) }
+        #expect((1...4).allSatisfy { CellSelector.qualifies(cell($0), among: even) })
+        var hot = even
+        hot[0].recentLoad = 400
+        #expect(!CellSelector.qualifies(cell(1), among: hot) && CellSelector.qualifies(cell(2), among: hot))
+        var light = even
+        light[0].weight = 10
+        #expect(!CellSelector.qualifies(cell(1), among: light))
+        light[0].weight = 0
+        #expect(!CellSelector.qualifies(cell(1), among: light))
+        #expect(!CellSelector.qualifies(cell(9), among: even))
+        var random = SplitMix64(seed: 3)
+        var retry = OrderRetry(candidates: even, policy: OrderRetryPolicy(maximumAttempts: 3), preferring: cell(3))
+        #expect(retry.nextCell(using: &random) == cell(3))
+        retry.attemptFailed()
+        #expect(retry.nextCell(using: &random) != cell(3), "preferred once; a failed cell is never tried again")
+    }
+
     @Test func orderRetryExcludesFailedCellsAndStopsAtTheLimit() {
         var random = SplitMix64(seed: 10)
         var retry = OrderRetry(candidates: candidates([0, 0, 0, 0, 0]), policy: OrderRetryPolicy(maximumAttempts: 3))
