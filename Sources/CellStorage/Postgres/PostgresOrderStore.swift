@@ -407,7 +407,8 @@ public final class PostgresOrderStore: OrderStore, Service {
                     guard count == updates.count else { throw StoreError("\(updates.count - count) locked index entries were not written") }
                 }
                 // Keys a bind reserved after the lock found none: decided again on the entry it wrote.
-                for index in open where inserts.contains(where: { $0.key == items[index].0 }) && !inserted.contains(items[index].0) {
+                let conflicted = open.filter { index in inserts.contains(where: { $0.key == items[index].0 }) && !inserted.contains(items[index].0) }
+                for index in conflicted.sorted(by: { (items[$0].0.merchantID, items[$0].0.outTradeNo) < (items[$1].0.merchantID, items[$1].0.outTradeNo) }) {
                     let (key, orderID) = items[index]
                     answers[index] = nil
                     for _ in 0..<3 where answers[index] == nil {
@@ -475,16 +476,29 @@ public final class PostgresOrderStore: OrderStore, Service {
         return decision.answer
     }
 
-    /// A transaction of the index: refusals (a frozen slot) come out as they are, any other failure as a storage fault.
+    /// A transaction of the index: refusals (a frozen slot) come out as they
+    /// are, any other failure as a storage fault. One that PostgreSQL chose
+    /// to break a deadlock (or a serialization failure) committed nothing
+    /// and runs again, up to three times: batches of binds, claims and bound
+    /// creates lock their keys in phases of their own.
     private static func indexTransaction<T: Sendable>(
         on client: PostgresClient, logger: Logger, _ what: @autoclosure () -> String,
         _ body: (PostgresConnection) async throws -> sending T
     ) async throws -> T {
-        do {
-            return try await client.withTransaction(logger: logger, body)
-        } catch let error as PostgresTransactionError {
-            if let refusal = error.closureError as? OrderError { throw refusal }
-            throw StoreError("\(what()): \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await client.withTransaction(logger: logger, body)
+            } catch let error as PostgresTransactionError {
+                if let refusal = error.closureError as? OrderError { throw refusal }
+                let state = (error.closureError as? PSQLError)?.serverInfo?[.sqlState]
+                if attempt < 3, state == "40P01" || state == "40001" {
+                    logger.notice("index transaction chosen to break a deadlock; running it again", metadata: ["sqlstate": "\(state ?? "")"])
+                    continue
+                }
+                throw StoreError("\(what()): \(String(reflecting: error.closureError ?? error.commitError ?? error))")
+            }
         }
     }
 

@@ -577,6 +577,7 @@ struct InsertMerchantKeys: PostgresPreparedStatement {
         FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int4[]) \
         AS i(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at, slot) \
         WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = i.slot) \
+        ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C" \
         ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING merchant_id, out_trade_no
         """
     var entries: [MerchantKeyEntry]

@@ -65,8 +65,8 @@ public final class MerchantKeyReconciler: Service, Sendable {
 
     public let grace: Duration
     public let interval: Duration
-    /// The pause between rounds while a backlog remains.
-    public let backlogPause: Duration = .milliseconds(100)
+    /// The pause between rounds while a backlog remains (never longer than ``interval``).
+    public var backlogPause: Duration { min(.milliseconds(100), interval) }
     private let routing: @Sendable () -> RoutingTable
     private let clients: any CellClientProvider
     private let clock: @Sendable () -> Timestamp
