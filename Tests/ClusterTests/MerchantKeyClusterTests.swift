@@ -460,6 +460,7 @@ extension LocalClusterSuites {
 
             // Repeats of those keys and creates of new ones while the slots move.
             let stop = StopFlag()
+            let answered = Tally()
             async let load: [(key: String, status: Int, id: String?, expected: String?)] = {
                 var answers: [(key: String, status: Int, id: String?, expected: String?)] = []
                 var round = 0
@@ -470,17 +471,20 @@ extension LocalClusterSuites {
                     let fresh = try await proxy.create(merchant, "new-\(round)")
                     answers.append(("new-\(round)", fresh.status, fresh["order_id"], nil))
                     round += 1
+                    answered.add()
                 }
                 return answers
             }()
-            try await Task.sleep(for: .milliseconds(300))
+            try await waitUntil { answered.value >= 10 }
             let started = ContinuousClock.now
             let output = try await LocalClusterFixture.ordercell([
                 "admin", "index-slots", "move", "0...31", "--to", "2", "--reason", "merchant-key drill: move slots",
                 "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
             ])
             let took = ContinuousClock.now - started
-            try await Task.sleep(for: .milliseconds(300))
+            // Creates after the move as well: the proxy routes by the new release.
+            let afterMove = answered.value
+            try await waitUntil { answered.value >= afterMove + 10 }
             stop.set()
             let answers = try await load
             #expect(output.contains("moved from cells 1 to cell 2"), "\(output)")

@@ -251,12 +251,14 @@ struct MerchantKeyTests {
                 movingEntries[key] = try #require(try await system.system.cells[CellID(1)!]!.store.merchantKeyEntry(key, consistency: .strong))
             }
             // Load while the slots move: repeats of known keys, and new keys (their slot may be frozen for a moment).
+            let answered = Tally()
             async let load = concurrently(1_200, width: 6) { index in
-                index % 2 == 0
+                defer { answered.add() }
+                return index % 2 == 0
                     ? (index, try await api.create("m-mv", "mv-\((index / 2) % 300)"))
                     : (index, try await api.create("m-mv", "mv-new-\(index / 2)"))
             }
-            try await Task.sleep(for: .milliseconds(30))
+            try await waitUntil { answered.value >= 100 }
             let move = #"{"first":0,"last":63,"to":3,"reason":"retire cell 1"}"#
             let moved = try await api.send(.POST, "/control/admin/index-slots/move", move, admin: true)
             #expect(moved.status == 200, "\(moved.text)")

@@ -10,3 +10,15 @@ public final class StopFlag: Sendable {
 
     public func set() { flag.store(true, ordering: .relaxed) }
 }
+
+/// A count shared by a test's tasks: how far a load has come, for the test
+/// to wait on (``waitUntil(timeout:_:)``) instead of sleeping.
+public final class Tally: Sendable {
+    private let count = Atomic<Int>(0)
+
+    public init() {}
+
+    public var value: Int { count.load(ordering: .relaxed) }
+
+    public func add() { count.add(1, ordering: .relaxed) }
+}

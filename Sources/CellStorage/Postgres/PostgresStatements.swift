@@ -499,33 +499,23 @@ struct SelectMerchantKeys: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> MerchantKeyEntry { try decodeMerchantKeyEntry(row) }
 }
 
-/// Entries copied from another cell, written as they are (a slot move's copy).
+/// Entries copied from another cell, written as they are (a slot move's
+/// copy). It takes the same array bindings as ``InsertMerchantKeys`` (one
+/// binder for all three statements); the slots ($10) are not checked: the
+/// new cell holds none of them yet.
 struct ImportMerchantKeys: PostgresPreparedStatement {
     static let name = "ordercell.ImportMerchantKeys"
     static let sql = """
         INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
         SELECT merchant_id, out_trade_no, owner_cell, NULLIF(holder, ''), attempt, abandoned, revision, created_at, updated_at \
-        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[]) \
-        AS i(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at) \
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int4[]) \
+        AS i(merchant_id, out_trade_no, owner_cell, holder, attempt, abandoned, revision, created_at, updated_at, slot) \
         ON CONFLICT (merchant_id, out_trade_no) DO UPDATE SET owner_cell = excluded.owner_cell, holder = excluded.holder, \
         attempt = excluded.attempt, abandoned = excluded.abandoned, revision = excluded.revision, \
         created_at = excluded.created_at, updated_at = excluded.updated_at
         """
     var entries: [MerchantKeyEntry]
-    func makeBindings() throws -> PostgresBindings {
-        let rows = entries.map(MerchantKeyRow.init)
-        var bindings = PostgresBindings(capacity: 9)
-        bindings.append(entries.map(\.key.merchantID))
-        bindings.append(entries.map(\.key.outTradeNo))
-        bindings.append(rows.map { Int32($0.owner) })
-        bindings.append(rows.map { $0.holder ?? "" })
-        bindings.append(rows.map(\.attempt))
-        bindings.append(rows.map(\.abandoned))
-        bindings.append(rows.map { Int32($0.revision) })
-        bindings.append(rows.map(\.createdAt))
-        bindings.append(rows.map(\.updatedAt))
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { merchantKeyArrayBindings(entries) }
     func decodeRow(_ row: PostgresRow) throws {}
 }
 
