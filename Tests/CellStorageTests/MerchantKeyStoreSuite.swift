@@ -172,6 +172,35 @@ struct MerchantKeyStoreSuite {
         }
     }
 
+    @Test("bound batches of the same new keys in opposite orders store each key's order once, with its event and entry", arguments: StoreKind.allCases)
+    func boundBatchesInOppositeOrders(kind: StoreKind) async throws {
+        try await kind.withStore { store, _ in
+            func creates(_ keys: [String], from sequence: Int64) throws -> [BoundInsert] {
+                try keys.enumerated().map { offset, outTradeNo in
+                    var order = try OrderStoreSuite.order(sequence: sequence + Int64(offset), merchant: "mo", outTradeNo: outTradeNo)
+                    order.id = try OrderID(cell: Self.two, createdAt: Self.now, sequence: sequence + Int64(offset))
+                    order.keyStatus = .verified
+                    return BoundInsert(order: order, attempt: UInt64(sequence) + UInt64(offset))
+                }
+            }
+            for round in 0..<10 as Range<Int64> {
+                let keys = (0..<8 as Range<Int64>).map { "b-\(round)-\($0)" }
+                async let first = store.insertBound(try creates(keys, from: round * 100 + 1), now: Self.now)
+                async let second = store.insertBound(try creates(keys.reversed(), from: round * 100 + 51), now: Self.now)
+                let outcomes = try await (first + second).map { try $0.get() }
+                let stored = outcomes.compactMap { if case .inserted(let order) = $0 { order } else { nil } }
+                let met = outcomes.compactMap { if case .existing(let order) = $0 { order.id } else { nil } }
+                #expect(stored.count == keys.count && Set(stored.map(\.outTradeNo)) == Set(keys))
+                #expect(Set(met) == Set(stored.map(\.id)))
+                for order in stored {
+                    #expect(try await store.events(of: order.id).map(\.kind) == [.created])
+                    #expect(try await store.merchantKeyEntry(order.merchantKey, consistency: .strong)?.holder == order.id)
+                }
+            }
+            #expect(try await store.orderCount() == 80)
+        }
+    }
+
     @Test("the reconciler's write lands only on the revision it read", arguments: StoreKind.allCases)
     func settleIsConditional(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in
@@ -318,7 +347,12 @@ struct MerchantKeyStoreSuite {
                             guard n < keys.count else { return }
                             let key = keys[n]
                             do {
-                                if writer % 2 == 0 {
+                                if writer == 2 {
+                                    var order = try OrderStoreSuite.order(sequence: Int64(n + 1), merchant: key.merchantID, outTradeNo: key.outTradeNo)
+                                    order.id = try OrderID(cell: Self.one, createdAt: Self.now, sequence: Int64(n + 1))
+                                    order.keyStatus = .verified
+                                    _ = try await store.insertBound([BoundInsert(order: order, attempt: UInt64(n + 1))], now: Self.now)[0].get()
+                                } else if writer % 2 == 0 {
                                     let answer = try await store.bindMerchantKeys(
                                         [MerchantKeyBindRequest(key: key, candidate: Self.one, attempt: UInt64(n + 1))], now: Self.now
                                     )

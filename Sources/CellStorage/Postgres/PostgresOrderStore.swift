@@ -547,103 +547,128 @@ public final class PostgresOrderStore: OrderStore, Service {
 
     public var batchesBinds: Bool { true }
 
-    /// One transaction and one commit (one wait for the synchronous replica)
-    /// for the whole batch, and in the common case — new keys — two
-    /// statements: the new keys are written already claimed by their orders
-    /// (one insert, which also locks `merchant_keys` for the transaction, so
-    /// the fence read later stays as it is), and the orders inserted (one
-    /// statement). Known keys (repeats, reservations) are locked by one
-    /// select and decided (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``);
-    /// their claims, and the rare new key whose order met an earlier one
-    /// (made without the index), are written by one update.
+    /// In the common case — new keys — one statement, so one round trip and
+    /// one commit (one wait for the synchronous replica) for the whole batch
+    /// (``InsertBoundOrders``). The creates it leaves (known keys: repeats,
+    /// reservations; frozen slots), or the whole batch when that statement
+    /// fails on an order made without the index or on a deadlock, are
+    /// decided by one transaction (``insertBound(_:cell:now:on:logger:)``).
     public func insertBound(_ creates: [BoundInsert], now: Timestamp) async throws -> [Result<BoundInsertOutcome, OrderError>] {
         guard let cell = creates.first?.order.id.cell else { return [] }
         let primary = self.primary
         let logger = self.logger
         return try await deadline {
-            try await Self.indexTransaction(on: primary, logger: logger, "bound create batch failed") { connection -> [Result<BoundInsertOutcome, OrderError>] in
-                // New keys, claimed by the first create of each in the batch.
-                var entries: [MerchantKey: MerchantKeyEntry] = [:]
-                var written: [MerchantKey: String] = [:]
-                for try await row in try await connection.execute(InsertClaimedMerchantKeys(creates: creates, cell: cell, now: now), logger: logger) {
-                    written[row.key] = row.holder
+            var inserted = Set<String>()
+            if creates.allSatisfy({ InsertNewOrders.accepts($0.order) }) {
+                do {
+                    for try await id in try await primary.execute(InsertBoundOrders(creates: creates, cell: cell, now: now), logger: logger) {
+                        inserted.insert(id)
+                    }
+                } catch let error as PSQLError where ["23505", "40P01", "40001"].contains(error.serverInfo?[.sqlState]) {
+                    logger.debug("bound create batch left to a transaction", metadata: ["sqlstate": "\(error.serverInfo?[.sqlState] ?? "")"])
                 }
-                for create in creates where written[create.order.merchantKey] == create.order.id.description {
-                    entries[create.order.merchantKey] = MerchantKeyEntry(
-                        key: create.order.merchantKey, owner: cell, holder: create.order.id, attempt: create.attempt, createdAt: now
-                    )
+            }
+            let rest = creates.filter { !inserted.contains($0.order.id.description) }
+            var decided = try await rest.isEmpty ? [] : Self.insertBound(rest, cell: cell, now: now, on: primary, logger: logger)[...]
+            return creates.map { create in
+                inserted.contains(create.order.id.description) ? .success(.inserted(create.order)) : decided.removeFirst()
+            }
+        }
+    }
+
+    /// One transaction and one commit for the batch: the new keys are
+    /// written already claimed by their orders (one insert, which also locks
+    /// `merchant_keys` for the transaction, so the fence read later stays as
+    /// it is), and the orders inserted (one statement). Known keys (repeats,
+    /// reservations) are locked by one select and decided
+    /// (``MerchantKeyIndex/boundCreate(_:key:cell:order:attempt:now:)``);
+    /// their claims, and the rare new key whose order met an earlier one
+    /// (made without the index), are written by one update.
+    private static func insertBound(
+        _ creates: [BoundInsert], cell: CellID, now: Timestamp, on primary: PostgresClient, logger: Logger
+    ) async throws -> [Result<BoundInsertOutcome, OrderError>] {
+        try await Self.indexTransaction(on: primary, logger: logger, "bound create batch failed") { connection -> [Result<BoundInsertOutcome, OrderError>] in
+            // New keys, claimed by the first create of each in the batch.
+            var entries: [MerchantKey: MerchantKeyEntry] = [:]
+            var written: [MerchantKey: String] = [:]
+            for try await row in try await connection.execute(InsertClaimedMerchantKeys(creates: creates, cell: cell, now: now), logger: logger) {
+                written[row.key] = row.holder
+            }
+            for create in creates where written[create.order.merchantKey] == create.order.id.description {
+                entries[create.order.merchantKey] = MerchantKeyEntry(
+                    key: create.order.merchantKey, owner: cell, holder: create.order.id, attempt: create.attempt, createdAt: now
+                )
+            }
+            let known = Array(Set(creates.map(\.order.merchantKey)).filter { written[$0] == nil })
+            var frozen: Set<Int> = []
+            if !known.isEmpty {
+                for try await entry in try await connection.execute(LockMerchantKeys(keys: known), logger: logger) { entries[entry.key] = entry }
+                for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
+            }
+            // Each create in turn, as one after the other would: a key twice in the batch meets its first order.
+            var outcomes = [Result<BoundInsertOutcome, OrderError>?](repeating: nil, count: creates.count)
+            var toInsert: [(index: Int, order: Order, claim: MerchantKeyEntry?)] = []
+            for (index, create) in creates.enumerated() {
+                var order = create.order
+                let key = order.merchantKey
+                if written[key] == order.id.description {
+                    toInsert.append((index, order, nil))  // its entry is written, claimed by it
+                    continue
                 }
-                let known = Array(Set(creates.map(\.order.merchantKey)).filter { written[$0] == nil })
-                var frozen: Set<Int> = []
-                if !known.isEmpty {
-                    for try await entry in try await connection.execute(LockMerchantKeys(keys: known), logger: logger) { entries[entry.key] = entry }
-                    for try await slot in try await connection.execute(SelectFrozenSlots(), logger: logger) { frozen.insert(slot) }
-                }
-                // Each create in turn, as one after the other would: a key twice in the batch meets its first order.
-                var outcomes = [Result<BoundInsertOutcome, OrderError>?](repeating: nil, count: creates.count)
-                var toInsert: [(index: Int, order: Order, claim: MerchantKeyEntry?)] = []
-                for (index, create) in creates.enumerated() {
-                    var order = create.order
-                    let key = order.merchantKey
-                    if written[key] == order.id.description {
-                        toInsert.append((index, order, nil))  // its entry is written, claimed by it
+                switch MerchantKeyIndex.boundCreate(entries[key], key: key, cell: cell, order: order.id, attempt: create.attempt, now: now) {
+                case .elsewhere(let binding):
+                    outcomes[index] = .success(.boundElsewhere(binding))
+                case .here(let claim):
+                    if claim != nil, frozen.contains(key.indexSlot) || entries[key] == nil {
+                        outcomes[index] = .failure(OrderError.indexSlotFrozen(key.indexSlot))
                         continue
                     }
-                    switch MerchantKeyIndex.boundCreate(entries[key], key: key, cell: cell, order: order.id, attempt: create.attempt, now: now) {
-                    case .elsewhere(let binding):
-                        outcomes[index] = .success(.boundElsewhere(binding))
-                    case .here(let claim):
-                        if claim != nil, frozen.contains(key.indexSlot) || entries[key] == nil {
-                            outcomes[index] = .failure(OrderError.indexSlotFrozen(key.indexSlot))
-                            continue
-                        }
-                        if let claim { entries[key] = claim } else { order.keyStatus = .reserved }
-                        toInsert.append((index, order, claim))
+                    if let claim { entries[key] = claim } else { order.keyStatus = .reserved }
+                    toInsert.append((index, order, claim))
+                }
+            }
+            var inserted = Set<String>()
+            let orders = toInsert.map(\.order)
+            if orders.count > 1, orders.allSatisfy(InsertNewOrders.accepts) {
+                for try await id in try await connection.execute(InsertNewOrders(orders: orders), logger: logger) { inserted.insert(id) }
+            } else {
+                for order in orders {
+                    for try await _ in try await connection.execute(InsertOrderWithEvent(order: order), logger: logger) {
+                        inserted.insert(order.id.description)
                     }
                 }
-                var inserted = Set<String>()
-                let orders = toInsert.map(\.order)
-                if orders.count > 1, orders.allSatisfy(InsertNewOrders.accepts) {
-                    for try await id in try await connection.execute(InsertNewOrders(orders: orders), logger: logger) { inserted.insert(id) }
+            }
+            let repeats = orders.filter { !inserted.contains($0.id.description) }
+            var earlier: [TradeKey: Order] = [:]
+            if !repeats.isEmpty {
+                let keys = repeats.map { (merchantID: $0.merchantID, outTradeNo: $0.outTradeNo) }
+                for try await row in try await connection.execute(SelectOrdersByTradeNos(keys: keys), logger: logger) {
+                    earlier[TradeKey(row.merchantID, row.outTradeNo)] = row
+                }
+            }
+            // The claims of known entries whose orders were inserted; and a new key whose order met an earlier one
+            // (made without the index) is only reserved for this cell, where the reconciler claims it for that order.
+            var updates: [MerchantKeyEntry] = toInsert.filter { inserted.contains($0.order.id.description) }.compactMap(\.claim)
+            for create in creates where written[create.order.merchantKey] == create.order.id.description && !inserted.contains(create.order.id.description) {
+                updates.append(MerchantKeyEntry(key: create.order.merchantKey, owner: cell, attempt: create.attempt, createdAt: now))
+            }
+            if !updates.isEmpty {
+                var count = 0
+                for try await _ in try await connection.execute(UpdateMerchantKeys(entries: updates), logger: logger) { count += 1 }
+                guard count == updates.count else { throw StoreError("\(updates.count - count) index entries of a bound create batch were not written") }
+            }
+            for item in toInsert {
+                if inserted.contains(item.order.id.description) {
+                    outcomes[item.index] = .success(.inserted(item.order))
+                } else if let existing = earlier[TradeKey(item.order.merchantID, item.order.outTradeNo)] {
+                    outcomes[item.index] = .success(.existing(existing))
                 } else {
-                    for order in orders {
-                        for try await _ in try await connection.execute(InsertOrderWithEvent(order: order), logger: logger) {
-                            inserted.insert(order.id.description)
-                        }
-                    }
+                    throw StoreError("order \(item.order.merchantID)/\(item.order.outTradeNo) conflicted but cannot be read")
                 }
-                let repeats = orders.filter { !inserted.contains($0.id.description) }
-                var earlier: [TradeKey: Order] = [:]
-                if !repeats.isEmpty {
-                    let keys = repeats.map { (merchantID: $0.merchantID, outTradeNo: $0.outTradeNo) }
-                    for try await row in try await connection.execute(SelectOrdersByTradeNos(keys: keys), logger: logger) {
-                        earlier[TradeKey(row.merchantID, row.outTradeNo)] = row
-                    }
-                }
-                // The claims of known entries whose orders were inserted; and a new key whose order met an earlier one
-                // (made without the index) is only reserved for this cell, where the reconciler claims it for that order.
-                var updates: [MerchantKeyEntry] = toInsert.filter { inserted.contains($0.order.id.description) }.compactMap(\.claim)
-                for create in creates where written[create.order.merchantKey] == create.order.id.description && !inserted.contains(create.order.id.description) {
-                    updates.append(MerchantKeyEntry(key: create.order.merchantKey, owner: cell, attempt: create.attempt, createdAt: now))
-                }
-                if !updates.isEmpty {
-                    var count = 0
-                    for try await _ in try await connection.execute(UpdateMerchantKeys(entries: updates), logger: logger) { count += 1 }
-                    guard count == updates.count else { throw StoreError("\(updates.count - count) index entries of a bound create batch were not written") }
-                }
-                for item in toInsert {
-                    if inserted.contains(item.order.id.description) {
-                        outcomes[item.index] = .success(.inserted(item.order))
-                    } else if let existing = earlier[TradeKey(item.order.merchantID, item.order.outTradeNo)] {
-                        outcomes[item.index] = .success(.existing(existing))
-                    } else {
-                        throw StoreError("order \(item.order.merchantID)/\(item.order.outTradeNo) conflicted but cannot be read")
-                    }
-                }
-                return try outcomes.map { outcome in
-                    guard let outcome else { throw StoreError("a bound create was left undecided") }
-                    return outcome
-                }
+            }
+            return try outcomes.map { outcome in
+                guard let outcome else { throw StoreError("a bound create was left undecided") }
+                return outcome
             }
         }
     }

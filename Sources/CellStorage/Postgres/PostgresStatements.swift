@@ -482,6 +482,63 @@ struct InsertClaimedMerchantKeys: PostgresPreparedStatement {
     }
 }
 
+/// A batch of bound creates of new keys in one statement, and so in one
+/// round trip and one commit: each new key is written claimed by its
+/// create's order (the first of a key in the batch), and exactly the
+/// orders whose keys were written are inserted, with their creation
+/// events. Keys that have an entry, or whose slot is frozen, are skipped
+/// and their creates are left to ``PostgresOrderStore``'s transaction,
+/// which decides known keys. Returns the ids of the orders it inserted.
+///
+/// The orders' insert has no `ON CONFLICT`: an order of the key already in
+/// the cell (made while its slot could not be reached) fails the whole
+/// statement with a unique violation, so no key is ever left claimed by an
+/// order that was not stored; the transaction then decides the batch. The
+/// fence is read after the statement's lock on `merchant_keys` is taken,
+/// as in that transaction. Bindings $1–$13 are ``InsertNewOrders``'s.
+struct InsertBoundOrders: PostgresPreparedStatement {
+    static let name = "ordercell.InsertBoundOrders"
+    static let sql = """
+        WITH batch AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::bool[], \
+            $8::int8[], $9::int8[], $10::int8[], $13::text[], $14::int8[], $15::int4[]) WITH ORDINALITY \
+            AS b(order_id, merchant_id, out_trade_no, amount, currency, description, has_description, created_at, expires_at, \
+            revision, key_status, attempt, slot, position)
+        ), claimed AS (
+            INSERT INTO merchant_keys (\(PostgresSchema.merchantKeyColumns))
+            SELECT merchant_id, out_trade_no, $16, order_id, attempt, '', 1, $17, $17 FROM batch \
+            WHERE NOT EXISTS (SELECT 1 FROM index_slot_fences f WHERE f.slot = batch.slot) \
+            ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C", position
+            ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+            RETURNING holder
+        ), inserted AS (
+            INSERT INTO orders (\(PostgresSchema.orderColumns))
+            SELECT order_id, merchant_id, out_trade_no, amount, currency, CASE WHEN has_description THEN description END, \
+            $11, 0, NULL, NULL, created_at, expires_at, NULL, NULL, created_at, revision, key_status \
+            FROM batch JOIN claimed ON claimed.holder = batch.order_id
+            ORDER BY merchant_id COLLATE "C", out_trade_no COLLATE "C"
+            RETURNING order_id, created_at, amount, out_trade_no
+        )
+        INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after)
+        SELECT order_id, 1, $12, created_at, amount, out_trade_no, $11 FROM inserted
+        RETURNING order_id
+        """
+    var creates: [BoundInsert]
+    var cell: CellID
+    var now: Timestamp
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = try InsertNewOrders(orders: creates.map(\.order)).makeBindings()
+        bindings.append(creates.map { Int64(bitPattern: $0.attempt) })
+        bindings.append(creates.map { Int32($0.order.merchantKey.indexSlot) })
+        bindings.append(Int32(cell.rawValue))
+        bindings.append(now.millisecondsSinceEpoch)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+}
+
 /// The entries of many keys at once.
 struct SelectMerchantKeys: PostgresPreparedStatement {
     static let name = "ordercell.SelectMerchantKeys"
