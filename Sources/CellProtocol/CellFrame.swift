@@ -1,4 +1,5 @@
 import NIOCore
+import OrderModel
 
 /// One message of the cell protocol: a call, its answer, or the report
 /// that the cell failed to answer it (docs/cell-protocol.md).
@@ -173,6 +174,19 @@ public enum CellProtocolError: Error, Equatable, CustomStringConvertible {
         case .shutDown: "the cell client is shut down"
         case .goingAway: "the cell service is shutting down and did not start the call"
         case .expiredBeforeStart: "the call's deadline passed before the cell service could start it; it was not run"
+        }
+    }
+}
+
+extension CellProtocolError: CellCallFailure {
+    /// A call failed before its connection was made, or refused by a cell
+    /// service that had not started it, was not run; a call whose answer
+    /// did not come (closed, late, unreadable) or that failed in the cell
+    /// may have been.
+    public var mayHaveRun: Bool {
+        switch self {
+        case .badHello, .unsupportedVersion, .tlsFailed, .unreachable, .goingAway, .expiredBeforeStart: false
+        case .frameTooLarge, .frameTooShort, .unknownKind, .connectionClosed, .deadlineExceeded, .failed, .shutDown: true
         }
     }
 }

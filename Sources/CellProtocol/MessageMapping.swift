@@ -191,6 +191,9 @@ extension RPCFault {
         case .latency(let milliseconds):
             mode = "latency"
             latencyMs = Int32(clamping: milliseconds)
+        case .lateAnswer(let milliseconds):
+            mode = "late_answer"
+            latencyMs = Int32(clamping: milliseconds)
         }
     }
 
@@ -199,6 +202,7 @@ extension RPCFault {
         case "none", "": return .none
         case "fail": return .fail
         case "latency" where latencyMs > 0: return .latency(milliseconds: Int(latencyMs))
+        case "late_answer" where latencyMs > 0: return .lateAnswer(milliseconds: Int(latencyMs))
         default: throw OrderError.invalidRequest("unknown fault mode \(mode)")
         }
     }

@@ -25,8 +25,9 @@ import OrderModel
 /// slot (order retry prefers it: ``OrderRetry/init(candidates:policy:preferring:)``),
 /// bind and create are **one call and one transaction** there
 /// (``Action/createBound(in:)``): the new order holds its key at once. A key
-/// bound elsewhere sends the create to its owner; a failure is a slot that
-/// cannot be reached, as above.
+/// bound elsewhere sends the create to its owner; a failure that may have
+/// committed moves the create's reservation on, as a failed owner does,
+/// and one that made nothing is a slot that cannot be reached, as above.
 ///
 /// During an index **backfill** (orders made before the index have no
 /// entries yet) the walk first **searches** every cell for the key's order:
@@ -57,6 +58,9 @@ public struct MerchantKeyCreate: Sendable {
         /// `adopting`: the candidate is the cell where the key's order was found.
         case binding(candidate: CellID, adopting: Bool)
         case moving(from: CellID, to: CellID)
+        /// Moving the reservation on after a create in the slot's own cell
+        /// failed in a way that may have committed: `from` is that cell.
+        case movingOffSlotCell(from: CellID, to: CellID)
         /// Binding and creating in the cell of the key's slot, in one call.
         case creatingBound(CellID)
         /// Creating in the key's owner; `movable`: this create's own reservation.
@@ -133,21 +137,53 @@ public struct MerchantKeyCreate: Sendable {
         return .create(in: binding.owner, keyStatus: .reserved)
     }
 
-    /// The bound create failed: `cellFailed`, the cell (and with it the
-    /// slot) could not be reached, or it failed; else it answered that it
-    /// cannot write the slot now (being moved, or not its own by the
-    /// release it follows). Either way the index cannot be reached: the
-    /// partition's policy decides, as for a bind. Its transaction may have
-    /// committed all the same; then its order holds the key, and an order
-    /// made unindexed now can never be paid.
-    public mutating func boundFailed<R: RandomNumberGenerator>(_ detail: String, cellFailed: Bool, using random: inout R) -> Action {
+    /// How a bound create failed.
+    public enum BoundCreateFailure: Sendable, Equatable {
+        /// The cell answered that it cannot write the key's slot now (being
+        /// moved, or not its own by the release it follows): it made nothing.
+        case slotRefused
+        /// The call never reached the cell, or the cell refused it before
+        /// starting (``CellCallFailure``): it made nothing.
+        case cellNotReached
+        /// The cell failed, or its answer was lost or late: its transaction
+        /// may have committed, and then its order holds the key.
+        case cellMayHaveCreated
+    }
+
+    /// The bound create failed.
+    ///
+    /// When it may have committed, the walk does what a create that failed
+    /// in its owner does: it **moves** its own reservation on, at the slot's
+    /// cell — the very cell that failed. If the transaction committed, its
+    /// order holds the key, the move answers that, and the create goes back
+    /// to meet that order (or answers `503` while the cell cannot answer).
+    /// If it did not, the key is reserved for the next cell, and the
+    /// transaction, should it run late, finds the key bound elsewhere and
+    /// makes no order. So the caller is not handed a rival of the key's
+    /// order while the slot's cell answers. A move that cannot reach it
+    /// either leaves the partition's policy to decide, as for a bind:
+    /// `available` creates unindexed in the next cell (a rival, never
+    /// payable, should the first transaction have committed), `strict`
+    /// answers `503`.
+    ///
+    /// When it made nothing, the index cannot be reached: the partition's
+    /// policy decides, as for a bind — `available` creates the order
+    /// unindexed, in the same cell when only the slot refused, else in the
+    /// next cell of the order retry.
+    public mutating func boundFailed<R: RandomNumberGenerator>(_ detail: String, _ failure: BoundCreateFailure, using random: inout R) -> Action {
         guard case .creatingBound(let cell) = state else { preconditionFailure("boundFailed in state \(state)") }
+        if failure == .cellMayHaveCreated {
+            retry.attemptFailed()
+            guard let next = retry.nextCell(using: &random) else { return finish(exhausted(detail)) }
+            state = .movingOffSlotCell(from: cell, to: next)
+            return .move(from: cell, to: next)
+        }
         guard policy == .available else {
             return finish(
                 OrderError(.indexUnavailable, "the merchant-key index cannot be reached for out_trade_no \(key.outTradeNo): \(detail)", retryAfterSeconds: 5)
             )
         }
-        guard cellFailed else {
+        guard failure == .cellNotReached else {
             state = .creatingUnindexed(cell, movable: true)
             return .create(in: cell, keyStatus: .unindexed)
         }
@@ -164,7 +200,7 @@ public struct MerchantKeyCreate: Sendable {
             // A key bound to the cell of its earlier order never moves: that order is there.
             state = .creating(binding.owner, movable: binding.movableByCaller && !adopting)
             return .create(in: binding.owner, keyStatus: .reserved)
-        case .moving:
+        case .moving, .movingOffSlotCell:
             state = .creating(binding.owner, movable: binding.movableByCaller)
             return .create(in: binding.owner, keyStatus: .reserved)
         default:
@@ -190,6 +226,21 @@ public struct MerchantKeyCreate: Sendable {
                     retryAfterSeconds: 5
                 )
             )
+        case .movingOffSlotCell(let slotCell, let next):
+            // The slot's cell failed the create and now the move: it is what cannot be reached. Its create may
+            // have committed; if so, that order holds the key and an unindexed one can never be paid. The
+            // partition's policy decides, as for a bind that cannot reach the slot.
+            guard policy == .available else {
+                return finish(
+                    OrderError(
+                        .indexUnavailable,
+                        "the order for out_trade_no \(key.outTradeNo) may be in cell \(slotCell), which holds its merchant-key index slot and cannot be reached: \(detail)",
+                        retryAfterSeconds: 5
+                    )
+                )
+            }
+            state = .creatingUnindexed(next, movable: true)
+            return .create(in: next, keyStatus: .unindexed)
         default:
             preconditionFailure("indexFailed in state \(state)")
         }

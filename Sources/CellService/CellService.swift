@@ -5,13 +5,17 @@ import Synchronization
 
 /// A failure of the cell itself, as opposed to a refusal of the request:
 /// the proxy answers it with order retry (creates) or `cell_unavailable`.
-public struct CellFailure: Error, Sendable, CustomStringConvertible {
+public struct CellFailure: CellCallFailure, Sendable, CustomStringConvertible {
     public var cell: CellID
     public var reason: String
+    /// False when the call failed before it did anything (a drill fault,
+    /// a deadline passed before the store was called).
+    public var mayHaveRun: Bool
 
-    public init(cell: CellID, reason: String) {
+    public init(cell: CellID, reason: String, mayHaveRun: Bool = true) {
         self.cell = cell
         self.reason = reason
+        self.mayHaveRun = mayHaveRun
     }
 
     public var description: String { "cell \(cell): \(reason)" }
@@ -118,8 +122,8 @@ public final class CellService: Sendable {
 
     private func enter() async throws {
         switch fault.withLock({ $0 }) {
-        case .none: return
-        case .fail: throw CellFailure(cell: cell, reason: "failing by drill fault injection")
+        case .none, .lateAnswer: return
+        case .fail: throw CellFailure(cell: cell, reason: "failing by drill fault injection", mayHaveRun: false)
         case .latency(let milliseconds): try await Task.sleep(for: .milliseconds(milliseconds))
         }
     }
@@ -148,7 +152,7 @@ public final class CellService: Sendable {
         // same out_trade_no, in the same transaction.
         let order = try await newOrder(request, keyStatus: keyStatus)
         if let deadline, ContinuousClock.now >= deadline {
-            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
+            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not", mayHaveRun: false)
         }
         let outcome = try await storage {
             if let groupCommit { try await groupCommit.insert(order, deadline: deadline) } else { try await store.insert(order) }
@@ -172,7 +176,7 @@ public final class CellService: Sendable {
         try checkSlot(key)
         let order = try await newOrder(request, keyStatus: .verified)
         if let deadline, ContinuousClock.now >= deadline {
-            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not")
+            throw CellFailure(cell: cell, reason: "the caller's deadline passed before the order was stored; it was not", mayHaveRun: false)
         }
         let create = BoundInsert(order: order, attempt: attempt)
         let now = clock()

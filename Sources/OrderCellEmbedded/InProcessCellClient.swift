@@ -6,7 +6,7 @@ import OrderProxy
 /// The proxy's client of a cell service running in the same process.
 ///
 /// It bounds its own calls: in process, a call can only outlast the
-/// proxy's deadline under a drill latency fault (waits for the database are
+/// proxy's deadline under a drill latency or late-answer fault (waits for the database are
 /// bounded by SQLite's busy timeout, and a create's wait for its turn in a
 /// group commit by the cell service's maximum wait), so only then does it
 /// pay for a deadline around the call.
@@ -17,8 +17,16 @@ struct InProcessCellClient: CellClient {
     var enforcesOwnDeadline: Bool { true }
 
     private func bounded<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard case .latency = service.currentFault else { return try await body() }
-        return try await withDeadline(timeout, body)
+        switch service.currentFault {
+        case .none, .fail: return try await body()
+        case .latency: return try await withDeadline(timeout, body)
+        case .lateAnswer(let milliseconds):
+            return try await withDeadline(timeout) {
+                let answer = try await body()
+                try await Task.sleep(for: .milliseconds(milliseconds))
+                return answer
+            }
+        }
     }
 
     func create(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus) async throws -> CreateOrderResult {

@@ -39,6 +39,21 @@ public struct OrderCommandResult: Sendable, Equatable {
     }
 }
 
+/// A failed call to a cell that knows whether the cell may have run it. A
+/// create that failed after its cell started it may have committed all the
+/// same (its answer was lost, or came too late); one the cell never started
+/// cannot have. Errors that do not conform may have run.
+public protocol CellCallFailure: Error {
+    /// False only when the cell certainly did not run the call.
+    var mayHaveRun: Bool { get }
+}
+
+extension Error {
+    /// Whether the cell may have run the call that failed with this error
+    /// (``CellCallFailure``; any other error: it may have).
+    public var cellMayHaveRunTheCall: Bool { (self as? any CellCallFailure)?.mayHaveRun ?? true }
+}
+
 /// A fault an operator injects into a cell for a drill.
 public enum CellFault: Sendable, Equatable {
     /// The cell behaves normally.
@@ -47,4 +62,14 @@ public enum CellFault: Sendable, Equatable {
     case fail
     /// Every call to the cell is delayed by this many milliseconds.
     case latency(milliseconds: Int)
+    /// Every call to the cell runs, and its answer is held back this many
+    /// milliseconds: what a caller sees when the cell did the work and its
+    /// answer was lost or came too late (a create that committed after all).
+    case lateAnswer(milliseconds: Int)
+
+    /// How long the answer of a call is held back after the call ran.
+    public var answerDelay: Duration? {
+        guard case .lateAnswer(let milliseconds) = self else { return nil }
+        return .milliseconds(milliseconds)
+    }
 }

@@ -101,105 +101,131 @@ public final class OrderProxy: Sendable {
     /// order: the same order (`created == false`), `out_trade_no_conflict`
     /// for a different request, or `503` while that cell cannot answer.
     public func create(_ request: CreateOrderRequest) async throws(OrderError) -> CreateOrderResult {
-        let now = clock()
         let key = MerchantKey(merchantID: request.merchantID, outTradeNo: request.outTradeNo)
-        let (wanted, partition, cells, routes, policy, slotCell, backfill) = routing.withLock { table in
-            let wanted = table.partition(forMerchant: request.merchantID, outTradeNo: request.outTradeNo)
-            let placed = table.placement(in: wanted, at: now)
-            return (wanted, placed.partition, placed.cells, table.cells, table.policy, table.indexCell(for: key), table.indexBackfill)
-        }
-        try admit(request, policy: policy, at: now)
-        let refused = policy.degradation.refuseCreatesIn
-        if !refused.isEmpty, let partition = refused.first(where: { $0 == wanted || $0 == partition }) {
-            throw OrderError(.degraded, "new orders in partition \(partition) are switched off by an operator", retryAfterSeconds: 30)
-        }
-        let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
-        let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
-        // The cell of the key's slot goes first when it is as good a choice as any: there the create binds in the same call.
-        var walk = MerchantKeyCreate(
-            key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy, preferring: slotCell),
-            policy: policy.indexSlotPolicy(of: partition), backfill: backfill, slotCell: slotCell
-        )
-        var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
-        // Names this create call in the index: only it may move its own reservation.
-        let attempt = UInt64.random(in: 1...UInt64.max)
-        var action = walk.start(using: &random)
-        while true {
-            switch action {
-            case .search:
-                do {
-                    // A key the index knows needs no search: the bind goes where its entry says.
-                    let known = try? await index(slotCell, routes) { try await $0.merchantKeyEntry(key, consistency: .strong) }
-                    let found = known == nil ? try await earlierOrder(key, routes)?.id.cell : nil
-                    action = walk.searched(found: found, using: &random)
-                } catch {
-                    action = walk.searchFailed(error.detail)
-                }
-            case .bind(let candidate):
-                do {
-                    action = walk.indexAnswered(
-                        try await index(slotCell, routes) { try await $0.bindMerchantKey(key, candidate: candidate, attempt: attempt) }
-                    )
-                } catch {
-                    action = walk.indexFailed(error.detail)
-                }
-            case .move(let from, let to):
-                do {
-                    action = walk.indexAnswered(
-                        try await index(slotCell, routes) { try await $0.moveMerchantKey(key, from: from, to: to, attempt: attempt) }
-                    )
-                } catch {
-                    action = walk.indexFailed(error.detail)
-                }
-            case .createBound(let cell):
-                guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
-                    action = walk.boundFailed("cell \(cell) is not in this proxy's routing table", cellFailed: true, using: &random)
-                    continue
-                }
-                do {
-                    switch try await call(cell, client) { try await client.createBound(request, attempt: attempt) } {
-                    case .order(let result):
+        var waitedForRouting = false
+        afterRoutingChange: while true {
+            let now = clock()
+            let (wanted, partition, cells, routes, policy, slotCell, backfill, version) = routing.withLock { table in
+                let wanted = table.partition(forMerchant: request.merchantID, outTradeNo: request.outTradeNo)
+                let placed = table.placement(in: wanted, at: now)
+                return (
+                    wanted, placed.partition, placed.cells, table.cells, table.policy, table.indexCell(for: key), table.indexBackfill,
+                    table.version
+                )
+            }
+            try admit(request, policy: policy, at: now)
+            let refused = policy.degradation.refuseCreatesIn
+            if !refused.isEmpty, let partition = refused.first(where: { $0 == wanted || $0 == partition }) {
+                throw OrderError(.degraded, "new orders in partition \(partition) are switched off by an operator", retryAfterSeconds: 30)
+            }
+            let candidates = placement.withLock { $0.candidates(from: cells, at: now) }
+            let retryPolicy = policy.maximumCreateAttempts.map { OrderRetryPolicy(maximumAttempts: $0) } ?? configuration.retry
+            // The cell of the key's slot goes first when it is as good a choice as any: there the create binds in the same call.
+            var walk = MerchantKeyCreate(
+                key: key, retry: OrderRetry(candidates: candidates, policy: retryPolicy, preferring: slotCell),
+                policy: policy.indexSlotPolicy(of: partition), backfill: backfill, slotCell: slotCell
+            )
+            var random = SplitMix64(seedingFrom: request.merchantID, request.outTradeNo)
+            // Names this create call in the index: only it may move its own reservation.
+            let attempt = UInt64.random(in: 1...UInt64.max)
+            var action = walk.start(using: &random)
+            while true {
+                switch action {
+                case .search:
+                    do {
+                        // A key the index knows needs no search: the bind goes where its entry says.
+                        let known = try? await index(slotCell, routes) { try await $0.merchantKeyEntry(key, consistency: .strong) }
+                        let found = known == nil ? try await earlierOrder(key, routes)?.id.cell : nil
+                        action = walk.searched(found: found, using: &random)
+                    } catch {
+                        action = walk.searchFailed(error.detail)
+                    }
+                case .bind(let candidate):
+                    do {
+                        action = walk.indexAnswered(
+                            try await index(slotCell, routes) { try await $0.bindMerchantKey(key, candidate: candidate, attempt: attempt) }
+                        )
+                    } catch {
+                        action = walk.indexFailed(error.detail)
+                    }
+                case .move(let from, let to):
+                    do {
+                        action = walk.indexAnswered(
+                            try await index(slotCell, routes) { try await $0.moveMerchantKey(key, from: from, to: to, attempt: attempt) }
+                        )
+                    } catch {
+                        action = walk.indexFailed(error.detail)
+                    }
+                case .createBound(let cell):
+                    guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
+                        action = walk.boundFailed("cell \(cell) is not in this proxy's routing table", .cellNotReached, using: &random)
+                        continue
+                    }
+                    do {
+                        switch try await callTellingWhetherRun(cell, client, { try await client.createBound(request, attempt: attempt) }) {
+                        case .order(let result):
+                            walk.created()
+                            return result
+                        case .boundElsewhere(let binding):
+                            action = walk.boundElsewhere(binding)
+                        }
+                    } catch {
+                        switch error.error.code {
+                        case .cellUnavailable:
+                            action = walk.boundFailed(error.error.detail, error.mayHaveRun ? .cellMayHaveCreated : .cellNotReached, using: &random)
+                        case .indexUnavailable:
+                            // The slot is being moved, or the cell follows a release this proxy has not received yet:
+                            // both end with the next release, usually within the push. Made nothing, so start again
+                            // by it rather than make an unindexed order beside the key's own.
+                            if !waitedForRouting {
+                                waitedForRouting = true
+                                if await routingNewer(than: version, within: .seconds(2)) { continue afterRoutingChange }
+                            }
+                            action = walk.boundFailed(error.error.detail, .slotRefused, using: &random)
+                        default:
+                            walk.created()
+                            throw error.error
+                        }
+                    }
+                case .create(let cell, let keyStatus):
+                    guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
+                        action = walk.createFailed("cell \(cell) is not in this proxy's routing table", using: &random)
+                        continue
+                    }
+                    do {
+                        let result = try await call(cell, client) { try await client.create(request, keyStatus: keyStatus) }
                         walk.created()
                         return result
-                    case .boundElsewhere(let binding):
-                        action = walk.boundElsewhere(binding)
+                    } catch {
+                        guard error.code == .cellUnavailable else {
+                            walk.created()
+                            throw error
+                        }
+                        action = walk.createFailed(error.detail, using: &random)
                     }
-                } catch {
-                    switch error.code {
-                    case .cellUnavailable: action = walk.boundFailed(error.detail, cellFailed: true, using: &random)
-                    case .indexUnavailable: action = walk.boundFailed(error.detail, cellFailed: false, using: &random)
-                    default:
-                        walk.created()
-                        throw error
+                case .fail(let error):
+                    if error.code != .noCellAvailable || walk.retry.attempts > 0 {
+                        logger.warning(
+                            "create failed", metadata: ["key": "\(key)", "cells": "\(walk.retry.failedCells)", "error": "\(error)"]
+                        )
                     }
+                    guard error.code == .noCellAvailable, walk.retry.attempts == 0 else { throw error }
+                    let spilled = partition == wanted ? "" : " (partition \(wanted) had none and spills to it)"
+                    throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
                 }
-            case .create(let cell, let keyStatus):
-                guard let route = routes[cell], route.state.servesExistingOrders, let client = clients.client(for: route) else {
-                    action = walk.createFailed("cell \(cell) is not in this proxy's routing table", using: &random)
-                    continue
-                }
-                do {
-                    let result = try await call(cell, client) { try await client.create(request, keyStatus: keyStatus) }
-                    walk.created()
-                    return result
-                } catch {
-                    guard error.code == .cellUnavailable else {
-                        walk.created()
-                        throw error
-                    }
-                    action = walk.createFailed(error.detail, using: &random)
-                }
-            case .fail(let error):
-                if error.code != .noCellAvailable || walk.retry.attempts > 0 {
-                    logger.warning(
-                        "create failed", metadata: ["key": "\(key)", "cells": "\(walk.retry.failedCells)", "error": "\(error)"]
-                    )
-                }
-                guard error.code == .noCellAvailable, walk.retry.attempts == 0 else { throw error }
-                let spilled = partition == wanted ? "" : " (partition \(wanted) had none and spills to it)"
-                throw OrderError(.noCellAvailable, "partition \(partition) has no cell that can take new orders\(spilled)")
             }
         }
+    }
+
+    /// Waits until this proxy routes by a release newer than `version`,
+    /// at most `limit`: whether it does.
+    private func routingNewer(than version: UInt64, within limit: Duration) async -> Bool {
+        let giveUp = ContinuousClock.now.advanced(by: limit)
+        while ContinuousClock.now < giveUp {
+            if routing.withLock({ $0.version }) != version { return true }
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return false }
+        }
+        return routing.withLock { $0.version } != version
     }
 
     /// The key's order made before the index existed, asking every cell
@@ -402,6 +428,24 @@ public final class OrderProxy: Sendable {
         _ cell: CellID, _ client: any CellClient, _ operation: @escaping @Sendable () async throws -> T
     ) async throws(OrderError) -> T {
         do {
+            return try await callTellingWhetherRun(cell, client, operation)
+        } catch {
+            throw error.error
+        }
+    }
+
+    /// A failed cell call: what the caller is told, and whether the cell may
+    /// have run it (``CellCallFailure``).
+    private struct FailedCellCall: Error {
+        var error: OrderError
+        var mayHaveRun: Bool
+    }
+
+    /// ``call(_:_:_:)``, saying on a failure whether the cell may have run the call.
+    private func callTellingWhetherRun<T: Sendable>(
+        _ cell: CellID, _ client: any CellClient, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws(FailedCellCall) -> T {
+        do {
             let result = client.enforcesOwnDeadline ? try await operation() : try await withDeadline(configuration.cellCallTimeout, operation)
             let now = clock()
             placement.withLock { $0.succeeded(cell, at: now) }
@@ -409,14 +453,14 @@ public final class OrderProxy: Sendable {
         } catch let error as OrderError {
             let now = clock()
             placement.withLock { $0.succeeded(cell, at: now) }
-            throw error
+            throw FailedCellCall(error: error, mayHaveRun: true)
         } catch {
             let now = clock()
             let ejected = placement.withLock { $0.failed(cell, at: now) }
             if ejected {
                 logger.warning("cell ejected by outlier detection", metadata: ["cell": "\(cell)", "error": "\(error)"])
             }
-            throw OrderError(.cellUnavailable, "cell \(cell) is unavailable: \(error)")
+            throw FailedCellCall(error: OrderError(.cellUnavailable, "cell \(cell) is unavailable: \(error)"), mayHaveRun: error.cellMayHaveRunTheCall)
         }
     }
 }

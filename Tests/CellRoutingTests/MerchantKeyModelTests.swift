@@ -444,7 +444,7 @@ struct KeyModelChecker {
         var base = proxy
         base.pending = nil
         switch proxy.create.state {
-        case .binding, .moving:
+        case .binding, .moving, .movingOffSlotCell:
             perform(base.create.indexFailed("unreachable"), on: &base)
             return [base]
         case .creating, .creatingUnindexed:
@@ -951,6 +951,12 @@ struct KeyModelChecker {
             bits.put(2, 3)
             bits.put(cell: from)
             bits.put(cell: to)
+            bits.put(false)
+        case .movingOffSlotCell(let from, let to):
+            bits.put(2, 3)
+            bits.put(cell: from)
+            bits.put(cell: to)
+            bits.put(true)
         case .creating(let cell, let movable):
             bits.put(3, 3)
             bits.put(cell: cell)

@@ -158,6 +158,53 @@ struct MerchantKeyTests {
         }
     }
 
+    @Test("a bound create that times out moves its reservation: one that committed is found and answered, one that did not goes on; never a rival")
+    func boundCreatesThatTimeOut() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4), proxy: ProxyConfiguration(cellCallTimeout: .seconds(1))) { system in
+            let api = system.client
+            // Keys whose slot is in cell 2: order retry tries cell 2 first for them, with bind and create in one call.
+            let keys = Self.keys(system, "m1", prefix: "late", count: 2, slotIn: 2)
+            func orders(of key: String) async throws -> [Order] {
+                var found: [Order] = []
+                for (_, cell) in system.system.cells {
+                    if let order = try await cell.order(MerchantKey(merchantID: "m1", outTradeNo: key), consistency: .strong) { found.append(order) }
+                }
+                return found
+            }
+            /// Sets `fault` on cell 2 (a call reads it as it starts), sends a create of `key`, and ends the fault once
+            /// `started` says the call is under way: before the proxy's deadline, so the move that follows runs at once.
+            func create(_ key: String, under fault: String, started: () async throws -> Bool) async throws -> HTTPResult {
+                #expect(try await api.send(.PUT, "/admin/cells/2/fault", fault, admin: true).status == 200)
+                async let answer = api.create("m1", key)
+                try await waitUntil(timeout: .seconds(5)) { try await started() }
+                #expect(try await api.send(.DELETE, "/admin/cells/2/fault", admin: true).status == 200)
+                return try await answer
+            }
+
+            // Committed, its answer held back past the proxy's deadline: the move finds the key held by that order.
+            let committed = try await create(keys[0], under: #"{"mode":"late_answer","latency_ms":3000}"#) {
+                try await !orders(of: keys[0]).isEmpty
+            }
+            #expect(committed.status == 200 && committed.json["cell_id"] as? Int == 2 && committed["key_status"] == "VERIFIED", "\(committed.text)")
+            let committedID = try #require(committed["order_id"])
+            #expect(try await orders(of: keys[0]).map(\.id.description) == [committedID])
+            #expect(try await api.pay(committedID, "p-late-0").status == 200)
+
+            // Never run (delayed past the deadline, then given up): the move reserves the key for the next cell. Nothing
+            // shows that the delayed call has started; a third of the deadline is ample for a request on loopback.
+            let moved = try await create(keys[1], under: #"{"mode":"latency","latency_ms":3000}"#) {
+                try await Task.sleep(for: .milliseconds(300))
+                return true
+            }
+            #expect(moved.status == 201 && moved.json["cell_id"] as? Int != 2 && moved["key_status"] == "RESERVED", "\(moved.text)")
+            let movedID = try #require(moved["order_id"])
+            #expect(try await orders(of: keys[1]).map(\.id.description) == [movedID])
+            let found = try await api.send(.GET, "/v1/orders?merchant_id=m1&out_trade_no=\(keys[1])")
+            #expect(found["order_id"] == movedID)
+            #expect(try await api.pay(movedID, "p-late-1").status == 200)
+        }
+    }
+
     @Test("order retry moves its own reservation off a failing cell; the reconciler settles the move")
     func orderRetryMovesItsReservation() async throws {
         try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in

@@ -13,3 +13,12 @@ public func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool)
         try await Task.sleep(for: .milliseconds(5))
     }
 }
+
+/// Waits until `condition`, which may ask a cell or a server, holds, checking every 5 ms; throws after `timeout`.
+public func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    let giveUp = ContinuousClock.now.advanced(by: timeout)
+    while try await !condition() {
+        guard ContinuousClock.now < giveUp else { throw ConditionNotMet(timeout: timeout) }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}

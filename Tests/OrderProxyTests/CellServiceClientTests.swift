@@ -41,7 +41,8 @@ struct CellServiceClientTests {
     @Test("the proxy's client gets a cell service's answers, refusals and failures over the cell protocol")
     func answers() async throws {
         let cell = try await ServedCell.start()
-        let client = CellServiceClient(cell: CellID(3)!, endpoints: [cell.endpoint], tls: .disabled, timeout: .seconds(5))
+        // Nothing here waits on purpose: a deadline only for a stuck call, long enough for a machine starting every suite at once.
+        let client = CellServiceClient(cell: CellID(3)!, endpoints: [cell.endpoint], tls: .disabled, timeout: .seconds(20))
         defer { client.shutdown() }
 
         let request = try CreateOrderRequest(merchantID: "shop", outTradeNo: "t-1", amount: 900, currency: "EUR", description: "tea", expireSeconds: nil)

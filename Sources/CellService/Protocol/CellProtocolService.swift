@@ -30,6 +30,15 @@ public struct CellProtocolService: CellProtocolResponder {
         method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
     ) async throws -> ByteBuffer {
         guard let method = CellMethod(rawValue: method) else { throw UnknownMethod(method: method) }
+        let answer = try await answer(method, payload: payload, deadline: deadline, allocator: allocator)
+        // A late-answer drill holds back what the call did, but never the drill's own control.
+        if method != .setFault, method != .getFault, let delay = cell.currentFault.answerDelay { try await Task.sleep(for: delay) }
+        return answer
+    }
+
+    private func answer(
+        _ method: CellMethod, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+    ) async throws -> ByteBuffer {
         switch method {
         case .createOrder:
             return try await createOrder(try .init(framePayload: payload), deadline: deadline).framePayload(allocator: allocator)

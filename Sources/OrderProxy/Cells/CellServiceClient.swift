@@ -131,7 +131,8 @@ public final class CellServiceClient: CellClient {
                         "cell service passed over", metadata: ["cell": "\(cell)", "endpoint": "\(endpoints[index].description)", "error": "\(error)"]
                     )
                 }
-                lastError = error
+                // Once an instance may have run the call, the cell may have: a later "not run" does not undo that.
+                if error.cellMayHaveRunTheCall || lastError?.cellMayHaveRunTheCall != true { lastError = error }
             }
         }
         throw lastError!

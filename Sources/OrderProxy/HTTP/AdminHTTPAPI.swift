@@ -127,13 +127,13 @@ struct FaultBody: Decodable {
         switch mode {
         case "fail": return .fail
         case "none": return .none
-        case "latency":
+        case "latency", "late_answer":
             guard let latency = latencyMilliseconds, (1...60_000).contains(latency) else {
-                throw OrderError.invalidRequest("latency_ms must be 1...60000 for mode latency")
+                throw OrderError.invalidRequest("latency_ms must be 1...60000 for mode \(mode)")
             }
-            return .latency(milliseconds: latency)
+            return mode == "latency" ? .latency(milliseconds: latency) : .lateAnswer(milliseconds: latency)
         default:
-            throw OrderError.invalidRequest("mode must be fail, latency or none, got '\(mode.prefix(16))'")
+            throw OrderError.invalidRequest("mode must be fail, latency, late_answer or none, got '\(mode.prefix(16))'")
         }
     }
 
@@ -142,6 +142,7 @@ struct FaultBody: Decodable {
         case .none: return "none"
         case .fail: return "fail"
         case .latency(let milliseconds): return "latency \(milliseconds) ms"
+        case .lateAnswer(let milliseconds): return "late answer \(milliseconds) ms"
         }
     }
 }
