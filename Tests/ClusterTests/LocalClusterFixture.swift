@@ -27,6 +27,52 @@ struct LocalClusterFixture: Sendable {
         try await Command.run([binary] + arguments)
     }
 
+    /// Component `name` as the state file has it now: a test that restarted one wrote its new pid there.
+    func currentComponent(_ name: String) throws -> LocalClusterState.Component? {
+        try LocalClusterRunner.state(in: directory).components.first { $0.name == name }
+    }
+
+    /// A process a test killed, with what it takes to start it again.
+    struct KilledProcess: Sendable {
+        var component: LocalClusterState.Component
+        var arguments: [String]
+    }
+
+    /// SIGKILLs component `name` (a proxy, cell service or control plane), its command line read first.
+    func kill9(_ name: String) throws -> KilledProcess {
+        let component = try #require(try currentComponent(name), "no component \(name)")
+        let pid = try #require(component.pid)
+        let cmdline = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+        let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        try #require(arguments.count > 1, "\(name) runs (pid \(pid))")
+        kill(pid, SIGKILL)
+        return KilledProcess(component: component, arguments: Array(arguments.dropFirst()))
+    }
+
+    /// Starts a killed process again as it was, logging where it did, once its port is free; waits
+    /// until it listens and records its new pid in the state file (`cluster down` stops it).
+    func restart(_ killed: KilledProcess) async throws {
+        let port = killed.component.port
+        try await waitUntil(timeout: .seconds(10)) { !TCPProbe.accepts(port: port) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: killed.component.log))
+        try log.seekToEnd()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = killed.arguments
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try log.close()
+        try await waitUntil(timeout: .seconds(30)) { TCPProbe.accepts(port: port) || !process.isRunning }
+        try #require(process.isRunning, "\(killed.component.name) started again")
+        var state = try LocalClusterRunner.state(in: directory)
+        for index in state.components.indices where state.components[index].name == killed.component.name {
+            state.components[index].pid = process.processIdentifier
+        }
+        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: directory + "/cluster.json"))
+    }
+
     static func start(cells: Int) async throws -> LocalClusterFixture {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ordercell product first (scripts/test does): \(binary)")
         let directory = "/tmp/ordercell-cluster-test-\(UUID().uuidString.prefix(8))"
@@ -48,7 +94,7 @@ struct LocalClusterFixture: Sendable {
     func stop() async {
         _ = try? await Self.ordercell(["cluster", "down", "--dir", directory])
         // Anything still alive (a test failed half-way) goes too.
-        for component in state.components {
+        for component in state.components + ((try? LocalClusterRunner.state(in: directory).components) ?? []) {
             if let pid = component.pid, kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         }
         try? FileManager.default.removeItem(atPath: directory)
