@@ -113,7 +113,8 @@ public final class OrderProxy: Sendable {
                     table.version
                 )
             }
-            try admit(request, policy: policy, at: now)
+            // Admitted once: a create started again after a routing change is the same create.
+            if !waitedForRouting { try admit(request, policy: policy, at: now) }
             let refused = policy.degradation.refuseCreatesIn
             if !refused.isEmpty, let partition = refused.first(where: { $0 == wanted || $0 == partition }) {
                 throw OrderError(.degraded, "new orders in partition \(partition) are switched off by an operator", retryAfterSeconds: 30)
@@ -174,12 +175,14 @@ public final class OrderProxy: Sendable {
                         case .cellUnavailable:
                             action = walk.boundFailed(error.error.detail, error.mayHaveRun ? .cellMayHaveCreated : .cellNotReached, using: &random)
                         case .indexUnavailable:
-                            // The slot is being moved, or the cell follows a release this proxy has not received yet:
-                            // both end with the next release, usually within the push. Made nothing, so start again
-                            // by it rather than make an unindexed order beside the key's own.
+                            // The slot is being moved, or the cell and this proxy follow different releases: both end
+                            // within the push. It made nothing, so start once more — by the next release if it comes
+                            // within 1 s, else by this one, which the cell may have caught up with — rather than make
+                            // an unindexed order beside the key's own.
                             if !waitedForRouting {
                                 waitedForRouting = true
-                                if await routingNewer(than: version, within: .seconds(2)) { continue afterRoutingChange }
+                                _ = await routingNewer(than: version, within: .seconds(1))
+                                continue afterRoutingChange
                             }
                             action = walk.boundFailed(error.error.detail, .slotRefused, using: &random)
                         default:

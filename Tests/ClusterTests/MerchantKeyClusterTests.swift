@@ -94,7 +94,9 @@ extension LocalClusterSuites {
             let split = orders.filter { $0.value.count != 1 }
             #expect(orders.count == keys, "every key has an order: \(orders.count) of \(keys)")
             #expect(split.isEmpty, "exactly one order id per key: \(split.count) keys with more, e.g. \(split.prefix(3).map { "race-\($0.key): \($0.value.sorted())" })")
-            #expect(created == keys, "one 201 per key: \(created)")
+            // At most one 201 per key: a create that committed but whose answer came too late is answered 200 by its retry.
+            let createdPerKey = Dictionary(grouping: answers.filter { $0.status == 201 }, by: \.key).filter { $0.value.count > 1 }
+            #expect(createdPerKey.isEmpty && created <= keys, "at most one 201 per key: \(created) for \(keys) keys, twice for \(createdPerKey.keys.prefix(3))")
 
             // The cells hold exactly one order per key: the lookup by out_trade_no finds it...
             let lookups = try await concurrently(keys, width: 8) { key in
