@@ -85,25 +85,12 @@ public struct PostgresServer: Sendable {
         try await Command.runPostgresTool([Command.postgresTool("pg_ctl"), "-D", dataDirectory, "-m", mode, "-w", "stop"])
     }
 
-    /// Promotes a replica to primary and waits until it accepts writes.
-    public func promote() async throws {
-        try await Command.runPostgresTool([Command.postgresTool("pg_ctl"), "-D", dataDirectory, "-w", "promote"])
-    }
-
     /// The postmaster's process id, if the server runs.
     public var processID: Int32? {
         guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
             let first = text.split(separator: "\n").first
         else { return nil }
         return Int32(first)
-    }
-
-    /// Kills the postmaster with SIGKILL, like a crashed machine (no shutdown, no checkpoint).
-    public func kill9() {
-        guard let pid = processID else { return }
-        kill(pid, SIGKILL)
-        // Backends notice their postmaster is gone and exit; reap them too so the port frees.
-        _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-P", "\(pid)"])
     }
 
     /// Whether the server answers on its port.

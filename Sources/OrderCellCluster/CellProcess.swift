@@ -72,10 +72,16 @@ public struct CellProcess: Sendable {
                     logger.error("the routing table names no usable storage for the cell; staying on the current one", metadata: ["error": "\(error)"])
                     return
                 }
-                do {
-                    try await store.follow(primary: storage.0, replicas: storage.1)
-                } catch {
-                    logger.error("cannot switch to the new storage of the cell", metadata: ["error": "\(error)"])
+                // A new primary answers within moments of its release (the control plane publishes a Patroni leader
+                // once it runs as the primary); until it does, or if it is a standby, the cell stays where it is.
+                for attempt in 1...20 {
+                    do {
+                        try await store.follow(primary: storage.0, replicas: storage.1)
+                        return
+                    } catch {
+                        if attempt == 20 { logger.error("cannot switch to the new storage of the cell", metadata: ["error": "\(error)"]) }
+                        try? await Task.sleep(for: .milliseconds(250))
+                    }
                 }
             }
         }

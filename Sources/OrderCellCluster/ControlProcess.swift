@@ -23,8 +23,9 @@ public struct ControlProcess: Sendable {
     public var database: String
     /// TLS to the control database.
     public var databaseTLS: PostgresTLSMode
-    /// TLS to the cells' PostgreSQL servers (failover), as the cell services use.
-    public var cellStorageTLS: PostgresTLSMode
+    /// Where the cells' Patroni clusters keep their state: the control plane
+    /// follows each cell's leader there. Nil: storage changes only by a release.
+    public var patroni: PatroniDCS?
     public var tokens: OperatorTokens
     /// The routing table to publish when the control database has none yet.
     public var initialRoutingFile: String?
@@ -34,15 +35,16 @@ public struct ControlProcess: Sendable {
     public var cellTLS: CellClientTLS
 
     public init(
-        host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require, cellStorageTLS: PostgresTLSMode = .require,
-        cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy()
+        host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require,
+        cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
+        patroni: PatroniDCS? = nil
     ) {
         self.cellTLS = cellTLS
         self.host = host
         self.port = port
         self.database = database
         self.databaseTLS = databaseTLS
-        self.cellStorageTLS = cellStorageTLS
+        self.patroni = patroni
         self.tokens = tokens
         self.initialRoutingFile = initialRoutingFile
         self.healthCheck = healthCheck
@@ -88,8 +90,9 @@ public struct ControlProcess: Sendable {
         }
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
+        let follower = patroni.map { PatroniFollower(control: control, patroni: PatroniClient(dcs: $0), logger: logger) }
         let api = ControlAdminAPI(
-            control: control, tokens: tokens, failoverTLS: cellStorageTLS,
+            control: control, tokens: tokens, patroni: follower,
             indexSlotMover: IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger),
             clock: wallClock, logger: logger
         )
@@ -102,6 +105,7 @@ public struct ControlProcess: Sendable {
         var services: [any Service] = [clients]
         clients.prepare(for: control.routingTable)
         control.onPublish { clients.prepare(for: $0) }
+        if let follower { services.append(follower) }
         if let healthCheck {
             services.append(HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger))
         }

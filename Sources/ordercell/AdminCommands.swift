@@ -103,7 +103,7 @@ struct AdminCommand: AsyncParsableCommand {
     struct CellAdmin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "cell", abstract: "Add or change one cell, or call one of its cell services directly.",
-            subcommands: [AddCell.self, SetCell.self, Blacklist.self, Unblacklist.self, Failover.self, Call.self]
+            subcommands: [AddCell.self, SetCell.self, Blacklist.self, Unblacklist.self, Failover.self, Switchover.self, Call.self]
         )
     }
 
@@ -210,14 +210,37 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct Failover: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Promote the cell's replica to primary and move the cell's services to it (cluster)."
+            abstract: "Force a failover of the cell's PostgreSQL primary to its synchronous standby (cluster, by Patroni), then move the cell's services to it."
         )
         @OptionGroup var connection: Connection
         @Argument(help: "The cell number.") var cell: Int
         func run() async throws {
+            let started = ContinuousClock.now
             let result = try await connection.client.failover(try cellID(cell))
+            say("cell \(cell) failed over: \(Self.primary(of: cell, in: result)); routing version \(result.version); \(Self.took(since: started))")
+        }
+
+        static func primary(of cell: Int, in result: ChangeResultView) -> String {
             let storage = result.routing.cells.values.first { Int($0.id.rawValue) == cell }?.storage
-            say("cell \(cell) failed over: primary is now \(storage.map { "\($0.primary)" } ?? "?"); routing version \(result.version)")
+            return "primary is now \(storage.map { "\($0.primary.host):\($0.primary.port)" } ?? "?")"
+        }
+
+        static func took(since started: ContinuousClock.Instant) -> String {
+            let elapsed = ContinuousClock.now - started
+            return String(format: "took %.1f s", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+    }
+
+    struct Switchover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Hand the cell's PostgreSQL primary over to its synchronous standby, planned (cluster, by Patroni): writes pause, nothing acknowledged is lost."
+        )
+        @OptionGroup var connection: Connection
+        @Argument(help: "The cell number.") var cell: Int
+        func run() async throws {
+            let started = ContinuousClock.now
+            let result = try await connection.client.switchover(try cellID(cell))
+            say("cell \(cell) switched over: \(Failover.primary(of: cell, in: result)); routing version \(result.version); \(Failover.took(since: started))")
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CellProtocol
 import CellRouting
 import CellService
+import ControlPlane
 import Foundation
 import LocalCluster
 import Logging
@@ -38,7 +39,6 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port = 8082
     @Option(help: "Control database, postgres://user[:password]@host:port/database.") var database: String
     @Option(help: "TLS to the control database: require or disable (loopback development only).") var databaseTLS = "require"
-    @Option(help: "TLS to the cells' PostgreSQL servers (failover): require or disable, as the cell services use.") var postgresTLS = "require"
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
     @OptionGroup var tokens: OperatorTokenOptions
     @OptionGroup var cellTLS: CellTLSOptions
@@ -47,6 +47,9 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Health checker: consecutive failed probes that mark a cell down.") var healthFailures = 3
     @Option(help: "Health checker: consecutive good probes that mark a cell up.") var healthSuccesses = 2
     @Option(help: "Health checker: above this share of cells down, take none out (panic).") var healthPanicShare = 0.5
+    @Option(help: "Patroni's etcd, comma-separated client URLs (http://host:port,…): the control plane follows each cell's Patroni leader there. Without it, a cell's storage changes only by a release.")
+    var patroniEtcd: String?
+    @Option(help: "Patroni's namespace in etcd; cell N's Patroni scope is cell-N.") var patroniNamespace = "/ordercell/"
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -57,15 +60,14 @@ struct ControlCommand: AsyncParsableCommand {
         }
         guard (0...1).contains(healthPanicShare) else { throw ValidationError("--health-panic-share must be 0...1") }
         guard let databaseTLS = PostgresTLSMode(rawValue: databaseTLS) else { throw ValidationError("--database-tls must be require or disable") }
-        guard let cellStorageTLS = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         let policy = HealthCheckPolicy(
             failuresToMarkDown: healthFailures, successesToMarkUp: healthSuccesses, intervalMilliseconds: healthInterval,
             maximumBackoffMilliseconds: max(healthInterval, 8 * healthInterval), panicShare: healthPanicShare
         )
         try await ControlProcess(
-            host: host, port: port, database: database, databaseTLS: databaseTLS, cellStorageTLS: cellStorageTLS,
+            host: host, port: port, database: database, databaseTLS: databaseTLS,
             cellTLS: try cellTLS.clientTLS(), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
-            healthCheck: noHealthCheck ? nil : policy
+            healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) }
         ).run(logger: Logger(label: "ordercell.control"))
     }
 }
@@ -134,7 +136,7 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Start a cluster: per cell a PostgreSQL primary + replica and 2 cell services; control database and plane; 2 proxies."
+            abstract: "Start a cluster: per cell 2 PostgreSQL servers under Patroni (leader + synchronous standby) and 2 cell services; etcd ×3; control database and plane; 2 proxies."
         )
         @OptionGroup var options: Options
         @Option(help: "Number of cells.") var cells = 2
@@ -142,12 +144,15 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Bearer token of the operator endpoints.") var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
         @Option(help: "Cell commits wait for the replica: on (default) or off (faster; an acknowledged order can be lost with the primary).")
         var synchronousCommit = "on"
+        @Flag(help: "Patroni's synchronous_mode_strict: commits wait for a standby even while a cell has none (after a failover, until the old leader rejoins).")
+        var synchronousModeStrict = false
 
         func run() async throws {
             guard ["on", "off"].contains(synchronousCommit) else { throw ValidationError("--synchronous-commit must be on or off") }
+            if synchronousModeStrict && synchronousCommit == "off" { throw ValidationError("--synchronous-mode-strict needs --synchronous-commit on") }
             let runner = LocalClusterRunner(
                 directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable(),
-                synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off
+                synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off, synchronousModeStrict: synchronousModeStrict
             )
             let state = try await runner.up(report: say)
             say("")

@@ -10,7 +10,7 @@ extension LocalClusterSuites {
 
         @Test("bench --compare runs the raw INSERT, pgbench, the cell's store, one cell service and the proxies, and prints each ratio")
         func compareRunsEveryBaseline() async throws {
-            let primary = try #require(cluster.component("cell-1-primary"))
+            let primary = try await cluster.primary(cell: 1)
             let service = try #require(cluster.component("cell-1-service-1"))
             // An open loop at a low rate: what is tested is that every run and ratio
             // is there; at full speed it would starve the tests running beside it.

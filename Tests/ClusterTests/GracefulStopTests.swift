@@ -25,7 +25,7 @@ extension LocalClusterSuites {
             let log = AcknowledgementLog()
             let outcomes = Outcomes()
             let stopFlag = StopFlag()
-            let primary = try #require(cluster.component("cell-1-primary"))
+            let primary = try await cluster.primary(cell: 1)
             let service = try #require(cluster.component("cell-1-service-1")?.pid)
             let proxy = try #require(cluster.component("proxy-1")?.pid)
             let serviceSessions = "ordercell-cell 1 pid \(service)"

@@ -21,6 +21,19 @@ struct LocalClusterFixture: Sendable {
 
     func component(_ name: String) -> LocalClusterState.Component? { state.components.first { $0.name == name } }
 
+    /// Cell `cell`'s PostgreSQL server that Patroni runs as the primary now (the leader of its
+    /// members' `GET /cluster`; a failover or switchover moves it).
+    func primary(cell: Int) async throws -> LocalClusterState.Component {
+        let state = try LocalClusterRunner.state(in: directory)
+        for member in LocalClusterRunner.patroniMembers(in: state) where member.cell == cell {
+            guard let view = await member.cluster() else { continue }
+            if let leader = view.leader, leader.state == "running", let component = state.components.first(where: { $0.name == leader.name }) {
+                return component
+            }
+        }
+        return try #require(nil as LocalClusterState.Component?, "cell \(cell) has no running Patroni leader")
+    }
+
     /// `ordercell <arguments>`, returning its output.
     @discardableResult
     static func ordercell(_ arguments: [String]) async throws -> String {

@@ -28,7 +28,10 @@ extension APIClient {
             let entry = acknowledged[index]
             let read = try await send(.GET, "/v1/orders/\(entry.id)")
             guard read.status == 200 else { return "\(entry.id): \(read.status) \(read.code ?? "")" }
-            if entry.paid, read["status"] != "PAID" { return "\(entry.id): payment lost (\(read["status"] ?? "?"))" }
+            // Paid, and perhaps refunded since: a refund never undoes the payment it refunds.
+            if entry.paid, !["PAID", "PARTIALLY_REFUNDED", "REFUNDED"].contains(read["status"] ?? "") {
+                return "\(entry.id): payment lost (\(read["status"] ?? "?"))"
+            }
             return nil
         }
         return results.compactMap { $0 }

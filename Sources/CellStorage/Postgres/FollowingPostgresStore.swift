@@ -84,6 +84,11 @@ public final class FollowingPostgresStore: OrderStore, Service {
         let store = PostgresOrderStore(configuration, applicationName: applicationName, logger: logger)
         lifecycle.continuation.yield(.start(store))
         do {
+            // Never onto a standby: a release naming one is stale (Patroni has moved the leader since), and a
+            // demoted server must not be written to even if it were to accept a session.
+            guard try await !store.primaryIsInRecovery() else {
+                throw StoreError("\(primary) is a standby (in recovery), not the cell's primary: not switching to it")
+            }
             try await store.migrate()
         } catch {
             store.close()

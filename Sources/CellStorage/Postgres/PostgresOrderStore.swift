@@ -325,6 +325,17 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
+    /// Whether the server this store writes to is a standby (in recovery):
+    /// a demoted primary, or a stale route. A cell never writes there.
+    public func primaryIsInRecovery() async throws -> Bool {
+        let primary = self.primary
+        let logger = self.logger
+        return try await deadline {
+            for try await inRecovery in try await primary.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) { return inRecovery }
+            return true
+        }
+    }
+
     // MARK: - Key status of orders
 
     public func unverifiedOrders(createdBefore cutoff: Timestamp, after: OrderListPosition?, limit: Int) async throws -> [Order] {

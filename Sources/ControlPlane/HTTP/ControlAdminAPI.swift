@@ -16,9 +16,8 @@ public struct ControlAdminAPI: Sendable {
     public let tokens: OperatorTokens
     /// Mounted under this path (embedded: `/control`; cluster: empty).
     public let pathPrefix: String
-    /// Cell failover (PostgreSQL promotion) is offered when this says the
-    /// TLS to the cells' PostgreSQL servers; nil: not offered.
-    public let failoverTLS: PostgresTLSMode?
+    /// Cell failover and switchover (Patroni's) are offered when the cells' storage is followed in Patroni.
+    public let patroni: PatroniFollower?
     /// Whether the followers' long poll (`/v1/routing`) is served: on the
     /// control plane's own (internal) port in a cluster; not on the public
     /// port of the embedded deployment, whose proxy follows in process.
@@ -29,14 +28,14 @@ public struct ControlAdminAPI: Sendable {
     private let logger: Logger
 
     public init(
-        control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", failoverTLS: PostgresTLSMode? = nil,
+        control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", patroni: PatroniFollower? = nil,
         servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.indexSlotMover = indexSlotMover
         self.control = control
         self.tokens = tokens
         self.pathPrefix = pathPrefix
-        self.failoverTLS = failoverTLS
+        self.patroni = patroni
         self.servesFollowers = servesFollowers
         self.clock = clock
         self.logger = logger
@@ -157,21 +156,26 @@ public struct ControlAdminAPI: Sendable {
                 try $0.unblacklisting(cell)
             }
         }
-        if let failoverTLS {
-            admin.on(.post, "/cells/{cell_id}/failover") { request, context in
-                let token = try tokens.authorize(request, as: .operator)
-                let cell = try Self.cellID(context)
-                let before = control.routingTable
-                let table: RoutingTable
-                do {
-                    table = try await control.failover(cell: cell, author: token.name, tls: failoverTLS, logger: logger)
-                } catch let error as OrderError {
-                    throw error
-                } catch {
-                    // PostgreSQL refused or did not answer: say so, not "internal error".
-                    throw OrderError(.cellUnavailable, "failover of cell \(cell) failed: \(error)", retryAfterSeconds: 5)
+        if let patroni {
+            // Patroni moves the cell's primary; the release that follows carries the operator's name.
+            for (path, action) in [("failover", "failover"), ("switchover", "switchover")] {
+                admin.on(.post, "/cells/{cell_id}/\(path)") { request, context in
+                    let token = try tokens.authorize(request, as: .operator)
+                    let cell = try Self.cellID(context)
+                    let before = control.routingTable
+                    let table: RoutingTable
+                    do {
+                        table = action == "failover"
+                            ? try await patroni.failover(cell, candidate: nil, author: token.name)
+                            : try await patroni.switchover(cell, candidate: nil, author: token.name)
+                    } catch let error as OrderError {
+                        throw error
+                    } catch {
+                        // etcd or Patroni refused or did not answer: say so, not "internal error".
+                        throw OrderError(.cellUnavailable, "\(action) of cell \(cell) failed: \(error)", retryAfterSeconds: 5)
+                    }
+                    return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
                 }
-                return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
             }
         }
         if let indexSlotMover {

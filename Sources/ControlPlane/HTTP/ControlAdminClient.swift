@@ -49,9 +49,14 @@ public struct ControlAdminClient: Sendable {
         try await change(.DELETE, "/admin/cells/\(cell)/blacklist", request)
     }
 
-    /// Promotes the cell's replica (cluster); PostgreSQL's promotion can take a while.
+    /// A forced failover of the cell's primary to its synchronous standby (cluster, Patroni's).
     public func failover(_ cell: CellID) async throws -> ChangeResultView {
         try await decode(try await send(.POST, "/admin/cells/\(cell)/failover", body: nil, timeout: .seconds(120)))
+    }
+
+    /// A planned switchover of the cell's primary to its synchronous standby (cluster, Patroni's): no acknowledged commit lost.
+    public func switchover(_ cell: CellID) async throws -> ChangeResultView {
+        try await decode(try await send(.POST, "/admin/cells/\(cell)/switchover", body: nil, timeout: .seconds(120)))
     }
 
     public func setPartition(_ name: String, _ request: PartitionRequest) async throws -> ChangeResultView {
