@@ -9,6 +9,23 @@ import Testing
 /// up, taken away from it when it lags.
 @Suite("Replica reads", .postgresServers)
 struct ReplicaReadTests {
+    @Test("a cell's storage never switches onto a standby: a stale route naming one is refused, and the cell stays on its primary")
+    func aStandbyIsNeverWrittenTo() async throws {
+        let servers = try #require(PostgresTestServers.current)
+        let configuration = try await servers.makeDatabase()
+        let standby = try #require(configuration.replicas.first)
+        var logger = Logger(label: "ordercell.test.following")
+        logger.logLevel = .error
+        let store = FollowingPostgresStore(configuration, logger: logger)
+        let running = Task { await store.run() }
+        defer { running.cancel() }
+        try await store.migrate()
+        // Refused by the store's recovery check, and by the migration's writes were the check gone.
+        await #expect(throws: (any Error).self) { try await store.follow(primary: standby, replicas: []) }
+        #expect(store.primary == configuration.primary)
+        #expect(try await !store.store.primaryIsInRecovery())
+    }
+
     @Test func aLaggingReplicaIsTakenOutOfReads() async throws {
         let servers = try #require(PostgresTestServers.current)
         var configuration = try await servers.makeDatabase()
