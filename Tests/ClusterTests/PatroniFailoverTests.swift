@@ -69,6 +69,71 @@ extension LocalClusterSuites {
             return "\(url.host ?? ""):\(port)"
         }
 
+        /// The newest release's version and the authors of the releases after `version`.
+        func releases(after version: Int = 0) async throws -> (newest: Int, authors: [String]) {
+            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let list = try await control.send(.GET, "/admin/releases?limit=50", admin: true).json["releases"] as? [[String: Any]] ?? []
+            let newest = list.compactMap { $0["version"] as? Int }.max() ?? 0
+            return (newest, list.filter { ($0["version"] as? Int ?? 0) > version }.compactMap { $0["author"] as? String })
+        }
+
+        /// Whether the PostgreSQL server on `port` is in recovery (a standby); nil when it cannot be asked.
+        func inRecovery(_ port: Int) async -> Bool? {
+            let output = try? await Command.run([
+                Command.postgresTool("psql"), "-h", "127.0.0.1", "-p", "\(port)", "-U", "ordercell", "-d", "postgres", "-tA", "-c",
+                "SET statement_timeout = '2s'; SELECT pg_is_in_recovery()",
+            ])
+            switch output?.split(separator: "\n").last?.trimmingCharacters(in: .whitespaces) {
+            case "t": return true
+            case "f": return false
+            default: return nil
+            }
+        }
+
+        /// Sends `signal` to a member's machine: its Patroni, its postmaster and the postmaster's children.
+        /// PostgreSQL goes first, so that on SIGCONT the server runs what queued up before its Patroni can act.
+        func signalMachine(_ signal: Int32, patroni: Int32, postmaster: Int32) async {
+            _ = try? await Command.run(["pkill", "-\(signal)", "-P", "\(postmaster)"])
+            kill(postmaster, signal)
+            kill(patroni, signal)
+        }
+
+        /// `count` unpaid orders created in `cell` through `proxy`.
+        func unpaidOrders(in cell: Int, count: Int, tag: String, through proxy: APIClient) async throws -> [String] {
+            var found: [String] = []
+            var index = 0
+            while found.count < count {
+                let first = index
+                let batch = try await concurrently(32, width: 8) { try await proxy.create("writes", "\(tag)-\(first + $0)") }
+                index += 32
+                found += batch.filter { $0.json["cell_id"] as? Int == cell }.compactMap { $0["order_id"] }
+                try #require(index < 20 * count, "cell \(cell) takes new orders")
+            }
+            return Array(found.prefix(count))
+        }
+
+        /// Pays `orders` of one cell through the proxies, one every `pace`, each retried (on the other proxy) until
+        /// it is acknowledged or `stop` says so: every acknowledgement with its instant, in order.
+        static func payOneAfterAnother(
+            _ orders: [String], through proxies: [APIClient], pace: Duration, stop: @escaping @Sendable () -> Bool
+        ) async -> [(order: String, at: ContinuousClock.Instant)] {
+            let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3) }
+            var acknowledged: [(order: String, at: ContinuousClock.Instant)] = []
+            var proxy = 0
+            for order in orders where !stop() {
+                while !stop() {
+                    if let paid = try? await proxies[proxy].pay(order, "pay-\(order)"), paid.status == 200 {
+                        acknowledged.append((order, ContinuousClock.now))
+                        break
+                    }
+                    proxy = (proxy + 1) % proxies.count
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                try? await Task.sleep(for: pace)
+            }
+            return acknowledged
+        }
+
         // MARK: - After cluster up
 
         @Test func everyCellHasASynchronousStandbyAndIsRoutedToItsLeader() async throws {
@@ -196,22 +261,225 @@ extension LocalClusterSuites {
             let stopFlag = StopFlag()
             let load = Task { await ClusterTests.load(proxies, log: log, workers: 8, tag: "patroni-switch", stop: { stopFlag.isSet }) }
             try await waitUntil(timeout: .seconds(30)) { log.all.contains { $0.cell == 2 } }
+            // Pays of cell 2's orders, one every 10 ms: the longest gap between two acknowledged is the write pause.
+            let orders = try await unpaidOrders(in: 2, count: 1_200, tag: "switch-pays", through: proxies[0])
+            let writing = StopFlag()
+            let writer = Task { await Self.payOneAfterAnother(orders, through: proxies, pace: .milliseconds(10), stop: { writing.isSet }) }
+            try await waitUntil(timeout: .seconds(10)) { log.count > 0 }
+            let started = ContinuousClock.now
             let output = try await LocalClusterFixture.ordercell([
                 "admin", "cell", "switchover", "2", "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
             ])
+            let finished = ContinuousClock.now
             let atSwitch = log.count
             try await ClusterTests.keepLoading(for: .seconds(2), until: { log.count >= atSwitch + 50 })
+            writing.set()
             stopFlag.set()
+            let pays = await writer.value
             let createFailures = await load.value
+            // The pause: the longest gap between acknowledged pays of cell 2 that overlaps the command.
+            let gaps = zip(pays, pays.dropFirst()).filter { $1.at > started && $0.at < finished }.map { $1.at - $0.at }
+            let pause = try #require(gaps.max(), "pays of cell 2 were acknowledged around the switchover: \(pays.count)")
+            #expect(pays.contains { $0.at > finished }, "cell 2 takes pays again after the switchover")
             #expect(output.contains("cell 2 switched over"), "\(output)")
             #expect(createFailures == 0, "no create fails for a retrying client during a switchover")
             let newLeader = try #require(try await leader(of: 2))
             #expect(newLeader.name != old.name)
             #expect(try await routedPrimary(2) == "127.0.0.1:\(newLeader.postgresPort)")
+            for (order, _) in pays { log.created(order, cell: 2); log.paid(order) }
             let missing = try await proxies[1].missing(log.all)
             #expect(missing.isEmpty, "\(missing.prefix(5))")
             _ = try await waitForSynchronousStandby(2)
-            print("Patroni switchover of cell 2 under load: \(output.split(separator: "\n").last ?? ""); \(log.count) acknowledged, none lost")
+            print(
+                "Patroni switchover of cell 2 under load: \(output.split(separator: "\n").last ?? ""); write pause (longest gap between acknowledged pays of cell 2) "
+                    + "\(String(format: "%.2f", MerchantKeyClusterTests.secondsValue(pause))) s, command \(MerchantKeyClusterTests.seconds(finished - started)) s; \(log.count) acknowledged, none lost"
+            )
+        }
+
+        // MARK: - SIGSTOP of a cell's primary: frozen, not dead
+
+        @Test func aFrozenPrimaryAcknowledgesNothingAfterItsStandbyTookOverAndRejoins() async throws {
+            let proxies = cluster.proxies
+            let old = try await waitForSynchronousStandby(1)
+            let orders = try await unpaidOrders(in: 1, count: 200, tag: "freeze-pays", through: proxies[0])
+            #expect(try await proxies[0].pay(orders[0], "pay-\(orders[0])").status == 200, "cell 1 takes pays before the freeze")
+
+            // The control plane is frozen first: the cell services stay on the old primary however long it takes, as
+            // a cell service that has not learnt the failover would.
+            let control = try #require(try cluster.currentComponent("control")?.pid)
+            kill(control, SIGSTOP)
+            defer { kill(control, SIGCONT) }
+            let patroni = try #require(old.runningProcessID)
+            let postmaster = try #require(old.postmasterProcessID)
+            let frozen = ContinuousClock.now
+            await signalMachine(SIGSTOP, patroni: patroni, postmaster: postmaster)
+            let thawing = StopFlag()
+            defer { if !thawing.isSet { Task { await signalMachine(SIGCONT, patroni: patroni, postmaster: postmaster) } } }
+
+            // Pays of cell 1's orders go on through both proxies from now on, each retried until acknowledged.
+            let writing = StopFlag()
+            let writer = Task { await Self.payOneAfterAnother(Array(orders.dropFirst()), through: proxies, pace: .milliseconds(20), stop: { writing.isSet }) }
+
+            // Its standby takes the leader lock once the frozen leader's lapses (ttl).
+            var newLeader: PatroniMember?
+            try await waitUntil(timeout: .seconds(90)) {
+                newLeader = try await leader(of: 1)
+                if let newLeader, newLeader.name != old.name, await inRecovery(newLeader.postgresPort) == false { return true }
+                try await Task.sleep(for: .milliseconds(250))
+                return false
+            }
+            let takeover = ContinuousClock.now - frozen
+            let promoted = try #require(newLeader)
+
+            // The frozen machine wakes up, its cell services still routed to it, pays arriving.
+            thawing.set()
+            await signalMachine(SIGCONT, patroni: patroni, postmaster: postmaster)
+            let thawed = ContinuousClock.now
+            // Patroni finds its lock gone and demotes the server; until then what it runs waits for a synchronous standby that follows someone else.
+            try await waitUntil(timeout: .seconds(60)) {
+                if await inRecovery(old.postgresPort) == true { return true }
+                try await Task.sleep(for: .milliseconds(100))
+                return false
+            }
+            let demoted = ContinuousClock.now - thawed
+            // Writes keep coming to the old server for a while yet, through cell services that still route there
+            // (the control plane, frozen, published nothing).
+            try await Task.sleep(for: .seconds(3))
+            let routedAway = ContinuousClock.now
+
+            // The control plane wakes up, follows Patroni, and the cell's services move to the new leader.
+            kill(control, SIGCONT)
+            try await waitUntil(timeout: .seconds(30)) {
+                if try await routedPrimary(1) == "127.0.0.1:\(promoted.postgresPort)" { return true }
+                try await Task.sleep(for: .milliseconds(100))
+                return false
+            }
+            // Pays go on until cell 1 takes them again from its new leader.
+            let resumed = ContinuousClock.now
+            try await waitUntil(timeout: .seconds(60)) { [proxy = proxies[0]] in
+                let read = try await proxy.send(.GET, "/v1/orders/\(orders[0])")
+                if read.status == 200 { return true }
+                try await Task.sleep(for: .milliseconds(100))
+                return false
+            }
+            try await Task.sleep(for: .seconds(1))
+            writing.set()
+            let pays = await writer.value
+
+            // No split brain: from the freeze until the cell was routed to its new leader, no pay was acknowledged —
+            // the frozen server could commit nothing its promoted standby lacks (synchronous replication), and after
+            // its demotion it took no write at all.
+            let duringFreeze = pays.filter { $0.at > frozen && $0.at < routedAway }
+            #expect(duringFreeze.isEmpty, "pays acknowledged while cell 1 was routed to its old primary: \(duringFreeze.map(\.order).prefix(5))")
+            #expect(pays.contains { $0.at > resumed }, "cell 1 takes pays again from its new leader")
+            let log = AcknowledgementLog()
+            log.created(orders[0], cell: 1)
+            log.paid(orders[0])
+            for (order, _) in pays {
+                log.created(order, cell: 1)
+                log.paid(order)
+            }
+            var missing: [String] = []
+            for _ in 0..<50 {
+                missing = try await proxies[1].missing(log.all)
+                if missing.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(missing.isEmpty, "every acknowledged pay reads back from the new leader: \(missing.prefix(5))")
+
+            // The old primary rejoins as the synchronous standby of the new leader (pg_rewind), nobody acting.
+            let leaderAfter = try await waitForSynchronousStandby(1, timeout: .seconds(120))
+            #expect(leaderAfter.name == promoted.name)
+            var roles: [String] = []
+            for _ in 0..<240 {
+                roles = (await promoted.cluster())?.members.map { "\($0.name) \($0.role) \($0.state)" } ?? []
+                if roles.contains("\(old.name) sync_standby streaming") { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(roles.contains("\(old.name) sync_standby streaming"), "\(roles)")
+            print(
+                "Patroni, frozen primary: its standby led \(MerchantKeyClusterTests.seconds(takeover)) s after SIGSTOP; after SIGCONT the old server was a standby "
+                    + "within \(String(format: "%.2f", MerchantKeyClusterTests.secondsValue(demoted))) s and acknowledged no write; \(pays.count) pays acknowledged, none lost"
+            )
+        }
+
+        // MARK: - etcd members lost
+
+        /// The cluster's etcd as `cluster up` made it.
+        func etcd() throws -> EtcdCluster {
+            let members = cluster.state.components.filter { $0.kind == "etcd" }
+            let first = try #require(members.first?.dataDirectory)
+            return EtcdCluster(
+                directory: URL(fileURLWithPath: first).deletingLastPathComponent().path,
+                logDirectory: URL(fileURLWithPath: members[0].log).deletingLastPathComponent().path, clientPorts: members.map(\.port)
+            )
+        }
+
+        @Test func losingOneEtcdMemberChangesNothingAndLosingTheQuorumPromotesNoOne() async throws {
+            let proxies = cluster.proxies
+            let leaders = [try await waitForSynchronousStandby(1), try await waitForSynchronousStandby(2)]
+            let standbys = try (1...2).flatMap { try members(of: $0) }.filter { member in !leaders.contains { $0.name == member.name } }
+            let etcd = try etcd()
+            #expect(etcd.members.map(\.clientPort) == cluster.state.components.filter { $0.kind == "etcd" }.map(\.port))
+            let (releasesBefore, _) = try await releases()
+            let log = AcknowledgementLog()
+            let stopFlag = StopFlag()
+            let load = Task { await ClusterTests.load(proxies, log: log, workers: 4, tag: "etcd", stop: { stopFlag.isSet }) }
+            defer { stopFlag.set() }
+            try await waitUntil(timeout: .seconds(30)) { Set(log.all.filter(\.paid).map(\.cell)) == [1, 2] }
+
+            /// Every cell's leader is its leader still, and its other members are standbys.
+            func nothingPromoted() async -> [String] {
+                var wrong: [String] = []
+                for leader in leaders where await inRecovery(leader.postgresPort) != false { wrong.append("\(leader.name) is not a primary") }
+                for standby in standbys where await inRecovery(standby.postgresPort) != true { wrong.append("\(standby.name) is not a standby") }
+                return wrong
+            }
+
+            // One member down, for longer than the leader ttl: etcd keeps its quorum, nothing changes.
+            let first = try #require(etcd.members[0].runningProcessID)
+            kill(first, SIGKILL)
+            var atLoss = log.count
+            try await ClusterTests.keepLoading(for: .seconds(25), until: { log.count >= atLoss + 100 })
+            let afterOneLost = await nothingPromoted()
+            #expect(afterOneLost.isEmpty, "\(afterOneLost)")
+            for leader in leaders {
+                #expect(try await self.leader(of: leader.cell)?.name == leader.name, "Patroni, on two etcd members, keeps cell \(leader.cell)'s leader")
+            }
+
+            // The quorum lost, for longer than the ttl: Patroni's failsafe mode keeps each leader (its members all
+            // answer it), nobody is promoted, and every cell keeps taking orders and pays.
+            let second = try #require(etcd.members[1].runningProcessID)
+            kill(second, SIGKILL)
+            let lost = ContinuousClock.now
+            let before = Set(log.all.map(\.id))
+            atLoss = log.count
+            try await ClusterTests.keepLoading(for: .seconds(30), until: { log.count >= atLoss + 100 })
+            let afterQuorumLost = await nothingPromoted()
+            #expect(afterQuorumLost.isEmpty, "\(afterQuorumLost)")
+            let duringLoss = log.all.filter { !before.contains($0.id) }
+            for cell in 1...2 {
+                #expect(duringLoss.contains { $0.cell == cell && $0.paid }, "cell \(cell) took orders and pays without the etcd quorum")
+            }
+            let withoutQuorum = ContinuousClock.now - lost
+
+            // etcd comes back: the same leaders, still synchronous, and no failover release.
+            _ = try await etcd.start(report: { _ in })
+            for leader in leaders {
+                let after = try await waitForSynchronousStandby(leader.cell)
+                #expect(after.name == leader.name)
+            }
+            stopFlag.set()
+            let createFailures = await load.value
+            #expect(createFailures == 0, "a client retrying never fails to create while etcd loses members: \(createFailures) failures")
+            let (_, authors) = try await releases(after: releasesBefore)
+            #expect(!authors.contains("failover"), "no failover was published: \(authors)")
+            let missing = try await proxies[1].missing(log.all)
+            #expect(missing.isEmpty, "\(missing.prefix(5))")
+            print(
+                "etcd: one member down, then the quorum lost for \(MerchantKeyClusterTests.seconds(withoutQuorum)) s: the same leaders throughout, "
+                    + "\(log.count) orders acknowledged (\(duringLoss.count) without a quorum), none lost"
+            )
         }
     }
 }

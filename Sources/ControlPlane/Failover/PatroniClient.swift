@@ -18,9 +18,25 @@ public struct PatroniClient: Sendable {
     }
 
     /// `cell`'s Patroni cluster as etcd has it now; throws when no etcd member answers.
+    ///
+    /// A standby that took the leader lock writes `role: primary` into its
+    /// member key only at its next loop (up to `loop_wait`, a second or two
+    /// after its server accepts writes): while the key lags, the leader's
+    /// own REST API is asked (`GET /patroni`, whose role PostgreSQL itself
+    /// reports), so that a failover's release waits for nothing but the
+    /// promotion.
     public func cell(_ cell: CellID) async throws -> PatroniCell {
         let prefix = dcs.prefix(of: cell)
-        return PatroniCell(keys: try await keys(withPrefix: prefix), prefix: prefix)
+        var state = PatroniCell(keys: try await keys(withPrefix: prefix), prefix: prefix)
+        if let leader = state.leader, let member = state.members[leader], !member.isPrimary, !member.api.isEmpty,
+            let answer = try? await get(member.api + "/patroni", timeout: .seconds(1)), answer.status == 200,
+            let status = (try? JSONSerialization.jsonObject(with: answer.body)) as? [String: Any],
+            status["role"] as? String == "primary" || status["role"] as? String == "master", status["state"] as? String == "running"
+        {
+            state.members[leader]?.role = "primary"
+            state.members[leader]?.state = "running"
+        }
+        return state
     }
 
     /// Every key under `prefix` and its value, from the first etcd member that answers.
@@ -94,6 +110,14 @@ public struct PatroniClient: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: body))
+        return try await execute(request, timeout: timeout)
+    }
+
+    private func get(_ url: String, timeout: Duration? = nil) async throws -> (status: Int, body: Data) {
+        try await execute(HTTPClientRequest(url: url), timeout: timeout)
+    }
+
+    private func execute(_ request: HTTPClientRequest, timeout: Duration?) async throws -> (status: Int, body: Data) {
         let limit = timeout ?? callTimeout
         let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(limit.wholeMilliseconds))
         let collected = try await response.body.collect(upTo: 4 << 20)
