@@ -606,10 +606,14 @@ public nonisolated struct Ordercell_Cell_V1_Fault: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// none, fail or latency
+  /// none, fail, latency or late_answer
   public var mode: String = String()
 
   public var latencyMs: Int32 = 0
+
+  /// Set: the fault applies to this many calls of the service, then clears
+  /// itself; 0: until cleared.
+  public var calls: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2114,7 +2118,7 @@ nonisolated extension Ordercell_Cell_V1_ListEventsReply: SwiftProtobuf.Message, 
 
 nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Fault"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mode\0\u{3}latency_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mode\0\u{3}latency_ms\0\u{1}calls\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2124,6 +2128,7 @@ nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.mode) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.latencyMs) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.calls) }()
       default: break
       }
     }
@@ -2136,12 +2141,16 @@ nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProto
     if self.latencyMs != 0 {
       try visitor.visitSingularInt32Field(value: self.latencyMs, fieldNumber: 2)
     }
+    if self.calls != 0 {
+      try visitor.visitSingularInt32Field(value: self.calls, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_Fault, rhs: Ordercell_Cell_V1_Fault) -> Bool {
     if lhs.mode != rhs.mode {return false}
     if lhs.latencyMs != rhs.latencyMs {return false}
+    if lhs.calls != rhs.calls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -50,7 +50,8 @@ public final class CellService: Sendable {
     public let store: any OrderStore
     private let sequence: SegmentSequence
     private let clock: @Sendable () -> Timestamp
-    private let fault = Mutex<CellFault>(.none)
+    /// The drill fault, and how many more calls it applies to (nil: until cleared).
+    private let fault = Mutex<(fault: CellFault, callsLeft: Int?)>((.none, nil))
     /// The index slots this cell holds by the routing release it follows; nil: not told (no check).
     private let heldSlots = Mutex<Set<Int>?>(nil)
     private let groupCommit: CreateGroupCommit?
@@ -112,16 +113,40 @@ public final class CellService: Sendable {
     // MARK: - Drill faults
 
     /// The fault injected for drills.
-    public var currentFault: CellFault { fault.withLock { $0 } }
+    public var currentFault: CellFault { fault.withLock { $0.fault } }
 
-    /// Injects (or with `.none` clears) a drill fault.
-    public func inject(_ newFault: CellFault) {
-        fault.withLock { $0 = newFault }
-        logger.notice("drill fault set", metadata: ["fault": "\(newFault)"])
+    /// Injects (or with `.none` clears) a drill fault: for every call until
+    /// cleared, or for the next `calls` calls it applies to only, after which
+    /// it clears itself. A counted fault lets a drill hit exactly one call (a
+    /// create held past its caller's deadline) without racing the calls that
+    /// follow it (the caller's retry).
+    public func inject(_ newFault: CellFault, calls: Int? = nil) {
+        fault.withLock { $0 = (newFault, newFault == .none ? nil : calls) }
+        logger.notice("drill fault set", metadata: ["fault": "\(newFault)", "calls": "\(calls.map(String.init) ?? "all")"])
+    }
+
+    /// Where a call meets the drill fault: `fail` and `latency` as it starts, `late_answer` as it answers.
+    public enum FaultPoint: Sendable { case start, answer }
+
+    /// The fault a call meets at `point` (`.none` when the fault applies elsewhere), counted against a fault
+    /// set for a number of calls.
+    public func faultMet(at point: FaultPoint) -> CellFault {
+        fault.withLock { injected in
+            let applies: Bool
+            switch injected.fault {
+            case .none: applies = false
+            case .fail, .latency: applies = point == .start
+            case .lateAnswer: applies = point == .answer
+            }
+            guard applies else { return .none }
+            let met = injected.fault
+            if let left = injected.callsLeft { injected = left > 1 ? (met, left - 1) : (.none, nil) }
+            return met
+        }
     }
 
     private func enter() async throws {
-        switch fault.withLock({ $0 }) {
+        switch faultMet(at: .start) {
         case .none, .lateAnswer: return
         case .fail: throw CellFailure(cell: cell, reason: "failing by drill fault injection", mayHaveRun: false)
         case .latency(let milliseconds): try await Task.sleep(for: .milliseconds(milliseconds))

@@ -65,9 +65,9 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Service, Sendab
 
     func client(for route: CellRoute) -> (any CellClient)? { clients.withLock { $0[route.id] } }
 
-    func setFault(_ fault: CellFault, on cell: CellID) async throws {
+    func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws {
         guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
-        service.inject(fault)
+        service.inject(fault, calls: calls)
     }
 
     func fault(of cell: CellID) async throws -> CellFault {

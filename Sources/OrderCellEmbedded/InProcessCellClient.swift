@@ -20,10 +20,10 @@ struct InProcessCellClient: CellClient {
         switch service.currentFault {
         case .none, .fail: return try await body()
         case .latency: return try await withDeadline(timeout, body)
-        case .lateAnswer(let milliseconds):
-            return try await withDeadline(timeout) {
+        case .lateAnswer:
+            return try await withDeadline(timeout) { [service] in
                 let answer = try await body()
-                try await Task.sleep(for: .milliseconds(milliseconds))
+                if let delay = service.faultMet(at: .answer).answerDelay { try await Task.sleep(for: delay) }
                 return answer
             }
         }

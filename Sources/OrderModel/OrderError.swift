@@ -9,7 +9,8 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
     case outTradeNoConflict = "out_trade_no_conflict"
     /// Another order holds this order's `(merchant_id, out_trade_no)`: this one can never be paid.
     case duplicateOrder = "duplicate_order"
-    /// The merchant-key index slot of the key could not be reached (the `strict` policy, or a pay that needs a claim).
+    /// The merchant-key index slot of the key could not be reached (the `strict` policy, or a pay that needs a claim),
+    /// or cannot confirm the key yet (a pay whose key is reserved for another cell's create that has not finished).
     case indexUnavailable = "index_unavailable"
     /// Between a cell and the proxy only: the order must claim its merchant key before it is paid.
     case keyUnclaimed = "key_unclaimed"

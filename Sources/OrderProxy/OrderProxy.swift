@@ -381,7 +381,8 @@ public final class OrderProxy: Sendable {
         }
     }
 
-    /// Claims `key` for order `id` in its index slot; a rival answers `duplicate_order`, an unreachable slot `index_unavailable`.
+    /// Claims `key` for order `id` in its index slot; a rival answers `duplicate_order`, an unreachable slot or a
+    /// reservation for another cell's create not yet settled `index_unavailable`.
     private func claim(_ key: MerchantKey, for id: OrderID) async throws(OrderError) {
         let (slotCell, routes) = routing.withLock { ($0.indexCell(for: key), $0.cells) }
         let claim: MerchantKeyClaim
@@ -400,7 +401,13 @@ public final class OrderProxy: Sendable {
         case .heldBy(let holder):
             throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is held by order \(holder); order \(id) cannot be paid")
         case .reservedFor(let owner):
-            throw OrderError(.duplicateOrder, "out_trade_no \(key.outTradeNo) is reserved for an order in cell \(owner); order \(id) cannot be paid")
+            // Not final: the create holding the reservation may yet move it to this order's cell (or make an
+            // order in cell `owner`, and then this one is a duplicate). The index cannot confirm the key now.
+            throw OrderError(
+                .indexUnavailable,
+                "out_trade_no \(key.outTradeNo) is reserved for a create in cell \(owner) that has not finished; order \(id) can be paid once the merchant-key index settles it",
+                retryAfterSeconds: 5
+            )
         }
     }
 

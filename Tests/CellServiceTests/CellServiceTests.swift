@@ -132,6 +132,22 @@ struct CellServiceTests {
         #expect(try await service.order(order.id, consistency: .strong) == order)
     }
 
+    @Test func aCountedDrillFaultHitsThatManyCallsAndClearsItself() async throws {
+        let service = try await makeService()
+        let order = try await service.create(try request("f")).order
+        service.inject(.fail, calls: 2)
+        await #expect(throws: CellFailure.self) { _ = try await service.order(order.id, consistency: .strong) }
+        #expect(service.currentFault == .fail)
+        await #expect(throws: CellFailure.self) { _ = try await service.create(try request("g")) }
+        #expect(service.currentFault == CellFault.none)
+        #expect(try await service.order(order.id, consistency: .strong) == order)
+        // A late answer is met where a call answers, not where it starts: a call's start does not count it.
+        service.inject(.lateAnswer(milliseconds: 10), calls: 1)
+        #expect(service.faultMet(at: .start) == CellFault.none)
+        #expect(service.faultMet(at: .answer) == .lateAnswer(milliseconds: 10))
+        #expect(service.faultMet(at: .answer) == CellFault.none)
+    }
+
     @Test func ordersOfAnotherCellAreNotFound() async throws {
         let service = try await makeService(cell: 5)
         let foreign = try OrderID(cell: CellID(6)!, createdAt: clock.now, sequence: 1)

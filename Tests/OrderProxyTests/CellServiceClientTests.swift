@@ -70,6 +70,10 @@ struct CellServiceClientTests {
         // A failure of the cell is not a refusal: the proxy retries creates elsewhere.
         await #expect { try await client.create(request) } throws: { !($0 is OrderError) }
         try await client.setFault(.none)
+        // A fault for one call: that call fails, the next is served, and the fault is gone.
+        try await client.setFault(.fail, calls: 1)
+        await #expect { try await client.order(created.order.id, consistency: .strong) } throws: { !($0 is OrderError) }
+        #expect(try await client.fault() == CellFault.none)
         let replayed = try await client.create(request)
         #expect(!replayed.created && replayed.order.id == created.order.id && replayed.order.status == refunded.order.status)
         await cell.stop()

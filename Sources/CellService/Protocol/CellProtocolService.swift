@@ -32,7 +32,7 @@ public struct CellProtocolService: CellProtocolResponder {
         guard let method = CellMethod(rawValue: method) else { throw UnknownMethod(method: method) }
         let answer = try await answer(method, payload: payload, deadline: deadline, allocator: allocator)
         // A late-answer drill holds back what the call did, but never the drill's own control.
-        if method != .setFault, method != .getFault, let delay = cell.currentFault.answerDelay { try await Task.sleep(for: delay) }
+        if method != .setFault, method != .getFault, let delay = cell.faultMet(at: .answer).answerDelay { try await Task.sleep(for: delay) }
         return answer
     }
 
@@ -351,7 +351,7 @@ public struct CellProtocolService: CellProtocolResponder {
     /// An invalid fault is a failure of the call (the operator's tool reports it), not a refusal of an order.
     func setFault(_ request: RPCFault) throws -> RPCFault {
         do {
-            cell.inject(try request.domain())
+            cell.inject(try request.domain(), calls: request.calls > 0 ? Int(request.calls) : nil)
         } catch {
             throw CellFailure(description: error.detail)
         }

@@ -88,6 +88,7 @@ public struct CellServiceInstanceStatus: Sendable, Equatable {
 
 /// Operator access to the drill faults of cells (embedded: in process).
 public protocol CellDrillControl: Sendable {
-    func setFault(_ fault: CellFault, on cell: CellID) async throws
+    /// Sets `fault` on `cell`: until cleared, or (`calls`) for that many calls of each of its service instances.
+    func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws
     func fault(of cell: CellID) async throws -> CellFault
 }

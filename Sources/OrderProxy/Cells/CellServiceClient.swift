@@ -321,9 +321,10 @@ public final class CellServiceClient: CellClient {
         return Int(reply.dropped)
     }
 
-    /// Sets the drill fault on every service instance of the cell.
-    public func setFault(_ fault: CellFault) async throws {
-        let message = RPCFault(fault)
+    /// Sets the drill fault on every service instance of the cell (`calls`: each instance counts its own).
+    public func setFault(_ fault: CellFault, calls: Int? = nil) async throws {
+        var message = RPCFault(fault)
+        message.calls = Int32(clamping: calls ?? 0)
         for instance in instances { _ = try await instance.setFault(message, timeout: share) }
     }
 
@@ -373,8 +374,8 @@ public final class CellServiceClients: CellClientProvider, CellDrillControl {
         return client
     }
 
-    public func setFault(_ fault: CellFault, on cell: CellID) async throws {
-        try await existing(cell).setFault(fault)
+    public func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws {
+        try await existing(cell).setFault(fault, calls: calls)
     }
 
     public func fault(of cell: CellID) async throws -> CellFault {

@@ -30,13 +30,13 @@ struct AdminHTTPAPI: Sendable {
             try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decode(FaultBody.self, from: request)
-            try await setFault(try body.fault(), on: cell)
+            try await setFault(try body.fault(), calls: try body.callCount(), on: cell)
             return try HTTPBodies.json(try await view(of: cell))
         }
         admin.on(.delete, "/cells/{cell_id}/fault") { request, context in
             try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
-            try await setFault(.none, on: cell)
+            try await setFault(.none, calls: nil, on: cell)
             return try HTTPBodies.json(try await view(of: cell))
         }
         admin.on(.put, "/cells/{cell_id}/blacklist") { request, context in
@@ -70,9 +70,9 @@ struct AdminHTTPAPI: Sendable {
         return cell
     }
 
-    private func setFault(_ fault: CellFault, on cell: CellID) async throws {
+    private func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws {
         guard let drills else { throw OrderError.invalidRequest("this deployment does not support fault injection") }
-        try await drills.setFault(fault, on: cell)
+        try await drills.setFault(fault, calls: calls, on: cell)
     }
 
     private func updateRouting(_ change: (any RoutingChanges) async throws -> RoutingTable) async throws {
@@ -118,7 +118,16 @@ struct AdminHTTPAPI: Sendable {
 struct FaultBody: Decodable {
     var mode: String
     var latencyMilliseconds: Int?
-    enum CodingKeys: String, CodingKey { case mode, latencyMilliseconds = "latency_ms" }
+    /// The fault applies to this many calls of each of the cell's service instances, then clears itself; absent: until cleared.
+    var calls: Int?
+    enum CodingKeys: String, CodingKey { case mode, latencyMilliseconds = "latency_ms", calls }
+
+    func callCount() throws(OrderError) -> Int? {
+        guard let calls else { return nil }
+        guard (1...1_000_000).contains(calls) else { throw OrderError.invalidRequest("calls must be 1...1000000, got \(calls)") }
+        guard mode != "none" else { throw OrderError.invalidRequest("calls applies to a fault, not to mode none") }
+        return calls
+    }
 
     func fault() throws(OrderError) -> CellFault {
         if let latency = latencyMilliseconds, !(0...60_000).contains(latency) {
