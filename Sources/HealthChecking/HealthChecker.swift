@@ -29,13 +29,16 @@ public final class HealthChecker: Service, Sendable {
     private let inPanic = Mutex(false)
     private let sequence = Atomic<UInt64>(0)
     private let clock: @Sendable () -> Timestamp
+    /// The operator's slot moves: a probe keeps off the slots being moved (their index writes are refused on purpose).
+    private let indexSlotMover: IndexSlotMover?
     private let logger: Logger
 
     public init(
         control: ControlPlane, clients: any CellClientProvider, policy: HealthCheckPolicy = .init(), probeTimeout: Duration = .seconds(2),
-        clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        indexSlotMover: IndexSlotMover? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.control = control
+        self.indexSlotMover = indexSlotMover
         self.clients = clients
         self.policy = policy
         self.probeTimeout = probeTimeout
@@ -73,10 +76,12 @@ public final class HealthChecker: Service, Sendable {
         let now = clock()
         let due = tracker.withLock { $0.cellsDue(among: active.map(\.id), at: now) }
         var probes: [CellID: String?] = [:]
+        let moving = indexSlotMover?.slotsBeingMoved ?? []
         await withTaskGroup(of: (CellID, String?, Int64).self) { group in
             for cell in due {
                 guard let route = table.cells[cell] else { continue }
-                let slots = Set(table.indexSlots.slots(of: cell))
+                // A cell whose every slot is being moved is probed without the index.
+                let slots = Set(table.indexSlots.slots(of: cell)).subtracting(moving)
                 group.addTask { await self.probe(route, slots: slots) }
             }
             for await (cell, failure, latency) in group {

@@ -91,11 +91,8 @@ public struct ControlProcess: Sendable {
         let control = try await ControlPlane(store: store, initialTable: initial, logger: logger)
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
         let follower = patroni.map { PatroniFollower(control: control, patroni: PatroniClient(dcs: $0), logger: logger) }
-        let api = ControlAdminAPI(
-            control: control, tokens: tokens, patroni: follower,
-            indexSlotMover: IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger),
-            clock: wallClock, logger: logger
-        )
+        let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger)
+        let api = ControlAdminAPI(control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, clock: wallClock, logger: logger)
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
             host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,
@@ -107,7 +104,9 @@ public struct ControlProcess: Sendable {
         control.onPublish { clients.prepare(for: $0) }
         if let follower { services.append(follower) }
         if let healthCheck {
-            services.append(HealthChecker(control: control, clients: clients, policy: healthCheck, clock: wallClock, logger: logger))
+            services.append(
+                HealthChecker(control: control, clients: clients, policy: healthCheck, indexSlotMover: indexSlotMover, clock: wallClock, logger: logger)
+            )
         }
         services.append(
             MerchantKeyReconciler(

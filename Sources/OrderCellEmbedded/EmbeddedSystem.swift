@@ -164,12 +164,13 @@ public final class EmbeddedSystem: Sendable {
             proxy: proxy, drills: cells, routingChanges: ControlPlaneRoutingChanges(control: control), tokens: tokens,
             routingStatus: RoutingStatus(source: .inProcess), clock: clock, logger: logger
         )
+        let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger)
         let controlAPI = ControlAdminAPI(
-            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false,
-            indexSlotMover: IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger), clock: clock, logger: logger
+            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, indexSlotMover: indexSlotMover, clock: clock, logger: logger
         )
         let healthChecker = HealthChecker(
-            control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), clock: clock, logger: logger
+            control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), indexSlotMover: indexSlotMover, clock: clock,
+            logger: logger
         )
         let keyReconciler = MerchantKeyReconciler(
             routing: { control.routingTable }, clients: cells, grace: configuration.merchantKeyGrace, clock: clock, logger: logger,

@@ -12,15 +12,21 @@ public struct ProxyConfiguration: Sendable {
     public var loadWindowMilliseconds: Int64
     /// Deadline of one call to a cell.
     public var cellCallTimeout: Duration
+    /// How long a create that the key's slot cell refused (the slot is being
+    /// moved, or the cell follows another release) waits for a newer release
+    /// before it starts once more: a slot move re-points within about this
+    /// long, and a create that gives up makes an unindexed order.
+    public var slotRefusalWait: Duration
 
     public init(
         retry: OrderRetryPolicy = OrderRetryPolicy(), outliers: OutlierPolicy = OutlierPolicy(),
-        loadWindowMilliseconds: Int64 = 1000, cellCallTimeout: Duration = .seconds(2)
+        loadWindowMilliseconds: Int64 = 1000, cellCallTimeout: Duration = .seconds(2), slotRefusalWait: Duration = .seconds(1)
     ) {
         self.retry = retry
         self.outliers = outliers
         self.loadWindowMilliseconds = loadWindowMilliseconds
         self.cellCallTimeout = cellCallTimeout
+        self.slotRefusalWait = slotRefusalWait
     }
 }
 
@@ -147,6 +153,13 @@ public final class OrderProxy: Sendable {
                             try await index(slotCell, routes) { try await $0.bindMerchantKey(key, candidate: candidate, attempt: attempt) }
                         )
                     } catch {
+                        // The slot's cell refused the bind (the slot is being moved, or the cell follows another release):
+                        // it made nothing, so start once more, as a refused bound create does (below).
+                        if error.code == .indexUnavailable, !waitedForRouting {
+                            waitedForRouting = true
+                            _ = await routingNewer(than: version, within: configuration.slotRefusalWait)
+                            continue afterRoutingChange
+                        }
                         action = walk.indexFailed(error.detail)
                     }
                 case .move(let from, let to):
@@ -177,11 +190,11 @@ public final class OrderProxy: Sendable {
                         case .indexUnavailable:
                             // The slot is being moved, or the cell and this proxy follow different releases: both end
                             // within the push. It made nothing, so start once more — by the next release if it comes
-                            // within 1 s, else by this one, which the cell may have caught up with — rather than make
+                            // within `slotRefusalWait`, else by this one, which the cell may have caught up with — rather than make
                             // an unindexed order beside the key's own.
                             if !waitedForRouting {
                                 waitedForRouting = true
-                                _ = await routingNewer(than: version, within: .seconds(1))
+                                _ = await routingNewer(than: version, within: configuration.slotRefusalWait)
                                 continue afterRoutingChange
                             }
                             action = walk.boundFailed(error.error.detail, .slotRefused, using: &random)

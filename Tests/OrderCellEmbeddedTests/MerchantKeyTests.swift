@@ -411,6 +411,55 @@ struct MerchantKeyTests {
         }
     }
 
+    @Test("the health checker's probes keep off the slots being moved: a move does not fail its cell's probe")
+    func probesKeepOffMovingSlots() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+            let api = system.client
+            let cell1 = try #require(CellID(1))
+            let source = try #require(system.system.cells[cell1])
+            #expect(system.system.control.routingTable.indexSlots.slots(of: cell1) == Array(0...63))
+            // Entries to copy, then the copy into cell 2 held 1.5 s (its first call; the mover's calls have 2 s), so all of
+            // cell 1's slots stay frozen meanwhile.
+            for key in Self.keys(system, "m1", prefix: "moving", count: 5, slotIn: 1) { #expect(try await api.create("m1", key).status == 201) }
+            #expect(try await api.send(.PUT, "/admin/cells/2/fault", #"{"mode":"latency","latency_ms":1500,"calls":1}"#, admin: true).status == 200)
+            let move = Task { try await api.send(.POST, "/control/admin/index-slots/move", #"{"first":0,"last":63,"to":2,"reason":"spread"}"#, admin: true) }
+            try await waitUntil(timeout: .seconds(10)) { try await source.store.frozenIndexSlots() == Set(0...63) }
+            let round = await system.system.healthChecker.runRound()
+            #expect(system.system.control.routingTable.indexSlots.cells[0] == cell1, "the round ran before the slots were re-pointed")
+            #expect(round.probes[cell1] == .some(nil), "cell 1's probe, taken off its moving slots, passed: \(round.probes)")
+            let moved = try await move.value
+            #expect(moved.status == 200, "\(moved.text)")
+        }
+    }
+
+    @Test("a create whose bind meets its slot frozen by a move waits for the re-pointing release and binds in the new cell: no unindexed order")
+    func bindsWaitForAMovingSlot() async throws {
+        try await TestSystem.run(layout: .singlePartition(cells: 4), proxy: ProxyConfiguration(slotRefusalWait: .seconds(10))) { system in
+            let api = system.client
+            let cell1 = try #require(CellID(1))
+            // Cells 1 (the slots' cell) and 4 (where they move) take no new orders: the keys of cell 1's slots bind there
+            // in a call of their own (the two-call path), and cell 4's first call is the move's copy.
+            for cell in [1, 4] {
+                #expect(try await api.send(.PATCH, "/control/admin/cells/\(cell)", #"{"weight":0,"reason":"no new orders"}"#, admin: true).status == 200)
+            }
+            let keys = Self.keys(system, "m1", prefix: "frozen-bind", count: 6, slotIn: 1)
+            for key in keys.prefix(5) { #expect(try await api.create("m1", key).status == 201) }
+            // The copy into cell 4 held 1.5 s (the mover's calls have 2 s): cell 1's slots stay frozen meanwhile.
+            #expect(try await api.send(.PUT, "/admin/cells/4/fault", #"{"mode":"latency","latency_ms":1500,"calls":1}"#, admin: true).status == 200)
+            let move = Task { try await api.send(.POST, "/control/admin/index-slots/move", #"{"first":0,"last":63,"to":4,"reason":"spread"}"#, admin: true) }
+            let source = try #require(system.system.cells[cell1])
+            try await waitUntil(timeout: .seconds(10)) { try await source.store.frozenIndexSlots() == Set(0...63) }
+            #expect(system.system.proxy.routingTable.indexSlots.cells[0] == cell1, "the create below starts while the slots are frozen in cell 1")
+            let created = try await api.create("m1", keys[5])
+            #expect(system.system.proxy.routingTable.indexSlots.cells[0] == CellID(4)!, "it was answered after the re-point")
+            #expect(created.status == 201 && created["key_status"] == "RESERVED", "bound in the slot's new cell, not unindexed: \(created.text)")
+            let moved = try await move.value
+            #expect(moved.status == 200, "\(moved.text)")
+            let found = try await api.send(.GET, "/v1/orders?merchant_id=m1&out_trade_no=\(keys[5])")
+            #expect(found.status == 200 && found["order_id"] == created["order_id"], "\(found.text)")
+        }
+    }
+
     @Test("orders that must wait do not hold back newer ones: the reconciler's pages move on past them")
     func waitingOrdersDoNotHoldBackNewerOnes() async throws {
         try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in

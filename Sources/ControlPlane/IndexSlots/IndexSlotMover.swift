@@ -26,7 +26,14 @@ public final class IndexSlotMover: Sendable {
     private let control: ControlPlane
     private let cells: any IndexSlotCopying
     private let busy = Mutex(false)
+    /// The slots of the move under way, from before their freeze until they are thawed in their new cell.
+    private let moving = Mutex<Set<Int>>([])
     private let logger: Logger
+
+    /// The slots a move is freezing, copying or re-pointing now (empty when none runs). The health
+    /// checker keeps its probes off them: their writes are refused on purpose while they move, which
+    /// says nothing of the cell's health.
+    public var slotsBeingMoved: Set<Int> { moving.withLock { $0 } }
 
     public init(control: ControlPlane, cells: any IndexSlotCopying, logger: Logger) {
         self.control = control
@@ -41,6 +48,8 @@ public final class IndexSlotMover: Sendable {
             throw OrderError(.versionConflict, "another index slot move is under way", retryAfterSeconds: 5)
         }
         defer { busy.withLock { $0 = false } }
+        moving.withLock { $0 = Set(slots) }
+        defer { moving.withLock { $0 = [] } }
 
         let base = control.routingTable
         if let expectedVersion, expectedVersion != base.version {
