@@ -20,9 +20,24 @@ import Testing
 //
 // - timeout: a proxy stops waiting for its request, which stays in flight (it
 //   may be applied at any later time, or never), and drives `indexFailed` /
-//   `createFailed`;
+//   `createFailed` / `boundFailed(.cellMayHaveCreated)`;
 // - crash: a proxy stops forever; its request stays in flight likewise;
-// - cell down: requests to a cell fail at once (not applied) until it is back.
+// - cell down: requests to a cell fail at once (not applied) until it is back
+//   (a bound create: `boundFailed(.cellNotReached)`).
+//
+// Both create paths are covered. In the configurations with
+// `oneCallInSlotCell`, a create whose first cell is the slot's sends
+// `createBound` there: bind, create and claim in one transaction, as
+// `OrderStore.insertBound` does it (`MerchantKeyIndex.boundCreate`, then the
+// insert, which meets an order already in the cell), and the proxy feeds the
+// answer to the walk as `OrderProxy` does — an order (new and VERIFIED, or
+// met) is `created()`, a key bound elsewhere `boundElsewhere(_:)`. A bound
+// create that timed out moves its reservation off the slot's cell
+// (`movingOffSlotCell`), racing its own late transaction. Creates placed in
+// the other cell first take the two-call path, so the two paths also race.
+// Not modelled: the slot refusing a bound create (`slotRefused`: a slot being
+// moved, or a release the cell does not follow), slot moves and the index
+// backfill.
 //
 // Every interleaving is explored breadth first, with a visited set of state
 // keys (an exact bit packing of the state), so the first trace found to a
@@ -33,9 +48,11 @@ import Testing
 // Steps merged or left out because they change nothing the properties see:
 // - a proxy receives an answer in the step that applies its request (an answer
 //   lost to a timeout is a timeout with the request applied right after);
-// - the payer claims for any order at any time (every order was CREATED and
-//   unverified when it was made, and the proxy may read it from a lagging
-//   replica), and pays with `keyClaimed: true` an order that holds its key;
+// - the payer claims for any order at any time (every order but a bound
+//   create's was CREATED and unverified when it was made, and the proxy may
+//   read it from a lagging replica; a bound create's order holds its key from
+//   its commit, and a claim for it changes nothing), and pays with
+//   `keyClaimed: true` an order that holds its key;
 // - the reconciler reads a moved entry together with its owner's order, reads
 //   and conditionally writes an entry in one step, and closes the rivals
 //   together with its settle (or stops before closing them);
@@ -52,6 +69,11 @@ struct KeyModelConfiguration: Sendable, CustomTestStringConvertible {
     /// The cell holding the key's index slot.
     var slotCell: Int
     var policy: IndexSlotPolicy
+    /// The proxies build their walk knowing the slot's cell, as `OrderProxy`
+    /// does: a create whose first cell is the slot's binds, creates and
+    /// claims there in one call (`createBound`). Without it every create
+    /// takes the two-call path (bind, then create).
+    var oneCallInSlotCell = false
     /// A proxy may stop waiting at any time; its request may still be applied later.
     var timeouts: Bool
     /// A proxy may stop forever at any time.
@@ -67,10 +89,25 @@ struct KeyModelConfiguration: Sendable, CustomTestStringConvertible {
 
     var cells: [Int] { Array(Set(candidates + [slotCell] + downable)).sorted() }
 
-    /// Where the slot lives matters only when cells fail: without cell faults
-    /// the slot's cell is just another place a request goes, so the first two
+    /// The steps of the one-call path the exploration must take: all that the configuration's faults allow.
+    var boundPaths: Set<KeyModelBoundPath> {
+        guard oneCallInSlotCell, candidates.contains(slotCell) else { return [] }
+        var paths = Set(KeyModelBoundPath.allCases)
+        // Only `available` makes orders without the index.
+        if policy == .strict { paths.remove(.metUnindexed) }
+        if !downable.contains(slotCell) { paths.remove(.notReached) }
+        if !timeouts { paths.subtract([.mayHaveCreated, .movedOff, .moveOffFailed]) }
+        if !timeouts && !crashes { paths.remove(.applyLate) }
+        return paths
+    }
+
+    /// Where the slot lives matters only when cells fail, or when a create
+    /// takes one call in the slot's cell: without cell faults the slot's cell
+    /// is otherwise just another place a request goes, so the first two
     /// configurations put it in cell 1. Cells 1 and 2 are interchangeable
-    /// candidates, so "slot in cell 2" is "slot in cell 1" with the cells renamed.
+    /// candidates, so "slot in cell 2" is "slot in cell 1" with the cells
+    /// renamed. A create takes one call only in a candidate holding the slot,
+    /// so those configurations put it in cell 1.
     static let all: [KeyModelConfiguration] = [
         KeyModelConfiguration(
             name: "timeouts and crashes, at most 3 faults", candidates: [1, 2], slotCell: 1, policy: .available,
@@ -96,6 +133,24 @@ struct KeyModelConfiguration: Sendable, CustomTestStringConvertible {
             name: "slot in a third cell, that cell down and back, timeouts, at most 2 faults", candidates: [1, 2], slotCell: 3,
             policy: .available, timeouts: true, crashes: false, downable: [3], maximumFaults: 2, minimumStates: 40_000
         ),
+        KeyModelConfiguration(
+            name: "one call in the slot's cell 1, timeouts and crashes, at most 4 faults", candidates: [1, 2], slotCell: 1,
+            policy: .available, oneCallInSlotCell: true, timeouts: true, crashes: true, downable: [], maximumFaults: 4, minimumStates: 100_000
+        ),
+        KeyModelConfiguration(
+            name: "strict policy, one call in the slot's cell 1, timeouts and crashes, at most 4 faults", candidates: [1, 2], slotCell: 1,
+            policy: .strict, oneCallInSlotCell: true, timeouts: true, crashes: true, downable: [], maximumFaults: 4, minimumStates: 24_000
+        ),
+        KeyModelConfiguration(
+            name: "one call in the slot's cell 1, cells 1 and 2 down and back, timeouts and crashes, at most 3 faults", candidates: [1, 2],
+            slotCell: 1, policy: .available, oneCallInSlotCell: true, timeouts: true, crashes: true, downable: [1, 2], maximumFaults: 3,
+            minimumStates: 200_000
+        ),
+        KeyModelConfiguration(
+            name: "strict policy, one call in the slot's cell 1, cells 1 and 2 down and back, timeouts and crashes, at most 2 faults",
+            candidates: [1, 2], slotCell: 1, policy: .strict, oneCallInSlotCell: true, timeouts: true, crashes: true, downable: [1, 2],
+            maximumFaults: 2, minimumStates: 30_000
+        ),
     ]
 }
 
@@ -118,8 +173,9 @@ enum KeyModelProperty: String, CaseIterable, Sendable {
         switch self {
         case .oneCreatedAnswer:
             return "two creates may both answer created with different orders: under `available`, a create that cannot reach the slot makes "
-                + "an UNINDEXED order beside the reserved one; under either policy, a create that learned the owner before the reservation moved "
-                + "creates in the abandoned cell while the mover creates in the new owner. Only one of them can ever be paid."
+                + "an UNINDEXED order beside the key's own (reserved, or made by a bound create); under either policy, a create that learned "
+                + "the owner before the reservation moved creates in the abandoned cell while the mover creates in the new owner. Only one "
+                + "of them can ever be paid."
         case .atMostOnePaid, .holderNeverChanges, .rivalsSettled, .holderNeverClosed, .createdKeyStaysPayable:
             return ""
         }
@@ -142,12 +198,16 @@ enum KeyModelMessage: Equatable {
     case move(from: Int, to: Int, attempt: UInt64)
     /// To `cell`.
     case create(cell: Int, status: MerchantKeyStatus)
+    /// To `cell`, the slot's cell: bind, create and claim in one transaction.
+    case createBound(cell: Int, attempt: UInt64)
 
+    /// The message in `KeyModel.messageBits` bits (its state key).
     var code: Int {
         switch self {
         case .bind(let candidate, let attempt): return 1 << 6 | candidate << 4 | Int(attempt)
         case .move(let from, let to, let attempt): return 2 << 6 | from << 4 | to << 2 | Int(attempt)
         case .create(let cell, let status): return 3 << 6 | cell << 4 | KeyModel.statusCode(status)
+        case .createBound(let cell, let attempt): return 4 << 6 | cell << 4 | Int(attempt)
         }
     }
 }
@@ -161,7 +221,11 @@ struct KeyModelProxy {
     }
 
     enum Reply {
+        /// A bind's or a move's answer.
         case binding(MerchantKeyBinding)
+        /// A bound create's answer when the key is bound to another cell: no order was made.
+        case boundElsewhere(MerchantKeyBinding)
+        /// A create's (or a bound create's) order, new or met.
         case order(OrderID)
     }
 
@@ -275,6 +339,8 @@ enum KeyModel {
     static let machine = OrderStateMachine()
     /// Cell numbers 0...3 (0 unused).
     static let cellSlots = 4
+    /// Bits of a message's code: kinds 1...4 above a cell, a cell or a status, an attempt (2 bits each).
+    static let messageBits = 9
     /// The order id minted in cell `c` as the `n`-th commit of the run (`ids[c][n]`): created at `now + n` s, sequence `n`.
     static let ids: [[OrderID]] = (0..<cellSlots).map { cell in
         (0..<cellSlots).map { commit in try! OrderID(cell: CellID(cell)!, createdAt: now.adding(seconds: Int64(commit)), sequence: Int64(commit)) }
@@ -332,6 +398,7 @@ enum KeyModel {
         case .bind(let candidate, let attempt): return "bind(P\(attempt) proposes cell \(candidate)) at slot cell \(slot)"
         case .move(let from, let to, let attempt): return "move(P\(attempt): \(from)→\(to)) at slot cell \(slot)"
         case .create(let cell, let status): return "create in cell \(cell) (\(status.rawValue))"
+        case .createBound(let cell, let attempt): return "createBound(P\(attempt): bind, create and claim) in slot cell \(cell)"
         }
     }
 
@@ -357,6 +424,7 @@ enum KeyModel {
 /// What the checker computed once: the state machine's decisions and the
 /// proxies' reactions to a failure build error messages, costly to redo in
 /// every state. The values are the real ones, remembered by their inputs.
+/// Also the steps of the one-call path the exploration took.
 final class KeyModelMemo {
     enum Outcome {
         case changed(Order)
@@ -366,6 +434,22 @@ final class KeyModelMemo {
 
     var decisions: [Int: Outcome] = [:]
     var failures: [KeyModelStateKey: [KeyModelProxy]] = [:]
+    var reached: Set<KeyModelBoundPath> = []
+}
+
+/// The steps of the one-call path (a create in the slot's cell): a
+/// configuration that takes it must take each step its faults allow, or
+/// the exploration says nothing of that step.
+enum KeyModelBoundPath: String, CaseIterable, Sendable {
+    case created = "a bound create made its order"
+    case met = "a bound create met the key's order already in its cell"
+    case metUnindexed = "a bound create met an order made without the index, and reserved the key for it"
+    case elsewhere = "a bound create found the key bound to another cell"
+    case notReached = "a bound create could not reach the slot's cell (boundFailed .cellNotReached)"
+    case mayHaveCreated = "a bound create timed out (boundFailed .cellMayHaveCreated)"
+    case applyLate = "a bound create was applied with nobody waiting for it"
+    case movedOff = "a move off the slot's cell was answered"
+    case moveOffFailed = "a move off the slot's cell failed"
 }
 
 struct KeyModelChecker {
@@ -395,9 +479,14 @@ struct KeyModelChecker {
                 var proxies: [KeyModelProxy] = []
                 for index in 0..<2 {
                     let retry = OrderRetry(candidates: candidates, policy: OrderRetryPolicy(maximumAttempts: 2))
-                    var proxy = KeyModelProxy(
-                        create: MerchantKeyCreate(key: KeyModel.key, retry: retry, policy: config.policy), attempt: UInt64(index + 1)
+                    // No `preferring:` the slot's cell, unlike `OrderProxy`: both draws are explored, and the one that picks
+                    // the slot's cell first is what preferring it does; the other is a create placed elsewhere (the slot's
+                    // cell less weighted, or loaded), which real proxies make too.
+                    let walk = MerchantKeyCreate(
+                        key: KeyModel.key, retry: retry, policy: config.policy,
+                        slotCell: config.oneCallInSlotCell ? KeyModel.cellID(slot) : nil
                     )
+                    var proxy = KeyModelProxy(create: walk, attempt: UInt64(index + 1))
                     perform(proxy.create.start(using: &draws[index]), on: &proxy)
                     proxies.append(proxy)
                 }
@@ -415,7 +504,7 @@ struct KeyModelChecker {
     func target(_ message: KeyModelMessage) -> Int {
         switch message {
         case .bind, .move: return slot
-        case .create(let cell, _): return cell
+        case .create(let cell, _), .createBound(let cell, _): return cell
         }
     }
 
@@ -425,39 +514,53 @@ struct KeyModelChecker {
         case .move(let from, let to): proxy.pending = .move(from: KeyModel.number(from), to: KeyModel.number(to), attempt: proxy.attempt)
         case .create(let cell, let status): proxy.pending = .create(cell: KeyModel.number(cell), status: status)
         case .fail(let error): proxy.phase = .failed(error.code)
+        case .createBound(let cell): proxy.pending = .createBound(cell: KeyModel.number(cell), attempt: proxy.attempt)
         case .search: preconditionFailure("the model runs without an index backfill")
-        case .createBound: preconditionFailure("the model's creates bind and create in two calls")
         }
     }
 
-    /// The proxy's request failed (cell down, or it stopped waiting): what it does next, for each draw that differs.
-    func failing(_ proxy: KeyModelProxy) -> [KeyModelProxy] {
+    /// The proxy's request failed: what it does next, for each draw that differs. `mayHaveRun`: it
+    /// stopped waiting (the request may be applied yet); else the cell was down (it was not, and will not be).
+    func failing(_ proxy: KeyModelProxy, mayHaveRun: Bool) -> [KeyModelProxy] {
         var bits = KeyModelBits()
         put(running: proxy, into: &bits)
+        bits.put(mayHaveRun)
         if let known = memo.failures[bits.key] { return known }
-        let reactions = reactionsToFailure(proxy)
+        let reactions = reactionsToFailure(proxy, mayHaveRun: mayHaveRun)
         memo.failures[bits.key] = reactions
         return reactions
     }
 
-    func reactionsToFailure(_ proxy: KeyModelProxy) -> [KeyModelProxy] {
+    func reactionsToFailure(_ proxy: KeyModelProxy, mayHaveRun: Bool) -> [KeyModelProxy] {
         var base = proxy
         base.pending = nil
-        switch proxy.create.state {
-        case .binding, .moving, .movingOffSlotCell:
-            perform(base.create.indexFailed("unreachable"), on: &base)
-            return [base]
-        case .creating, .creatingUnindexed:
+        /// The walk after `react`, once for each draw of its next cell, keeping those that differ.
+        func forEachDraw(_ react: (inout MerchantKeyCreate, inout KeyModelDraw) -> MerchantKeyCreate.Action) -> [KeyModelProxy] {
             var results: [KeyModelProxy] = []
             for draw in KeyModelDraw.both {
                 var next = base
                 var random = draw
-                perform(next.create.createFailed("unreachable", using: &random), on: &next)
+                perform(react(&next.create, &random), on: &next)
                 if !results.contains(where: { $0.create.state == next.create.state && $0.create.retry.state == next.create.retry.state }) {
                     results.append(next)
                 }
             }
             return results
+        }
+        switch proxy.create.state {
+        case .binding, .moving, .movingOffSlotCell:
+            if case .movingOffSlotCell = proxy.create.state { memo.reached.insert(.moveOffFailed) }
+            perform(base.create.indexFailed("unreachable"), on: &base)
+            return [base]
+        case .creating, .creatingUnindexed:
+            return forEachDraw { create, random in create.createFailed("unreachable", using: &random) }
+        case .creatingBound:
+            // As `OrderProxy` tells them apart: a call that never reached the cell made nothing; one whose answer
+            // did not come may have committed (and may yet). The slot's cell refusing the slot (`slotRefused`)
+            // needs a slot move or a release the cell does not follow, which the model has not.
+            let failure: MerchantKeyCreate.BoundCreateFailure = mayHaveRun ? .cellMayHaveCreated : .cellNotReached
+            memo.reached.insert(mayHaveRun ? .mayHaveCreated : .notReached)
+            return forEachDraw { create, random in create.boundFailed("unreachable", failure, using: &random) }
         default:
             preconditionFailure("a request failed in state \(proxy.create.state)")
         }
@@ -492,16 +595,50 @@ struct KeyModelChecker {
         case .create(let cell, let status):
             // The cell's UNIQUE (merchant_id, out_trade_no): a repeat meets the order already there.
             if let existing = state.orders[cell] { return .order(existing.id) }
-            let id = KeyModel.ids[cell][state.commits]
-            let createdAt = KeyModel.now.adding(seconds: Int64(state.commits))
-            state.orders[cell] = Order(
-                id: id, merchantID: KeyModel.key.merchantID, outTradeNo: KeyModel.key.outTradeNo, amount: KeyModel.amount,
-                currency: KeyModel.currency, description: nil, createdAt: createdAt, expiresAt: createdAt.adding(seconds: 3600),
-                keyStatus: status
-            )
-            state.commits += 1
-            return .order(id)
+            return .order(insert(in: cell, status: status, state: &state))
+        case .createBound(let cell, let attempt):
+            // `OrderStore.insertBound`: the decision and the insert in one transaction, for the order the cell
+            // would mint now. (Its slot is never frozen here: the model moves no slots.)
+            let minted = KeyModel.ids[cell][state.commits]
+            switch MerchantKeyIndex.boundCreate(
+                state.entry, key: KeyModel.key, cell: KeyModel.cellID(cell), order: minted, attempt: attempt, now: KeyModel.now
+            ) {
+            case .elsewhere(let binding):
+                memo.reached.insert(.elsewhere)
+                return .boundElsewhere(binding)
+            case .here(let claim):
+                if let existing = state.orders[cell] {
+                    // An order made without the index: the key is only reserved for this cell, for the reconciler to claim for it.
+                    if state.entry == nil, claim != nil {
+                        let reserved = MerchantKeyEntry(key: KeyModel.key, owner: KeyModel.cellID(cell), attempt: attempt, createdAt: KeyModel.now)
+                        state.write(reserved)
+                        memo.reached.insert(.metUnindexed)
+                    } else {
+                        memo.reached.insert(.met)
+                    }
+                    return .order(existing.id)
+                }
+                memo.reached.insert(.created)
+                // Born VERIFIED, holding its key. (RESERVED when the key's holder is another order of this
+                // cell, as the store has it; the insert meets that order above, so it never comes to this.)
+                let id = insert(in: cell, status: claim == nil ? .reserved : .verified, state: &state)
+                state.write(claim)
+                return .order(id)
+            }
         }
+    }
+
+    /// A new order for the key in `cell`, the run's next commit.
+    func insert(in cell: Int, status: MerchantKeyStatus, state: inout KeyModelState) -> OrderID {
+        let id = KeyModel.ids[cell][state.commits]
+        let createdAt = KeyModel.now.adding(seconds: Int64(state.commits))
+        state.orders[cell] = Order(
+            id: id, merchantID: KeyModel.key.merchantID, outTradeNo: KeyModel.key.outTradeNo, amount: KeyModel.amount,
+            currency: KeyModel.currency, description: nil, createdAt: createdAt, expiresAt: createdAt.adding(seconds: 3600),
+            keyStatus: status
+        )
+        state.commits += 1
+        return id
     }
 
     /// `OrderStateMachine.decide` for the model's three commands (remembered by their inputs).
@@ -578,7 +715,10 @@ struct KeyModelChecker {
                 var receiving = proxy
                 receiving.pending = nil
                 switch reply {
-                case .binding(let binding): perform(receiving.create.indexAnswered(binding), on: &receiving)
+                case .binding(let binding):
+                    if case .movingOffSlotCell = receiving.create.state { memo.reached.insert(.movedOff) }
+                    perform(receiving.create.indexAnswered(binding), on: &receiving)
+                case .boundElsewhere(let binding): perform(receiving.create.boundElsewhere(binding), on: &receiving)
                 case .order(let id):
                     receiving.create.created()
                     receiving.phase = .answered(id)
@@ -587,7 +727,7 @@ struct KeyModelChecker {
                 next.proxies[index] = receiving
                 out.append((label { "\(describe(message)) applied → \(describeReply(reply)); \(who) \(describeNext(receiving)); entry: \(KeyModel.describe(next.entry))" }, next))
             } else {
-                for failed in failing(proxy) {
+                for failed in failing(proxy, mayHaveRun: false) {
                     var next = state
                     next.proxies[index] = failed
                     out.append((label { "cell \(target) is down: \(describe(message)) fails at once; \(who) \(describeNext(failed))" }, next))
@@ -597,7 +737,7 @@ struct KeyModelChecker {
             // applied at any later time, or never (the final-state checks
             // ignore requests still in flight, as if they were lost).
             if config.timeouts && state.faults < config.maximumFaults {
-                for failed in failing(proxy) {
+                for failed in failing(proxy, mayHaveRun: true) {
                     var next = state
                     next.faults += 1
                     var timedOut = failed
@@ -625,6 +765,7 @@ struct KeyModelChecker {
             guard state.isUp(target(message)) else { continue }
             var next = state
             next.orphans.remove(at: position)
+            if case .createBound = message { memo.reached.insert(.applyLate) }
             let reply = apply(message, to: &next)
             out.append((label { "late \(describe(message)) applied → \(describeReply(reply)) (nobody waits); entry: \(KeyModel.describe(next.entry))" }, next))
         }
@@ -637,10 +778,11 @@ struct KeyModelChecker {
             out.append((label { next.cellPhase[cell] == 1 ? "cell \(cell) goes down" : "cell \(cell) is back" }, next))
         }
 
-        // The payer (the proxy's pay). Every order was CREATED and unverified when
-        // it was made: a pay that read it then (or from a lagging replica) may
-        // claim its key at any later time, so the payer claims for any order at
-        // any time. A claim that wins makes the order the holder, and holders
+        // The payer (the proxy's pay). Every order but a bound create's was CREATED
+        // and unverified when it was made: a pay that read it then (or from a
+        // lagging replica) may claim its key at any later time, so the payer
+        // claims for any order at any time. (A bound create's order holds its key
+        // from its commit: a claim for it writes nothing, and is left out below.) A claim that wins makes the order the holder, and holders
         // never change (property b): the pay with `keyClaimed: true` that
         // follows is sent whenever the order is the holder; a plain pay goes
         // through only for a VERIFIED order.
@@ -782,6 +924,7 @@ struct KeyModelChecker {
     func describeReply(_ reply: KeyModelProxy.Reply) -> String {
         switch reply {
         case .binding(let binding): return KeyModel.describe(binding)
+        case .boundElsewhere(let binding): return "bound elsewhere: \(KeyModel.describe(binding)), no order made"
         case .order(let id): return KeyModel.name(id)
         }
     }
@@ -814,6 +957,7 @@ struct KeyModelChecker {
             anonymous.attempt = 0
             if case .bind(let candidate, _) = proxy.pending { anonymous.pending = .bind(candidate: candidate, attempt: 0) }
             if case .move(let from, let to, _) = proxy.pending { anonymous.pending = .move(from: from, to: to, attempt: 0) }
+            if case .createBound(let cell, _) = proxy.pending { anonymous.pending = .createBound(cell: cell, attempt: 0) }
             put(running: anonymous, into: &bits)
         }
         return bits.key.w0
@@ -825,6 +969,7 @@ struct KeyModelChecker {
             switch message {
             case .bind(let candidate, let attempt): return .bind(candidate: candidate, attempt: rename(attempt))
             case .move(let from, let to, let attempt): return .move(from: from, to: to, attempt: rename(attempt))
+            case .createBound(let cell, let attempt): return .createBound(cell: cell, attempt: rename(attempt))
             case .create: return message
             }
         }
@@ -902,7 +1047,7 @@ struct KeyModelChecker {
         bits.put(codes.count, 3)
         var orphan = 0
         while orphan < codes.count {
-            bits.put(codes[orphan], 8)
+            bits.put(codes[orphan], KeyModel.messageBits)
             orphan += 1
         }
         switch state.reconciler {
@@ -985,7 +1130,7 @@ struct KeyModelChecker {
             bits.put(cell: failed[index])
             index += 1
         }
-        bits.put(proxy.pending.map(\.code) ?? 0, 8)
+        bits.put(proxy.pending.map(\.code) ?? 0, KeyModel.messageBits)
     }
 
     // MARK: Properties
@@ -1097,6 +1242,8 @@ struct KeyModelChecker {
         var truncated = false
         /// The first (shortest) trace to each property's violation.
         var traces: [KeyModelProperty: String] = [:]
+        /// The steps of the one-call path taken.
+        var boundPaths: Set<KeyModelBoundPath> = []
     }
 
     func run() -> Result {
@@ -1136,6 +1283,7 @@ struct KeyModelChecker {
             level = nextLevel
         }
         result.states = parents.count
+        result.boundPaths = memo.reached
         for (property, id) in firstViolation {
             result.traces[property] = trace(to: id, parents: parents, index: index, initial: initial)
         }
@@ -1185,6 +1333,10 @@ struct MerchantKeyModelTests {
         #expect(result.states >= config.minimumStates, "explored \(result.states) states only")
         #expect(!result.truncated, "the exploration stopped at \(KeyModelChecker.stateLimit) states")
         #expect(result.finalStates > 0, "no final state was reached")
+        let untaken = config.boundPaths.subtracting(result.boundPaths).map(\.rawValue).sorted()
+        #expect(untaken.isEmpty, "steps of the one-call path never taken: \(untaken)")
+        let unexpected = result.boundPaths.subtracting(config.boundPaths).map(\.rawValue).sorted()
+        #expect(unexpected.isEmpty, "one-call steps taken that the configuration rules out: \(unexpected)")
         let printing = KeyModelOutput.tracesWanted
         if printing {
             KeyModelOutput.note("[\(config.name)] \(result.states) states, \(result.transitions) transitions, \(result.finalStates) final, \(elapsed)")
@@ -1228,6 +1380,77 @@ struct MerchantKeyModelTests {
         #expect(state.orders[cell]?.keyStatus == .verified)
         #expect(state.entry?.holder == id)
         #expect(checker.violations(in: state).isEmpty)
+    }
+
+    /// The one-call path is reached: a create in the slot's cell is answered with an order born holding its
+    /// key, which a payer pays with no claim.
+    @Test func aBoundCreateMakesAnOrderHoldingItsKey() throws {
+        let checker = try Self.oneCallChecker()
+        var state = try Self.startingWithBoundCreate(checker)
+        state = try Self.step(checker, state, "createBound(P1")
+        let id = KeyModel.ids[1][0]
+        #expect(state.proxies[0].phase == .answered(id))
+        #expect(state.orders[1]?.keyStatus == .verified)
+        #expect(state.entry?.owner == KeyModel.cellID(1) && state.entry?.holder == id)
+        let claims = checker.successors(of: state, labels: true).filter { $0.0.hasPrefix("payer: pay O1 claims") }
+        #expect(claims.isEmpty, "a claim for the key's holder wrote the entry")
+        state = try Self.step(checker, state, "payer pays O1")
+        #expect(state.orders[1]?.status == .paid)
+        #expect(checker.violations(in: state).isEmpty)
+    }
+
+    /// A bound create that timed out moves its reservation off the slot's cell, racing its own late
+    /// transaction. Committed first, the transaction's order holds the key: the move answers it and the create
+    /// meets that order. After the move, the transaction finds the key bound to the next cell and makes
+    /// nothing. Either way the create answers the key's one order.
+    @Test(arguments: [true, false])
+    func aBoundCreateThatTimedOutRacesItsMove(commitsFirst: Bool) throws {
+        let checker = try Self.oneCallChecker()
+        var state = try Self.startingWithBoundCreate(checker)
+        state = try Self.step(checker, state, "P1 times out")
+        #expect(state.proxies[0].pending == .move(from: 1, to: 2, attempt: 1))
+        #expect(state.proxies[0].create.state == .movingOffSlotCell(from: KeyModel.cellID(1), to: KeyModel.cellID(2)))
+        if commitsFirst {
+            state = try Self.step(checker, state, "late createBound(P1")
+            state = try Self.step(checker, state, "move(P1: 1→2)")
+            #expect(state.proxies[0].pending == .create(cell: 1, status: .reserved))
+            state = try Self.step(checker, state, "create in cell 1")
+            #expect(state.proxies[0].phase == .answered(KeyModel.ids[1][0]))
+            #expect(state.orders[1]?.keyStatus == .verified)
+            #expect(state.orders[2] == nil)
+            #expect(state.entry?.holder == KeyModel.ids[1][0] && state.entry?.abandoned == [])
+        } else {
+            state = try Self.step(checker, state, "move(P1: 1→2)")
+            #expect(state.entry?.owner == KeyModel.cellID(2) && state.entry?.abandoned == [KeyModel.cellID(1)])
+            let moved = state.entry
+            state = try Self.step(checker, state, "late createBound(P1")
+            #expect(state.orders[1] == nil, "the late transaction made an order though the key is bound elsewhere")
+            #expect(state.entry == moved)
+            state = try Self.step(checker, state, "create in cell 2")
+            #expect(state.proxies[0].phase == .answered(KeyModel.ids[2][0]))
+            let settled = checker.reconciled(state)
+            #expect(settled.entry?.holder == KeyModel.ids[2][0])
+            #expect(settled.orders[2]?.keyStatus == .verified)
+        }
+        #expect(checker.violations(in: state).isEmpty)
+    }
+
+    static func oneCallChecker() throws -> KeyModelChecker {
+        let config = try #require(
+            KeyModelConfiguration.all.first { $0.oneCallInSlotCell && $0.timeouts && $0.policy == .available && $0.slotCell == 1 }
+        )
+        return KeyModelChecker(config)
+    }
+
+    /// An initial state in which P1's first cell is the slot's, cell 1.
+    static func startingWithBoundCreate(_ checker: KeyModelChecker) throws -> KeyModelState {
+        try #require(checker.initialStates().map(\.1).first { $0.proxies[0].pending == .createBound(cell: 1, attempt: 1) })
+    }
+
+    /// The successor by the step whose label starts with `prefix`.
+    static func step(_ checker: KeyModelChecker, _ state: KeyModelState, _ prefix: String) throws -> KeyModelState {
+        let found = checker.successors(of: state, labels: true).first { $0.0.hasPrefix(prefix) }
+        return try #require(found, "no step \"\(prefix)…\" from \(checker.summary(of: state))").1
     }
 }
 
