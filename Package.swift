@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
@@ -106,7 +107,8 @@ let package = Package(
             dependencies: ["OrderModel", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        // HTTP pieces every server shares: problem+json errors, JSON bodies, operator tokens and roles.
+        // HTTP pieces every server shares: problem+json errors, JSON bodies, operator tokens and roles,
+        // signed requests of the public API.
         .target(
             name: "OrderHTTP",
             dependencies: [
@@ -121,6 +123,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -248,6 +251,7 @@ let package = Package(
             name: "OrderCellTestSupport",
             dependencies: [
                 "OrderModel",
+                "OrderHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -159,6 +159,10 @@ public struct RoutingTable: Sendable, Equatable {
     /// for its order in every cell. The merchant-key reconciler ends it once
     /// every such order holds its key.
     public private(set) var indexBackfill: Bool = false
+    /// The access keys of the public API by id (docs/security.md): every
+    /// proxy checks signatures against the release it follows, so a key made,
+    /// rotated or revoked takes effect with the push. Secrets only sealed.
+    public private(set) var accessKeys: [String: AccessKey] = [:]
 
     /// Placement index: for each partition, its cells in id order.
     private var cellsByPartition: [PartitionName: [CellRoute]]
@@ -457,6 +461,23 @@ public struct RoutingTable: Sendable, Equatable {
     }
 }
 
+extension RoutingTable {
+    /// Returns a copy with `keys` added (or, for ids it has, replaced: a
+    /// rotation's expiry, a revocation), as the next version.
+    public func settingAccessKeys(_ keys: [AccessKey]) throws(OrderError) -> RoutingTable {
+        var next = self
+        for key in keys {
+            try key.validate()
+            if let existing = accessKeys[key.id], existing.role != key.role || existing.merchantID != key.merchantID {
+                throw OrderError.invalidRequest("access key \(key.id) belongs to \(existing.caller); it cannot change hands")
+            }
+            next.accessKeys[key.id] = key
+        }
+        next.version += 1
+        return next
+    }
+}
+
 extension RoutingTable: Codable {
     enum CodingKeys: String, CodingKey {
         case version, epoch, cells, partitions
@@ -465,6 +486,7 @@ extension RoutingTable: Codable {
         case blacklist, health, policy
         case indexSlots = "index_slots"
         case indexBackfill = "index_backfill"
+        case accessKeys = "access_keys"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -502,6 +524,14 @@ extension RoutingTable: Codable {
         epoch = try container.decodeIfPresent(String.self, forKey: .epoch)
         // A table written before the index existed has no slot map: its cells hold orders the index does not know.
         indexBackfill = try container.decodeIfPresent(Bool.self, forKey: .indexBackfill) ?? !container.contains(.indexSlots)
+        for key in try container.decodeIfPresent([AccessKey].self, forKey: .accessKeys) ?? [] {
+            do { try key.validate() } catch {
+                throw DecodingError.dataCorruptedError(forKey: .accessKeys, in: container, debugDescription: error.detail)
+            }
+            guard accessKeys.updateValue(key, forKey: key.id) == nil else {
+                throw DecodingError.dataCorruptedError(forKey: .accessKeys, in: container, debugDescription: "access key \(key.id) appears twice")
+            }
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -521,6 +551,7 @@ extension RoutingTable: Codable {
         try container.encode(policy, forKey: .policy)
         try container.encode(indexSlots, forKey: .indexSlots)
         try container.encode(indexBackfill, forKey: .indexBackfill)
+        try container.encode(accessKeys.values.sorted { $0.id < $1.id }, forKey: .accessKeys)
     }
 }
 

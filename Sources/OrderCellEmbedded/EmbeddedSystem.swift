@@ -34,13 +34,18 @@ public struct EmbeddedConfiguration: Sendable {
     /// How long the merchant-key reconciler leaves a new order or a moved
     /// key to its create before verifying or settling it.
     public var merchantKeyGrace: Duration
+    /// Whether the public API takes only signed requests (`ordercell dev --auth`,
+    /// docs/security.md); off, every caller may do everything. Access keys can
+    /// be made either way: the credential key is `credential.key` in the data directory.
+    public var requireSignedRequests: Bool
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 8080, layout: EmbeddedLayout = .standard,
         proxy: ProxyConfiguration = .init(), adminToken: String? = nil, viewerToken: String? = nil,
         expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        groupCommit: GroupCommitConfiguration = .init(), merchantKeyGrace: Duration = .seconds(5)
+        groupCommit: GroupCommitConfiguration = .init(), merchantKeyGrace: Duration = .seconds(5), requireSignedRequests: Bool = false
     ) {
+        self.requireSignedRequests = requireSignedRequests
         self.dataDirectory = dataDirectory
         self.host = host
         self.port = port
@@ -106,6 +111,8 @@ public final class EmbeddedSystem: Sendable {
     public let keyReconciler: MerchantKeyReconciler
     public let sweeper: ExpirySweeper
     public let api: ProxyHTTPAPI
+    /// Makes, rotates and revokes access keys (the control plane's, in process).
+    public let accessKeys: AccessKeyIssuer
     private let cellRegistry: EmbeddedCells
     private let controlAPI: ControlAdminAPI
     private let logger: Logger
@@ -118,8 +125,10 @@ public final class EmbeddedSystem: Sendable {
 
     private init(
         configuration: EmbeddedConfiguration, proxy: OrderProxy, control: ControlPlane, healthChecker: HealthChecker,
-        keyReconciler: MerchantKeyReconciler, cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI, logger: Logger
+        keyReconciler: MerchantKeyReconciler, cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI,
+        accessKeys: AccessKeyIssuer, logger: Logger
     ) {
+        self.accessKeys = accessKeys
         self.configuration = configuration
         self.proxy = proxy
         self.control = control
@@ -160,13 +169,17 @@ public final class EmbeddedSystem: Sendable {
         let proxy = OrderProxy(routingTable: table, clients: cells, configuration: configuration.proxy, clock: clock, logger: logger)
         control.onPublish { proxy.install($0) }
         let tokens = OperatorTokens(adminToken: configuration.adminToken, viewerToken: configuration.viewerToken)
+        let credentials = try CredentialSealer.loadOrCreate(keyFile: directory.appendingPathComponent("credential.key").path)
+        let authenticator = configuration.requireSignedRequests
+            ? RequestAuthenticator(sealer: credentials, keys: { proxy.routingTable.accessKeys }) : nil
         let api = ProxyHTTPAPI(
             proxy: proxy, drills: cells, routingChanges: ControlPlaneRoutingChanges(control: control), tokens: tokens,
-            routingStatus: RoutingStatus(source: .inProcess), clock: clock, logger: logger
+            routingStatus: RoutingStatus(source: .inProcess), authenticator: authenticator, clock: clock, logger: logger
         )
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger)
         let controlAPI = ControlAdminAPI(
-            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, indexSlotMover: indexSlotMover, clock: clock, logger: logger
+            control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, indexSlotMover: indexSlotMover,
+            credentials: credentials, clock: clock, logger: logger
         )
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), indexSlotMover: indexSlotMover, clock: clock,
@@ -180,7 +193,7 @@ public final class EmbeddedSystem: Sendable {
         return EmbeddedSystem(
             configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, keyReconciler: keyReconciler,
             cells: cells, sweeper: sweeper,
-            api: api, controlAPI: controlAPI, logger: logger
+            api: api, controlAPI: controlAPI, accessKeys: AccessKeyIssuer(control: control, sealer: credentials, clock: clock), logger: logger
         )
     }
 

@@ -100,7 +100,7 @@ extension OrderErrorCode {
     public var httpStatus: Int {
         switch self {
         case .invalidRequest, .invalidOrderID: return 400
-        case .unauthorized: return 401
+        case .unauthorized, .signatureMismatch, .timestampOutOfWindow, .nonceReplayed, .unknownKey, .keyRevoked, .keyExpired: return 401
         case .forbidden: return 403
         case .rateLimited: return 429
         case .orderNotFound, .notFound: return 404
@@ -132,6 +132,12 @@ extension OrderErrorCode {
         case .cellUnavailable: return "The order's cell is unavailable"
         case .noCellAvailable: return "No cell can take new orders"
         case .unauthorized: return "Unauthorized"
+        case .signatureMismatch: return "The request's signature does not match"
+        case .timestampOutOfWindow: return "The request's timestamp is too far from the server's clock"
+        case .nonceReplayed: return "The request's nonce was used before"
+        case .unknownKey: return "Unknown access key"
+        case .keyRevoked: return "The access key was revoked"
+        case .keyExpired: return "The access key's rotation window is over"
         case .forbidden: return "Forbidden for this role"
         case .versionConflict: return "The change was made against an old version"
         case .alreadyExists: return "It exists already"

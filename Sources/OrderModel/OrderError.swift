@@ -22,6 +22,18 @@ public enum OrderErrorCode: String, Sendable, CaseIterable, Codable {
     case cellUnavailable = "cell_unavailable"
     case noCellAvailable = "no_cell_available"
     case unauthorized = "unauthorized"
+    /// A signed request whose signature does not match (wrong secret, or the method, path, query or body altered).
+    case signatureMismatch = "signature_mismatch"
+    /// A signed request whose timestamp is more than the window (5 minutes) from the server's clock.
+    case timestampOutOfWindow = "timestamp_out_of_window"
+    /// A signed request whose nonce this server has seen within the window.
+    case nonceReplayed = "nonce_replayed"
+    /// A signed request naming an access key that does not exist.
+    case unknownKey = "unknown_key"
+    /// A signed request naming an access key that was revoked.
+    case keyRevoked = "key_revoked"
+    /// A signed request naming an access key whose rotation window is over.
+    case keyExpired = "key_expired"
     case forbidden = "forbidden"
     case versionConflict = "version_conflict"
     case alreadyExists = "already_exists"

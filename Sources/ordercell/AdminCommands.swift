@@ -13,7 +13,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin", abstract: "Operator commands against the control plane (embedded: http://HOST:PORT/control).",
         subcommands: [
             Cells.self, CellAdmin.self, Partitions.self, PartitionAdmin.self, MerchantAdmin.self, Config.self, Releases.self, Release.self,
-            Rollback.self, IndexSlotsAdmin.self,
+            Rollback.self, IndexSlotsAdmin.self, PaymentServiceAdmin.self,
         ]
     )
 
@@ -304,8 +304,103 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct MerchantAdmin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "merchant", abstract: "Pin merchants to partitions.", subcommands: [Pin.self, Unpin.self]
+            commandName: "merchant", abstract: "Pin merchants to partitions; manage their access keys.", subcommands: [Pin.self, Unpin.self, MerchantKey.self]
         )
+    }
+
+    // MARK: Access keys
+
+    /// Prints a key made (created or rotated): its secret once, with what to do with it.
+    static func printIssued(_ issued: AccessKeyIssuedView) {
+        say("published routing release \(issued.version) by \(issued.author)")
+        say("access key \(issued.key.keyID) (\(issued.key.role)\(issued.key.merchantID.map { " of merchant \($0)" } ?? ""))")
+        say("secret: \(issued.secret)")
+        say("  shown this once and stored nowhere in the clear: keep it where the caller's secrets are kept (docs/security.md)")
+        if let old = issued.replaces { say("  replaces \(old.keyID), accepted until \(old.expiresAt ?? "revoked")") }
+    }
+
+    struct MerchantKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "key", abstract: "A merchant's access keys: create, list, rotate, revoke.",
+            subcommands: [CreateMerchantKey.self, ListKeys.self, RotateKey.self, RevokeKey.self]
+        )
+    }
+
+    struct CreateMerchantKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Make an access key for a merchant; prints its secret once.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The merchant id.") var merchant: String
+        @OptionGroup var change: Change
+        func run() async throws {
+            printIssued(
+                try await connection.client.createAccessKey(
+                    AccessKeyCreateRequest(role: "merchant", merchantID: merchant, reason: change.reason, expectedVersion: change.expectedVersion)
+                )
+            )
+        }
+    }
+
+    struct ListKeys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List access keys (never their secrets).")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Only this merchant's keys.") var merchant: String?
+        func run() async throws { try printJSON(try await connection.client.accessKeys(merchant: merchant)) }
+    }
+
+    struct RotateKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate", abstract: "Make a successor of a key; the old key stays accepted for the overlap, then expires."
+        )
+        @OptionGroup var connection: Connection
+        @Argument(help: "The key id, ock_….") var keyID: String
+        @Option(help: "How long the old key stays accepted beside the new one, in seconds (default a day, at most 30 days).")
+        var overlapSeconds: Int64 = 86_400
+        @OptionGroup var change: Change
+        func run() async throws {
+            printIssued(
+                try await connection.client.rotateAccessKey(
+                    keyID, AccessKeyRotateRequest(overlapSeconds: overlapSeconds, reason: change.reason, expectedVersion: change.expectedVersion)
+                )
+            )
+        }
+    }
+
+    struct RevokeKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Stop accepting a key at once.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The key id, ock_….") var keyID: String
+        @OptionGroup var change: Change
+        func run() async throws {
+            let revoked = try await connection.client.revokeAccessKey(keyID, change.request)
+            say("published routing release \(revoked.version) by \(revoked.author): access key \(revoked.key.keyID) \(revoked.key.standing)")
+        }
+    }
+
+    struct PaymentServiceAdmin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "payment-service", abstract: "The payment service's access keys (the only caller that may pay).",
+            subcommands: [PaymentServiceKey.self]
+        )
+    }
+
+    struct PaymentServiceKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "key", abstract: "The payment service's access keys: create, list, rotate, revoke.",
+            subcommands: [CreatePaymentServiceKey.self, ListKeys.self, RotateKey.self, RevokeKey.self]
+        )
+    }
+
+    struct CreatePaymentServiceKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Make an access key for the payment service; prints its secret once.")
+        @OptionGroup var connection: Connection
+        @OptionGroup var change: Change
+        func run() async throws {
+            printIssued(
+                try await connection.client.createAccessKey(
+                    AccessKeyCreateRequest(role: "payment_service", reason: change.reason, expectedVersion: change.expectedVersion)
+                )
+            )
+        }
     }
 
     struct Pin: AsyncParsableCommand {

@@ -29,6 +29,9 @@ struct DevCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Run no health checker.")
     var noHealthCheck = false
 
+    @Flag(name: .long, help: "Take only signed requests on the public API (docs/security.md); prints a ready key of merchant m1 and of the payment service.")
+    var auth = false
+
     @OptionGroup var executor: EmbeddedExecutorTakeoverOption
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -45,19 +48,51 @@ struct DevCommand: AsyncParsableCommand {
         let viewer = viewerToken ?? ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"]
         let configuration = EmbeddedConfiguration(
             dataDirectory: dataDir, host: host, port: port, adminToken: token, viewerToken: viewer,
-            healthCheck: noHealthCheck ? nil : HealthCheckPolicy()
+            healthCheck: noHealthCheck ? nil : HealthCheckPolicy(), requireSignedRequests: auth
         )
         let system = try await EmbeddedSystem.open(configuration)
+        let credentials = auth ? try await DevCredentials.loadOrMake(in: system, now: EmbeddedSystem.systemClock()) : nil
         let host = self.host
         let dataDir = self.dataDir
         try await system.run { port in
-            FileHandle.standardOutput.write(Data((Walkthrough.text(host: host, port: port, dataDirectory: dataDir, adminToken: token) + "\n").utf8))
+            var text = Walkthrough.text(host: host, port: port, dataDirectory: dataDir, adminToken: token) + "\n"
+            if let credentials {
+                text += "\n" + Walkthrough.signed(credentials, host: host, port: port, dataDirectory: dataDir) + "\n"
+            } else {
+                FileHandle.standardError.write(Data((Walkthrough.unauthenticatedWarning + "\n").utf8))
+            }
+            FileHandle.standardOutput.write(Data(text.utf8))
         }
     }
 }
 
 /// The copy-paste walkthrough `ordercell dev` prints once it listens.
 enum Walkthrough {
+    static let unauthenticatedWarning = """
+        WARNING: callers of the public API are NOT authenticated: anyone who reaches this port may create, read, pay and refund \
+        any merchant's orders. That is for trying OrderCell on loopback only. Start with --auth to take only signed requests \
+        (docs/security.md); cluster mode always does.
+        """
+
+    /// What `--auth` adds: the ready keys, and the walkthrough's calls signed.
+    static func signed(_ credentials: DevCredentials, host: String, port: Int, dataDirectory: String) -> String {
+        let base = "http://\(host):\(port)"
+        return """
+            Signed requests only (--auth). Ready keys, kept in \(dataDirectory)/dev-credentials.json:
+              merchant \(credentials.merchantID):   ORDERCELL_KEY_ID=\(credentials.merchantKeyID) ORDERCELL_SECRET=\(credentials.merchantSecret)
+              payment service: ORDERCELL_KEY_ID=\(credentials.paymentServiceKeyID) ORDERCELL_SECRET=\(credentials.paymentServiceSecret)
+            Sign each call with `ordercell sign` (it reads the two variables):
+              export ORDERCELL_KEY_ID=\(credentials.merchantKeyID) ORDERCELL_SECRET=\(credentials.merchantSecret)
+              BODY='{"merchant_id":"m1","out_trade_no":"signed-1","amount":1999,"currency":"CNY"}'
+              curl -s -X POST \(base)/v1/orders -H 'content-type: application/json' -d "$BODY" \\
+                -H "authorization: $(ordercell sign POST /v1/orders "$BODY")"
+              # only the payment service may pay:
+              export ORDERCELL_KEY_ID=\(credentials.paymentServiceKeyID) ORDERCELL_SECRET=\(credentials.paymentServiceSecret)
+              PAY='{"payment_id":"pay-1","amount":1999}'
+              curl -s -X POST \(base)/v1/orders/$ORDER/pay -d "$PAY" -H "authorization: $(ordercell sign POST /v1/orders/$ORDER/pay "$PAY")"
+            """
+    }
+
     static func text(host: String, port: Int, dataDirectory: String, adminToken: String) -> String {
         let base = "http://\(host):\(port)"
         return """

@@ -34,11 +34,12 @@ struct TestSystem: Sendable {
 
     static func run(
         layout: EmbeddedLayout = .singlePartition(cells: 4), proxy: ProxyConfiguration = .init(),
-        healthCheck: HealthCheckPolicy = HealthCheckPolicy(), _ body: (TestSystem) async throws -> Void
+        healthCheck: HealthCheckPolicy = HealthCheckPolicy(), requireSignedRequests: Bool = false, clockStart: Timestamp? = nil,
+        _ body: (TestSystem) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let clock = ManualClock()
+        let clock = clockStart.map { ManualClock($0) } ?? ManualClock()
         var logger = Logger(label: "ordercell.test")
         logger.logLevel = .critical
         let system = try await EmbeddedSystem.open(
@@ -48,7 +49,7 @@ struct TestSystem: Sendable {
                 // Suites run side by side on two cores: a create may wait for
                 // its commit longer than the production bound of 500 ms, and
                 // these tests check where orders go, not how fast.
-                groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10))
+                groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), requireSignedRequests: requireSignedRequests
             ),
             clock: { clock.now }, logger: logger
         )

@@ -2,6 +2,30 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import OrderHTTP
+
+/// Signs a client's requests of the public API with one access key (docs/security.md).
+public struct RequestSigner: Sendable {
+    public var keyID: String
+    public var secret: String
+    /// The client's clock, Unix seconds (a test's manual clock, or the wall clock).
+    public var now: @Sendable () -> Int64
+
+    public init(keyID: String, secret: String, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.keyID = keyID
+        self.secret = secret
+        self.now = now
+    }
+
+    /// The `Authorization` header of `method path` with `body` (`path` may carry its query).
+    public func authorization(_ method: String, _ path: String, _ body: String?, nonce: String = RequestSignature.newNonce()) -> String {
+        let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return RequestSignature.authorize(
+            method: method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", body: Data((body ?? "").utf8),
+            keyID: keyID, secret: secret, timestamp: now(), nonce: nonce
+        )
+    }
+}
 
 /// An HTTP response as the tests look at it.
 public struct HTTPResult: Sendable {
@@ -28,11 +52,21 @@ public struct APIClient: Sendable {
     /// keeps it short: requests queued for a dead server only fail at their
     /// deadline (the HTTP client keeps retrying the connection until then).
     public var timeout: Int64
+    /// Signs every request of the public API (`/v1/…`) when set.
+    public var signer: RequestSigner?
 
-    public init(base: String, adminToken: String? = nil, timeout: Int64 = 30) {
+    public init(base: String, adminToken: String? = nil, timeout: Int64 = 30, signer: RequestSigner? = nil) {
         self.base = base
         self.adminToken = adminToken
         self.timeout = timeout
+        self.signer = signer
+    }
+
+    /// This client signing with `signer` (nil: unsigned).
+    public func signing(with signer: RequestSigner?) -> APIClient {
+        var client = self
+        client.signer = signer
+        return client
     }
 
     /// Sends with another bearer token (roles).
@@ -43,13 +77,24 @@ public struct APIClient: Sendable {
     }
 
     public func send(_ method: HTTPMethod, _ path: String, _ body: String? = nil, admin: Bool = false) async throws -> HTTPResult {
+        var authorization: String?
+        if admin, let adminToken {
+            authorization = "Bearer \(adminToken)"
+        } else if let signer, path.hasPrefix("/v1/") {
+            authorization = signer.authorization(method.rawValue, path, body)
+        }
+        return try await send(method, path, body, authorization: authorization)
+    }
+
+    /// Sends with exactly this `Authorization` header (nil: none).
+    public func send(_ method: HTTPMethod, _ path: String, _ body: String?, authorization: String?) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
-        if admin, let adminToken { request.headers.add(name: "authorization", value: "Bearer \(adminToken)") }
+        if let authorization { request.headers.add(name: "authorization", value: authorization) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
         let buffer = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(

@@ -24,14 +24,18 @@ public struct ControlAdminAPI: Sendable {
     public let servesFollowers: Bool
     /// Index slot moves are offered when there is a mover (it calls the cells); nil: not offered.
     public let indexSlotMover: IndexSlotMover?
+    /// Seals the secrets of new access keys; nil: this deployment has no credential key, and makes none.
+    public let credentials: CredentialSealer?
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
         control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", patroni: PatroniFollower? = nil,
-        servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, credentials: CredentialSealer? = nil,
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.indexSlotMover = indexSlotMover
+        self.credentials = credentials
         self.control = control
         self.tokens = tokens
         self.pathPrefix = pathPrefix
@@ -228,6 +232,7 @@ public struct ControlAdminAPI: Sendable {
             let policy = try body.validated()
             return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(policy) }
         }
+        addAccessKeyRoutes(&admin)
         admin.on(.post, "/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let version = try Self.version(context)
@@ -238,6 +243,80 @@ public struct ControlAdminAPI: Sendable {
             let before = control.routingTable
             let table = try await control.rollback(to: version, expectedVersion: expected, author: token.name, reason: reason)
             return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+        }
+    }
+
+    // MARK: - Access keys of the public API
+
+    /// Access keys (docs/security.md): made, rotated and revoked as releases (``AccessKeyIssuer``). A secret
+    /// is shown once, in the answer that makes it.
+    private func addAccessKeyRoutes(_ admin: inout RouteRegistrar<BasicRequestContext>) {
+        let control = self.control
+        let tokens = self.tokens
+        let clock = self.clock
+        let issuer = credentials.map { AccessKeyIssuer(control: control, sealer: $0, clock: clock) }
+        @Sendable func keys() throws(OrderError) -> AccessKeyIssuer {
+            guard let issuer else {
+                throw OrderError.invalidRequest("this control plane has no credential key (--credential-key-file): it cannot make access keys")
+            }
+            return issuer
+        }
+        admin.on(.get, "/access-keys") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let merchant: String? = request.uri.queryParameters.get("merchant_id").map { String($0) }
+            let now = clock()
+            let listed = control.routingTable.accessKeys.values.filter { merchant == nil || $0.merchantID == merchant }
+                .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+            return try HTTPBodies.json(AccessKeyListView(accessKeys: listed.map { AccessKeyView($0, at: now) }))
+        }
+        admin.on(.post, "/access-keys") { request, _ in
+            let token = try tokens.authorize(request, as: .operator)
+            let issuer = try keys()
+            let body = try await HTTPBodies.decode(AccessKeyCreateRequest.self, from: request)
+            try RequestLimits.checkText(body.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            guard let role = CallerRole(rawValue: body.role) else {
+                throw OrderError.invalidRequest("role must be merchant or payment_service, got '\(body.role.prefix(32))'")
+            }
+            if let merchant = body.merchantID {
+                try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
+            }
+            let expected = try ExpectedVersion.of(request, body: body.expectedVersion)
+            let made = try await issuer.create(role, merchantID: body.merchantID, author: token.name, reason: body.reason, expectedVersion: expected)
+            return try HTTPBodies.json(
+                AccessKeyIssuedView(
+                    key: AccessKeyView(made.key, at: clock()), secret: made.secret, replaces: nil, version: made.table.version, author: token.name
+                ),
+                status: .created
+            )
+        }
+        admin.on(.post, "/access-keys/{key_id}/rotate") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let issuer = try keys()
+            let id = try Self.parameter("key_id", of: context)
+            let body = try await HTTPBodies.decodeIfPresent(AccessKeyRotateRequest.self, from: request)
+            try RequestLimits.checkText(body?.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
+            let made = try await issuer.rotate(
+                id, overlapSeconds: body?.overlapSeconds ?? 86_400, author: token.name, reason: body?.reason, expectedVersion: expected
+            )
+            let now = clock()
+            return try HTTPBodies.json(
+                AccessKeyIssuedView(
+                    key: AccessKeyView(made.key, at: now), secret: made.secret, replaces: AccessKeyView(made.replaced, at: now),
+                    version: made.table.version, author: token.name
+                ),
+                status: .created
+            )
+        }
+        admin.on(.delete, "/access-keys/{key_id}") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let issuer = try keys()
+            let id = try Self.parameter("key_id", of: context)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
+            try RequestLimits.checkText(body?.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
+            let revoked = try await issuer.revoke(id, author: token.name, reason: body?.reason, expectedVersion: expected)
+            return try HTTPBodies.json(AccessKeyChangeView(key: AccessKeyView(revoked.key, at: clock()), version: revoked.table.version, author: token.name))
         }
     }
 

@@ -80,6 +80,26 @@ public struct ControlAdminClient: Sendable {
         try await decode(try await send(.POST, "/admin/index-slots/move", body: try JSONEncoder().encode(request), timeout: .seconds(600)))
     }
 
+    // MARK: Access keys of the public API (docs/security.md)
+
+    public func accessKeys(merchant: String? = nil) async throws -> AccessKeyListView {
+        try await get("/admin/access-keys" + (merchant.map { "?merchant_id=\(Self.pathSegment($0))" } ?? ""))
+    }
+
+    /// A new key; its secret is in the answer, this once.
+    public func createAccessKey(_ request: AccessKeyCreateRequest) async throws -> AccessKeyIssuedView {
+        try await decode(try await send(.POST, "/admin/access-keys", body: try JSONEncoder().encode(request)))
+    }
+
+    /// A successor of key `id`; the old key stays accepted for the overlap.
+    public func rotateAccessKey(_ id: String, _ request: AccessKeyRotateRequest) async throws -> AccessKeyIssuedView {
+        try await decode(try await send(.POST, "/admin/access-keys/\(Self.pathSegment(id))/rotate", body: try JSONEncoder().encode(request)))
+    }
+
+    public func revokeAccessKey(_ id: String, _ request: ReasonRequest) async throws -> AccessKeyChangeView {
+        try await decode(try await send(.DELETE, "/admin/access-keys/\(Self.pathSegment(id))", body: try JSONEncoder().encode(request)))
+    }
+
     public func rollback(to version: UInt64, _ request: ReasonRequest) async throws -> ChangeResultView {
         try await change(.POST, "/admin/releases/\(version)/rollback", request)
     }

@@ -44,6 +44,11 @@ public enum RoutingDiff {
             }
             return
         }
+        // An access key's secret is sealed, and a diff names only that it changed.
+        if path.hasSuffix(".sealed_secret") {
+            leaves[path] = "\"(sealed)\""
+            return
+        }
         let data = try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes])
         leaves[path] = String(decoding: data, as: UTF8.self)
     }

@@ -14,16 +14,22 @@ public struct ProxyHTTPAPI: Sendable {
     /// Bearer tokens of the operator endpoints (none: they are disabled).
     public let tokens: OperatorTokens
     public let routingStatus: RoutingStatus
+    /// Checks the signed requests of the public API and says who made them
+    /// (docs/security.md); nil: authentication is off (`ordercell dev`
+    /// without `--auth`), and every caller may do everything.
+    public let authenticator: RequestAuthenticator?
     public let isReady: @Sendable () -> Bool
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
         proxy: OrderProxy, drills: (any CellDrillControl)?, routingChanges: any RoutingChanges, tokens: OperatorTokens,
-        routingStatus: RoutingStatus = RoutingStatus(source: .inProcess), clock: @escaping @Sendable () -> Timestamp,
-        isReady: @escaping @Sendable () -> Bool = { true }, logger: Logger = Logger(label: "ordercell.http")
+        routingStatus: RoutingStatus = RoutingStatus(source: .inProcess), authenticator: RequestAuthenticator? = nil,
+        clock: @escaping @Sendable () -> Timestamp, isReady: @escaping @Sendable () -> Bool = { true },
+        logger: Logger = Logger(label: "ordercell.http")
     ) {
         self.proxy = proxy
+        self.authenticator = authenticator
         self.drills = drills
         self.routingChanges = routingChanges
         self.tokens = tokens
@@ -61,9 +67,30 @@ public struct ProxyHTTPAPI: Sendable {
 
     private func addOrderRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
         let proxy = self.proxy
+        let authenticator = self.authenticator
+        let clock = self.clock
+        /// Who made `request`, if they may make `operation` at all, and its body (read once: the signature covers it).
+        @Sendable func authenticate(_ request: Request, _ operation: OrderOperation) async throws -> (Caller, ByteBuffer) {
+            let body = try await request.body.collect(upTo: HTTPBodies.maximumBodyBytes)
+            guard let authenticator else { return (.unauthenticated, body) }
+            let caller = try authenticator.authenticate(
+                method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",
+                authorization: request.headers[.authorization], body: body, now: clock()
+            )
+            try caller.check(operation)
+            return (caller, body)
+        }
+        /// Refuses a merchant another merchant's order, as if it did not exist (no oracle). Its merchant never
+        /// changes, so a replica's copy is as good as the primary's.
+        @Sendable func checkOwner(_ caller: Caller, of id: OrderID) async throws {
+            guard case .merchant = caller else { return }
+            let order = try await proxy.order(id, consistency: .eventual)
+            guard caller.mayActFor(merchant: order.merchantID) else { throw Self.notFound(id) }
+        }
         routes.on(.post, "/v1/orders") { request, _ in
-            let body = try await HTTPBodies.decode(CreateOrderBody.self, from: request)
-            let order = try body.validated()
+            let (caller, body) = try await authenticate(request, .create)
+            let order = try HTTPBodies.decode(CreateOrderBody.self, from: body).validated()
+            try caller.checkNames(merchant: order.merchantID)
             guard !ProbeMerchant.isProbe(order.merchantID) else {
                 throw OrderError.invalidRequest("merchant_id \(ProbeMerchant.id) is reserved for the health checker's synthetic orders")
             }
@@ -74,12 +101,14 @@ public struct ProxyHTTPAPI: Sendable {
         }
         // The merchant's own number: `GET /v1/orders?merchant_id=M&out_trade_no=X`.
         routes.on(.get, "/v1/orders") { request, _ in
+            let (caller, _) = try await authenticate(request, .lookup)
             let query = request.uri.queryParameters
             guard let merchantID = query.get("merchant_id"), let outTradeNo = query.get("out_trade_no") else {
                 throw OrderError.invalidRequest("give merchant_id and out_trade_no to find an order by the merchant's number")
             }
             try RequestLimits.checkIdentifier(merchantID, field: "merchant_id", length: RequestLimits.merchantIDLength)
             try RequestLimits.checkIdentifier(outTradeNo, field: "out_trade_no", length: RequestLimits.outTradeNoLength)
+            try caller.checkNames(merchant: merchantID)
             guard !ProbeMerchant.isProbe(merchantID) else {
                 throw OrderError.invalidRequest("merchant_id \(ProbeMerchant.id) is reserved for the health checker's synthetic orders")
             }
@@ -87,24 +116,32 @@ public struct ProxyHTTPAPI: Sendable {
             return OrderJSON.response(try await proxy.order(MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), consistency: consistency))
         }
         routes.on(.get, "/v1/orders/{order_id}") { request, context in
+            let (caller, _) = try await authenticate(request, .read)
             let id = try Self.orderID(context)
             let consistency = try Self.consistency(request)
-            return OrderJSON.response(try await proxy.order(id, consistency: consistency))
+            let order = try await proxy.order(id, consistency: consistency)
+            guard caller.mayActFor(merchant: order.merchantID) else { throw Self.notFound(id) }
+            return OrderJSON.response(order)
         }
         routes.on(.post, "/v1/orders/{order_id}/pay") { request, context in
+            let (_, body) = try await authenticate(request, .pay)
             let id = try Self.orderID(context)
-            let body = try await HTTPBodies.decode(PayBody.self, from: request)
-            let command = try OrderCommand.validatedPay(paymentID: body.paymentID, amount: body.amount)
+            let pay = try HTTPBodies.decode(PayBody.self, from: body)
+            let command = try OrderCommand.validatedPay(paymentID: pay.paymentID, amount: pay.amount)
             return OrderJSON.response(try await proxy.apply(command, to: id).order)
         }
-        routes.on(.post, "/v1/orders/{order_id}/close") { _, context in
+        routes.on(.post, "/v1/orders/{order_id}/close") { request, context in
+            let (caller, _) = try await authenticate(request, .close)
             let id = try Self.orderID(context)
+            try await checkOwner(caller, of: id)
             return OrderJSON.response(try await proxy.apply(.close, to: id).order)
         }
         routes.on(.post, "/v1/orders/{order_id}/refunds") { request, context in
+            let (caller, body) = try await authenticate(request, .refund)
             let id = try Self.orderID(context)
-            let body = try await HTTPBodies.decode(RefundBody.self, from: request)
-            let command = try OrderCommand.validatedRefund(refundID: body.refundID, amount: body.amount, reason: body.reason)
+            let refundBody = try HTTPBodies.decode(RefundBody.self, from: body)
+            let command = try OrderCommand.validatedRefund(refundID: refundBody.refundID, amount: refundBody.amount, reason: refundBody.reason)
+            try await checkOwner(caller, of: id)
             let result = try await proxy.apply(command, to: id)
             guard let refund = result.refund else {
                 throw OrderError(.internalError, "the cell answered a refund without the refund")
@@ -114,16 +151,23 @@ public struct ProxyHTTPAPI: Sendable {
                 status: result.changed ? .created : .ok
             )
         }
-        routes.on(.get, "/v1/orders/{order_id}/refunds") { _, context in
+        routes.on(.get, "/v1/orders/{order_id}/refunds") { request, context in
+            let (caller, _) = try await authenticate(request, .listRefunds)
             let id = try Self.orderID(context)
+            try await checkOwner(caller, of: id)
             return try HTTPBodies.json(RefundListView(refunds: try await proxy.refunds(of: id).map(RefundView.init)))
         }
-        routes.on(.get, "/v1/orders/{order_id}/events") { _, context in
+        routes.on(.get, "/v1/orders/{order_id}/events") { request, context in
+            let (caller, _) = try await authenticate(request, .listEvents)
             let id = try Self.orderID(context)
+            try await checkOwner(caller, of: id)
             let events = try await proxy.events(of: id)
             return try HTTPBodies.json(EventListView(orderID: id.description, events: events.map(EventView.init)))
         }
     }
+
+    /// What a merchant is told of another merchant's order: exactly what the cell says of one that does not exist.
+    static func notFound(_ id: OrderID) -> OrderError { OrderError(.orderNotFound, "no order \(id)") }
 
     static func orderID(_ context: BasicRequestContext) throws(OrderError) -> OrderID {
         let text = context.parameters.get("order_id") ?? ""

@@ -1,0 +1,117 @@
+import Crypto
+import Foundation
+import OrderModel
+
+/// How a caller of the public API signs a request (docs/security.md,
+/// "Signed requests"): HMAC-SHA256, keyed by the access key's secret, over
+///
+/// ```
+/// METHOD \n PATH \n QUERY \n TIMESTAMP \n NONCE \n hex(SHA-256(body)) \n
+/// ```
+///
+/// — the path and the query exactly as sent (the query without its `?`,
+/// empty when there is none), the timestamp in Unix seconds — sent as
+///
+/// ```
+/// Authorization: ORDERCELL-HMAC-SHA256 key_id="ock_…",timestamp="1765000000",nonce="…",signature="<base64>"
+/// ```
+///
+/// Everything that decides what a request does is signed, so nothing of it
+/// can be altered; the timestamp and the nonce make a captured request
+/// useless after the window or a second time.
+public enum RequestSignature {
+    /// The `Authorization` scheme.
+    public static let scheme = "ORDERCELL-HMAC-SHA256"
+    /// How far a request's timestamp may be from the server's clock, either way.
+    public static let windowSeconds: Int64 = 300
+    /// What a nonce may be: 16 to 64 of `A-Z a-z 0-9 _ -`.
+    public static let nonceLength = 16...64
+
+    /// The string a request's signature covers.
+    public static func canonical(method: String, path: String, query: String, timestamp: Int64, nonce: String, bodySHA256: String) -> String {
+        "\(method)\n\(path)\n\(query)\n\(timestamp)\n\(nonce)\n\(bodySHA256)\n"
+    }
+
+    /// SHA-256 of the body, lowercase hex (of no bytes for a request without a body).
+    public static func bodySHA256<Bytes: DataProtocol>(_ body: Bytes) -> String {
+        SHA256.hash(data: body).map { hex[Int($0 >> 4)] + hex[Int($0 & 0x0f)] }.joined()
+    }
+
+    private static let hex = (0..<16).map { String($0, radix: 16) }
+
+    /// The signature of `canonical` under `secret` (its UTF-8 bytes are the HMAC key), base64.
+    public static func sign(_ canonical: String, secret: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Data(canonical.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return Data(code).base64EncodedString()
+    }
+
+    /// The `Authorization` header of a request.
+    public static func authorization(keyID: String, timestamp: Int64, nonce: String, signature: String) -> String {
+        "\(scheme) key_id=\"\(keyID)\",timestamp=\"\(timestamp)\",nonce=\"\(nonce)\",signature=\"\(signature)\""
+    }
+
+    /// Signs a whole request: its `Authorization` header.
+    public static func authorize(
+        method: String, path: String, query: String, body: some DataProtocol, keyID: String, secret: String, timestamp: Int64, nonce: String
+    ) -> String {
+        let canonical = canonical(method: method, path: path, query: query, timestamp: timestamp, nonce: nonce, bodySHA256: bodySHA256(body))
+        return authorization(keyID: keyID, timestamp: timestamp, nonce: nonce, signature: sign(canonical, secret: secret))
+    }
+
+    /// A fresh nonce: 24 random bytes, base64url (32 characters).
+    public static func newNonce() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return base64URL((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// The parts of a signed request's `Authorization` header.
+public struct SignedRequestHeader: Sendable, Equatable {
+    public var keyID: String
+    public var timestamp: Int64
+    public var nonce: String
+    /// The presented signature, decoded.
+    public var signature: Data
+
+    /// Parses `ORDERCELL-HMAC-SHA256 key_id="…",timestamp="…",nonce="…",signature="…"` (any order of the four).
+    public init(parsing header: String) throws(OrderError) {
+        let prefix = RequestSignature.scheme + " "
+        guard header.hasPrefix(prefix) else {
+            throw OrderError(.unauthorized, "the public API needs 'Authorization: \(RequestSignature.scheme) key_id=…,timestamp=…,nonce=…,signature=…' (docs/security.md)")
+        }
+        var fields: [String: String] = [:]
+        for part in header.dropFirst(prefix.count).split(separator: ",") {
+            let pair = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2, pair[1].count >= 2, pair[1].hasPrefix("\""), pair[1].hasSuffix("\""), fields[pair[0]] == nil else {
+                throw OrderError(.unauthorized, "the Authorization header is malformed: each field is name=\"value\", once")
+            }
+            fields[pair[0]] = String(pair[1].dropFirst().dropLast())
+        }
+        guard let keyID = fields["key_id"], let timestampText = fields["timestamp"], let nonce = fields["nonce"], let signatureText = fields["signature"],
+            fields.count == 4
+        else {
+            throw OrderError(.unauthorized, "the Authorization header names exactly key_id, timestamp, nonce and signature")
+        }
+        guard AccessKey.isValidID(keyID) else { throw OrderError(.unauthorized, "key_id is ock_ and 24 hex digits") }
+        guard let timestamp = Int64(timestampText), timestampText.utf8.count <= 12 else {
+            throw OrderError(.unauthorized, "timestamp is Unix seconds")
+        }
+        guard RequestSignature.nonceLength.contains(nonce.utf8.count),
+            nonce.utf8.allSatisfy({ $0 == 0x2d || $0 == 0x5f || (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) })
+        else {
+            throw OrderError(.unauthorized, "nonce is 16 to 64 of A-Z a-z 0-9 _ -")
+        }
+        guard signatureText.utf8.count <= 64, let signature = Data(base64Encoded: signatureText), signature.count == 32 else {
+            throw OrderError(.unauthorized, "signature is the base64 of 32 bytes (HMAC-SHA256)")
+        }
+        self.keyID = keyID
+        self.timestamp = timestamp
+        self.nonce = nonce
+        self.signature = signature
+    }
+}
