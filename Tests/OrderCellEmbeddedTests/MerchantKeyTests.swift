@@ -413,15 +413,16 @@ struct MerchantKeyTests {
 
     @Test("the health checker's probes keep off the slots being moved: a move does not fail its cell's probe")
     func probesKeepOffMovingSlots() async throws {
-        try await TestSystem.run(layout: .singlePartition(cells: 4)) { system in
+        // Calls of 30 s: the copy held below never outlasts the mover's call.
+        try await TestSystem.run(layout: .singlePartition(cells: 4), proxy: ProxyConfiguration(cellCallTimeout: .seconds(30))) { system in
             let api = system.client
             let cell1 = try #require(CellID(1))
             let source = try #require(system.system.cells[cell1])
             #expect(system.system.control.routingTable.indexSlots.slots(of: cell1) == Array(0...63))
-            // Entries to copy, then the copy into cell 2 held 1.5 s (its first call; the mover's calls have 2 s), so all of
-            // cell 1's slots stay frozen meanwhile.
+            // Entries to copy, then the copy into cell 2 held 5 s (its first call), so all of cell 1's slots stay frozen
+            // meanwhile: the health round below takes milliseconds.
             for key in Self.keys(system, "m1", prefix: "moving", count: 5, slotIn: 1) { #expect(try await api.create("m1", key).status == 201) }
-            #expect(try await api.send(.PUT, "/admin/cells/2/fault", #"{"mode":"latency","latency_ms":1500,"calls":1}"#, admin: true).status == 200)
+            #expect(try await api.send(.PUT, "/admin/cells/2/fault", #"{"mode":"latency","latency_ms":5000,"calls":1}"#, admin: true).status == 200)
             let move = Task { try await api.send(.POST, "/control/admin/index-slots/move", #"{"first":0,"last":63,"to":2,"reason":"spread"}"#, admin: true) }
             try await waitUntil(timeout: .seconds(10)) { try await source.store.frozenIndexSlots() == Set(0...63) }
             let round = await system.system.healthChecker.runRound()
@@ -434,7 +435,11 @@ struct MerchantKeyTests {
 
     @Test("a create whose bind meets its slot frozen by a move waits for the re-pointing release and binds in the new cell: no unindexed order")
     func bindsWaitForAMovingSlot() async throws {
-        try await TestSystem.run(layout: .singlePartition(cells: 4), proxy: ProxyConfiguration(slotRefusalWait: .seconds(10))) { system in
+        // Calls of 30 s, and a create refused by a frozen slot waits up to 30 s for the re-pointing release: the copy held
+        // below for 5 s outlasts neither.
+        try await TestSystem.run(
+            layout: .singlePartition(cells: 4), proxy: ProxyConfiguration(cellCallTimeout: .seconds(30), slotRefusalWait: .seconds(30))
+        ) { system in
             let api = system.client
             let cell1 = try #require(CellID(1))
             // Cells 1 (the slots' cell) and 4 (where they move) take no new orders: the keys of cell 1's slots bind there
@@ -444,8 +449,8 @@ struct MerchantKeyTests {
             }
             let keys = Self.keys(system, "m1", prefix: "frozen-bind", count: 6, slotIn: 1)
             for key in keys.prefix(5) { #expect(try await api.create("m1", key).status == 201) }
-            // The copy into cell 4 held 1.5 s (the mover's calls have 2 s): cell 1's slots stay frozen meanwhile.
-            #expect(try await api.send(.PUT, "/admin/cells/4/fault", #"{"mode":"latency","latency_ms":1500,"calls":1}"#, admin: true).status == 200)
+            // The copy into cell 4 held 5 s: cell 1's slots stay frozen meanwhile, and the create below starts within them.
+            #expect(try await api.send(.PUT, "/admin/cells/4/fault", #"{"mode":"latency","latency_ms":5000,"calls":1}"#, admin: true).status == 200)
             let move = Task { try await api.send(.POST, "/control/admin/index-slots/move", #"{"first":0,"last":63,"to":4,"reason":"spread"}"#, admin: true) }
             let source = try #require(system.system.cells[cell1])
             try await waitUntil(timeout: .seconds(10)) { try await source.store.frozenIndexSlots() == Set(0...63) }

@@ -26,14 +26,16 @@ public final class IndexSlotMover: Sendable {
     private let control: ControlPlane
     private let cells: any IndexSlotCopying
     private let busy = Mutex(false)
-    /// The slots of the move under way, from before their freeze until they are thawed in their new cell.
-    private let moving = Mutex<Set<Int>>([])
+    /// The slots of the move under way, from before their freeze until they are thawed in their new cell; and
+    /// those a move left frozen because it could not tell whether its re-pointing release was published, until
+    /// a later move of them finishes.
+    private let slotsInMotion = Mutex<(underWay: Set<Int>, leftFrozen: Set<Int>)>(([], []))
     private let logger: Logger
 
     /// The slots a move is freezing, copying or re-pointing now (empty when none runs). The health
     /// checker keeps its probes off them: their writes are refused on purpose while they move, which
     /// says nothing of the cell's health.
-    public var slotsBeingMoved: Set<Int> { moving.withLock { $0 } }
+    public var slotsBeingMoved: Set<Int> { slotsInMotion.withLock { $0.underWay.union($0.leftFrozen) } }
 
     public init(control: ControlPlane, cells: any IndexSlotCopying, logger: Logger) {
         self.control = control
@@ -48,8 +50,16 @@ public final class IndexSlotMover: Sendable {
             throw OrderError(.versionConflict, "another index slot move is under way", retryAfterSeconds: 5)
         }
         defer { busy.withLock { $0 = false } }
-        moving.withLock { $0 = Set(slots) }
-        defer { moving.withLock { $0 = [] } }
+        slotsInMotion.withLock { $0.underWay = Set(slots) }
+        // Frozen when the move ends: left frozen, until a move of them finishes.
+        var frozenAtEnd: Set<Int> = []
+        defer {
+            slotsInMotion.withLock { state in
+                state.leftFrozen.subtract(Set(slots))
+                state.leftFrozen.formUnion(frozenAtEnd)
+                state.underWay = []
+            }
+        }
 
         let base = control.routingTable
         if let expectedVersion, expectedVersion != base.version {
@@ -112,6 +122,7 @@ public final class IndexSlotMover: Sendable {
                 throw error
             } else {
                 // The outcome is unknown: thawing could let the old cells take writes the new one never sees.
+                frozenAtEnd = Set(moving)
                 throw OrderError(
                     .controlPlaneUnavailable,
                     "the release moving index slots \(slots) to cell \(target) may or may not be published (\(error.detail)); "
