@@ -2,6 +2,7 @@ import Foundation
 import LocalCluster
 import OrderCellCluster
 import OrderCellTestSupport
+import Synchronization
 import Testing
 
 extension LocalClusterSuites {
@@ -112,26 +113,34 @@ extension LocalClusterSuites {
             return Array(found.prefix(count))
         }
 
+        /// What a pay writer was told, as it goes: each acknowledged pay with its instant, in order, and how many refusals.
+        final class PayLog: Sendable {
+            private let state = Mutex<(acknowledged: [(order: String, at: ContinuousClock.Instant)], refused: Int)>(([], 0))
+            var acknowledged: [(order: String, at: ContinuousClock.Instant)] { state.withLock { $0.acknowledged } }
+            var refused: Int { state.withLock { $0.refused } }
+            func paid(_ order: String) { state.withLock { $0.acknowledged.append((order, ContinuousClock.now)) } }
+            func refusal() { state.withLock { $0.refused += 1 } }
+        }
+
         /// Pays `orders` of one cell through the proxies, one every `pace`, each retried (on the other proxy) until
-        /// it is acknowledged or `stop` says so: every acknowledgement with its instant, in order.
+        /// it is acknowledged or `stop` says so, telling `log` as it goes.
         static func payOneAfterAnother(
-            _ orders: [String], through proxies: [APIClient], pace: Duration, stop: @escaping @Sendable () -> Bool
-        ) async -> [(order: String, at: ContinuousClock.Instant)] {
+            _ orders: [String], through proxies: [APIClient], pace: Duration, log: PayLog, stop: @escaping @Sendable () -> Bool
+        ) async {
             let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3) }
-            var acknowledged: [(order: String, at: ContinuousClock.Instant)] = []
             var proxy = 0
             for order in orders where !stop() {
                 while !stop() {
                     if let paid = try? await proxies[proxy].pay(order, "pay-\(order)"), paid.status == 200 {
-                        acknowledged.append((order, ContinuousClock.now))
+                        log.paid(order)
                         break
                     }
+                    log.refusal()
                     proxy = (proxy + 1) % proxies.count
                     try? await Task.sleep(for: .milliseconds(20))
                 }
                 try? await Task.sleep(for: pace)
             }
-            return acknowledged
         }
 
         // MARK: - After cluster up
@@ -185,12 +194,14 @@ extension LocalClusterSuites {
             // The cell's orders answer strong reads, pays and refunds again once a standby leads; nobody acts.
             var back: Duration?
             var probe = 0
+            var acknowledgedRefunds: [String] = []
             while back == nil, ContinuousClock.now - killed < .seconds(90) {
                 probe += 1
                 // Creates go on meanwhile (in cell 2, and in cell 1 once it is back).
                 _ = try? await proxy.create("after-kill", "probe-\(probe)")
                 let read = try? await proxy.send(.GET, "/v1/orders/\(before.id)")
                 let refunded = try? await proxy.refund(before.id, "r-\(probe)", amount: 1)
+                if refunded?.status == 200 || refunded?.status == 201 { acknowledgedRefunds.append("r-\(probe)") }
                 var paid = true
                 if let unpaid = log.all.first(where: { $0.cell == 1 && !$0.paid }) {
                     // Not acknowledged as paid is not unpaid: a pay whose answer was lost in the kill may have committed.
@@ -218,6 +229,9 @@ extension LocalClusterSuites {
                 try await Task.sleep(for: .milliseconds(200))
             }
             #expect(missing.isEmpty, "every acknowledged order and payment reads back: \(missing.prefix(5))")
+            let refunds = try await proxy.send(.GET, "/v1/orders/\(before.id)/refunds").json["refunds"] as? [[String: Any]] ?? []
+            let readBack = Set(refunds.compactMap { $0["refund_id"] as? String })
+            #expect(!acknowledgedRefunds.isEmpty && acknowledgedRefunds.allSatisfy(readBack.contains), "every acknowledged refund reads back: \(acknowledgedRefunds) in \(readBack)")
 
             // The cell takes new orders again once the proxies' ejection of it lapses.
             var landedInCell1 = false
@@ -264,7 +278,8 @@ extension LocalClusterSuites {
             // Pays of cell 2's orders, one every 10 ms: the longest gap between two acknowledged is the write pause.
             let orders = try await unpaidOrders(in: 2, count: 1_200, tag: "switch-pays", through: proxies[0])
             let writing = StopFlag()
-            let writer = Task { await Self.payOneAfterAnother(orders, through: proxies, pace: .milliseconds(10), stop: { writing.isSet }) }
+            let payLog = PayLog()
+            let writer = Task { await Self.payOneAfterAnother(orders, through: proxies, pace: .milliseconds(10), log: payLog, stop: { writing.isSet }) }
             try await waitUntil(timeout: .seconds(10)) { log.count > 0 }
             let started = ContinuousClock.now
             let output = try await LocalClusterFixture.ordercell([
@@ -273,9 +288,11 @@ extension LocalClusterSuites {
             let finished = ContinuousClock.now
             let atSwitch = log.count
             try await ClusterTests.keepLoading(for: .seconds(2), until: { log.count >= atSwitch + 50 })
+            try await waitUntil(timeout: .seconds(30)) { payLog.acknowledged.contains { $0.at > finished } }
             writing.set()
             stopFlag.set()
-            let pays = await writer.value
+            await writer.value
+            let pays = payLog.acknowledged
             let createFailures = await load.value
             // The pause: the longest gap between acknowledged pays of cell 2 that overlaps the command.
             let gaps = zip(pays, pays.dropFirst()).filter { $1.at > started && $0.at < finished }.map { $1.at - $0.at }
@@ -286,6 +303,11 @@ extension LocalClusterSuites {
             let newLeader = try #require(try await leader(of: 2))
             #expect(newLeader.name != old.name)
             #expect(try await routedPrimary(2) == "127.0.0.1:\(newLeader.postgresPort)")
+            // The release names the timeline the new leader runs on, though its member key lagged when it was published.
+            let timeline = try #require(await newLeader.cluster()?.members.first { $0.name == newLeader.name }?.timeline)
+            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let releases = try await control.send(.GET, "/admin/releases?limit=5", admin: true).text
+            #expect(releases.contains("Patroni leader \(newLeader.name) at 127.0.0.1:\(newLeader.postgresPort), timeline \(timeline)"), "\(releases.prefix(800))")
             for (order, _) in pays { log.created(order, cell: 2); log.paid(order) }
             let missing = try await proxies[1].missing(log.all)
             #expect(missing.isEmpty, "\(missing.prefix(5))")
@@ -294,6 +316,33 @@ extension LocalClusterSuites {
                 "Patroni switchover of cell 2 under load: \(output.split(separator: "\n").last ?? ""); write pause (longest gap between acknowledged pays of cell 2) "
                     + "\(String(format: "%.2f", MerchantKeyClusterTests.secondsValue(pause))) s, command \(MerchantKeyClusterTests.seconds(finished - started)) s; \(log.count) acknowledged, none lost"
             )
+        }
+
+        // MARK: - An operator's forced failover
+
+        @Test func anOperatorsForcedFailoverIsAuditedAndLeavesASynchronousStandby() async throws {
+            let old = try await waitForSynchronousStandby(2)
+            let (before, _) = try await releases()
+            let output = try await LocalClusterFixture.ordercell([
+                "admin", "cell", "failover", "2", "--control", cluster.state.controlURL, "--admin-token", cluster.state.adminToken,
+            ])
+            #expect(output.contains("cell 2 failed over"), "\(output)")
+            let newLeader = try #require(try await leader(of: 2))
+            #expect(newLeader.name != old.name)
+            #expect(try await routedPrimary(2) == "127.0.0.1:\(newLeader.postgresPort)")
+            // Audited: the release that moved the cell is the operator's, and says what was asked.
+            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let list = try await control.send(.GET, "/admin/releases?limit=50", admin: true).json["releases"] as? [[String: Any]] ?? []
+            let moved = list.filter { ($0["version"] as? Int ?? 0) > before && ($0["reason"] as? String ?? "").contains("Patroni leader \(newLeader.name)") }
+            #expect(moved.contains { $0["author"] as? String == "admin" && ($0["reason"] as? String ?? "").contains("failover requested by admin") }, "\(moved)")
+            // The old primary rejoins as the new leader's synchronous standby; pg_stat_replication says so.
+            let leaderAfter = try await waitForSynchronousStandby(2, timeout: .seconds(120))
+            #expect(leaderAfter.name == newLeader.name)
+            try await waitUntil(timeout: .seconds(60)) {
+                if try await replication(on: leaderAfter.postgresPort).contains([old.name, "sync"]) { return true }
+                try await Task.sleep(for: .milliseconds(250))
+                return false
+            }
         }
 
         // MARK: - SIGSTOP of a cell's primary: frozen, not dead
@@ -318,7 +367,10 @@ extension LocalClusterSuites {
 
             // Pays of cell 1's orders go on through both proxies from now on, each retried until acknowledged.
             let writing = StopFlag()
-            let writer = Task { await Self.payOneAfterAnother(Array(orders.dropFirst()), through: proxies, pace: .milliseconds(20), stop: { writing.isSet }) }
+            let payLog = PayLog()
+            let writer = Task {
+                await Self.payOneAfterAnother(Array(orders.dropFirst()), through: proxies, pace: .milliseconds(20), log: payLog, stop: { writing.isSet })
+            }
 
             // Its standby takes the leader lock once the frozen leader's lapses (ttl).
             var newLeader: PatroniMember?
@@ -332,6 +384,8 @@ extension LocalClusterSuites {
             let promoted = try #require(newLeader)
 
             // The frozen machine wakes up, its cell services still routed to it, pays arriving.
+            let services = try LocalClusterRunner.state(in: cluster.directory).components.filter { $0.kind == "cell" && $0.cell == 1 }
+            let logOffsets = services.map { (try? FileManager.default.attributesOfItem(atPath: $0.log)[.size] as? Int) ?? 0 }
             thawing.set()
             await signalMachine(SIGCONT, patroni: patroni, postmaster: postmaster)
             let thawed = ContinuousClock.now
@@ -346,6 +400,15 @@ extension LocalClusterSuites {
             // (the control plane, frozen, published nothing).
             try await Task.sleep(for: .seconds(3))
             let routedAway = ContinuousClock.now
+            // They did: the cell services' logs name the old server in the failures of those writes.
+            let failuresThere = zip(services, logOffsets).flatMap { service, offset -> [Substring] in
+                guard let handle = FileHandle(forReadingAtPath: service.log) else { return [] }
+                defer { try? handle.close() }
+                try? handle.seek(toOffset: UInt64(offset))
+                let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+                return text.split(separator: "\n").filter { $0.contains("127.0.0.1:\(old.postgresPort)") && $0.contains("error") }
+            }
+            #expect(!failuresThere.isEmpty, "writes reached the old server after its thaw and failed there")
 
             // The control plane wakes up, follows Patroni, and the cell's services move to the new leader.
             kill(control, SIGCONT)
@@ -356,22 +419,16 @@ extension LocalClusterSuites {
             }
             // Pays go on until cell 1 takes them again from its new leader.
             let resumed = ContinuousClock.now
-            try await waitUntil(timeout: .seconds(60)) { [proxy = proxies[0]] in
-                let read = try await proxy.send(.GET, "/v1/orders/\(orders[0])")
-                if read.status == 200 { return true }
-                try await Task.sleep(for: .milliseconds(100))
-                return false
-            }
-            try await Task.sleep(for: .seconds(1))
+            try await waitUntil(timeout: .seconds(60)) { payLog.acknowledged.contains { $0.at > resumed } }
             writing.set()
-            let pays = await writer.value
+            await writer.value
+            let pays = payLog.acknowledged
 
             // No split brain: from the freeze until the cell was routed to its new leader, no pay was acknowledged —
             // the frozen server could commit nothing its promoted standby lacks (synchronous replication), and after
             // its demotion it took no write at all.
             let duringFreeze = pays.filter { $0.at > frozen && $0.at < routedAway }
             #expect(duringFreeze.isEmpty, "pays acknowledged while cell 1 was routed to its old primary: \(duringFreeze.map(\.order).prefix(5))")
-            #expect(pays.contains { $0.at > resumed }, "cell 1 takes pays again from its new leader")
             let log = AcknowledgementLog()
             log.created(orders[0], cell: 1)
             log.paid(orders[0])
@@ -399,7 +456,8 @@ extension LocalClusterSuites {
             #expect(roles.contains("\(old.name) sync_standby streaming"), "\(roles)")
             print(
                 "Patroni, frozen primary: its standby led \(MerchantKeyClusterTests.seconds(takeover)) s after SIGSTOP; after SIGCONT the old server was a standby "
-                    + "within \(String(format: "%.2f", MerchantKeyClusterTests.secondsValue(demoted))) s and acknowledged no write; \(pays.count) pays acknowledged, none lost"
+                    + "within \(String(format: "%.2f", MerchantKeyClusterTests.secondsValue(demoted))) s and acknowledged no write (\(failuresThere.count) failures there "
+                    + "in the cell services' logs, \(payLog.refused) pays refused meanwhile); \(pays.count) pays acknowledged, none lost"
             )
         }
 

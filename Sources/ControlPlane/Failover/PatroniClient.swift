@@ -35,6 +35,8 @@ public struct PatroniClient: Sendable {
         {
             state.members[leader]?.role = "primary"
             state.members[leader]?.state = "running"
+            // The member key's timeline lags as its role does: the release names the one the server runs on.
+            if let timeline = status["timeline"] as? Int { state.members[leader]?.timeline = timeline }
         }
         return state
     }
