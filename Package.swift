@@ -200,7 +200,7 @@ let package = Package(
         .target(
             name: "OrderCellBench",
             dependencies: [
-                "OrderModel", "CellRouting", "CellStorage", "CellService", "LocalCluster",
+                "OrderModel", "CellRouting", "CellStorage", "CellService", "LocalCluster", "OrderHTTP",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

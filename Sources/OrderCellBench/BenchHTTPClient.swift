@@ -54,11 +54,12 @@ public final class BenchHTTPClient: Sendable {
     /// no thread hop for the request or its answer.
     public func send(
         _ method: HTTPMethod, host: String, port: Int, path: String, json body: String?, timeout: Duration = .seconds(30),
-        on eventLoop: (any EventLoop)?
+        authorization: String? = nil, on eventLoop: (any EventLoop)?
     ) -> EventLoopFuture<Response> {
         let key = PoolKey(host: host, port: port, eventLoop: eventLoop.map { ObjectIdentifier($0) })
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "host", value: "\(host):\(port)")
+        if let authorization { head.headers.add(name: "authorization", value: authorization) }
         let payload = body.map { ByteBuffer(string: $0) }
         if let payload {
             head.headers.add(name: "content-type", value: "application/json")

@@ -4,8 +4,31 @@ import CellStorage
 import Foundation
 import NIOCore
 import NIOHTTP1
+import OrderHTTP
 import OrderModel
 import PostgresNIO
+
+/// The access keys a load signs its requests with (docs/security.md): one per merchant it creates for, and
+/// the payment service's for its pays.
+public struct BenchSigning: Sendable {
+    public var merchantKeys: [String: (id: String, secret: String)]
+    public var paymentService: (id: String, secret: String)?
+
+    public init(merchantKeys: [String: (id: String, secret: String)], paymentService: (id: String, secret: String)?) {
+        self.merchantKeys = merchantKeys
+        self.paymentService = paymentService
+    }
+
+    /// The `Authorization` header of a request made as `merchant` (or, for a pay, as the payment service).
+    func authorization(_ method: HTTPMethod, _ path: String, _ body: String?, merchant: String, pay: Bool) -> String? {
+        guard let key = pay ? paymentService : merchantKeys[merchant] else { return nil }
+        let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return RequestSignature.authorize(
+            method: method.rawValue, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", body: Array((body ?? "").utf8),
+            keyID: key.id, secret: key.secret, timestamp: Int64(Date().timeIntervalSince1970), nonce: RequestSignature.newNonce()
+        )
+    }
+}
 
 /// The default mix against an OrderCell HTTP endpoint: create an order,
 /// then pay it (95 %) or close it (5 %), read it back, and refund part of
@@ -14,13 +37,16 @@ public struct HTTPOrderScenario: EventLoopBenchScenario {
     public let urls: [String]
     public let client: BenchHTTPClient
     public let createOnly: Bool
+    /// Signs every request when set (a deployment that takes only signed requests).
+    public let signing: BenchSigning?
     public let runID: String
     /// `(host, port)` of each URL, in order.
     public let endpoints: [(host: String, port: Int)]
 
     /// - Parameter urls: `http://host:port` of each endpoint; clients are spread over them.
-    public init(urls: [String], client: BenchHTTPClient, createOnly: Bool) throws {
+    public init(urls: [String], client: BenchHTTPClient, createOnly: Bool, signing: BenchSigning? = nil) throws {
         self.urls = urls
+        self.signing = signing
         self.endpoints = try urls.map { url in
             guard url.hasPrefix("http://") else { throw OrderError.invalidRequest("bench URLs are http://host:port, got \(url)") }
             let rest = url.dropFirst("http://".count).prefix { $0 != "/" }
@@ -53,7 +79,7 @@ public struct HTTPOrderScenario: EventLoopBenchScenario {
         let created = send(
             .POST, endpoint, "/v1/orders",
             #"{"merchant_id":"\#(merchant)","out_trade_no":"\#(runID)-\#(number)-\#(sequence)","amount":\#(amount),"currency":"CNY"}"#,
-            operation: "create", on: eventLoop, record: record
+            operation: "create", merchant: merchant, on: eventLoop, record: record
         )
         guard !createOnly else { return created.map { _ in } }
         return created.flatMap { body -> EventLoopFuture<Void> in
@@ -64,15 +90,18 @@ public struct HTTPOrderScenario: EventLoopBenchScenario {
             // The follow-ups ask for the same event loop as the create (none in a closed loop), so they reuse its connection.
             let settled =
                 roll < 5
-                ? send(.POST, endpoint, "/v1/orders/\(id)/close", nil, operation: "close", on: eventLoop, record: record)
-                : send(.POST, endpoint, "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", on: eventLoop, record: record)
+                ? send(.POST, endpoint, "/v1/orders/\(id)/close", nil, operation: "close", merchant: merchant, on: eventLoop, record: record)
+                : send(
+                    .POST, endpoint, "/v1/orders/\(id)/pay", #"{"payment_id":"p-\#(id)","amount":\#(amount)}"#, operation: "pay", merchant: merchant,
+                    on: eventLoop, record: record
+                )
             return settled.flatMap { _ in
-                send(.GET, endpoint, "/v1/orders/\(id)", nil, operation: "query", on: eventLoop, record: record)
+                send(.GET, endpoint, "/v1/orders/\(id)", nil, operation: "query", merchant: merchant, on: eventLoop, record: record)
             }.flatMap { _ -> EventLoopFuture<ByteBuffer?> in
                 guard roll >= 90 else { return loop.makeSucceededFuture(nil) }
                 return send(
                     .POST, endpoint, "/v1/orders/\(id)/refunds", #"{"refund_id":"r-\#(id)","amount":\#(amount / 2)}"#, operation: "refund",
-                    on: eventLoop, record: record
+                    merchant: merchant, on: eventLoop, record: record
                 )
             }.map { _ in }
         }
@@ -87,12 +116,16 @@ public struct HTTPOrderScenario: EventLoopBenchScenario {
     /// Sends one request and records it; the future never fails (a failure is recorded) and
     /// carries the body of a successful answer.
     private func send(
-        _ method: HTTPMethod, _ endpoint: (host: String, port: Int), _ path: String, _ body: String?, operation: String,
+        _ method: HTTPMethod, _ endpoint: (host: String, port: Int), _ path: String, _ body: String?, operation: String, merchant: String,
         on eventLoop: (any EventLoop)?, record: @escaping @Sendable (String, Duration, OperationOutcome) -> Void
     ) -> EventLoopFuture<ByteBuffer?> {
         let clock = ContinuousClock()
         let start = clock.now
-        return client.send(method, host: endpoint.host, port: endpoint.port, path: path, json: body, on: eventLoop).map { response -> ByteBuffer? in
+        // Signing is the caller's work, and counted in the operation's time as a merchant's client would see it.
+        let authorization = signing?.authorization(method, path, body, merchant: merchant, pay: operation == "pay")
+        return client.send(
+            method, host: endpoint.host, port: endpoint.port, path: path, json: body, authorization: authorization, on: eventLoop
+        ).map { response -> ByteBuffer? in
             let elapsed = clock.now - start
             if (200..<300).contains(response.status.code) {
                 record(operation, elapsed, .ok)

@@ -33,13 +33,16 @@ public struct ControlProcess: Sendable {
     public var healthCheck: HealthCheckPolicy?
     /// TLS to the cell services (the health checker's probes).
     public var cellTLS: CellClientTLS
+    /// Seals the secrets of the access keys it makes (docs/security.md); nil: it makes none.
+    public var credentials: CredentialSealer?
 
     public init(
         host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require,
         cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        patroni: PatroniDCS? = nil
+        patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil
     ) {
         self.cellTLS = cellTLS
+        self.credentials = credentials
         self.host = host
         self.port = port
         self.database = database
@@ -92,7 +95,9 @@ public struct ControlProcess: Sendable {
         let clients = CellServiceClients(tls: cellTLS, timeout: .seconds(2), logger: logger)
         let follower = patroni.map { PatroniFollower(control: control, patroni: PatroniClient(dcs: $0), logger: logger) }
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger)
-        let api = ControlAdminAPI(control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, clock: wallClock, logger: logger)
+        let api = ControlAdminAPI(
+            control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, credentials: credentials, clock: wallClock, logger: logger
+        )
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
             host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,

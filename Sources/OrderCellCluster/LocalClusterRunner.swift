@@ -2,6 +2,7 @@ import CellRouting
 import Foundation
 import LocalCluster
 import OrderCellPlatform
+import OrderHTTP
 import OrderModel
 
 /// What `ordercell cluster up` started, written to `<dir>/cluster.json`.
@@ -81,10 +82,14 @@ public struct LocalClusterRunner: Sendable {
     /// The most cells the port layout has room for (cell 26's PostgreSQL ports would be cell 1's services').
     public static let maximumCells = 25
 
+    /// Whether the proxies take only signed requests (docs/security.md): on unless asked otherwise.
+    public var signedRequests = true
+
     public init(
         directory: String, cells: Int, basePort: Int, adminToken: String, executable: String,
-        synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby, synchronousModeStrict: Bool = false
+        synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby, synchronousModeStrict: Bool = false, signedRequests: Bool = true
     ) {
+        self.signedRequests = signedRequests
         self.directory = URL(fileURLWithPath: directory).standardizedFileURL.path
         self.cells = cells
         self.basePort = basePort
@@ -204,6 +209,9 @@ public struct LocalClusterRunner: Sendable {
         var random = SystemRandomNumberGenerator()
         let followerToken = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
         let controlURL = "http://127.0.0.1:\(basePort + 2)"
+        // The credential key: the control plane seals access keys' secrets with it, the proxies open them.
+        let credentialKey = directory + "/credential.key"
+        _ = try CredentialSealer.loadOrCreate(keyFile: credentialKey)
         // Each process goes into the state file as soon as it runs, before it listens.
         func register(_ component: LocalClusterState.Component) throws {
             components.append(component)
@@ -218,6 +226,7 @@ public struct LocalClusterRunner: Sendable {
                 "--routing", routingFile, "--admin-token", adminToken, "--token", "followers:viewer:\(followerToken)",
                 // The control plane follows each cell's Patroni leader in etcd.
                 "--patroni-etcd", etcd.clientURLs,
+                "--credential-key-file", credentialKey,
             ],
             report: report, register: register
         )
@@ -241,7 +250,7 @@ public struct LocalClusterRunner: Sendable {
                 arguments: [
                     "proxy", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable", "--control-token", followerToken, "--admin-token", adminToken,
                     "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",
-                ],
+                ] + (signedRequests ? ["--credential-key-file", credentialKey] : ["--unsigned-requests"]),
                 report: report, register: register
             )
         }

@@ -27,12 +27,15 @@ public struct ProxyProcess: Sendable {
     public var snapshotPath: String?
     /// TLS to the cell services.
     public var cellTLS: CellClientTLS
+    /// Opens the access keys' secrets; with it, the public API takes only signed requests (docs/security.md).
+    public var credentials: CredentialSealer?
 
     public init(
         host: String, port: Int, controlURL: String, controlToken: String?, tokens: OperatorTokens, cellTLS: CellClientTLS,
-        snapshotPath: String? = nil
+        snapshotPath: String? = nil, credentials: CredentialSealer? = nil
     ) {
         self.cellTLS = cellTLS
+        self.credentials = credentials
         self.controlToken = controlToken
         self.host = host
         self.port = port
@@ -59,9 +62,11 @@ public struct ProxyProcess: Sendable {
         let clients = CellServiceClients(tls: cellTLS, timeout: configuration.cellCallTimeout, logger: logger)
         clients.prepare(for: table)
         let proxy = OrderProxy(routingTable: table, clients: clients, configuration: configuration, clock: wallClock, logger: logger)
+        // Keys come with the routing the proxy follows: a key made, rotated or revoked takes effect with the push.
+        let authenticator = credentials.map { RequestAuthenticator(sealer: $0, keys: { proxy.routingTable.accessKeys }) }
         let api = ProxyHTTPAPI(
             proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL), tokens: tokens,
-            routingStatus: status, clock: wallClock, logger: logger
+            routingStatus: status, authenticator: authenticator, clock: wallClock, logger: logger
         )
         let follower = TaskService {
             await watcher.watch(from: table, onContact: { status.contacted() }) { table in

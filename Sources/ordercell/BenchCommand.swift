@@ -3,6 +3,7 @@ import CellProtocol
 import CellRouting
 import CellService
 import CellStorage
+import ControlPlane
 import Foundation
 import Logging
 import OrderCellBench
@@ -42,6 +43,10 @@ struct BenchCommand: AsyncParsableCommand {
     )
     var workload = "mix"
     @Flag(help: "Run the same-run baselines and print the ratios.") var compare = false
+    @Flag(
+        help: "Embedded: creates through the proxy unsigned, then signed (docs/security.md), alternately in two pairs, with the ratio; and the cost of one signature check."
+    )
+    var compareSigning = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT and pgbench baselines.")
     var postgres: String?
     @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
@@ -60,8 +65,13 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let http = BenchHTTPClient()
         var reports: [BenchReport] = []
+        var signatureCheck: Double?
         do {
-            if compare {
+            if compareSigning {
+                guard urls.isEmpty, !compare else { throw ValidationError("--compare-signing starts embedded systems of its own: no --url, no --compare") }
+                reports = try await compareSigned(http)
+                signatureCheck = try SignatureCost.measure()
+            } else if compare {
                 guard workload != "query" || urls.isEmpty else { throw ValidationError("--compare --workload query runs embedded only (no --url)") }
                 reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
             } else {
@@ -88,7 +98,9 @@ struct BenchCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(data + Data("\n".utf8))
         } else {
             for report in reports { say(report.text) }
-            if compare, let proxied = reports.last, reports.count >= 2 {
+            if compareSigning {
+                say(signingRatio(reports, check: signatureCheck))
+            } else if compare, let proxied = reports.last, reports.count >= 2 {
                 say(ratios(proxied, reports.dropLast(), operation: workload == "query" ? QueryScenarios.operation : "create"))
             }
         }
@@ -164,6 +176,70 @@ struct BenchCommand: AsyncParsableCommand {
         await group.triggerGracefulShutdown()
         _ = try? await server.value
         return reports
+    }
+
+    /// Embedded, two systems alike but for signed requests: creates through each proxy, alternately (unsigned,
+    /// signed, unsigned, signed), so that a drift of the machine falls on both.
+    private func compareSigned(_ http: BenchHTTPClient) async throws -> [BenchReport] {
+        var logger = Logger(label: "ordercell.bench")
+        logger.logLevel = .error
+        var systems: [(EmbeddedSystem, ServiceGroup, Task<Void, any Error>, Int, URL)] = []
+        for signed in [false, true] {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-bench-\(UUID().uuidString)")
+            let system = try await EmbeddedSystem.open(
+                EmbeddedConfiguration(
+                    dataDirectory: directory.path, port: 0, layout: .singlePartition(cells: cells), healthCheck: nil, requireSignedRequests: signed
+                ),
+                logger: logger
+            )
+            let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+            let group = ServiceGroup(services: system.services { continuation.yield($0) }, logger: logger)
+            let server = Task { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw ValidationError("the embedded server did not start") }
+            systems.append((system, group, server, port, directory))
+        }
+        defer { for (_, _, _, _, directory) in systems { try? FileManager.default.removeItem(at: directory) } }
+        // The scenario's merchants, bench-0 … bench-31, each with its key, as merchants sign their own creates.
+        var keys: [String: (id: String, secret: String)] = [:]
+        for number in 0..<32 {
+            let made = try await systems[1].0.accessKeys.create(.merchant, merchantID: "bench-\(number)", author: "bench", reason: "bench --compare-signing")
+            keys["bench-\(number)"] = (made.key.id, made.secret)
+        }
+        let signing = BenchSigning(merchantKeys: keys, paymentService: nil)
+        var reports: [BenchReport] = []
+        for pair in 1...2 {
+            reports.append(
+                await load("unsigned, pair \(pair)", try HTTPOrderScenario(urls: ["http://127.0.0.1:\(systems[0].3)"], client: http, createOnly: true))
+            )
+            reports.append(
+                await load(
+                    "signed, pair \(pair)",
+                    try HTTPOrderScenario(urls: ["http://127.0.0.1:\(systems[1].3)"], client: http, createOnly: true, signing: signing)
+                )
+            )
+        }
+        for (_, group, server, _, _) in systems {
+            await group.triggerGracefulShutdown()
+            _ = try? await server.value
+        }
+        return reports
+    }
+
+    private func signingRatio(_ reports: [BenchReport], check: Double?) -> String {
+        let unsigned = reports.filter { $0.name.hasPrefix("unsigned") }.map { $0.throughput("create") }
+        let signed = reports.filter { $0.name.hasPrefix("signed") }.map { $0.throughput("create") }
+        var lines = ["", "signed vs unsigned creates through the proxy (same run):"]
+        for (pair, (u, s)) in zip(unsigned, signed).enumerated() {
+            lines.append("  pair \(pair + 1): \(String(format: "%.0f", u)) → \(String(format: "%.0f", s)) creates/s, ×\(String(format: "%.2f", s / max(u, 0.001)))")
+        }
+        lines.append(
+            "  sums: ×\(String(format: "%.2f", signed.reduce(0, +) / max(unsigned.reduce(0, +), 0.001))) (the client's signing runs on the same cores)"
+        )
+        if let check {
+            lines.append("  one signature check alone (header, key, SHA-256 of the body, HMAC-SHA256, nonce): \(String(format: "%.1f", check)) µs on one core")
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// Cluster: the same INSERT on a cell primary, the cell's store, then the proxy.

@@ -50,6 +50,8 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Patroni's etcd, comma-separated client URLs (http://host:port,…): the control plane follows each cell's Patroni leader there. Without it, a cell's storage changes only by a release.")
     var patroniEtcd: String?
     @Option(help: "Patroni's namespace in etcd; cell N's Patroni scope is cell-N.") var patroniNamespace = "/ordercell/"
+    @Option(help: "The credential key file (base64 of 32 random bytes): the control plane seals access keys' secrets with it (docs/security.md).")
+    var credentialKeyFile: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -67,7 +69,8 @@ struct ControlCommand: AsyncParsableCommand {
         try await ControlProcess(
             host: host, port: port, database: database, databaseTLS: databaseTLS,
             cellTLS: try cellTLS.clientTLS(), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
-            healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) }
+            healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) },
+            credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) }
         ).run(logger: Logger(label: "ordercell.control"))
     }
 }
@@ -112,15 +115,35 @@ struct ProxyCommand: AsyncParsableCommand {
     @OptionGroup var cellTLS: CellTLSOptions
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
+    @Option(
+        help: "The credential key file (the control plane's): the public API takes only requests signed with an access key (docs/security.md)."
+    )
+    var credentialKeyFile: String?
+    @Flag(help: "Take unsigned requests from anyone instead (trying things out): no --credential-key-file needed.") var unsignedRequests = false
     @Option(help: "Log level.") var logLevel = "notice"
+
+    func validate() throws {
+        guard (credentialKeyFile == nil) == unsignedRequests else {
+            throw ValidationError(
+                unsignedRequests
+                    ? "--unsigned-requests and --credential-key-file exclude each other"
+                    : "give --credential-key-file: the public API takes only signed requests (docs/security.md); --unsigned-requests takes anyone's"
+            )
+        }
+    }
 
     func run() async throws {
         bootstrapLogging(logLevel)
+        let logger = Logger(label: "ordercell.proxy")
+        let credentials = try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) }
+        if credentials == nil {
+            logger.warning("--unsigned-requests: callers of the public API are NOT authenticated; anyone who reaches this port may act for any merchant")
+        }
         try await ProxyProcess(
             host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tokens: try tokens.operatorTokens(),
-            cellTLS: try cellTLS.clientTLS(), snapshotPath: routingSnapshot
+            cellTLS: try cellTLS.clientTLS(), snapshotPath: routingSnapshot, credentials: credentials
         )
-            .run(logger: Logger(label: "ordercell.proxy"))
+            .run(logger: logger)
     }
 }
 
@@ -146,13 +169,16 @@ struct ClusterCommand: AsyncParsableCommand {
         var synchronousCommit = "on"
         @Flag(help: "Patroni's synchronous_mode_strict: commits wait for a standby even while a cell has none (after a failover, until the old leader rejoins).")
         var synchronousModeStrict = false
+        @Flag(help: "The proxies take unsigned requests from anyone (trying things out). By default they take only signed ones (docs/security.md).")
+        var unsignedRequests = false
 
         func run() async throws {
             guard ["on", "off"].contains(synchronousCommit) else { throw ValidationError("--synchronous-commit must be on or off") }
             if synchronousModeStrict && synchronousCommit == "off" { throw ValidationError("--synchronous-mode-strict needs --synchronous-commit on") }
             let runner = LocalClusterRunner(
                 directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable(),
-                synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off, synchronousModeStrict: synchronousModeStrict
+                synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off, synchronousModeStrict: synchronousModeStrict,
+                signedRequests: !unsignedRequests
             )
             let state = try await runner.up(report: say)
             say("")
@@ -160,6 +186,13 @@ struct ClusterCommand: AsyncParsableCommand {
             for url in state.proxyURLs { say("  proxy          \(url)   (same public API as ordercell dev)") }
             say("  control plane  \(state.controlURL)")
             say("  state          \(state.directory)/cluster.json, logs in \(state.directory)/logs")
+            if unsignedRequests {
+                say("WARNING: the proxies take unsigned requests: anyone who reaches them may act for any merchant (--unsigned-requests).")
+            } else {
+                say("The proxies take only signed requests (docs/security.md). Make a merchant's key and the payment service's:")
+                say("  ordercell admin merchant key create m1 --reason onboarding --control \(state.controlURL) --admin-token …")
+                say("  ordercell admin payment-service key create --reason payments --control \(state.controlURL) --admin-token …")
+            }
             say("Stop it with: ordercell cluster down --dir \(options.dir)")
         }
     }

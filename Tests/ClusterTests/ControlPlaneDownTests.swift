@@ -92,7 +92,7 @@ extension LocalClusterSuites {
             process.executableURL = URL(fileURLWithPath: LocalClusterFixture.binary)
             process.arguments = [
                 "proxy", "--port", "\(first.port)", "--control", cluster.state.controlURL, "--control-token", cluster.state.followerToken ?? "",
-                "--admin-token", cluster.state.adminToken, "--routing-snapshot", snapshot, "--cell-tls", "disable",
+                "--admin-token", cluster.state.adminToken, "--routing-snapshot", snapshot, "--cell-tls", "disable", "--unsigned-requests",
             ]
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardError = process.standardOutput

@@ -86,14 +86,19 @@ struct LocalClusterFixture: Sendable {
         try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: directory + "/cluster.json"))
     }
 
-    static func start(cells: Int) async throws -> LocalClusterFixture {
+    /// Starts a cluster; `signedRequests` false passes `--unsigned-requests` (the suites of other features, whose
+    /// clients do not sign).
+    static func start(cells: Int, signedRequests: Bool = false) async throws -> LocalClusterFixture {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ordercell product first (scripts/test does): \(binary)")
         let directory = "/tmp/ordercell-cluster-test-\(UUID().uuidString.prefix(8))"
         var lastError: (any Error)?
         for _ in 0..<4 {
             let base = Int.random(in: 20_000...55_000)
             do {
-                try await ordercell(["cluster", "up", "--dir", directory, "--cells", "\(cells)", "--base-port", "\(base)", "--admin-token", "cluster-test-token"])
+                try await ordercell(
+                    ["cluster", "up", "--dir", directory, "--cells", "\(cells)", "--base-port", "\(base)", "--admin-token", "cluster-test-token"]
+                        + (signedRequests ? [] : ["--unsigned-requests"])
+                )
                 return LocalClusterFixture(directory: directory, state: try LocalClusterRunner.state(in: directory))
             } catch {
                 lastError = error
@@ -117,9 +122,10 @@ struct LocalClusterFixture: Sendable {
 /// Runs a suite against a local cluster of its own.
 struct LocalClusterTrait: SuiteTrait, TestScoping {
     let cells: Int
+    var signedRequests = false
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let fixture = try await LocalClusterFixture.start(cells: cells)
+        let fixture = try await LocalClusterFixture.start(cells: cells, signedRequests: signedRequests)
         do {
             try await LocalClusterFixture.$current.withValue(fixture) { try await function() }
         } catch {
@@ -131,7 +137,7 @@ struct LocalClusterTrait: SuiteTrait, TestScoping {
 }
 
 extension Trait where Self == LocalClusterTrait {
-    static func localCluster(cells: Int) -> Self { LocalClusterTrait(cells: cells) }
+    static func localCluster(cells: Int, signedRequests: Bool = false) -> Self { LocalClusterTrait(cells: cells, signedRequests: signedRequests) }
 }
 
 /// The suites that start a local cluster of their own run one after another
