@@ -65,12 +65,12 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let http = BenchHTTPClient()
         var reports: [BenchReport] = []
-        var signatureCheck: Double?
+        var signatureCost: (check: Double, sign: Double)?
         do {
             if compareSigning {
                 guard urls.isEmpty, !compare else { throw ValidationError("--compare-signing starts embedded systems of its own: no --url, no --compare") }
                 reports = try await compareSigned(http)
-                signatureCheck = try SignatureCost.measure()
+                signatureCost = try SignatureCost.measure()
             } else if compare {
                 guard workload != "query" || urls.isEmpty else { throw ValidationError("--compare --workload query runs embedded only (no --url)") }
                 reports = urls.isEmpty ? try await compareEmbedded(http) : try await compareCluster(http)
@@ -99,7 +99,7 @@ struct BenchCommand: AsyncParsableCommand {
         } else {
             for report in reports { say(report.text) }
             if compareSigning {
-                say(signingRatio(reports, check: signatureCheck))
+                say(signingRatio(reports, cost: signatureCost))
             } else if compare, let proxied = reports.last, reports.count >= 2 {
                 say(ratios(proxied, reports.dropLast(), operation: workload == "query" ? QueryScenarios.operation : "create"))
             }
@@ -226,7 +226,7 @@ struct BenchCommand: AsyncParsableCommand {
         return reports
     }
 
-    private func signingRatio(_ reports: [BenchReport], check: Double?) -> String {
+    private func signingRatio(_ reports: [BenchReport], cost: (check: Double, sign: Double)?) -> String {
         let unsigned = reports.filter { $0.name.hasPrefix("unsigned") }.map { $0.throughput("create") }
         let signed = reports.filter { $0.name.hasPrefix("signed") }.map { $0.throughput("create") }
         var lines = ["", "signed vs unsigned creates through the proxy (same run):"]
@@ -236,8 +236,9 @@ struct BenchCommand: AsyncParsableCommand {
         lines.append(
             "  sums: ×\(String(format: "%.2f", signed.reduce(0, +) / max(unsigned.reduce(0, +), 0.001))) (the client's signing runs on the same cores)"
         )
-        if let check {
-            lines.append("  one signature check alone (header, key, SHA-256 of the body, HMAC-SHA256, nonce): \(String(format: "%.1f", check)) µs on one core")
+        if let cost {
+            lines.append("  one signature check alone (header, key, SHA-256 of the body, HMAC-SHA256, nonce): \(String(format: "%.1f", cost.check)) µs on one core")
+            lines.append("  one signature made alone (the client's: nonce, SHA-256 of the body, HMAC-SHA256): \(String(format: "%.1f", cost.sign)) µs on one core")
         }
         return lines.joined(separator: "\n")
     }

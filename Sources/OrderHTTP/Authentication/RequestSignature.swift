@@ -34,10 +34,17 @@ public enum RequestSignature {
 
     /// SHA-256 of the body, lowercase hex (of no bytes for a request without a body).
     public static func bodySHA256<Bytes: DataProtocol>(_ body: Bytes) -> String {
-        SHA256.hash(data: body).map { hex[Int($0 >> 4)] + hex[Int($0 & 0x0f)] }.joined()
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 2 * SHA256.byteCount) { output in
+            var index = 0
+            for byte in SHA256.hash(data: body) {
+                output[index] = digits.utf8Start[Int(byte >> 4)]
+                output[index + 1] = digits.utf8Start[Int(byte & 0x0f)]
+                index += 2
+            }
+            return index
+        }
     }
-
-    private static let hex = (0..<16).map { String($0, radix: 16) }
 
     /// The signature of `canonical` under `secret` (its UTF-8 bytes are the HMAC key), base64.
     public static func sign(_ canonical: String, secret: String) -> String {
@@ -58,10 +65,14 @@ public enum RequestSignature {
         return authorization(keyID: keyID, timestamp: timestamp, nonce: nonce, signature: sign(canonical, secret: secret))
     }
 
-    /// A fresh nonce: 24 random bytes, base64url (32 characters).
+    /// A fresh nonce: 24 random bytes, base64url (32 characters). Three draws of the system's generator, not
+    /// twenty-four: a client signs every request.
     public static func newNonce() -> String {
         var generator = SystemRandomNumberGenerator()
-        return base64URL((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        for _ in 0..<3 { withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) } }
+        return base64URL(bytes)
     }
 
     static func base64URL(_ bytes: [UInt8]) -> String {
@@ -78,22 +89,35 @@ public struct SignedRequestHeader: Sendable, Equatable {
     /// The presented signature, decoded.
     public var signature: Data
 
-    /// Parses `ORDERCELL-HMAC-SHA256 key_id="…",timestamp="…",nonce="…",signature="…"` (any order of the four).
+    /// Parses `ORDERCELL-HMAC-SHA256 key_id="…",timestamp="…",nonce="…",signature="…"` (any order of the four,
+    /// spaces allowed after the commas). On every request's path: it reads the header's bytes once, without
+    /// Foundation's string scanning.
     public init(parsing header: String) throws(OrderError) {
         let prefix = RequestSignature.scheme + " "
         guard header.hasPrefix(prefix) else {
             throw OrderError(.unauthorized, "the public API needs 'Authorization: \(RequestSignature.scheme) key_id=…,timestamp=…,nonce=…,signature=…' (docs/security.md)")
         }
-        var fields: [String: String] = [:]
-        for part in header.dropFirst(prefix.count).split(separator: ",") {
-            let pair = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1).map(String.init)
-            guard pair.count == 2, pair[1].count >= 2, pair[1].hasPrefix("\""), pair[1].hasSuffix("\""), fields[pair[0]] == nil else {
-                throw OrderError(.unauthorized, "the Authorization header is malformed: each field is name=\"value\", once")
+        let malformed = OrderError(.unauthorized, "the Authorization header is malformed: each field is name=\"value\", once, separated by commas")
+        var fields: [Substring: Substring] = [:]
+        let text = header.utf8.dropFirst(prefix.utf8.count)
+        var position = text.startIndex
+        while position < text.endIndex {
+            while position < text.endIndex, text[position] == UInt8(ascii: " ") { position = text.index(after: position) }
+            guard let equals = text[position...].firstIndex(of: UInt8(ascii: "=")), text.index(after: equals) < text.endIndex,
+                text[text.index(after: equals)] == UInt8(ascii: "\"")
+            else { throw malformed }
+            let valueStart = text.index(equals, offsetBy: 2)
+            guard let quote = text[valueStart...].firstIndex(of: UInt8(ascii: "\"")) else { throw malformed }
+            let name = Substring(text[position..<equals])
+            guard fields.updateValue(Substring(text[valueStart..<quote]), forKey: name) == nil else { throw malformed }
+            position = text.index(after: quote)
+            if position < text.endIndex {
+                guard text[position] == UInt8(ascii: ",") else { throw malformed }
+                position = text.index(after: position)
             }
-            fields[pair[0]] = String(pair[1].dropFirst().dropLast())
         }
-        guard let keyID = fields["key_id"], let timestampText = fields["timestamp"], let nonce = fields["nonce"], let signatureText = fields["signature"],
-            fields.count == 4
+        guard fields.count == 4, let keyID = fields["key_id"].map(String.init), let timestampText = fields["timestamp"],
+            let nonce = fields["nonce"].map(String.init), let signatureText = fields["signature"]
         else {
             throw OrderError(.unauthorized, "the Authorization header names exactly key_id, timestamp, nonce and signature")
         }
@@ -106,7 +130,7 @@ public struct SignedRequestHeader: Sendable, Equatable {
         else {
             throw OrderError(.unauthorized, "nonce is 16 to 64 of A-Z a-z 0-9 _ -")
         }
-        guard signatureText.utf8.count <= 64, let signature = Data(base64Encoded: signatureText), signature.count == 32 else {
+        guard signatureText.utf8.count <= 64, let signature = Data(base64Encoded: String(signatureText)), signature.count == 32 else {
             throw OrderError(.unauthorized, "signature is the base64 of 32 bytes (HMAC-SHA256)")
         }
         self.keyID = keyID
