@@ -400,8 +400,8 @@ public struct RoutingTable: Sendable, Equatable {
     /// not decide stays as it is now: where each cell lives (storage
     /// servers after a failover, service endpoints), cells added since (a
     /// rollback never drops a cell, or its orders would stop routing), the
-    /// health checker's current marks, and the index slot map (the entries
-    /// of a moved slot are in its new cell only).
+    /// health checker's current marks, the index slot map (the entries
+    /// of a moved slot are in its new cell only), and the access keys.
     public func rollingBack(to earlier: RoutingTable) throws(RoutingTableError) -> RoutingTable {
         var next = earlier
         next.version = version + 1
@@ -421,6 +421,9 @@ public struct RoutingTable: Sendable, Equatable {
         next.health = health
         next.indexSlots = indexSlots
         next.indexBackfill = indexBackfill
+        // Access keys are credentials, not routing: a rollback never brings a revoked key back, drops a new one,
+        // or lifts a rotated key's expiry.
+        next.accessKeys = accessKeys
         try next.validate()
         next.reindex()
         return next
@@ -475,6 +478,16 @@ extension RoutingTable {
         }
         next.version += 1
         return next
+    }
+}
+
+extension RoutingTable {
+    /// This table as operators see it: every access key's sealed secret replaced by `(sealed)`. Only the
+    /// followers' long poll (proxies need the sealed secrets to check signatures) serves the table whole.
+    public var withSealedSecretsHidden: RoutingTable {
+        var hidden = self
+        for id in hidden.accessKeys.keys { hidden.accessKeys[id]?.sealedSecret = "(sealed)" }
+        return hidden
     }
 }
 

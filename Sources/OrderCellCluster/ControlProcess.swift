@@ -35,12 +35,15 @@ public struct ControlProcess: Sendable {
     public var cellTLS: CellClientTLS
     /// Seals the secrets of the access keys it makes (docs/security.md); nil: it makes none.
     public var credentials: CredentialSealer?
+    /// The control database's password, when it is not in the URL (read from a file: not on the command line).
+    public var databasePassword: String?
 
     public init(
         host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require,
         cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil
+        patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil, databasePassword: String? = nil
     ) {
+        self.databasePassword = databasePassword
         self.cellTLS = cellTLS
         self.credentials = credentials
         self.host = host
@@ -56,7 +59,9 @@ public struct ControlProcess: Sendable {
     public func run(logger: Logger) async throws {
         let url: PostgresEndpoint
         do {
-            url = try PostgresEndpoint(parsing: database)
+            var parsed = try PostgresEndpoint(parsing: database)
+            if let databasePassword { parsed.password = databasePassword }
+            url = parsed
         } catch {
             // The error never echoes the URL: it may hold a password.
             throw ValidationFailure("--database: \(error.detail)")

@@ -212,6 +212,22 @@ public struct LocalClusterRunner: Sendable {
         // The credential key: the control plane seals access keys' secrets with it, the proxies open them.
         let credentialKey = directory + "/credential.key"
         _ = try CredentialSealer.loadOrCreate(keyFile: credentialKey)
+        // Tokens go to the processes in files (mode 0600), never on a command line, where ps shows them.
+        let secrets = directory + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        func secretFile(_ name: String, _ text: String) throws -> String {
+            let path = "\(secrets)/\(name)"
+            try? FileManager.default.removeItem(atPath: path)
+            guard FileManager.default.createFile(atPath: path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw LocalClusterError("cannot write \(path)")
+            }
+            return path
+        }
+        let controlTokens = try secretFile("control.tokens", "admin:operator:\(adminToken)\nfollowers:viewer:\(followerToken)")
+        let proxyTokens = try secretFile("proxy.tokens", "admin:operator:\(adminToken)")
+        let followerTokenFile = try secretFile("follower.token", followerToken)
+        // A loopback cluster started with dev's well-known admin token says so to its servers, which refuse it otherwise.
+        let allowDevTokens = OperatorTokens.developmentSecrets.contains(adminToken) ? ["--allow-dev-tokens"] : []
         // Each process goes into the state file as soon as it runs, before it listens.
         func register(_ component: LocalClusterState.Component) throws {
             components.append(component)
@@ -223,7 +239,8 @@ public struct LocalClusterRunner: Sendable {
                 "control", "--port", "\(basePort + 2)", "--database", "postgres://ordercell@127.0.0.1:\(controlDatabasePort)/ordercell_control",
                 // Loopback PostgreSQL servers without certificates, as the cell services are told.
                 "--database-tls", "disable", "--cell-tls", "disable",
-                "--routing", routingFile, "--admin-token", adminToken, "--token", "followers:viewer:\(followerToken)",
+                "--routing", routingFile, "--token-file", controlTokens,
+            ] + allowDevTokens + [
                 // The control plane follows each cell's Patroni leader in etcd.
                 "--patroni-etcd", etcd.clientURLs,
                 "--credential-key-file", credentialKey,
@@ -236,7 +253,7 @@ public struct LocalClusterRunner: Sendable {
                     name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
                     arguments: [
                         "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable",
-                        "--control-token", followerToken,
+                        "--control-token-file", followerTokenFile,
                         "--postgres-tls", "disable",
                         "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
                     ],
@@ -248,7 +265,9 @@ public struct LocalClusterRunner: Sendable {
             try await spawn(
                 name: "proxy-\(port - basePort + 1)", kind: "proxy", port: port,
                 arguments: [
-                    "proxy", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable", "--control-token", followerToken, "--admin-token", adminToken,
+                    "proxy", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable", "--control-token-file", followerTokenFile,
+                    "--token-file", proxyTokens,
+                ] + allowDevTokens + [
                     "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",
                 ] + (signedRequests ? ["--credential-key-file", credentialKey] : ["--unsigned-requests"]),
                 report: report, register: register

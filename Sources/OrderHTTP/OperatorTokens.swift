@@ -40,6 +40,10 @@ public struct OperatorTokens: Sendable {
 
     public init(_ tokens: [OperatorToken]) { self.tokens = tokens }
 
+    /// The tokens `ordercell dev` and its walkthrough use by default: anyone may know them, so the cluster's
+    /// servers refuse them unless told otherwise (docs/security.md).
+    public static let developmentSecrets: Set<String> = ["dev-admin-token"]
+
     /// One operator token named `admin` (nil: operator endpoints disabled), plus viewer tokens.
     public init(adminToken: String?, viewerToken: String? = nil) {
         var tokens: [OperatorToken] = []

@@ -37,7 +37,9 @@ struct ControlCommand: AsyncParsableCommand {
     )
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8082
-    @Option(help: "Control database, postgres://user[:password]@host:port/database.") var database: String
+    @Option(help: "Control database, postgres://user@host:port/database (a password in it shows in ps: use --database-password-file).")
+    var database: String
+    @Option(help: "A file holding the control database's password.") var databasePasswordFile: String?
     @Option(help: "TLS to the control database: require or disable (loopback development only).") var databaseTLS = "require"
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
     @OptionGroup var tokens: OperatorTokenOptions
@@ -70,7 +72,8 @@ struct ControlCommand: AsyncParsableCommand {
             host: host, port: port, database: database, databaseTLS: databaseTLS,
             cellTLS: try cellTLS.clientTLS(), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) },
-            credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) }
+            credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) },
+            databasePassword: try databasePasswordFile.map(SecretFile.read)
         ).run(logger: Logger(label: "ordercell.control"))
     }
 }
@@ -97,7 +100,7 @@ struct CellCommand: AsyncParsableCommand {
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
         guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         try await CellProcess(
-            cell: id, host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tls: tls,
+            cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: tls,
             protocolTLS: try cellTLS.serverTLS(), snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
         )
@@ -140,7 +143,7 @@ struct ProxyCommand: AsyncParsableCommand {
             logger.warning("--unsigned-requests: callers of the public API are NOT authenticated; anyone who reaches this port may act for any merchant")
         }
         try await ProxyProcess(
-            host: host, port: port, controlURL: control, controlToken: controlToken.resolved, tokens: try tokens.operatorTokens(),
+            host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tokens: try tokens.operatorTokens(),
             cellTLS: try cellTLS.clientTLS(), snapshotPath: routingSnapshot, credentials: credentials
         )
             .run(logger: logger)
@@ -267,22 +270,57 @@ struct CellTLSOptions: ParsableArguments {
 struct ControlTokenOption: ParsableArguments {
     @Option(help: "Token for reading the routing table from the control plane, a viewer or operator token there (default: $ORDERCELL_CONTROL_TOKEN).")
     var controlToken: String?
+    @Option(help: "A file holding that token: keeps it off the command line, where ps shows it.") var controlTokenFile: String?
 
-    var resolved: String? { controlToken ?? ProcessInfo.processInfo.environment["ORDERCELL_CONTROL_TOKEN"] }
+    var resolved: String? {
+        get throws {
+            if let controlToken { return controlToken }
+            if let controlTokenFile { return try SecretFile.read(controlTokenFile) }
+            return ProcessInfo.processInfo.environment["ORDERCELL_CONTROL_TOKEN"]
+        }
+    }
+}
+
+/// A secret read from a file (a token, a password): the whole file, its surrounding blanks trimmed.
+enum SecretFile {
+    static func read(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else { throw ValidationError("\(path) is empty") }
+        return text
+    }
 }
 
 /// Operator tokens of a server: the admin (operator) token, a viewer token, and named tokens.
 struct OperatorTokenOptions: ParsableArguments {
-    @Option(help: "Bearer token of the operator role, recorded as 'admin' (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
-    var adminToken = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
+    @Option(help: "Bearer token of the operator role, recorded as 'admin' (default: $ORDERCELL_ADMIN_TOKEN; none: the operator API is off).")
+    var adminToken: String?
     @Option(help: "Bearer token of the viewer role (read-only), recorded as 'viewer' (default: $ORDERCELL_VIEWER_TOKEN).")
     var viewerToken: String?
     @Option(name: .customLong("token"), help: "A named token, name:role:secret with role viewer or operator (repeatable).")
     var namedTokens: [String] = []
+    @Option(help: "A file of named tokens, name:role:secret a line (# comments): keeps them off the command line, where ps shows them.")
+    var tokenFile: String?
+    @Flag(help: "Accept ordercell dev's well-known token (dev-admin-token) as an operator's: a loopback cluster for trying things only.")
+    var allowDevTokens = false
 
     func operatorTokens() throws -> OperatorTokens {
-        var tokens = OperatorTokens(adminToken: adminToken, viewerToken: viewerToken ?? ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"])
+        let environment = ProcessInfo.processInfo.environment
+        let admin = adminToken ?? environment["ORDERCELL_ADMIN_TOKEN"]
+        var tokens = OperatorTokens(adminToken: admin, viewerToken: viewerToken ?? environment["ORDERCELL_VIEWER_TOKEN"])
         for text in namedTokens { tokens.tokens.append(try OperatorToken(parsing: text)) }
+        if let tokenFile {
+            for line in try SecretFile.read(tokenFile).split(separator: "\n") {
+                let text = line.trimmingCharacters(in: .whitespaces)
+                if text.isEmpty || text.hasPrefix("#") { continue }
+                tokens.tokens.append(try OperatorToken(parsing: text))
+            }
+        }
+        if !allowDevTokens, let known = tokens.tokens.first(where: { OperatorTokens.developmentSecrets.contains($0.secret) }) {
+            throw ValidationError(
+                "token '\(known.name)' is ordercell dev's well-known token, which anyone may know: give a secret of your own (--token-file), or --allow-dev-tokens on a loopback cluster for trying things"
+            )
+        }
         return tokens
     }
 }

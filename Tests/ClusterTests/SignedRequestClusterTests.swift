@@ -17,6 +17,48 @@ extension LocalClusterSuites {
             return ContinuousClock.now - started
         }
 
+        @Test func noSecretIsOnACommandLineInALogOrInAnAnswer() async throws {
+            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let made = try await control.send(.POST, "/admin/access-keys", #"{"role":"merchant","merchant_id":"m9","reason":"secrets test"}"#, admin: true)
+            try #require(made.status == 201, "\(made.text)")
+            let keyID = try #require((made.json["key"] as? [String: Any])?["key_id"] as? String)
+            let merchantSecret = try #require(made["secret"])
+            // Some work, good and bad, so the logs have something to say.
+            let signed = cluster.proxies[0].signing(with: RequestSigner(keyID: keyID, secret: merchantSecret))
+            #expect(try await signed.create("m9", "secrets-1").status == 201)
+            let wrong = cluster.proxies[1].signing(with: RequestSigner(keyID: keyID, secret: "ocs_" + String(repeating: "B", count: 43)))
+            let refused = try await wrong.create("m9", "secrets-2")
+            #expect(refused.status == 401)
+            let viewer = try await cluster.proxies[0].send(.GET, "/admin/cells", nil, authorization: "Bearer not-the-token")
+            #expect(viewer.status == 401)
+            let listed = try await control.send(.GET, "/admin/access-keys", admin: true)
+            let credentialKey = try String(contentsOfFile: cluster.directory + "/credential.key", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let secrets: [(String, String)] = [
+                ("the admin token", cluster.state.adminToken), ("the followers' token", try #require(cluster.state.followerToken)),
+                ("the credential key", credentialKey), ("a merchant's secret", merchantSecret),
+            ]
+            // The command lines of the cluster's OrderCell processes, as ps shows them.
+            let state = try LocalClusterRunner.state(in: cluster.directory)
+            var commandLines: [String: String] = [:]
+            for component in state.components where ["control", "proxy", "cell"].contains(component.kind) {
+                let pid = try #require(component.pid)
+                let raw = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+                commandLines[component.name] = String(decoding: raw.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
+            }
+            #expect(commandLines.count == state.components.filter { ["control", "proxy", "cell"].contains($0.kind) }.count)
+            // Every log of the cluster, OrderCell's, PostgreSQL's, Patroni's and etcd's.
+            let logs = try FileManager.default.contentsOfDirectory(atPath: cluster.directory + "/logs").map { name in
+                (name, (try? String(contentsOfFile: cluster.directory + "/logs/" + name, encoding: .utf8)) ?? "")
+            }
+            #expect(!logs.isEmpty)
+            for (what, secret) in secrets {
+                for (name, line) in commandLines { #expect(!line.contains(secret), "\(what) is on the command line of \(name)") }
+                for (name, text) in logs { #expect(!text.contains(secret), "\(what) is in the log \(name)") }
+                for answer in [refused, viewer, listed] { #expect(!answer.text.contains(secret), "\(what) is in an answer: \(answer.text.prefix(200))") }
+            }
+        }
+
         @Test func aKeyMadeOrRevokedTakesEffectOnEveryProxyWithThePush() async throws {
             let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
             let proxies = cluster.proxies

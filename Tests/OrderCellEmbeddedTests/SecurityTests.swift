@@ -161,7 +161,62 @@ struct SecurityTests {
             #expect(listed.status == 200 && !listed.text.contains("ocs_") && !listed.text.contains("sealed"), "\(listed.text)")
             #expect((listed.json["access_keys"] as? [[String: Any]])?.compactMap { $0["standing"] as? String }.sorted() == ["expired", "revoked"])
             let releases = try await admin.send(.GET, "/control/admin/releases?limit=10", admin: true)
-            #expect(releases.text.contains("revoke access key \(successor.keyID)") && !releases.text.contains(key.secret))
+            #expect(releases.text.contains("revoke access key \(successor.keyID)"))
+            // Operators' views of the routing never carry a sealed secret either: only the followers' long poll does.
+            let sealed = try #require(system.system.control.routingTable.accessKeys[key.id]?.sealedSecret)
+            let version = system.system.control.routingTable.version
+            for path in ["/control/admin/routing", "/control/admin/releases/\(version)"] {
+                let view = try await admin.send(.GET, path, admin: true)
+                #expect(view.status == 200 && !view.text.contains(sealed) && view.text.contains("(sealed)"), "\(path)")
+            }
+        }
+    }
+
+    @Test("a rollback keeps the access keys as they are: a revoked key stays revoked, a new one stays")
+    func rollbacksKeepAccessKeys() async throws {
+        try await TestSystem.run(requireSignedRequests: true) { system in
+            let admin = system.client
+            let now: @Sendable () -> Int64 = { [clock = system.clock] in clock.now.secondsSinceEpoch }
+            let before = system.system.control.routingTable.version
+            let old = try await Self.makeKey(admin, role: "merchant", merchant: "m1")
+            #expect(try await admin.send(.DELETE, "/control/admin/access-keys/\(old.id)", #"{"reason":"leaked"}"#, admin: true).status == 200)
+            let new = try await Self.makeKey(admin, role: "merchant", merchant: "m1")
+            // Back to before both keys existed: an operator undoing some routing change.
+            let rolledBack = try await admin.send(.POST, "/control/admin/releases/\(before)/rollback", #"{"reason":"undo"}"#, admin: true)
+            #expect(rolledBack.status == 200, "\(rolledBack.text)")
+            let revoked = try await admin.signing(with: RequestSigner(keyID: old.id, secret: old.secret, now: now)).create("m1", "after-rollback-1")
+            #expect(revoked.code == "key_revoked", "\(revoked.text)")
+            #expect(try await admin.signing(with: RequestSigner(keyID: new.id, secret: new.secret, now: now)).create("m1", "after-rollback-2").status == 201)
+        }
+    }
+
+    @Test("a rotation racing a revocation never undoes it")
+    func rotationsNeverUndoRevocations() async throws {
+        try await TestSystem.run(requireSignedRequests: true) { system in
+            let admin = system.client
+            for round in 0..<8 {
+                let key = try await Self.makeKey(admin, role: "merchant", merchant: "m\(round)")
+                async let revoked = admin.send(.DELETE, "/control/admin/access-keys/\(key.id)", #"{"reason":"leaked"}"#, admin: true)
+                async let rotated = admin.send(.POST, "/control/admin/access-keys/\(key.id)/rotate", #"{"reason":"yearly"}"#, admin: true)
+                _ = try await (revoked, rotated)
+                #expect(system.system.control.routingTable.accessKeys[key.id]?.revokedAt != nil, "round \(round): the revocation stands")
+            }
+        }
+    }
+
+    @Test("the cluster's servers refuse ordercell dev's well-known admin token unless told to allow it")
+    func clusterServersRefuseTheDevToken() async throws {
+        for command in [["control", "--database", "postgres://ordercell@127.0.0.1:1/none"], ["proxy", "--control", "http://127.0.0.1:1", "--unsigned-requests"]] {
+            let process = Process()
+            process.executableURL = DevProcess.binary
+            process.arguments = command + ["--admin-token", "dev-admin-token"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0 && printed.contains("well-known token"), "\(command[0]): \(printed)")
         }
     }
 

@@ -46,30 +46,44 @@ public struct AccessKeyIssuer: Sendable {
         }
         let old = try existing(id)
         let now = clock()
-        guard old.standing(at: now) == .accepted else {
-            throw OrderError(.invalidState, "access key \(old.id) is no longer accepted: make a new key instead of rotating it")
-        }
         let (key, secret) = try issue(old.role, old.merchantID, now: now)
-        var retiring = old
-        let end = now.adding(seconds: overlapSeconds)
-        retiring.expiresAt = min(old.expiresAt ?? end, end)
+        // The old key as the release being changed has it, not as read above: a revocation published meanwhile stands.
+        var retired: AccessKey?
         let table = try await control.change(
             expectedVersion: expectedVersion, author: author,
             reason: "rotate access key \(old.id) of \(old.caller) to \(key.id), the old one accepted \(overlapSeconds) s more: \(reason ?? "no reason given")"
-        ) { [retiring] in try $0.settingAccessKeys([key, retiring]) }
-        return (key, secret, retiring, table)
+        ) { base in
+            guard var retiring = base.accessKeys[id] else { throw OrderError(.notFound, "access key \(id) does not exist") }
+            guard retiring.standing(at: now) == .accepted else {
+                throw OrderError(.invalidState, "access key \(id) is no longer accepted: make a new key instead of rotating it")
+            }
+            let end = now.adding(seconds: overlapSeconds)
+            retiring.expiresAt = min(retiring.expiresAt ?? end, end)
+            retired = retiring
+            return try base.settingAccessKeys([key, retiring])
+        }
+        guard let retired else { throw OrderError(.internalError, "the rotation of \(id) published no release") }
+        return (key, secret, retired, table)
     }
 
     /// Revokes key `id` at once.
     public func revoke(
         _ id: String, author: String, reason: String?, expectedVersion: UInt64? = nil
     ) async throws(OrderError) -> (key: AccessKey, table: RoutingTable) {
-        var key = try existing(id)
-        key.revokedAt = key.revokedAt ?? clock()
+        let caller = try existing(id).caller
+        let now = clock()
+        // Revoked as the release being changed has the key: a rotation published meanwhile keeps its expiry.
+        var revoked: AccessKey?
         let table = try await control.change(
-            expectedVersion: expectedVersion, author: author, reason: "revoke access key \(key.id) of \(key.caller): \(reason ?? "no reason given")"
-        ) { [key] in try $0.settingAccessKeys([key]) }
-        return (key, table)
+            expectedVersion: expectedVersion, author: author, reason: "revoke access key \(id) of \(caller): \(reason ?? "no reason given")"
+        ) { base in
+            guard var key = base.accessKeys[id] else { throw OrderError(.notFound, "access key \(id) does not exist") }
+            key.revokedAt = key.revokedAt ?? now
+            revoked = key
+            return try base.settingAccessKeys([key])
+        }
+        guard let revoked else { throw OrderError(.internalError, "the revocation of \(id) published no release") }
+        return (revoked, table)
     }
 
     private func existing(_ id: String) throws(OrderError) -> AccessKey {

@@ -84,7 +84,7 @@ public struct ControlAdminAPI: Sendable {
         // MARK: Reading (viewer)
         admin.on(.get, "/routing") { request, _ in
             try tokens.authorize(request, as: .viewer)
-            return try HTTPBodies.json(control.routingTable)
+            return try HTTPBodies.json(control.routingTable.withSealedSecretsHidden)
         }
         admin.on(.get, "/cells") { request, _ in
             try tokens.authorize(request, as: .viewer)

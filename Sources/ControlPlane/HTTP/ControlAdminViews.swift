@@ -16,7 +16,7 @@ public struct ChangeResultView: Codable, Sendable {
         self.version = table.version
         self.author = author
         self.changes = changes
-        self.routing = table
+        self.routing = table.withSealedSecretsHidden
     }
 }
 
@@ -141,6 +141,6 @@ public struct ReleaseView: Codable, Sendable {
         createdAt = summary.createdAt
         rolledBackTo = summary.rolledBackTo
         self.changes = changes
-        routing = release.table
+        routing = release.table.withSealedSecretsHidden
     }
 }
