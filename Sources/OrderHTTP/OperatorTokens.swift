@@ -44,6 +44,15 @@ public struct OperatorTokens: Sendable {
     /// servers refuse them unless told otherwise (docs/security.md).
     public static let developmentSecrets: Set<String> = ["dev-admin-token"]
 
+    /// Refuses a well-known development token (a cluster's servers do, unless told to allow them).
+    public func refusingDevelopmentTokens() throws(OrderError) {
+        if let known = tokens.first(where: { Self.developmentSecrets.contains($0.secret) }) {
+            throw OrderError.invalidRequest(
+                "token '\(known.name)' is ordercell dev's well-known token, which anyone may know: give a secret of your own (--token-file), or --allow-dev-tokens on a loopback cluster for trying things"
+            )
+        }
+    }
+
     /// One operator token named `admin` (nil: operator endpoints disabled), plus viewer tokens.
     public init(adminToken: String?, viewerToken: String? = nil) {
         var tokens: [OperatorToken] = []

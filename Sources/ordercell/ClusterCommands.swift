@@ -316,10 +316,8 @@ struct OperatorTokenOptions: ParsableArguments {
                 tokens.tokens.append(try OperatorToken(parsing: text))
             }
         }
-        if !allowDevTokens, let known = tokens.tokens.first(where: { OperatorTokens.developmentSecrets.contains($0.secret) }) {
-            throw ValidationError(
-                "token '\(known.name)' is ordercell dev's well-known token, which anyone may know: give a secret of your own (--token-file), or --allow-dev-tokens on a loopback cluster for trying things"
-            )
+        if !allowDevTokens {
+            do { try tokens.refusingDevelopmentTokens() } catch { throw ValidationError(error.detail) }
         }
         return tokens
     }
