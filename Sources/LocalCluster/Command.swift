@@ -68,7 +68,7 @@ public enum Command {
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
             do {
-                try process.run()
+                try ProcessLaunch.run(process)
             } catch {
                 process.terminationHandler = nil
                 continuation.resume(throwing: error)
@@ -105,5 +105,22 @@ public enum Command {
             if fileManager.isExecutableFile(atPath: candidate) { return candidate }
         }
         return name
+    }
+}
+
+/// Starts child processes one at a time within this process.
+///
+/// Foundation's `Process.run()` was seen to crash (SIGSEGV in a `memcpy`
+/// inside it) while the test runner launched `initdb` with other children
+/// starting on other threads; one launch at a time costs a few
+/// milliseconds and takes that race away. A launch only: the children then
+/// run side by side.
+public enum ProcessLaunch {
+    private static let lock = NSLock()
+
+    public static func run(_ process: Process) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try process.run()
     }
 }

@@ -549,7 +549,7 @@ public struct LocalClusterRunner: Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         try handle.close()
         try register(.init(name: name, kind: kind, port: port, pid: process.processIdentifier, log: log, cell: cell))
         try await Self.waitForPort(port, process: process, name: name, log: log)

@@ -96,7 +96,7 @@ extension LocalClusterSuites {
             ]
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardError = process.standardOutput
-            try process.run()
+            try ProcessLaunch.run(process)
             defer { kill(process.processIdentifier, SIGKILL) }
             var listening = false
             for _ in 0..<300 where !listening {

@@ -75,7 +75,7 @@ struct LocalClusterFixture: Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         try log.close()
         try await waitUntil(timeout: .seconds(30)) { TCPProbe.accepts(port: port) || !process.isRunning }
         try #require(process.isRunning, "\(killed.component.name) started again")

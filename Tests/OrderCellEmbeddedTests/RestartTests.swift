@@ -1,4 +1,5 @@
 import Foundation
+import LocalCluster
 import OrderCellTestSupport
 import Synchronization
 import Testing
@@ -53,7 +54,7 @@ final class DevProcess {
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = process.standardOutput
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         for _ in 0..<600 {
             let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
             if let range = text.range(of: #"running embedded on http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {

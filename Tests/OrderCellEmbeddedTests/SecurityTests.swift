@@ -1,4 +1,5 @@
 import Foundation
+import LocalCluster
 import OrderCellTestSupport
 import OrderHTTP
 import OrderModel
@@ -258,7 +259,7 @@ struct SecurityTests {
                 process.environment = environment
                 let output = Pipe()
                 process.standardOutput = output
-                try process.run()
+                try ProcessLaunch.run(process)
                 let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 process.waitUntilExit()
                 #expect(process.terminationStatus == 0 && printed.contains(#""out_trade_no":"\#(outTradeNo)""#), "\(language): \(printed)")
