@@ -39,6 +39,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // Already built for swift-nio-extras and swift-nio-ssl: the cell protocol reads callers'
+        // identities from their certificates, and the local cluster makes its throwaway CA with it.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // Pure domain: order id, money, order state machine, typed errors. No I/O.
@@ -72,6 +76,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             exclude: ["cell.proto"],
             swiftSettings: swiftSettings
@@ -124,6 +131,7 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -179,7 +187,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Local PostgreSQL servers (initdb, pg_basebackup, pg_ctl) for `ordercell cluster` and the tests.
-        .target(name: "LocalCluster", swiftSettings: swiftSettings),
+        .target(
+            name: "LocalCluster",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The cluster processes (cell service, proxy, control plane) and `ordercell cluster`.
         .target(
             name: "OrderCellCluster",
@@ -206,6 +222,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -262,7 +279,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["OrderCellCluster", "LocalCluster", "OrderCellTestSupport", "OrderModel"],
+            dependencies: [
+                "OrderCellCluster", "LocalCluster", "OrderCellTestSupport", "OrderModel", "ControlPlane", "CellProtocol", "OrderProxy", "CellRouting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(

@@ -3,6 +3,7 @@ import NIOCore
 import NIOExtras
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import ServiceLifecycle
 import Synchronization
 
@@ -11,9 +12,15 @@ public protocol CellProtocolResponder: Sendable {
     /// The payload of the answer to a call of `method`. A thrown error goes
     /// back to the caller as a failure frame carrying its description.
     ///
-    /// - Parameter deadline: when the caller stops waiting (nil: it did not
-    ///   say). Work that would change something must not start after it.
-    func answer(method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator) async throws -> ByteBuffer
+    /// - Parameters:
+    ///   - caller: who calls, as its mutual TLS certificate says
+    ///     (``CellCaller/anonymous`` without mutual TLS): the responder
+    ///     decides what that caller may do.
+    ///   - deadline: when the caller stops waiting (nil: it did not say).
+    ///     Work that would change something must not start after it.
+    func answer(
+        method: UInt8, payload: ByteBuffer, caller: CellCaller, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+    ) async throws -> ByteBuffer
 }
 
 /// Serves the cell protocol on a TCP port: hellos, then frames in, one task
@@ -166,6 +173,9 @@ final class CellServerHandler: ChannelDuplexHandler {
     private var quiescing = false
     /// The client's hello was accepted: its calls may run.
     private var greeted = false
+    /// Who the peer is: set from its certificate when the TLS handshake completes
+    /// (no call is read before it does); anonymous on a plaintext connection.
+    private var caller = CellCaller.anonymous
 
     init(
         responder: any CellProtocolResponder, limit: Int, queueLimit: Int, draining: CellProtocolServer.Draining, drainTimeout: TimeAmount,
@@ -195,6 +205,13 @@ final class CellServerHandler: ChannelDuplexHandler {
             }
             greeted = true
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        case TLSUserEvent.handshakeCompleted:
+            if let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+                let certificate = handler.peerCertificate
+            {
+                caller = CellCaller(certificate: certificate)
+            }
+            context.fireUserInboundEventTriggered(event)
         case is ChannelShouldQuiesceEvent:
             quiescing = true
             closeIfQuiescedAndIdle(context: context)
@@ -251,6 +268,7 @@ final class CellServerHandler: ChannelDuplexHandler {
         let deadline = call.deadline
         inFlight += 1
         let responder = self.responder
+        let caller = self.caller
         let allocator = context.channel.allocator
         let eventLoop = context.eventLoop
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
@@ -258,7 +276,7 @@ final class CellServerHandler: ChannelDuplexHandler {
             let answer: Result<ByteBuffer, any Error>
             do {
                 answer = .success(
-                    try await responder.answer(method: frame.method, payload: frame.payload, deadline: deadline, allocator: allocator)
+                    try await responder.answer(method: frame.method, payload: frame.payload, caller: caller, deadline: deadline, allocator: allocator)
                 )
             } catch {
                 answer = .failure(error)

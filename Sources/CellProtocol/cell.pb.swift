@@ -615,6 +615,11 @@ public nonisolated struct Ordercell_Cell_V1_Fault: Sendable {
   /// itself; 0: until cleared.
   public var calls: Int32 = 0
 
+  /// Who sets it: a proxy or the control plane relaying an operator's
+  /// request names the operator it authenticated (an operator's own
+  /// certificate names itself).
+  public var `operator`: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2118,7 +2123,7 @@ nonisolated extension Ordercell_Cell_V1_ListEventsReply: SwiftProtobuf.Message, 
 
 nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Fault"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mode\0\u{3}latency_ms\0\u{1}calls\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mode\0\u{3}latency_ms\0\u{1}calls\0\u{1}operator\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2129,6 +2134,7 @@ nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularStringField(value: &self.mode) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.latencyMs) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.calls) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.`operator`) }()
       default: break
       }
     }
@@ -2144,6 +2150,9 @@ nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProto
     if self.calls != 0 {
       try visitor.visitSingularInt32Field(value: self.calls, fieldNumber: 3)
     }
+    if !self.`operator`.isEmpty {
+      try visitor.visitSingularStringField(value: self.`operator`, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2151,6 +2160,7 @@ nonisolated extension Ordercell_Cell_V1_Fault: SwiftProtobuf.Message, SwiftProto
     if lhs.mode != rhs.mode {return false}
     if lhs.latencyMs != rhs.latencyMs {return false}
     if lhs.calls != rhs.calls {return false}
+    if lhs.`operator` != rhs.`operator` {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -59,7 +59,7 @@ public final class CellService: Sendable {
     private let bindGroupCommit: BindGroupCommit?
     /// Creates in the cell of their key's slot share transactions too.
     private let boundGroupCommit: BoundCreateGroupCommit?
-    private let logger: Logger
+    public let logger: Logger
 
     /// - Parameters:
     ///   - clock: the current time; tests pass a controllable one.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// The load generator's HTTP/1.1 client: keep-alive connections, one
@@ -28,6 +29,11 @@ public final class BenchHTTPClient: Sendable {
 
     private let group: any EventLoopGroup
     private let idle = Mutex<[PoolKey: [any Channel]]>([:])
+    /// TLS of every connection (a cluster's proxies speak HTTPS); nil: plaintext.
+    private let tls: NIOSSLContext?
+
+    /// Whether it speaks HTTPS (to `https://` URLs).
+    public var usesTLS: Bool { tls != nil }
 
     /// Idle connections are kept per endpoint, and per event loop when a caller asks for one.
     private struct PoolKey: Hashable {
@@ -36,8 +42,18 @@ public final class BenchHTTPClient: Sendable {
         var eventLoop: ObjectIdentifier?
     }
 
-    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// - Parameter tls: HTTPS with this client context (its trust roots: the deployment's CA); nil: plaintext.
+    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, tls: NIOSSLContext? = nil) {
         self.group = group
+        self.tls = tls
+    }
+
+    /// A client context for HTTPS to servers whose certificates chain to `caFile` (nil: the system's CAs).
+    public static func tlsContext(trusting caFile: String?) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if let caFile { configuration.trustRoots = .file(caFile) }
+        return try NIOSSLContext(configuration: configuration)
     }
 
     /// Sends one request to `host:port` and waits for the whole response.
@@ -101,11 +117,17 @@ public final class BenchHTTPClient: Sendable {
     }
 
     private func connect(host: String, port: Int, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        ClientBootstrap(group: eventLoop)
+        let tls = self.tls
+        return ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // An IP address goes in no SNI; the certificate is then checked against the peer's address.
+                        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : host))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector())
                 }

@@ -43,13 +43,16 @@ public struct HTTPOrderScenario: EventLoopBenchScenario {
     /// `(host, port)` of each URL, in order.
     public let endpoints: [(host: String, port: Int)]
 
-    /// - Parameter urls: `http://host:port` of each endpoint; clients are spread over them.
+    /// - Parameter urls: `http://host:port` of each endpoint (`https://` when `client` speaks TLS); clients are spread over them.
     public init(urls: [String], client: BenchHTTPClient, createOnly: Bool, signing: BenchSigning? = nil) throws {
         self.urls = urls
         self.signing = signing
         self.endpoints = try urls.map { url in
-            guard url.hasPrefix("http://") else { throw OrderError.invalidRequest("bench URLs are http://host:port, got \(url)") }
-            let rest = url.dropFirst("http://".count).prefix { $0 != "/" }
+            let scheme = client.usesTLS ? "https://" : "http://"
+            guard url.hasPrefix(scheme) else {
+                throw OrderError.invalidRequest("bench URLs are \(scheme)host:port here (https:// with --tls-ca or an https:// --url), got \(url)")
+            }
+            let rest = url.dropFirst(scheme.count).prefix { $0 != "/" }
             guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else {
                 return (String(rest), 80)
             }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CellProtocol
 import CellRouting
 import CellService
@@ -24,6 +25,8 @@ public struct CellProcess: Sendable {
     public var tls: PostgresTLSMode
     /// TLS of the cell protocol it serves.
     public var protocolTLS: CellServerTLS
+    /// The client of the control plane (``TrustedHTTPClients``).
+    public var controlHTTP: HTTPClient
     /// Where the last routing table received is kept (nil: nowhere).
     public var snapshotPath: String?
     /// How concurrent creates share transactions (nil: each commits alone).
@@ -31,8 +34,9 @@ public struct CellProcess: Sendable {
 
     public init(
         cell: CellID, host: String, port: Int, controlURL: String, controlToken: String?, tls: PostgresTLSMode, protocolTLS: CellServerTLS,
-        snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init()
+        controlHTTP: HTTPClient = .shared, snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init()
     ) {
+        self.controlHTTP = controlHTTP
         self.controlToken = controlToken
         self.groupCommit = groupCommit
         self.cell = cell
@@ -45,7 +49,7 @@ public struct CellProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, logger: logger)
+        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, http: controlHTTP, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
         let table: RoutingTable
         if let snapshot {

@@ -33,6 +33,8 @@ public struct ControlProcess: Sendable {
     public var healthCheck: HealthCheckPolicy?
     /// TLS to the cell services (the health checker's probes).
     public var cellTLS: CellClientTLS
+    /// TLS of its HTTP listener (the admin API, the followers' long polls).
+    public var httpTLS: HTTPServerTLS
     /// Seals the secrets of the access keys it makes (docs/security.md); nil: it makes none.
     public var credentials: CredentialSealer?
     /// The control database's password, when it is not in the URL (read from a file: not on the command line).
@@ -40,11 +42,12 @@ public struct ControlProcess: Sendable {
 
     public init(
         host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require,
-        cellTLS: CellClientTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
+        cellTLS: CellClientTLS, httpTLS: HTTPServerTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
         patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil, databasePassword: String? = nil
     ) {
         self.databasePassword = databasePassword
         self.cellTLS = cellTLS
+        self.httpTLS = httpTLS
         self.credentials = credentials
         self.host = host
         self.port = port
@@ -105,7 +108,7 @@ public struct ControlProcess: Sendable {
         )
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(
-            host: host, port: port, responder: api.buildRouter().buildResponder(), serverName: "OrderCell control", logger: logger,
+            host: host, port: port, responder: api.buildRouter().buildResponder(), tls: httpTLS, serverName: "OrderCell control", logger: logger,
             // Followers' long polls are answered at once, not held until the drain's limit.
             onGracefulShutdown: { control.endLongPolls() }
         )

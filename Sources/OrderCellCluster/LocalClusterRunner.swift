@@ -1,3 +1,4 @@
+import CellProtocol
 import CellRouting
 import Foundation
 import LocalCluster
@@ -43,10 +44,20 @@ public struct LocalClusterState: Codable, Sendable {
     public var adminToken: String
     /// The followers' token (role viewer) for reading the routing table; nil in state files written before it existed.
     public var followerToken: String?
+    /// Where the cluster's throwaway CA and its processes' certificates are
+    /// (``ThrowawayCertificateAuthority``); nil: the cluster runs in plaintext.
+    public var tlsDirectory: String?
     public var components: [Component]
 
-    public var proxyURLs: [String] { components.filter { $0.kind == "proxy" }.map { "http://127.0.0.1:\($0.port)" } }
-    public var controlURL: String { "http://127.0.0.1:\(basePort + 2)" }
+    /// The CA every process trusts (nil: plaintext): what a client of the cluster trusts too.
+    public var caFile: String? { tlsDirectory.map { $0 + "/ca.pem" } }
+    /// The operator's certificate and key for calling a cell service directly (`ordercell admin cell call`).
+    public var operatorCertificate: (certificate: String, key: String)? {
+        tlsDirectory.map { ($0 + "/operator.pem", $0 + "/operator.key") }
+    }
+    var scheme: String { tlsDirectory == nil ? "http" : "https" }
+    public var proxyURLs: [String] { components.filter { $0.kind == "proxy" }.map { "\(scheme)://127.0.0.1:\($0.port)" } }
+    public var controlURL: String { "\(scheme)://127.0.0.1:\(basePort + 2)" }
     /// etcd's client URLs, comma-separated (what the control plane's `--patroni-etcd` takes).
     public var etcdURLs: String { components.filter { $0.kind == "etcd" }.map { "http://127.0.0.1:\($0.port)" }.joined(separator: ",") }
     /// Cell `cell`'s Patroni members, `cell-N-m1` first.
@@ -84,12 +95,19 @@ public struct LocalClusterRunner: Sendable {
 
     /// Whether the proxies take only signed requests (docs/security.md): on unless asked otherwise.
     public var signedRequests = true
+    /// Whether every hop speaks TLS (docs/security.md): the public API and
+    /// the control plane over HTTPS, the cell protocol with mutual TLS, all
+    /// with certificates of a throwaway CA made for the cluster. On unless
+    /// asked otherwise.
+    public var transportSecurity = true
 
     public init(
         directory: String, cells: Int, basePort: Int, adminToken: String, executable: String,
-        synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby, synchronousModeStrict: Bool = false, signedRequests: Bool = true
+        synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby, synchronousModeStrict: Bool = false, signedRequests: Bool = true,
+        transportSecurity: Bool = true
     ) {
         self.signedRequests = signedRequests
+        self.transportSecurity = transportSecurity
         self.directory = URL(fileURLWithPath: directory).standardizedFileURL.path
         self.cells = cells
         self.basePort = basePort
@@ -147,9 +165,11 @@ public struct LocalClusterRunner: Sendable {
 
         // The state file lists every component before it starts, so that
         // `cluster down` stops what a failed `up` started.
+        let tlsDirectory = transportSecurity ? directory + "/tls" : nil
         func save(followerToken: String? = nil) throws {
             let state = LocalClusterState(
-                directory: directory, cells: cells, basePort: basePort, adminToken: adminToken, followerToken: followerToken, components: components
+                directory: directory, cells: cells, basePort: basePort, adminToken: adminToken, followerToken: followerToken,
+                tlsDirectory: tlsDirectory, components: components
             )
             try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: statePath))
         }
@@ -208,7 +228,24 @@ public struct LocalClusterRunner: Sendable {
         // table with a viewer token of their own, made fresh for this cluster.
         var random = SystemRandomNumberGenerator()
         let followerToken = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined(separator: "-")
-        let controlURL = "http://127.0.0.1:\(basePort + 2)"
+        let controlURL = "\(transportSecurity ? "https" : "http")://127.0.0.1:\(basePort + 2)"
+        // TLS: every process its own certificate of the cluster's CA, naming its role on the cell protocol.
+        var tls: (ThrowawayCertificateAuthority, control: [String], cell: [String], proxies: [[String]])?
+        if let tlsDirectory {
+            let authority = try ThrowawayCertificateAuthority.loadOrCreate(in: tlsDirectory)
+            func arguments(_ name: String, _ role: CellCaller.Role?, http: Bool) throws -> [String] {
+                let issued = try authority.issue(name, identity: role.map { CellCaller.uri(role: $0, name: name) })
+                return ["--cell-tls", "require", "--tls-certificate", issued.certificateFile, "--tls-key", issued.keyFile, "--tls-ca", authority.caFile]
+                    + (http ? ["--http-tls", "require"] : [])
+            }
+            tls = (
+                authority, try arguments("control", .control, http: true), try arguments("cell-services", nil, http: false),
+                try [1, 2].map { try arguments("proxy-\($0)", .proxy, http: true) }
+            )
+            // An operator's own certificate, for `ordercell admin cell call`.
+            _ = try authority.issue("operator", identity: CellCaller.uri(role: .operator, name: "admin"))
+            report("TLS: every hop, certificates of the cluster's own CA \(authority.caFile)")
+        }
         // The credential key: the control plane seals access keys' secrets with it, the proxies open them.
         let credentialKey = directory + "/credential.key"
         _ = try CredentialSealer.loadOrCreate(keyFile: credentialKey)
@@ -238,7 +275,8 @@ public struct LocalClusterRunner: Sendable {
             arguments: [
                 "control", "--port", "\(basePort + 2)", "--database", "postgres://ordercell@127.0.0.1:\(controlDatabasePort)/ordercell_control",
                 // Loopback PostgreSQL servers without certificates, as the cell services are told.
-                "--database-tls", "disable", "--cell-tls", "disable",
+                "--database-tls", "disable",
+            ] + (tls?.control ?? ["--cell-tls", "disable", "--http-tls", "disable"]) + [
                 "--routing", routingFile, "--token-file", controlTokens,
             ] + allowDevTokens + [
                 // The control plane follows each cell's Patroni leader in etcd.
@@ -252,7 +290,8 @@ public struct LocalClusterRunner: Sendable {
                 try await spawn(
                     name: "cell-\(cell)-service-\(index + 1)", kind: "cell", port: port,
                     arguments: [
-                        "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable",
+                        "cell", "--cell", "\(cell)", "--port", "\(port)", "--control", controlURL,
+                    ] + (tls?.cell ?? ["--cell-tls", "disable"]) + [
                         "--control-token-file", followerTokenFile,
                         "--postgres-tls", "disable",
                         "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
@@ -265,7 +304,8 @@ public struct LocalClusterRunner: Sendable {
             try await spawn(
                 name: "proxy-\(port - basePort + 1)", kind: "proxy", port: port,
                 arguments: [
-                    "proxy", "--port", "\(port)", "--control", controlURL, "--cell-tls", "disable", "--control-token-file", followerTokenFile,
+                    "proxy", "--port", "\(port)", "--control", controlURL, "--control-token-file", followerTokenFile,
+                ] + (tls?.proxies[port - basePort] ?? ["--cell-tls", "disable", "--http-tls", "disable"]) + [
                     "--token-file", proxyTokens,
                 ] + allowDevTokens + [
                     "--routing-snapshot", "\(directory)/proxy-\(port - basePort + 1).routing.json",

@@ -27,13 +27,19 @@ public struct ProxyProcess: Sendable {
     public var snapshotPath: String?
     /// TLS to the cell services.
     public var cellTLS: CellClientTLS
+    /// TLS of its public HTTP listener.
+    public var httpTLS: HTTPServerTLS
+    /// The client of the control plane (``TrustedHTTPClients``).
+    public var controlHTTP: HTTPClient
     /// Opens the access keys' secrets; with it, the public API takes only signed requests (docs/security.md).
     public var credentials: CredentialSealer?
 
     public init(
         host: String, port: Int, controlURL: String, controlToken: String?, tokens: OperatorTokens, cellTLS: CellClientTLS,
-        snapshotPath: String? = nil, credentials: CredentialSealer? = nil
+        httpTLS: HTTPServerTLS, controlHTTP: HTTPClient = .shared, snapshotPath: String? = nil, credentials: CredentialSealer? = nil
     ) {
+        self.httpTLS = httpTLS
+        self.controlHTTP = controlHTTP
         self.cellTLS = cellTLS
         self.credentials = credentials
         self.controlToken = controlToken
@@ -45,7 +51,7 @@ public struct ProxyProcess: Sendable {
     }
 
     public func run(logger: Logger) async throws {
-        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, logger: logger)
+        let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, http: controlHTTP, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
         let table: RoutingTable
         let status: RoutingStatus
@@ -65,7 +71,7 @@ public struct ProxyProcess: Sendable {
         // Keys come with the routing the proxy follows: a key made, rotated or revoked takes effect with the push.
         let authenticator = credentials.map { RequestAuthenticator(sealer: $0, keys: { proxy.routingTable.accessKeys }) }
         let api = ProxyHTTPAPI(
-            proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL), tokens: tokens,
+            proxy: proxy, drills: clients, routingChanges: ControlRoutingChanges(controlURL: controlURL, http: controlHTTP), tokens: tokens,
             routingStatus: status, authenticator: authenticator, clock: wallClock, logger: logger
         )
         let follower = TaskService {
@@ -78,7 +84,7 @@ public struct ProxyProcess: Sendable {
                 }
             }
         }
-        let application = OrderHTTPServer(host: host, port: port, responder: api.buildRouter().buildResponder(), logger: logger)
+        let application = OrderHTTPServer(host: host, port: port, responder: api.buildRouter().buildResponder(), tls: httpTLS, logger: logger)
         // Shut down in reverse: the server drains first, then the follower stops, the cell clients close last.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: clients), .init(service: follower), .init(service: application)],
@@ -96,6 +102,7 @@ public struct ProxyProcess: Sendable {
 /// records who made them).
 struct ControlRoutingChanges: RoutingChanges {
     let controlURL: String
+    let http: HTTPClient
 
     func blacklist(_ cell: CellID, _ entry: BlacklistEntry, expectedVersion: UInt64?, by token: OperatorToken) async throws -> RoutingTable {
         let expiresIn = entry.until.map { max(1, ($0.millisecondsSinceEpoch - entry.since.millisecondsSinceEpoch) / 1000) }
@@ -120,6 +127,6 @@ struct ControlRoutingChanges: RoutingChanges {
     }
 
     private func client(_ token: OperatorToken) -> ControlAdminClient {
-        ControlAdminClient(controlURL: controlURL, token: token.secret)
+        ControlAdminClient(controlURL: controlURL, token: token.secret, http: http)
     }
 }

@@ -205,7 +205,9 @@ public final class EmbeddedSystem: Sendable {
     /// The HTTP server serving the API on the configured address.
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some Service {
         OrderHTTPServer(
-            host: configuration.host, port: configuration.port, responder: buildRouterAndRoutes().router.buildResponder(), logger: logger,
+            host: configuration.host, port: configuration.port, responder: buildRouterAndRoutes().router.buildResponder(),
+            // Loopback only, said at start: `ordercell dev` is the walkthrough, not a deployment.
+            tls: .disabled, logger: logger,
             onServerRunning: onServerRunning
         )
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import CellRouting
 import ControlPlane
 import Foundation
@@ -23,7 +24,15 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(name: .customLong("admin-token"), help: "Bearer token (default: $ORDERCELL_ADMIN_TOKEN, else 'dev-admin-token').")
         var token = ProcessInfo.processInfo.environment["ORDERCELL_ADMIN_TOKEN"] ?? "dev-admin-token"
 
-        var client: ControlAdminClient { ControlAdminClient(controlURL: control, token: token) }
+        @Option(help: "PEM CAs an https:// control plane's certificate must chain to (default: $ORDERCELL_TLS_CA, else the system's).")
+        var tlsCA = ProcessInfo.processInfo.environment["ORDERCELL_TLS_CA"]
+
+        var client: ControlAdminClient {
+            get throws {
+                let http = control.lowercased().hasPrefix("https://") ? try TrustedHTTPClients.trusting(caFile: tlsCA) : .shared
+                return ControlAdminClient(controlURL: control, token: token, http: http)
+            }
+        }
     }
 
     /// What every change carries: why, and the version it was made against.
@@ -256,7 +265,7 @@ struct AdminCommand: AsyncParsableCommand {
         @Argument(help: "The order id.") var orderID: String?
         @Flag(help: "Read the order from a replica (consistency=eventual).") var eventual = false
         @Option(help: "How long the call may take, in seconds.") var timeout: Double = 5
-        @OptionGroup var cellTLS: CellTLSOptions
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
             let target: CellServiceEndpoint
@@ -266,7 +275,7 @@ struct AdminCommand: AsyncParsableCommand {
                 do { return try OrderID(parsing: text) } catch { throw ValidationError("order id: \(error)") }
             }
             let client = CellServiceClient(
-                cell: cellAnswering(method), endpoints: [target], tls: try cellTLS.clientTLS(), timeout: .milliseconds(Int64(timeout * 1000))
+                cell: cellAnswering(method), endpoints: [target], tls: try tls.cellClientTLS(), timeout: .milliseconds(Int64(timeout * 1000))
             )
             defer { client.shutdown() }
             switch method {
@@ -458,7 +467,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var change: Change
 
         func run() async throws {
-            let client = connection.client
+            let client = try connection.client
             let current = try await client.config()
             var policy = current.policy
             if let canaryPartition {

@@ -52,7 +52,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
     @Option(help: "With --compare and --url: one cell service of cell 1, host:port (the cell protocol), for a baseline without the proxy.")
     var cellService: String?
-    @OptionGroup var cellTLS: CellTLSOptions
+    @OptionGroup var tls: TLSOptions
     @Option(help: "Cells of the embedded system --compare starts.") var cells = 4
     @Flag(help: "Print the results as JSON.") var json = false
     @OptionGroup var executor: EmbeddedExecutorTakeoverOption
@@ -63,7 +63,9 @@ struct BenchCommand: AsyncParsableCommand {
             handler.logLevel = .error
             return handler
         }
-        let http = BenchHTTPClient()
+        // HTTPS to a cluster's proxies when their URLs say so, trusting --tls-ca (the cluster's CA).
+        let http = urls.contains { $0.hasPrefix("https://") }
+            ? BenchHTTPClient(tls: try BenchHTTPClient.tlsContext(trusting: tls.tlsCA)) : BenchHTTPClient()
         var reports: [BenchReport] = []
         var signatureCost: (check: Double, sign: Double)?
         do {
@@ -315,7 +317,7 @@ struct BenchCommand: AsyncParsableCommand {
             let endpoint: CellServiceEndpoint
             do { endpoint = try CellServiceEndpoint(parsing: cellService) } catch { throw ValidationError("--cell-service: \(error.detail)") }
             let client = CellServiceClient(
-                cell: CellID(unchecked: 1), endpoints: [endpoint], tls: try cellTLS.clientTLS(), timeout: .seconds(2)
+                cell: CellID(unchecked: 1), endpoints: [endpoint], tls: try tls.cellClientTLS(), timeout: .seconds(2)
             )
             await settle()
             // As a proxy makes most creates: bound in the cell of the key's slot (a benchmark's one-cell cluster holds

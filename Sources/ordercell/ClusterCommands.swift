@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import CellProtocol
 import CellRouting
 import CellService
@@ -43,7 +44,9 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "TLS to the control database: require or disable (loopback development only).") var databaseTLS = "require"
     @Option(help: "Routing table (JSON) to publish when the control database has none.") var routing: String?
     @OptionGroup var tokens: OperatorTokenOptions
-    @OptionGroup var cellTLS: CellTLSOptions
+    @OptionGroup var tls: TLSOptions
+    @Option(help: "TLS of the admin API's listener: require (--tls-certificate, --tls-key) or disable (loopback development only).")
+    var httpTLS = "require"
     @Flag(help: "Run no health checker.") var noHealthCheck = false
     @Option(help: "Health checker: milliseconds between probes of a healthy cell.") var healthInterval: Int64 = 1000
     @Option(help: "Health checker: consecutive failed probes that mark a cell down.") var healthFailures = 3
@@ -70,7 +73,7 @@ struct ControlCommand: AsyncParsableCommand {
         )
         try await ControlProcess(
             host: host, port: port, database: database, databaseTLS: databaseTLS,
-            cellTLS: try cellTLS.clientTLS(), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
+            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) },
             credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) },
             databasePassword: try databasePasswordFile.map(SecretFile.read)
@@ -90,7 +93,7 @@ struct CellCommand: AsyncParsableCommand {
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "URL of the control plane.") var control: String
     @OptionGroup var controlToken: ControlTokenOption
-    @OptionGroup var cellTLS: CellTLSOptions
+    @OptionGroup var tls: TLSOptions
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(help: "Log level.") var logLevel = "notice"
@@ -98,10 +101,20 @@ struct CellCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
-        guard let tls = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
+        let protocolTLS = try tls.cellServerTLS()
+        if !protocolTLS.isEnabled {
+            // Without mutual TLS a cell service knows nothing of its callers: never beyond this machine.
+            guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
+                throw ValidationError("--cell-tls disable serves the cell protocol to anyone: only on loopback (--host 127.0.0.1), never on \(host)")
+            }
+            Logger(label: "ordercell.cell").warning(
+                "--cell-tls disable: the cell protocol's callers are NOT authenticated; anyone on this machine who reaches port \(port) may create and pay orders and set drill faults (loopback development only)"
+            )
+        }
+        guard let postgresTLS = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         try await CellProcess(
-            cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: tls,
-            protocolTLS: try cellTLS.serverTLS(), snapshotPath: routingSnapshot,
+            cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: postgresTLS,
+            protocolTLS: protocolTLS, controlHTTP: try tls.controlHTTP(control), snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
         )
             .run(logger: Logger(label: "ordercell.cell"))
@@ -115,7 +128,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "URL of the control plane.") var control: String
     @OptionGroup var controlToken: ControlTokenOption
     @OptionGroup var tokens: OperatorTokenOptions
-    @OptionGroup var cellTLS: CellTLSOptions
+    @OptionGroup var tls: TLSOptions
+    @Option(help: "TLS of the public API's listener: require (--tls-certificate, --tls-key) or disable (loopback, or behind a load balancer that terminates TLS).")
+    var httpTLS = "require"
     @OptionGroup var executor: ExecutorTakeoverOption
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
     @Option(
@@ -144,7 +159,8 @@ struct ProxyCommand: AsyncParsableCommand {
         }
         try await ProxyProcess(
             host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tokens: try tokens.operatorTokens(),
-            cellTLS: try cellTLS.clientTLS(), snapshotPath: routingSnapshot, credentials: credentials
+            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS), controlHTTP: try tls.controlHTTP(control),
+            snapshotPath: routingSnapshot, credentials: credentials
         )
             .run(logger: logger)
     }
@@ -174,6 +190,8 @@ struct ClusterCommand: AsyncParsableCommand {
         var synchronousModeStrict = false
         @Flag(help: "The proxies take unsigned requests from anyone (trying things out). By default they take only signed ones (docs/security.md).")
         var unsignedRequests = false
+        @Flag(help: "Every hop in plaintext (trying things out on loopback). By default the public API and the control plane speak HTTPS and the cell protocol mutual TLS, with certificates of a CA made for the cluster.")
+        var plaintext = false
 
         func run() async throws {
             guard ["on", "off"].contains(synchronousCommit) else { throw ValidationError("--synchronous-commit must be on or off") }
@@ -181,7 +199,7 @@ struct ClusterCommand: AsyncParsableCommand {
             let runner = LocalClusterRunner(
                 directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable(),
                 synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off, synchronousModeStrict: synchronousModeStrict,
-                signedRequests: !unsignedRequests
+                signedRequests: !unsignedRequests, transportSecurity: !plaintext
             )
             let state = try await runner.up(report: say)
             say("")
@@ -189,6 +207,13 @@ struct ClusterCommand: AsyncParsableCommand {
             for url in state.proxyURLs { say("  proxy          \(url)   (same public API as ordercell dev)") }
             say("  control plane  \(state.controlURL)")
             say("  state          \(state.directory)/cluster.json, logs in \(state.directory)/logs")
+            if let caFile = state.caFile {
+                say("TLS on every hop, with the cluster's own CA: trust it to call the cluster, e.g.")
+                say("  export ORDERCELL_TLS_CA=\(caFile)        (ordercell admin …)")
+                say("  curl --cacert \(caFile) \(state.proxyURLs.first ?? "")/healthz")
+            } else {
+                say("WARNING: every hop is plaintext (--plaintext): anyone on this machine can read and forge its traffic.")
+            }
             if unsignedRequests {
                 say("WARNING: the proxies take unsigned requests: anyone who reaches them may act for any merchant (--unsigned-requests).")
             } else {
@@ -220,17 +245,20 @@ struct ClusterCommand: AsyncParsableCommand {
 }
 
 /// The token a follower (cell service, proxy) shows the control plane to read the routing table.
-/// TLS of the cell protocol, chosen explicitly: `require` (the default) or
-/// `disable` for loopback development clusters.
-struct CellTLSOptions: ParsableArguments {
-    @Option(help: "TLS of the cell protocol: require or disable (loopback development only).") var cellTLS = "require"
-    @Option(help: "PEM certificate chain this process shows on the cell protocol (a cell service's; a client's for mutual TLS).")
-    var cellTLSCertificate: String?
-    @Option(help: "PEM private key of --cell-tls-certificate.") var cellTLSKey: String?
-    @Option(help: "PEM CAs: a client trusts cell services signed by them (default: the system's); a cell service given them requires client certificates signed by them (mutual TLS).")
-    var cellTLSCA: String?
+/// This process's TLS, chosen explicitly: its certificate (its identity,
+/// shown on its listeners and, on the cell protocol, to the cell services it
+/// calls), the CA it trusts for its peers, and whether the cell protocol
+/// uses them (`require`, the default; `disable` on loopback development
+/// clusters only). Servers with an HTTP listener add `--http-tls`.
+struct TLSOptions: ParsableArguments {
+    @Option(help: "TLS of the cell protocol: require (mutual TLS) or disable (loopback development only).") var cellTLS = "require"
+    @Option(help: "PEM certificate chain of this process: served on its listeners and shown to the cell services it calls (mutual TLS).")
+    var tlsCertificate: String?
+    @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
+    @Option(help: "PEM CAs this process trusts for its peers: the cell services and the control plane it calls, the callers of the cell protocol it serves (default: the system's; $ORDERCELL_TLS_CA).")
+    var tlsCA = ProcessInfo.processInfo.environment["ORDERCELL_TLS_CA"]
 
-    private var required: Bool {
+    private var cellRequired: Bool {
         get throws {
             switch cellTLS {
             case "require": return true
@@ -240,29 +268,60 @@ struct CellTLSOptions: ParsableArguments {
         }
     }
 
-    /// A cell service's side.
-    func serverTLS() throws -> CellServerTLS {
-        guard try required else { return .disabled }
-        guard let cellTLSCertificate, let cellTLSKey else {
-            throw ValidationError("--cell-tls require needs --cell-tls-certificate and --cell-tls-key (or --cell-tls disable on loopback)")
+    private func files(_ purpose: String) throws -> (certificate: String, key: String) {
+        guard let tlsCertificate, let tlsKey else {
+            throw ValidationError("\(purpose) needs --tls-certificate and --tls-key")
+        }
+        return (tlsCertificate, tlsKey)
+    }
+
+    /// A cell service's side: mutual TLS, its callers' certificates checked against --tls-ca.
+    func cellServerTLS() throws -> CellServerTLS {
+        guard try cellRequired else { return .disabled }
+        let (certificate, key) = try files("--cell-tls require (or --cell-tls disable on loopback)")
+        guard let tlsCA else {
+            throw ValidationError("--cell-tls require needs --tls-ca: the CA of the certificates its callers show (mutual TLS)")
         }
         do {
-            return try .required(certificateFile: cellTLSCertificate, privateKeyFile: cellTLSKey, clientCAFile: cellTLSCA)
+            return try .required(certificateFile: certificate, privateKeyFile: key, clientCAFile: tlsCA)
         } catch {
-            throw ValidationError("the cell protocol's TLS files cannot be used: \(error)")
+            throw ValidationError("the TLS files cannot be used: \(error)")
         }
     }
 
-    /// A proxy's, the control plane's or a tool's side.
-    func clientTLS() throws -> CellClientTLS {
-        guard try required else { return .disabled }
-        guard (cellTLSCertificate == nil) == (cellTLSKey == nil) else {
-            throw ValidationError("--cell-tls-certificate and --cell-tls-key go together")
-        }
+    /// A proxy's, the control plane's or a tool's side of the cell protocol.
+    func cellClientTLS() throws -> CellClientTLS {
+        guard try cellRequired else { return .disabled }
+        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-certificate and --tls-key go together") }
         do {
-            return try .required(trustRootsFile: cellTLSCA, certificateFile: cellTLSCertificate, privateKeyFile: cellTLSKey)
+            return try .required(trustRootsFile: tlsCA, certificateFile: tlsCertificate, privateKeyFile: tlsKey)
         } catch {
-            throw ValidationError("the cell protocol's TLS files cannot be used: \(error)")
+            throw ValidationError("the TLS files cannot be used: \(error)")
+        }
+    }
+
+    /// The client of the control plane: an `https://` URL's certificate checked against --tls-ca.
+    func controlHTTP(_ url: String) throws -> HTTPClient {
+        guard url.lowercased().hasPrefix("https://") else { return .shared }
+        do {
+            return try TrustedHTTPClients.trusting(caFile: tlsCA)
+        } catch {
+            throw ValidationError("--tls-ca cannot be used: \(error)")
+        }
+    }
+
+    /// An HTTP listener's TLS: `require` (the default) or `disable`.
+    func httpServerTLS(_ mode: String) throws -> HTTPServerTLS {
+        switch mode {
+        case "disable": return .disabled
+        case "require":
+            let (certificate, key) = try files("--http-tls require (or --http-tls disable on loopback or behind a load balancer that terminates TLS)")
+            do {
+                return try .required(certificateFile: certificate, privateKeyFile: key)
+            } catch {
+                throw ValidationError("the TLS files cannot be used: \(error)")
+            }
+        default: throw ValidationError("--http-tls must be require or disable")
         }
     }
 }

@@ -97,6 +97,7 @@ enum Walkthrough {
         let base = "http://\(host):\(port)"
         return """
             OrderCell is running embedded on \(base)
+              plaintext HTTP, for this machine only: cluster mode speaks TLS on every hop (docs/security.md)
               cells 1-2 in partition normal (default), cells 3-4 in partition vip (merchant vip-merchant)
               data: \(dataDirectory)/cells/cell-000N.sqlite   (stop with Ctrl-C; restart keeps every order)
 

@@ -9,12 +9,15 @@ import Testing
 
 /// Answers method 1 with its payload after the delay in milliseconds the
 /// payload's first byte gives, fails method 2, sleeps 3 s on method 3,
-/// counts the calls of method 4, and counts the calls under way.
+/// counts the calls of method 4, answers method 5 with who called, and
+/// counts the calls under way.
 struct EchoResponder: CellProtocolResponder {
     let running = Counter()
     let fourthStarted = Counter()
 
-    func answer(method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+    func answer(
+        method: UInt8, payload: ByteBuffer, caller: CellCaller, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+    ) async throws -> ByteBuffer {
         running.enter()
         defer { running.leave() }
         switch method {
@@ -29,6 +32,8 @@ struct EchoResponder: CellProtocolResponder {
         case 4:
             fourthStarted.enter()
             return payload
+        case 5:
+            return allocator.buffer(string: caller.description)
         default:
             throw Refused(reason: "method \(method) is not served")
         }

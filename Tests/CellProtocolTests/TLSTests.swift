@@ -17,6 +17,8 @@ struct TestCertificates {
     var serverKey: String { directory + "/server.key" }
     var clientCertificate: String { directory + "/client.pem" }
     var clientKey: String { directory + "/client.key" }
+    var namelessCertificate: String { directory + "/nameless.pem" }
+    var namelessKey: String { directory + "/nameless.key" }
     var strangerCertificate: String { directory + "/stranger.pem" }
     var strangerKey: String { directory + "/stranger.key" }
 
@@ -38,7 +40,8 @@ struct TestCertificates {
               openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null; }
             ca ca; ca other-ca
             leaf server ca IP:127.0.0.1,DNS:localhost serverAuth
-            leaf client ca DNS:proxy-1 clientAuth
+            leaf client ca DNS:proxy-1,URI:spiffe://ordercell/proxy/proxy-1 clientAuth
+            leaf nameless ca DNS:proxy-2 clientAuth
             leaf stranger other-ca DNS:proxy-9 clientAuth
             """
         let process = Process()
@@ -85,6 +88,32 @@ struct TLSTests {
         #expect(try await client.call(method: 1, payload: echo(), timeout: slowMachine) == echo())
         client.shutdown()
         await server.shutdown()
+    }
+
+    @Test("the responder learns who calls from the client's certificate: its spiffe://ordercell/ identity, or none")
+    func callerIdentity() async throws {
+        let files = try await TestCertificates.shared.value
+        let server = try await CellProtocolServer.bind(
+            host: "127.0.0.1", port: 0, responder: EchoResponder(),
+            tls: .required(certificateFile: files.serverCertificate, privateKeyFile: files.serverKey, clientCAFile: files.caFile), logger: logger
+        )
+        func caller(certificate: String, key: String) async throws -> String {
+            let client = CellProtocolConnection(
+                host: "127.0.0.1", port: server.port,
+                tls: try .required(trustRootsFile: files.caFile, certificateFile: certificate, privateKeyFile: key), handshakeLimit: slowMachine
+            )
+            defer { client.shutdown() }
+            return String(buffer: try await client.call(method: 5, payload: ByteBuffer(), timeout: slowMachine))
+        }
+        #expect(try await caller(certificate: files.clientCertificate, key: files.clientKey) == "proxy/proxy-1")
+        #expect(try await caller(certificate: files.namelessCertificate, key: files.namelessKey).hasPrefix("unidentified"))
+        await server.shutdown()
+
+        let plaintext = try await CellProtocolServer.bind(host: "127.0.0.1", port: 0, responder: EchoResponder(), tls: .disabled, logger: logger)
+        let client = CellProtocolConnection(host: "127.0.0.1", port: plaintext.port, tls: .disabled)
+        #expect(String(buffer: try await client.call(method: 5, payload: ByteBuffer(), timeout: slowMachine)) == "anonymous")
+        client.shutdown()
+        await plaintext.shutdown()
     }
 
     @Test("a client requiring TLS against a plaintext server fails with a TLS error, and does not fall back")

@@ -15,7 +15,7 @@ extension LocalClusterSuites {
         /// Publishes changes through the control plane's admin API (and `ordercell
         /// admin`) and measures when every proxy reports the new release.
         func measurePropagation() async throws -> [Double] {
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             var measured: [Double] = []
             // The operator's command line publishes through the same API.
             let output = try await LocalClusterFixture.ordercell([
@@ -92,7 +92,7 @@ extension LocalClusterSuites {
             process.executableURL = URL(fileURLWithPath: LocalClusterFixture.binary)
             process.arguments = [
                 "proxy", "--port", "\(first.port)", "--control", cluster.state.controlURL, "--control-token", cluster.state.followerToken ?? "",
-                "--admin-token", cluster.state.adminToken, "--routing-snapshot", snapshot, "--cell-tls", "disable", "--unsigned-requests",
+                "--admin-token", cluster.state.adminToken, "--routing-snapshot", snapshot, "--cell-tls", "disable", "--http-tls", "disable", "--unsigned-requests",
             ]
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardError = process.standardOutput

@@ -1,3 +1,5 @@
+import AsyncHTTPClient
+import ControlPlane
 import Foundation
 import LocalCluster
 import OrderCellCluster
@@ -17,7 +19,11 @@ struct LocalClusterFixture: Sendable {
         return beside.path
     }
 
-    var proxies: [APIClient] { state.proxyURLs.map { APIClient(base: $0, adminToken: state.adminToken) } }
+    var proxies: [APIClient] { state.proxyURLs.map { APIClient(base: $0, adminToken: state.adminToken, http: http) } }
+    /// The control plane's admin API, with the admin token.
+    var control: APIClient { APIClient(base: state.controlURL, adminToken: state.adminToken, http: http) }
+    /// The HTTP client of this cluster: trusting its CA when it speaks TLS.
+    var http: HTTPClient { (try? TrustedHTTPClients.trusting(caFile: state.caFile)) ?? .shared }
 
     func component(_ name: String) -> LocalClusterState.Component? { state.components.first { $0.name == name } }
 
@@ -86,9 +92,9 @@ struct LocalClusterFixture: Sendable {
         try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: directory + "/cluster.json"))
     }
 
-    /// Starts a cluster; `signedRequests` false passes `--unsigned-requests` (the suites of other features, whose
-    /// clients do not sign).
-    static func start(cells: Int, signedRequests: Bool = false) async throws -> LocalClusterFixture {
+    /// Starts a cluster; `signedRequests` false passes `--unsigned-requests` and `transportSecurity` false
+    /// `--plaintext` (the suites of other features, whose clients do not sign and call in plaintext).
+    static func start(cells: Int, signedRequests: Bool = false, transportSecurity: Bool = false) async throws -> LocalClusterFixture {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ordercell product first (scripts/test does): \(binary)")
         let directory = "/tmp/ordercell-cluster-test-\(UUID().uuidString.prefix(8))"
         var lastError: (any Error)?
@@ -97,7 +103,7 @@ struct LocalClusterFixture: Sendable {
             do {
                 try await ordercell(
                     ["cluster", "up", "--dir", directory, "--cells", "\(cells)", "--base-port", "\(base)", "--admin-token", "cluster-test-token"]
-                        + (signedRequests ? [] : ["--unsigned-requests"])
+                        + (signedRequests ? [] : ["--unsigned-requests"]) + (transportSecurity ? [] : ["--plaintext"])
                 )
                 return LocalClusterFixture(directory: directory, state: try LocalClusterRunner.state(in: directory))
             } catch {
@@ -123,9 +129,10 @@ struct LocalClusterFixture: Sendable {
 struct LocalClusterTrait: SuiteTrait, TestScoping {
     let cells: Int
     var signedRequests = false
+    var transportSecurity = false
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let fixture = try await LocalClusterFixture.start(cells: cells, signedRequests: signedRequests)
+        let fixture = try await LocalClusterFixture.start(cells: cells, signedRequests: signedRequests, transportSecurity: transportSecurity)
         do {
             try await LocalClusterFixture.$current.withValue(fixture) { try await function() }
         } catch {
@@ -137,7 +144,10 @@ struct LocalClusterTrait: SuiteTrait, TestScoping {
 }
 
 extension Trait where Self == LocalClusterTrait {
-    static func localCluster(cells: Int, signedRequests: Bool = false) -> Self { LocalClusterTrait(cells: cells, signedRequests: signedRequests) }
+    /// A cluster of `cells` cells; a suite about the defaults' security asks for signed requests and TLS on every hop.
+    static func localCluster(cells: Int, signedRequests: Bool = false, transportSecurity: Bool = false) -> Self {
+        LocalClusterTrait(cells: cells, signedRequests: signedRequests, transportSecurity: transportSecurity)
+    }
 }
 
 /// The suites that start a local cluster of their own run one after another

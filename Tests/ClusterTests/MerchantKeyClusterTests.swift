@@ -133,7 +133,7 @@ extension LocalClusterSuites {
         @Test func aRepeatThroughTheOtherProxyMeetsTheFirstOrderInADrainedCell() async throws {
             let proxies = cluster.proxies
             try #require(proxies.count == 2)
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let first = try await proxies[0].create("mk-drain", "drained-1")
             try #require(first.status == 201, "\(first.text)")
             let id = try #require(first["order_id"])
@@ -192,7 +192,7 @@ extension LocalClusterSuites {
         /// either proxy. Every key ends with exactly one order, which its retry answers and which pays once.
         @Test func aSigkillAtEachStepOfACreateLeavesEachKeyOneOrder() async throws {
             let merchant = "mk-step"
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             for step in CreateStep.allCases {
                 let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 10) }
                 // Keys whose slot is held by cell 1 (slots are dealt 0-127 to cell 1, 128-255 to cell 2).
@@ -625,7 +625,7 @@ extension LocalClusterSuites {
 
         /// Each cell's current primary, as the control plane's routing table has it (a failover moves it).
         func cellPrimaries() async throws -> [(port: Int, database: String)] {
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let cells = try await control.send(.GET, "/admin/cells", admin: true).json["cells"] as? [[String: Any]] ?? []
             let primaries: [(port: Int, database: String)] = cells.compactMap { cell in
                 // `postgres://user@host:port/database`

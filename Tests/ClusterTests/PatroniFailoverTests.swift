@@ -62,7 +62,7 @@ extension LocalClusterSuites {
 
         /// The primary of `cell` in the control plane's routing table, host:port.
         func routedPrimary(_ cell: Int) async throws -> String? {
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let cells = try await control.send(.GET, "/admin/cells", admin: true).json["cells"] as? [[String: Any]] ?? []
             guard let primary = (cells.first { $0["cell_id"] as? Int == cell }?["storage"] as? [String: Any])?["primary"] as? String,
                 let url = URLComponents(string: primary), let port = url.port
@@ -72,7 +72,7 @@ extension LocalClusterSuites {
 
         /// The newest release's version and the authors of the releases after `version`.
         func releases(after version: Int = 0) async throws -> (newest: Int, authors: [String]) {
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let list = try await control.send(.GET, "/admin/releases?limit=50", admin: true).json["releases"] as? [[String: Any]] ?? []
             let newest = list.compactMap { $0["version"] as? Int }.max() ?? 0
             return (newest, list.filter { ($0["version"] as? Int ?? 0) > version }.compactMap { $0["author"] as? String })
@@ -242,7 +242,7 @@ extension LocalClusterSuites {
             #expect(landedInCell1, "cell 1 takes new orders again")
 
             // The release names the failover.
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let releases = try await control.send(.GET, "/admin/releases?limit=5", admin: true).text
             #expect(releases.contains("\"failover\"") && releases.contains("Patroni leader \(newLeader.name)"), "\(releases.prefix(600))")
 
@@ -305,7 +305,7 @@ extension LocalClusterSuites {
             #expect(try await routedPrimary(2) == "127.0.0.1:\(newLeader.postgresPort)")
             // The release names the timeline the new leader runs on, though its member key lagged when it was published.
             let timeline = try #require(await newLeader.cluster()?.members.first { $0.name == newLeader.name }?.timeline)
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let releases = try await control.send(.GET, "/admin/releases?limit=5", admin: true).text
             #expect(releases.contains("Patroni leader \(newLeader.name) at 127.0.0.1:\(newLeader.postgresPort), timeline \(timeline)"), "\(releases.prefix(800))")
             for (order, _) in pays { log.created(order, cell: 2); log.paid(order) }
@@ -331,7 +331,7 @@ extension LocalClusterSuites {
             #expect(newLeader.name != old.name)
             #expect(try await routedPrimary(2) == "127.0.0.1:\(newLeader.postgresPort)")
             // Audited: the release that moved the cell is the operator's, and says what was asked.
-            let control = APIClient(base: cluster.state.controlURL, adminToken: cluster.state.adminToken)
+            let control = cluster.control
             let list = try await control.send(.GET, "/admin/releases?limit=50", admin: true).json["releases"] as? [[String: Any]] ?? []
             let moved = list.filter { ($0["version"] as? Int ?? 0) > before && ($0["reason"] as? String ?? "").contains("Patroni leader \(newLeader.name)") }
             #expect(moved.contains { $0["author"] as? String == "admin" && ($0["reason"] as? String ?? "").contains("failover requested by admin") }, "\(moved)")

@@ -54,9 +54,12 @@ public struct APIClient: Sendable {
     public var timeout: Int64
     /// Signs every request of the public API (`/v1/…`) when set.
     public var signer: RequestSigner?
+    /// The HTTP client (one trusting a cluster's CA for `https://` bases).
+    public var http: HTTPClient
 
-    public init(base: String, adminToken: String? = nil, timeout: Int64 = 30, signer: RequestSigner? = nil) {
+    public init(base: String, adminToken: String? = nil, timeout: Int64 = 30, signer: RequestSigner? = nil, http: HTTPClient = .shared) {
         self.base = base
+        self.http = http
         self.adminToken = adminToken
         self.timeout = timeout
         self.signer = signer
@@ -95,7 +98,7 @@ public struct APIClient: Sendable {
             request.body = .bytes(ByteBuffer(string: body))
         }
         if let authorization { request.headers.add(name: "authorization", value: authorization) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
+        let response = try await http.execute(request, timeout: .seconds(timeout))
         let buffer = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(
             status: Int(response.status.code), contentType: response.headers.first(name: "content-type"),

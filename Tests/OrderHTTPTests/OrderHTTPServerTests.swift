@@ -34,7 +34,7 @@ struct OrderHTTPServerTests {
         idleTimeout: TimeAmount = .seconds(30), slow: SlowRequests = SlowRequests(), onGracefulShutdown: @escaping @Sendable () -> Void = {},
         _ body: (_ port: Int, _ group: ServiceGroup) async throws -> Void
     ) async throws {
-        let router = Router()
+        let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ProblemMiddleware(logger: Logger(label: "test")))
         router.get("/fast") { _, _ in "fast" }
         router.get("/slow") { _, _ in
@@ -50,7 +50,7 @@ struct OrderHTTPServerTests {
         logger.logLevel = .critical
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = OrderHTTPServer(
-            host: "127.0.0.1", port: 0, responder: router.buildResponder(), maximumBodyBytes: 1024, idleTimeout: idleTimeout, logger: logger,
+            host: "127.0.0.1", port: 0, responder: router.buildResponder(), tls: .disabled, maximumBodyBytes: 1024, idleTimeout: idleTimeout, logger: logger,
             onServerRunning: { continuation.yield($0) }, onGracefulShutdown: onGracefulShutdown
         )
         let group = ServiceGroup(services: [server], logger: logger)

@@ -65,13 +65,13 @@ struct CellServiceClientTests {
         let unknown = try OrderID(cell: CellID(3)!, createdAt: created.order.createdAt, sequence: 999_999)
         await #expect { try await client.order(unknown, consistency: .strong) } throws: { ($0 as? OrderError)?.code == .orderNotFound }
 
-        try await client.setFault(.fail)
+        try await client.setFault(.fail, by: "admin")
         #expect(try await client.fault() == .fail)
         // A failure of the cell is not a refusal: the proxy retries creates elsewhere.
         await #expect { try await client.create(request) } throws: { !($0 is OrderError) }
-        try await client.setFault(.none)
+        try await client.setFault(.none, by: "admin")
         // A fault for one call: that call fails, the next is served, and the fault is gone.
-        try await client.setFault(.fail, calls: 1)
+        try await client.setFault(.fail, calls: 1, by: "admin")
         await #expect { try await client.order(created.order.id, consistency: .strong) } throws: { !($0 is OrderError) }
         #expect(try await client.fault() == CellFault.none)
         let replayed = try await client.create(request)

@@ -1,4 +1,5 @@
 import CellProtocol
+import Logging
 import NIOCore
 import OrderModel
 import SwiftProtobuf
@@ -26,18 +27,27 @@ public struct CellProtocolService: CellProtocolResponder {
         let description: String
     }
 
+    /// A caller whose certificate does not allow the method (``CellMethod/permits(_:)``).
+    struct CallerRefused: Error, CustomStringConvertible {
+        let description: String
+    }
+
     public func answer(
-        method: UInt8, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+        method: UInt8, payload: ByteBuffer, caller: CellCaller, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
     ) async throws -> ByteBuffer {
         guard let method = CellMethod(rawValue: method) else { throw UnknownMethod(method: method) }
-        let answer = try await answer(method, payload: payload, deadline: deadline, allocator: allocator)
+        guard method.permits(caller) else {
+            cell.logger.warning("refused a cell protocol call its caller may not make", metadata: ["caller": "\(caller)", "method": "\(method)"])
+            throw CallerRefused(description: "cell \(cell.cell): \(caller) may not call \(method)")
+        }
+        let answer = try await answer(method, payload: payload, caller: caller, deadline: deadline, allocator: allocator)
         // A late-answer drill holds back what the call did, but never the drill's own control.
         if method != .setFault, method != .getFault, let delay = cell.faultMet(at: .answer).answerDelay { try await Task.sleep(for: delay) }
         return answer
     }
 
     private func answer(
-        _ method: CellMethod, payload: ByteBuffer, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
+        _ method: CellMethod, payload: ByteBuffer, caller: CellCaller, deadline: ContinuousClock.Instant?, allocator: ByteBufferAllocator
     ) async throws -> ByteBuffer {
         switch method {
         case .createOrder:
@@ -46,7 +56,7 @@ public struct CellProtocolService: CellProtocolResponder {
         case .getOrder: return try await getOrder(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .listRefunds: return try await listRefunds(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .listEvents: return try await listEvents(try .init(framePayload: payload)).framePayload(allocator: allocator)
-        case .setFault: return try setFault(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .setFault: return try setFault(try .init(framePayload: payload), caller: caller).framePayload(allocator: allocator)
         case .getFault: return try RPCFault(cell.currentFault).framePayload(allocator: allocator)
         case .bindKey: return try await bindKey(try .init(framePayload: payload), deadline: deadline).framePayload(allocator: allocator)
         case .moveKey: return try await moveKey(try .init(framePayload: payload)).framePayload(allocator: allocator)
@@ -349,12 +359,32 @@ public struct CellProtocolService: CellProtocolResponder {
     }
 
     /// An invalid fault is a failure of the call (the operator's tool reports it), not a refusal of an order.
-    func setFault(_ request: RPCFault) throws -> RPCFault {
+    ///
+    /// A drill fault is an operator's act: a proxy or the control plane
+    /// relaying it must name the operator it authenticated, and the cell
+    /// records who set what through whom.
+    func setFault(_ request: RPCFault, caller: CellCaller) throws -> RPCFault {
+        let operatorName: String
+        switch caller.role {
+        case .operator: operatorName = caller.name
+        case .proxy, .control:
+            guard !request.operator.isEmpty, request.operator.utf8.count <= 64 else {
+                throw CallerRefused(description: "cell \(cell.cell): a drill fault relayed by \(caller) must name its operator")
+            }
+            operatorName = request.operator
+        case nil: operatorName = request.operator.isEmpty ? "anonymous" : "\(request.operator) (unverified)"
+        }
+        let fault: CellFault
         do {
-            cell.inject(try request.domain(), calls: request.calls > 0 ? Int(request.calls) : nil)
+            fault = try request.domain()
         } catch {
             throw CellFailure(description: error.detail)
         }
+        cell.inject(fault, calls: request.calls > 0 ? Int(request.calls) : nil)
+        cell.logger.notice(
+            "drill fault set",
+            metadata: ["fault": "\(fault)", "calls": "\(request.calls)", "operator": "\(operatorName)", "caller": "\(caller)"]
+        )
         return RPCFault(cell.currentFault)
     }
 

@@ -14,6 +14,9 @@ public struct RoutingWatcher: Sendable {
     /// Bearer token the control plane accepts for reading the routing table
     /// (role viewer or operator); the table names every cell's storage.
     private let token: String?
+    /// The client that calls `controlURL` (``TrustedHTTPClients``: an
+    /// `https://` control plane's certificate is checked against the deployment's CA).
+    private let http: HTTPClient
     private let logger: Logger
 
     /// The control plane answered the long poll with neither a table nor
@@ -24,9 +27,10 @@ public struct RoutingWatcher: Sendable {
         public var description: String { "the control plane answered \(status): \(body)" }
     }
 
-    public init(controlURL: String, token: String?, logger: Logger) {
+    public init(controlURL: String, token: String?, http: HTTPClient = .shared, logger: Logger) {
         self.controlURL = controlURL
         self.token = token
+        self.http = http
         self.logger = logger
     }
 
@@ -78,7 +82,7 @@ public struct RoutingWatcher: Sendable {
         var request = HTTPClientRequest(url: "\(controlURL)/v1/routing?after=\(version)\(epochParameter)&wait=\(wait)")
         request.method = .GET
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(wait) + 5))
+        let response = try await http.execute(request, timeout: .seconds(Int64(wait) + 5))
         let body = try await response.body.collect(upTo: 16 << 20)
         switch response.status {
         case .ok: return try JSONDecoder().decode(RoutingTable.self, from: Data(body.readableBytesView))

@@ -16,10 +16,13 @@ import OrderModel
 public struct ControlAdminClient: Sendable {
     public var controlURL: String
     public var token: String
+    /// The client that calls `controlURL` (``TrustedHTTPClients``).
+    public var http: HTTPClient
 
-    public init(controlURL: String, token: String) {
+    public init(controlURL: String, token: String, http: HTTPClient = .shared) {
         self.controlURL = controlURL
         self.token = token
+        self.http = http
     }
 
     // MARK: Reading (viewer)
@@ -130,7 +133,7 @@ public struct ControlAdminClient: Sendable {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let response = try await http.execute(request, timeout: timeout)
         let data = Data((try await response.body.collect(upTo: 16 << 20)).readableBytesView)
         guard (200..<300).contains(response.status.code) else {
             let problem = try? JSONDecoder().decode(ProblemBody.self, from: data)

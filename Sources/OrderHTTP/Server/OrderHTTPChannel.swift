@@ -18,11 +18,14 @@ struct OrderHTTPChannel<Responder: HTTPResponder>: ServerChildChannel where Resp
 
     let settings: OrderHTTPHandler<Responder>.Settings
     let idleTimeout: TimeAmount
+    let tls: HTTPServerTLS
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
+            // TLS at the head: everything after it reads and writes plaintext.
+            try tls.addHandler(to: channel)
             // First in the pipeline: the server's quiesce request reaches the handler that knows
             // whether a request is under way, not NIO's pipelining handler, which would close
             // the connection without the answer saying `Connection: close`.

@@ -32,16 +32,20 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     public var serverName: String
     public var maximumBodyBytes: Int
     public var idleTimeout: TimeAmount
+    public var tls: HTTPServerTLS
     private let responder: Responder
     private let logger: Logger
     private let onServerRunning: @Sendable (Int) async -> Void
     private let onGracefulShutdown: @Sendable () -> Void
 
-    /// - Parameter onGracefulShutdown: called when a graceful shutdown
-    ///   begins, while the server drains its connections: the place to
-    ///   answer requests that would otherwise wait (long polls).
+    /// - Parameters:
+    ///   - tls: chosen explicitly (``HTTPServerTLS/disabled`` on loopback,
+    ///     or behind a load balancer that terminates TLS).
+    ///   - onGracefulShutdown: called when a graceful shutdown begins, while
+    ///     the server drains its connections: the place to answer requests
+    ///     that would otherwise wait (long polls).
     public init(
-        host: String, port: Int, responder: Responder, serverName: String = "OrderCell",
+        host: String, port: Int, responder: Responder, tls: HTTPServerTLS, serverName: String = "OrderCell",
         maximumBodyBytes: Int = 4 * HTTPBodies.maximumBodyBytes,
         idleTimeout: TimeAmount = .seconds(75), logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
         onGracefulShutdown: @escaping @Sendable () -> Void = {}
@@ -49,6 +53,7 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
         self.host = host
         self.port = port
         self.responder = responder
+        self.tls = tls
         self.serverName = serverName
         self.maximumBodyBytes = maximumBodyBytes
         self.idleTimeout = idleTimeout
@@ -60,7 +65,7 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
     public func run() async throws {
         let channel = OrderHTTPChannel(
             settings: .init(responder: responder, serverName: serverName, maximumBodyBytes: maximumBodyBytes, logger: logger, dates: HTTPDateCache()),
-            idleTimeout: idleTimeout
+            idleTimeout: idleTimeout, tls: tls
         )
         let logger = self.logger
         let onServerRunning = self.onServerRunning
@@ -69,7 +74,9 @@ public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder
             // the accept queue: a dropped SYN costs its client a 1 s retransmission.
             configuration: ServerConfiguration(address: .hostname(host, port: port), serverName: serverName, backlog: 4096, reuseAddress: true),
             onServerRunning: { channel in
-                logger.info("order API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                logger.info(
+                    "order API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "tls": "\(tls.isEnabled)"]
+                )
                 await onServerRunning(channel.localAddress?.port ?? 0)
             },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,

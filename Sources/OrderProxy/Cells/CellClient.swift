@@ -89,6 +89,7 @@ public struct CellServiceInstanceStatus: Sendable, Equatable {
 /// Operator access to the drill faults of cells (embedded: in process).
 public protocol CellDrillControl: Sendable {
     /// Sets `fault` on `cell`: until cleared, or (`calls`) for that many calls of each of its service instances.
-    func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws
+    /// `operator` is who asked, as the caller authenticated them: the cell records it.
+    func setFault(_ fault: CellFault, calls: Int?, on cell: CellID, by operator: String) async throws
     func fault(of cell: CellID) async throws -> CellFault
 }

@@ -321,10 +321,12 @@ public final class CellServiceClient: CellClient {
         return Int(reply.dropped)
     }
 
-    /// Sets the drill fault on every service instance of the cell (`calls`: each instance counts its own).
-    public func setFault(_ fault: CellFault, calls: Int? = nil) async throws {
+    /// Sets the drill fault on every service instance of the cell (`calls`: each instance counts its own),
+    /// naming the operator who asked (the cell records it).
+    public func setFault(_ fault: CellFault, calls: Int? = nil, by operator: String) async throws {
         var message = RPCFault(fault)
         message.calls = Int32(clamping: calls ?? 0)
+        message.operator = `operator`
         for instance in instances { _ = try await instance.setFault(message, timeout: share) }
     }
 
@@ -374,8 +376,8 @@ public final class CellServiceClients: CellClientProvider, CellDrillControl {
         return client
     }
 
-    public func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws {
-        try await existing(cell).setFault(fault, calls: calls)
+    public func setFault(_ fault: CellFault, calls: Int?, on cell: CellID, by operator: String) async throws {
+        try await existing(cell).setFault(fault, calls: calls, by: `operator`)
     }
 
     public func fault(of cell: CellID) async throws -> CellFault {

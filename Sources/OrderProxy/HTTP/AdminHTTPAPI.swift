@@ -27,16 +27,16 @@ struct AdminHTTPAPI: Sendable {
             return try HTTPBodies.json(ProxyStatusView(proxy.routingTable, routingStatus.report()))
         }
         admin.on(.put, "/cells/{cell_id}/fault") { request, context in
-            try tokens.authorize(request, as: .operator)
+            let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
             let body = try await HTTPBodies.decode(FaultBody.self, from: request)
-            try await setFault(try body.fault(), calls: try body.callCount(), on: cell)
+            try await setFault(try body.fault(), calls: try body.callCount(), on: cell, by: token)
             return try HTTPBodies.json(try await view(of: cell))
         }
         admin.on(.delete, "/cells/{cell_id}/fault") { request, context in
-            try tokens.authorize(request, as: .operator)
+            let token = try tokens.authorize(request, as: .operator)
             let cell = try cellID(context)
-            try await setFault(.none, calls: nil, on: cell)
+            try await setFault(.none, calls: nil, on: cell, by: token)
             return try HTTPBodies.json(try await view(of: cell))
         }
         admin.on(.put, "/cells/{cell_id}/blacklist") { request, context in
@@ -70,9 +70,9 @@ struct AdminHTTPAPI: Sendable {
         return cell
     }
 
-    private func setFault(_ fault: CellFault, calls: Int?, on cell: CellID) async throws {
+    private func setFault(_ fault: CellFault, calls: Int?, on cell: CellID, by token: OperatorToken) async throws {
         guard let drills else { throw OrderError.invalidRequest("this deployment does not support fault injection") }
-        try await drills.setFault(fault, calls: calls, on: cell)
+        try await drills.setFault(fault, calls: calls, on: cell, by: token.name)
     }
 
     private func updateRouting(_ change: (any RoutingChanges) async throws -> RoutingTable) async throws {
