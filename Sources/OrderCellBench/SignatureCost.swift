@@ -29,7 +29,7 @@ public enum SignatureCost {
         let signing = clock.now - signingStarted
         let started = clock.now
         for (header, body) in requests {
-            _ = try authenticator.authenticate(method: "POST", path: "/v1/orders", query: "", authorization: header, body: body, now: now)
+            _ = try authenticator.authenticate(method: "POST", path: "/v1/orders", query: "", authorization: header, body: body, source: nil, now: now)
         }
         func microseconds(_ duration: Duration) -> Double {
             (Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12) / Double(count)

@@ -198,7 +198,7 @@ public final class EmbeddedSystem: Sendable {
     }
 
     /// The router of the whole API: the proxy's, and the control plane's under `/control`.
-    public func buildRouterAndRoutes() -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
+    public func buildRouterAndRoutes() -> (router: Router<OrderRequestContext>, routes: [APIRoute]) {
         api.buildRouterAndRoutes { controlAPI.addRoutes(&$0) }
     }
 

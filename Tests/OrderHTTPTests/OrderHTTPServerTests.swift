@@ -34,7 +34,7 @@ struct OrderHTTPServerTests {
         idleTimeout: TimeAmount = .seconds(30), slow: SlowRequests = SlowRequests(), onGracefulShutdown: @escaping @Sendable () -> Void = {},
         _ body: (_ port: Int, _ group: ServiceGroup) async throws -> Void
     ) async throws {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: OrderRequestContext.self)
         router.add(middleware: ProblemMiddleware(logger: Logger(label: "test")))
         router.get("/fast") { _, _ in "fast" }
         router.get("/slow") { _, _ in

@@ -60,11 +60,11 @@ struct SignedRequestHeaderTests {
             nonce: "abcdefghijklmnopqrstuvwx"
         )
         let caller = try authenticator.authenticate(
-            method: "POST", path: "/v1/orders/1/pay", query: "", authorization: header, body: ByteBuffer(string: body), now: now
+            method: "POST", path: "/v1/orders/1/pay", query: "", authorization: header, body: ByteBuffer(string: body), source: nil, now: now
         )
         #expect(caller == .paymentService)
         #expect(throws: OrderError(.nonceReplayed, "nonce abcdefghijklmnopqrstuvwx was used with key \(id) within the last 300 s")) {
-            try authenticator.authenticate(method: "POST", path: "/v1/orders/1/pay", query: "", authorization: header, body: ByteBuffer(string: body), now: now)
+            try authenticator.authenticate(method: "POST", path: "/v1/orders/1/pay", query: "", authorization: header, body: ByteBuffer(string: body), source: nil, now: now)
         }
         // A secret sealed under another credential key does not open: no caller, whatever the signature.
         let other = try CredentialSealer(keyText: CredentialSealer.newKeyText())

@@ -46,9 +46,9 @@ public struct ControlAdminAPI: Sendable {
     }
 
     /// A router serving only the control plane (cluster mode).
-    public func buildRouter() -> Router<BasicRequestContext> {
+    public func buildRouter() -> Router<OrderRequestContext> {
         // HEAD is answered wherever GET is, with the GET answer's head (RFC 9110 §9.1).
-        let router = Router(options: .autoGenerateHeadEndpoints)
+        let router = Router(context: OrderRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ProblemMiddleware(logger: logger))
         var registrar = RouteRegistrar(router: router)
         registrar.on(.get, pathPrefix + "/healthz") { _, _ in try HTTPBodies.json(["status": "ok"]) }
@@ -57,7 +57,7 @@ public struct ControlAdminAPI: Sendable {
         return router
     }
 
-    public func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+    public func addRoutes(_ routes: inout RouteRegistrar<OrderRequestContext>) {
         let control = self.control
         let tokens = self.tokens
         let p = pathPrefix
@@ -250,7 +250,7 @@ public struct ControlAdminAPI: Sendable {
 
     /// Access keys (docs/security.md): made, rotated and revoked as releases (``AccessKeyIssuer``). A secret
     /// is shown once, in the answer that makes it.
-    private func addAccessKeyRoutes(_ admin: inout RouteRegistrar<BasicRequestContext>) {
+    private func addAccessKeyRoutes(_ admin: inout RouteRegistrar<OrderRequestContext>) {
         let control = self.control
         let tokens = self.tokens
         let clock = self.clock
@@ -334,7 +334,7 @@ public struct ControlAdminAPI: Sendable {
         return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
     }
 
-    static func cellID(_ context: BasicRequestContext) throws(OrderError) -> CellID {
+    static func cellID(_ context: OrderRequestContext) throws(OrderError) -> CellID {
         let text = context.parameters.get("cell_id") ?? ""
         guard let number = Int(text), let cell = CellID(number) else {
             throw OrderError.invalidRequest("cell_id must be a number 0...9999, got '\(text.prefix(16))'")
@@ -342,7 +342,7 @@ public struct ControlAdminAPI: Sendable {
         return cell
     }
 
-    static func version(_ context: BasicRequestContext) throws(OrderError) -> UInt64 {
+    static func version(_ context: OrderRequestContext) throws(OrderError) -> UInt64 {
         let text = context.parameters.get("version") ?? ""
         guard let version = UInt64(text), version > 0 else { throw OrderError.invalidRequest("version must be a release number, got '\(text.prefix(16))'") }
         return version
@@ -354,7 +354,7 @@ public struct ControlAdminAPI: Sendable {
     }
 
     /// A path parameter, percent-decoded: a client that encodes `|` or `@` in a merchant id names the same merchant.
-    static func parameter(_ name: String, of context: BasicRequestContext) throws(OrderError) -> String {
+    static func parameter(_ name: String, of context: OrderRequestContext) throws(OrderError) -> String {
         let raw = context.parameters.get(name) ?? ""
         guard let decoded = raw.removingPercentEncoding else {
             throw OrderError.invalidRequest("\(name) is not validly percent-encoded: '\(raw.prefix(32))'")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import NIOCore
 import OrderModel
 import Synchronization
@@ -16,33 +17,67 @@ import Synchronization
 /// the window is not caught here, and every call it could repeat is
 /// idempotent by the caller's own ids (`out_trade_no`, `payment_id`,
 /// `refund_id`) — it changes nothing the first did not.
+///
+/// Failed authentication is limited per source and per key
+/// (``AuthenticationFailureLimiter``), and nonces per key (``NonceCache``):
+/// no caller can make the proxy check signatures for it without end, nor
+/// crowd out another's requests.
 public final class RequestAuthenticator: Sendable {
     private let sealer: CredentialSealer
     private let keys: @Sendable () -> [String: AccessKey]
     private let nonces: Mutex<NonceCache>
+    private let failures: Mutex<AuthenticationFailureLimiter>
+    private let logger: Logger
     /// Opened secrets by key id, with the sealed text they came from (a new seal opens again).
     private let opened = Mutex<[String: (sealed: String, key: SymmetricKey)]>([:])
 
-    public init(sealer: CredentialSealer, keys: @escaping @Sendable () -> [String: AccessKey]) {
+    public init(sealer: CredentialSealer, keys: @escaping @Sendable () -> [String: AccessKey], logger: Logger = Logger(label: "ordercell.authentication")) {
         self.sealer = sealer
         self.keys = keys
+        self.logger = logger
         self.nonces = Mutex(NonceCache(windowSeconds: RequestSignature.windowSeconds))
+        self.failures = Mutex(AuthenticationFailureLimiter())
     }
 
-    /// The caller of a request, or the precise refusal.
+    /// The caller of a request from `source` (its peer address), or the precise refusal.
     public func authenticate(
-        method: String, path: String, query: String, authorization: String?, body: ByteBuffer, now: Timestamp
+        method: String, path: String, query: String, authorization: String?, body: ByteBuffer, source: SocketAddress?, now: Timestamp
+    ) throws(OrderError) -> Caller {
+        let from = AuthenticationFailureLimiter.Source(source)
+        let seconds = Double(now.millisecondsSinceEpoch) / 1000
+        if let wait = failures.withLock({ $0.sourceRetryAfter(from, now: seconds) }) {
+            throw OrderError(.rateLimited, "too many failed authentications from this address; try again in \(wait) s", retryAfterSeconds: wait)
+        }
+        var keyID: String?
+        do {
+            return try check(method: method, path: path, query: query, authorization: authorization, body: body, now: now, keyID: &keyID)
+        } catch where error.code != .rateLimited {
+            let (wentOver, over) = failures.withLock { limiter in
+                let wentOver = limiter.recordFailure(source: from, keyID: keyID, now: seconds)
+                return (wentOver, keyID.map { limiter.keyIsOverLimit($0, now: seconds) } ?? false)
+            }
+            if wentOver, let keyID {
+                logger.warning("failed authentications under one access key are over the limit: answered 429 until they stop", metadata: ["key_id": "\(keyID)"])
+            }
+            guard !over else {
+                throw OrderError(.rateLimited, "too many failed authentications under this key; try again later", retryAfterSeconds: 1)
+            }
+            throw error
+        }
+    }
+
+    /// The checks, in an order that reveals nothing to a caller who does not
+    /// hold the key's secret: the signature before the key's standing.
+    /// `keyID` is set once the request names a key that exists.
+    private func check(
+        method: String, path: String, query: String, authorization: String?, body: ByteBuffer, now: Timestamp, keyID: inout String?
     ) throws(OrderError) -> Caller {
         guard let authorization else {
             throw OrderError(.unauthorized, "the public API needs a signed request: 'Authorization: \(RequestSignature.scheme) …' (docs/security.md)")
         }
         let header = try SignedRequestHeader(parsing: authorization)
         guard let key = keys()[header.keyID] else { throw OrderError(.unknownKey, "access key \(header.keyID) does not exist") }
-        switch key.standing(at: now) {
-        case .accepted: break
-        case .revoked: throw OrderError(.keyRevoked, "access key \(key.id) was revoked")
-        case .expired: throw OrderError(.keyExpired, "access key \(key.id) was rotated and its window ended; sign with its successor")
-        }
+        keyID = key.id
         let skew = header.timestamp - now.secondsSinceEpoch
         guard abs(skew) <= RequestSignature.windowSeconds else {
             throw OrderError(
@@ -59,9 +94,17 @@ public final class RequestAuthenticator: Sendable {
                 .signatureMismatch, "the signature does not match the request (method, path, query, timestamp, nonce and body) under key \(key.id)"
             )
         }
+        // Only the holder of the secret learns that a key was revoked or has expired.
+        switch key.standing(at: now) {
+        case .accepted: break
+        case .revoked: throw OrderError(.keyRevoked, "access key \(key.id) was revoked")
+        case .expired: throw OrderError(.keyExpired, "access key \(key.id) was rotated and its window ended; sign with its successor")
+        }
         switch nonces.withLock({ $0.insert(keyID: key.id, nonce: header.nonce, timestamp: header.timestamp, now: now.secondsSinceEpoch) }) {
         case .fresh: break
         case .replayed: throw OrderError(.nonceReplayed, "nonce \(header.nonce) was used with key \(key.id) within the last \(RequestSignature.windowSeconds) s")
+        case .keyFull:
+            throw OrderError(.rateLimited, "too many signed requests under key \(key.id) within the replay window", retryAfterSeconds: 1)
         case .full: throw OrderError(.rateLimited, "too many signed requests within the replay window", retryAfterSeconds: 1)
         }
         return key.caller

@@ -11,7 +11,7 @@ import NIOHTTP1
 /// The handler answers on the connection's event loop, so there is nothing
 /// for ``handle(value:logger:)`` to drive: it holds the connection's place in
 /// the server until it closes (closing it at once when cancelled).
-struct OrderHTTPChannel<Responder: HTTPResponder>: ServerChildChannel where Responder.Context == BasicRequestContext {
+struct OrderHTTPChannel<Responder: HTTPResponder>: ServerChildChannel where Responder.Context == OrderRequestContext {
     struct Value: ServerChildChannelValue {
         let channel: any Channel
     }

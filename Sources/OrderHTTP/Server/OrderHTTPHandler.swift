@@ -11,7 +11,7 @@ import Synchronization
 /// One connection's requests: collects each (head, body, end), runs the
 /// router in a task, writes the response, and keeps the connection's
 /// keep-alive, body-size and shutdown rules.
-final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler where Responder.Context == BasicRequestContext {
+final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler where Responder.Context == OrderRequestContext {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -134,7 +134,7 @@ final class OrderHTTPHandler<Responder: HTTPResponder>: ChannelDuplexHandler whe
         let isHead = head.method == .HEAD
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         Task {
-            let requestContext = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: settings.logger))
+            let requestContext = OrderRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: settings.logger))
             var response: Response
             do {
                 response = try await settings.responder.respond(to: request, context: requestContext)

@@ -26,7 +26,7 @@ import ServiceLifecycle
 /// shutdown Hummingbird stops accepting and tells every connection to quiesce:
 /// each lets its request under way finish and closes once it has answered;
 /// on cancellation everything closes at once.
-public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
+public struct OrderHTTPServer<Responder: HTTPResponder>: Service where Responder.Context == OrderRequestContext {
     public var host: String
     public var port: Int
     public var serverName: String

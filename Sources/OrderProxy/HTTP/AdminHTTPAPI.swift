@@ -16,7 +16,7 @@ struct AdminHTTPAPI: Sendable {
     let routingStatus: RoutingStatus
     let clock: @Sendable () -> Timestamp
 
-    func addRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+    func addRoutes(_ routes: inout RouteRegistrar<OrderRequestContext>) {
         var admin = routes.group("/admin")
         admin.on(.get, "/cells") { request, _ in
             try tokens.authorize(request, as: .viewer)
@@ -59,7 +59,7 @@ struct AdminHTTPAPI: Sendable {
         }
     }
 
-    private func cellID(_ context: BasicRequestContext) throws(OrderError) -> CellID {
+    private func cellID(_ context: OrderRequestContext) throws(OrderError) -> CellID {
         let text = context.parameters.get("cell_id") ?? ""
         guard let number = Int(text), let cell = CellID(number) else {
             throw OrderError.invalidRequest("cell_id must be a number 0...9999, got '\(text.prefix(16))'")

@@ -40,17 +40,17 @@ public struct ProxyHTTPAPI: Sendable {
     }
 
     /// A router serving the whole API.
-    public func buildRouter(adding more: (inout RouteRegistrar<BasicRequestContext>) -> Void = { _ in }) -> Router<BasicRequestContext> {
+    public func buildRouter(adding more: (inout RouteRegistrar<OrderRequestContext>) -> Void = { _ in }) -> Router<OrderRequestContext> {
         buildRouterAndRoutes(adding: more).router
     }
 
     /// The router and the list of routes it serves; `more` adds routes of
     /// other components served on the same port (the embedded control plane).
     public func buildRouterAndRoutes(
-        adding more: (inout RouteRegistrar<BasicRequestContext>) -> Void = { _ in }
-    ) -> (router: Router<BasicRequestContext>, routes: [APIRoute]) {
+        adding more: (inout RouteRegistrar<OrderRequestContext>) -> Void = { _ in }
+    ) -> (router: Router<OrderRequestContext>, routes: [APIRoute]) {
         // HEAD is answered wherever GET is, with the GET answer's head (RFC 9110 §9.1).
-        let router = Router(options: .autoGenerateHeadEndpoints)
+        let router = Router(context: OrderRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ProblemMiddleware(logger: logger))
         var registrar = RouteRegistrar(router: router)
         addOrderRoutes(&registrar)
@@ -65,17 +65,17 @@ public struct ProxyHTTPAPI: Sendable {
 
     // MARK: - Orders
 
-    private func addOrderRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+    private func addOrderRoutes(_ routes: inout RouteRegistrar<OrderRequestContext>) {
         let proxy = self.proxy
         let authenticator = self.authenticator
         let clock = self.clock
         /// Who made `request`, if they may make `operation` at all, and its body (read once: the signature covers it).
-        @Sendable func authenticate(_ request: Request, _ operation: OrderOperation) async throws -> (Caller, ByteBuffer) {
+        @Sendable func authenticate(_ request: Request, _ context: OrderRequestContext, _ operation: OrderOperation) async throws -> (Caller, ByteBuffer) {
             let body = try await request.body.collect(upTo: HTTPBodies.maximumBodyBytes)
             guard let authenticator else { return (.unauthenticated, body) }
             let caller = try authenticator.authenticate(
                 method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",
-                authorization: request.headers[.authorization], body: body, now: clock()
+                authorization: request.headers[.authorization], body: body, source: context.remoteAddress, now: clock()
             )
             try caller.check(operation)
             return (caller, body)
@@ -87,8 +87,8 @@ public struct ProxyHTTPAPI: Sendable {
             let order = try await proxy.order(id, consistency: .eventual)
             guard caller.mayActFor(merchant: order.merchantID) else { throw Self.notFound(id) }
         }
-        routes.on(.post, "/v1/orders") { request, _ in
-            let (caller, body) = try await authenticate(request, .create)
+        routes.on(.post, "/v1/orders") { request, context in
+            let (caller, body) = try await authenticate(request, context, .create)
             let order = try HTTPBodies.decode(CreateOrderBody.self, from: body).validated()
             try caller.checkNames(merchant: order.merchantID)
             guard !ProbeMerchant.isProbe(order.merchantID) else {
@@ -100,8 +100,8 @@ public struct ProxyHTTPAPI: Sendable {
             )
         }
         // The merchant's own number: `GET /v1/orders?merchant_id=M&out_trade_no=X`.
-        routes.on(.get, "/v1/orders") { request, _ in
-            let (caller, _) = try await authenticate(request, .lookup)
+        routes.on(.get, "/v1/orders") { request, context in
+            let (caller, _) = try await authenticate(request, context, .lookup)
             let query = request.uri.queryParameters
             guard let merchantID = query.get("merchant_id"), let outTradeNo = query.get("out_trade_no") else {
                 throw OrderError.invalidRequest("give merchant_id and out_trade_no to find an order by the merchant's number")
@@ -116,7 +116,7 @@ public struct ProxyHTTPAPI: Sendable {
             return OrderJSON.response(try await proxy.order(MerchantKey(merchantID: merchantID, outTradeNo: outTradeNo), consistency: consistency))
         }
         routes.on(.get, "/v1/orders/{order_id}") { request, context in
-            let (caller, _) = try await authenticate(request, .read)
+            let (caller, _) = try await authenticate(request, context, .read)
             let id = try Self.orderID(context)
             let consistency = try Self.consistency(request)
             let order = try await proxy.order(id, consistency: consistency)
@@ -124,20 +124,20 @@ public struct ProxyHTTPAPI: Sendable {
             return OrderJSON.response(order)
         }
         routes.on(.post, "/v1/orders/{order_id}/pay") { request, context in
-            let (_, body) = try await authenticate(request, .pay)
+            let (_, body) = try await authenticate(request, context, .pay)
             let id = try Self.orderID(context)
             let pay = try HTTPBodies.decode(PayBody.self, from: body)
             let command = try OrderCommand.validatedPay(paymentID: pay.paymentID, amount: pay.amount)
             return OrderJSON.response(try await proxy.apply(command, to: id).order)
         }
         routes.on(.post, "/v1/orders/{order_id}/close") { request, context in
-            let (caller, _) = try await authenticate(request, .close)
+            let (caller, _) = try await authenticate(request, context, .close)
             let id = try Self.orderID(context)
             try await checkOwner(caller, of: id)
             return OrderJSON.response(try await proxy.apply(.close, to: id).order)
         }
         routes.on(.post, "/v1/orders/{order_id}/refunds") { request, context in
-            let (caller, body) = try await authenticate(request, .refund)
+            let (caller, body) = try await authenticate(request, context, .refund)
             let id = try Self.orderID(context)
             let refundBody = try HTTPBodies.decode(RefundBody.self, from: body)
             let command = try OrderCommand.validatedRefund(refundID: refundBody.refundID, amount: refundBody.amount, reason: refundBody.reason)
@@ -152,13 +152,13 @@ public struct ProxyHTTPAPI: Sendable {
             )
         }
         routes.on(.get, "/v1/orders/{order_id}/refunds") { request, context in
-            let (caller, _) = try await authenticate(request, .listRefunds)
+            let (caller, _) = try await authenticate(request, context, .listRefunds)
             let id = try Self.orderID(context)
             try await checkOwner(caller, of: id)
             return try HTTPBodies.json(RefundListView(refunds: try await proxy.refunds(of: id).map(RefundView.init)))
         }
         routes.on(.get, "/v1/orders/{order_id}/events") { request, context in
-            let (caller, _) = try await authenticate(request, .listEvents)
+            let (caller, _) = try await authenticate(request, context, .listEvents)
             let id = try Self.orderID(context)
             try await checkOwner(caller, of: id)
             let events = try await proxy.events(of: id)
@@ -169,7 +169,7 @@ public struct ProxyHTTPAPI: Sendable {
     /// What a merchant is told of another merchant's order: exactly what the cell says of one that does not exist.
     static func notFound(_ id: OrderID) -> OrderError { OrderError(.orderNotFound, "no order \(id)") }
 
-    static func orderID(_ context: BasicRequestContext) throws(OrderError) -> OrderID {
+    static func orderID(_ context: OrderRequestContext) throws(OrderError) -> OrderID {
         let text = context.parameters.get("order_id") ?? ""
         do {
             return try OrderID(parsing: text)
@@ -188,7 +188,7 @@ public struct ProxyHTTPAPI: Sendable {
 
     // MARK: - Health
 
-    private func addHealthRoutes(_ routes: inout RouteRegistrar<BasicRequestContext>) {
+    private func addHealthRoutes(_ routes: inout RouteRegistrar<OrderRequestContext>) {
         let isReady = self.isReady
         let proxy = self.proxy
         routes.on(.get, "/healthz") { _, _ in

@@ -1,0 +1,126 @@
+import Foundation
+import NIOCore
+import OrderModel
+import Testing
+
+@testable import OrderHTTP
+
+@Suite("Limits on authentication: nonces per key, failures per source and per key")
+struct AuthenticationLimitsTests {
+    @Test("a nonce is refused again within the window and forgotten with its bucket; one key cannot hold more than its quota")
+    func nonceCache() {
+        var cache = NonceCache(windowSeconds: 300, capacity: 10, perKeyCapacity: 4)
+        let now: Int64 = 1_800_000_000
+        #expect(cache.insert(keyID: "a", nonce: "n-1", timestamp: now, now: now) == .fresh)
+        #expect(cache.insert(keyID: "a", nonce: "n-1", timestamp: now, now: now + 10) == .replayed)
+        // The same nonce under another key is another request.
+        #expect(cache.insert(keyID: "b", nonce: "n-1", timestamp: now, now: now) == .fresh)
+        for index in 2...4 { #expect(cache.insert(keyID: "a", nonce: "n-\(index)", timestamp: now, now: now) == .fresh) }
+        // Key a holds its quota: its next nonce is refused, key b's are not.
+        #expect(cache.insert(keyID: "a", nonce: "n-5", timestamp: now, now: now) == .keyFull)
+        #expect(cache.count(of: "a") == 4 && cache.count(of: "b") == 1)
+        for index in 2...6 { #expect(cache.insert(keyID: "b", nonce: "n-\(index)", timestamp: now, now: now) == (index <= 4 ? .fresh : .keyFull)) }
+        for index in 1...2 { #expect(cache.insert(keyID: "c\(index)", nonce: "n", timestamp: now, now: now) == .fresh) }
+        // Ten held in all: the cache is full for everyone.
+        #expect(cache.count == 10)
+        #expect(cache.insert(keyID: "d", nonce: "n", timestamp: now, now: now) == .full)
+        // Once the window has passed the bucket, its nonces and quotas are gone.
+        let later = now + 300 + 120
+        #expect(cache.insert(keyID: "a", nonce: "n-1", timestamp: later, now: later) == .fresh)
+        #expect(cache.count == 1 && cache.count(of: "a") == 1 && cache.count(of: "b") == 0)
+    }
+
+    @Test("failures empty a source's bucket, which refills with time; another source is not touched")
+    func failuresPerSource() {
+        var limiter = AuthenticationFailureLimiter(burst: 3, refillPerSecond: 0.5, maximumTracked: 100)
+        let attacker = AuthenticationFailureLimiter.Source.ipv4(0x0A00_0001)
+        let other = AuthenticationFailureLimiter.Source.ipv4(0x0A00_0002)
+        for _ in 0..<3 {
+            let waits = limiter.sourceRetryAfter(attacker, now: 100)
+            #expect(waits == nil)
+            limiter.recordFailure(source: attacker, keyID: nil, now: 100)
+        }
+        let (attackerWaits, otherWaits) = (limiter.sourceRetryAfter(attacker, now: 100), limiter.sourceRetryAfter(other, now: 100))
+        #expect(attackerWaits == 2 && otherWaits == nil)
+        // Two seconds give one failure back.
+        let later = limiter.sourceRetryAfter(attacker, now: 102)
+        #expect(later == nil)
+    }
+
+    @Test("failures under one key go over its limit once, whatever their sources")
+    func failuresPerKey() {
+        var limiter = AuthenticationFailureLimiter(burst: 3, refillPerSecond: 0.5, maximumTracked: 100)
+        var wentOver: [Bool] = []
+        for source in 1...4 { wentOver.append(limiter.recordFailure(source: .ipv4(UInt32(source)), keyID: "ock_x", now: 50)) }
+        #expect(wentOver == [false, false, true, false])
+        let (x, y) = (limiter.keyIsOverLimit("ock_x", now: 50), limiter.keyIsOverLimit("ock_y", now: 50))
+        #expect(x && !y)
+        let later = limiter.keyIsOverLimit("ock_x", now: 60)
+        #expect(!later)
+    }
+
+    @Test("an IPv6 source is counted by its /64; at the tracking limit a new source is not tracked rather than refused")
+    func sources() throws {
+        let first = AuthenticationFailureLimiter.Source(try SocketAddress(ipAddress: "2001:db8:1:2::1", port: 1))
+        let second = AuthenticationFailureLimiter.Source(try SocketAddress(ipAddress: "2001:db8:1:2:ffff::9", port: 2))
+        let elsewhere = AuthenticationFailureLimiter.Source(try SocketAddress(ipAddress: "2001:db8:1:3::1", port: 1))
+        #expect(first == second && first != elsewhere)
+        #expect(AuthenticationFailureLimiter.Source(try SocketAddress(ipAddress: "10.0.0.1", port: 1)) == .ipv4(0x0A00_0001))
+
+        var limiter = AuthenticationFailureLimiter(burst: 1, refillPerSecond: 0.01, maximumTracked: 2)
+        limiter.recordFailure(source: .ipv4(1), keyID: nil, now: 0)
+        limiter.recordFailure(source: .ipv4(2), keyID: nil, now: 0)
+        limiter.recordFailure(source: .ipv4(3), keyID: nil, now: 0)
+        let (tracked, untracked) = (limiter.sourceRetryAfter(.ipv4(1), now: 0), limiter.sourceRetryAfter(.ipv4(3), now: 0))
+        #expect(tracked != nil && untracked == nil)
+    }
+
+    @Test("the authenticator refuses a failing source with 429 before checking it, and a key under attack answers its failures 429")
+    func authenticator() throws {
+        let sealer = try CredentialSealer(keyText: CredentialSealer.newKeyText())
+        let now = Timestamp(secondsSinceEpoch: 1_800_000_000)
+        let revokedID = "ock_" + String(repeating: "a", count: 24)
+        let activeID = "ock_" + String(repeating: "b", count: 24)
+        let secret = "ocs_" + String(repeating: "S", count: 43)
+        let wrong = "ocs_" + String(repeating: "W", count: 43)
+        let keys = [
+            revokedID: AccessKey(
+                id: revokedID, role: .merchant, merchantID: "m1", sealedSecret: try sealer.seal(secret, keyID: revokedID), createdAt: now, revokedAt: now
+            ),
+            activeID: AccessKey(id: activeID, role: .merchant, merchantID: "m2", sealedSecret: try sealer.seal(secret, keyID: activeID), createdAt: now),
+        ]
+        let authenticator = RequestAuthenticator(sealer: sealer, keys: { keys })
+        var nonce = 0
+        func code(_ keyID: String, _ secret: String, from address: String) -> OrderErrorCode? {
+            nonce += 1
+            let header = RequestSignature.authorize(
+                method: "POST", path: "/v1/orders", query: "", body: Array("{}".utf8), keyID: keyID, secret: secret,
+                timestamp: now.secondsSinceEpoch, nonce: String(format: "nonce-%018d", nonce)
+            )
+            do {
+                _ = try authenticator.authenticate(
+                    method: "POST", path: "/v1/orders", query: "", authorization: header, body: ByteBuffer(string: "{}"),
+                    source: try? SocketAddress(ipAddress: address, port: 1), now: now
+                )
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        // A revoked key says so only to a caller whose signature is right.
+        #expect(code(revokedID, wrong, from: "10.0.0.1") == .signatureMismatch)
+        #expect(code(revokedID, secret, from: "10.0.0.2") == .keyRevoked)
+
+        // Twenty failures from one address (the default burst): then 429 before any check, even for a good request.
+        let unknownID = "ock_" + String(repeating: "c", count: 24)
+        for _ in 1...20 { #expect(code(unknownID, secret, from: "10.0.0.9") == .unknownKey) }
+        #expect(code(activeID, secret, from: "10.0.0.9") == .rateLimited)
+
+        // Twenty failures under one key from twenty addresses: its failures are answered 429 from then on,
+        // and the holder of its secret is still served.
+        let answers = (1...20).map { code(activeID, wrong, from: "10.1.0.\($0)") }
+        #expect(answers.dropLast().allSatisfy { $0 == .signatureMismatch } && answers.last == .rateLimited)
+        #expect(code(activeID, secret, from: "10.2.0.1") == nil)
+        #expect(code(activeID, wrong, from: "10.2.0.2") == .rateLimited)
+    }
+}
