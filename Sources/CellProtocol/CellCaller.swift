@@ -12,47 +12,47 @@ import X509
 /// another CA never completes the handshake, so a caller that gets this far
 /// is one the deployment issued a certificate to.
 ///
-/// Without mutual TLS (`--cell-tls disable`, loopback development only) a
-/// caller is ``anonymous``: nothing is known of it and the cell service
-/// answers it as it answered every caller before identities existed.
-public struct CellCaller: Sendable, Hashable, CustomStringConvertible {
+/// Only a connection without TLS (`--cell-tls disable`, loopback
+/// development only) has an ``anonymous`` caller; over TLS a caller without
+/// a certificate naming an identity is ``unidentified`` and may call
+/// nothing: a missing certificate never grants what a present one would.
+public enum CellCaller: Sendable, Hashable, CustomStringConvertible {
     /// What a caller is in the deployment.
     public enum Role: String, Sendable, Hashable, CaseIterable {
         /// A proxy: the order API's calls, and an operator's drill faults it relays.
         case proxy
-        /// The control plane: health probes, index-slot moves, and an operator's calls it relays.
+        /// The control plane: health probes, merchant-key index work, index-slot moves,
+        /// and an operator's calls it relays.
         case control
         /// A person (or their tool) calling a cell directly: reads and drill faults, never an order's change.
         case `operator`
     }
 
-    /// nil: anonymous (no mutual TLS).
-    public let role: Role?
-    /// The name after the role in the identity URI ("proxy-1", "alice"); empty when anonymous.
-    public let name: String
+    /// A caller on a connection without TLS: nothing is known of it.
+    case anonymous
+    /// A caller whose certificate names this role and name.
+    case identified(Role, name: String)
+    /// A caller over TLS whose certificate names no identity (or that showed none): it may do nothing.
+    case unidentified(String)
 
-    public init(role: Role, name: String) {
-        self.role = role
-        self.name = name
+    /// The role the certificate names; nil for anonymous and unidentified callers.
+    public var role: Role? {
+        if case .identified(let role, _) = self { return role }
+        return nil
     }
 
-    private init(unidentifiedBecause why: String) {
-        role = nil
-        name = why
+    /// The name after the role ("proxy-1", "alice"); empty unless identified.
+    public var name: String {
+        if case .identified(_, let name) = self { return name }
+        return ""
     }
-
-    /// A caller on a connection without mutual TLS.
-    public static let anonymous = CellCaller(unidentifiedBecause: "")
-
-    /// A caller whose certificate names no OrderCell identity: it chains to
-    /// the trusted CA, so it got through the handshake, but it may do nothing.
-    public static func unidentified(_ why: String) -> CellCaller { CellCaller(unidentifiedBecause: why) }
-
-    public var isAnonymous: Bool { role == nil && name.isEmpty }
 
     public var description: String {
-        if let role { return "\(role.rawValue)/\(name)" }
-        return name.isEmpty ? "anonymous" : "unidentified (\(name))"
+        switch self {
+        case .anonymous: return "anonymous"
+        case .identified(let role, let name): return "\(role.rawValue)/\(name)"
+        case .unidentified(let why): return "unidentified (\(why))"
+        }
     }
 
     /// The identity URI's prefix.
@@ -60,6 +60,16 @@ public struct CellCaller: Sendable, Hashable, CustomStringConvertible {
 
     /// The identity URI of `role` and `name`, as a certificate carries it.
     public static func uri(role: Role, name: String) -> String { uriPrefix + role.rawValue + "/" + name }
+
+    /// Whether `name` may name a caller or an operator: 1–64 of letters, digits and `._@-`.
+    /// Names go into the cell service's logs: nothing else gets there from a certificate or a request.
+    public static func isValidName(_ name: some StringProtocol) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "._@-".utf8.contains(byte)
+            }
+    }
 
     /// The caller a peer certificate names: its first `spiffe://ordercell/…` URI.
     public init(certificate: NIOSSLCertificate) {
@@ -71,11 +81,11 @@ public struct CellCaller: Sendable, Hashable, CustomStringConvertible {
         for name in names ?? SubjectAlternativeNames() {
             guard case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix(Self.uriPrefix) else { continue }
             let parts = uri.dropFirst(Self.uriPrefix.count).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, let role = Role(rawValue: String(parts[0])), !parts[1].isEmpty, parts[1].count <= 64 else {
-                self = .unidentified("the identity \(uri.prefix(96)) names no role")
+            guard parts.count == 2, let role = Role(rawValue: String(parts[0])), Self.isValidName(parts[1]) else {
+                self = .unidentified("an identity that names no role and name")
                 return
             }
-            self.init(role: role, name: String(parts[1]))
+            self = .identified(role, name: String(parts[1]))
             return
         }
         self = .unidentified("a certificate without an \(Self.uriPrefix)… identity")

@@ -101,7 +101,7 @@ public final class CellProtocolServer: Service {
                         ByteToMessageHandler(CellFrameDecoder()),
                         CellServerHandler(
                             responder: responder, limit: maximumCallsPerConnection, queueLimit: maximumQueuedCallsPerConnection,
-                            draining: draining, drainTimeout: TimeAmount(drainTimeout), logger: logger
+                            draining: draining, drainTimeout: TimeAmount(drainTimeout), tls: tls.isEnabled, logger: logger
                         ),
                     ])
                 }
@@ -174,13 +174,14 @@ final class CellServerHandler: ChannelDuplexHandler {
     /// The client's hello was accepted: its calls may run.
     private var greeted = false
     /// Who the peer is: set from its certificate when the TLS handshake completes
-    /// (no call is read before it does); anonymous on a plaintext connection.
-    private var caller = CellCaller.anonymous
+    /// (no call is read before it does); anonymous only on a plaintext connection.
+    private var caller: CellCaller
 
     init(
         responder: any CellProtocolResponder, limit: Int, queueLimit: Int, draining: CellProtocolServer.Draining, drainTimeout: TimeAmount,
-        logger: Logger
+        tls: Bool, logger: Logger
     ) {
+        self.caller = tls ? .unidentified("no client certificate") : .anonymous
         self.responder = responder
         self.limit = limit
         self.queueLimit = queueLimit

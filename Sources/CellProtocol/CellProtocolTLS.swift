@@ -11,20 +11,20 @@ public struct CellServerTLS: Sendable {
     /// Plaintext (loopback only: anyone on the path can read and forge calls).
     public static let disabled = CellServerTLS(context: nil)
 
-    /// TLS with this certificate chain and key (PEM files). With
-    /// `clientCAFile`, mutual TLS: a client must show a certificate that
-    /// chains to one of these CAs, or its handshake fails.
-    public static func required(certificateFile: String, privateKeyFile: String, clientCAFile: String? = nil) throws -> CellServerTLS {
+    /// Mutual TLS with this certificate chain and key (PEM files): a client
+    /// must show a certificate that chains to one of the CAs in
+    /// `clientCAFile`, or its handshake fails. There is no TLS without
+    /// client certificates: the cell service answers a caller by the
+    /// identity its certificate names (``CellCaller``).
+    public static func required(certificateFile: String, privateKeyFile: String, clientCAFile: String) throws -> CellServerTLS {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: privateKeyFile, format: .pem))
         )
         configuration.minimumTLSVersion = .tlsv12
-        if let clientCAFile {
-            // A client's certificate names no host to check; that it chains to the CA is what counts.
-            configuration.certificateVerification = .noHostnameVerification
-            configuration.trustRoots = .file(clientCAFile)
-        }
+        // A client's certificate names no host to check; that it chains to the CA is what counts.
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.trustRoots = .file(clientCAFile)
         return CellServerTLS(context: try NIOSSLContext(configuration: configuration))
     }
 

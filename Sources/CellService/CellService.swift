@@ -59,7 +59,7 @@ public final class CellService: Sendable {
     private let bindGroupCommit: BindGroupCommit?
     /// Creates in the cell of their key's slot share transactions too.
     private let boundGroupCommit: BoundCreateGroupCommit?
-    public let logger: Logger
+    private let logger: Logger
 
     /// - Parameters:
     ///   - clock: the current time; tests pass a controllable one.
@@ -120,9 +120,21 @@ public final class CellService: Sendable {
     /// it clears itself. A counted fault lets a drill hit exactly one call (a
     /// create held past its caller's deadline) without racing the calls that
     /// follow it (the caller's retry).
-    public func inject(_ newFault: CellFault, calls: Int? = nil) {
+    ///
+    /// - Parameters:
+    ///   - operator: who asked, as the caller authenticated them (logged).
+    ///   - caller: the cell protocol caller that relayed it, when not in process (logged).
+    public func inject(_ newFault: CellFault, calls: Int? = nil, by operator: String? = nil, through caller: String? = nil) {
         fault.withLock { $0 = (newFault, newFault == .none ? nil : calls) }
-        logger.notice("drill fault set", metadata: ["fault": "\(newFault)", "calls": "\(calls.map(String.init) ?? "all")"])
+        var metadata: Logger.Metadata = ["fault": "\(newFault)", "calls": "\(calls.map(String.init) ?? "all")"]
+        if let `operator` { metadata["operator"] = "\(`operator`)" }
+        if let caller { metadata["caller"] = "\(caller)" }
+        logger.notice("drill fault set", metadata: metadata)
+    }
+
+    /// Logs a cell protocol call refused because its caller's role may not make it.
+    public func logRefusedCall(caller: String, method: String) {
+        logger.warning("refused a cell protocol call its caller may not make", metadata: ["caller": "\(caller)", "method": "\(method)"])
     }
 
     /// Where a call meets the drill fault: `fail` and `latency` as it starts, `late_answer` as it answers.

@@ -68,8 +68,7 @@ final class EmbeddedCells: CellClientProvider, CellDrillControl, Service, Sendab
     /// In process the operator is the one the admin API authenticated; the log line says who.
     func setFault(_ fault: CellFault, calls: Int?, on cell: CellID, by operator: String) async throws {
         guard let service = services[cell] else { throw OrderError(.notFound, "cell \(cell) does not run here") }
-        service.inject(fault, calls: calls)
-        service.logger.notice("drill fault set", metadata: ["fault": "\(fault)", "calls": "\(calls ?? 0)", "operator": "\(`operator`)"])
+        service.inject(fault, calls: calls, by: `operator`)
     }
 
     func fault(of cell: CellID) async throws -> CellFault {

@@ -61,6 +61,7 @@ struct ControlCommand: AsyncParsableCommand {
 
     func run() async throws {
         bootstrapLogging(logLevel)
+        let logger = Logger(label: "ordercell.control")
         guard (50...3_600_000).contains(healthInterval) else { throw ValidationError("--health-interval must be 50...3600000 milliseconds") }
         guard (1...100).contains(healthFailures), (1...100).contains(healthSuccesses) else {
             throw ValidationError("--health-failures and --health-successes must be 1...100")
@@ -73,11 +74,12 @@ struct ControlCommand: AsyncParsableCommand {
         )
         try await ControlProcess(
             host: host, port: port, database: database, databaseTLS: databaseTLS,
-            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS), tokens: try tokens.operatorTokens(), initialRoutingFile: routing,
+            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS, host: host, logger: logger), tokens: try tokens.operatorTokens(),
+            initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) },
             credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) },
             databasePassword: try databasePasswordFile.map(SecretFile.read)
-        ).run(logger: Logger(label: "ordercell.control"))
+        ).run(logger: logger)
     }
 }
 
@@ -101,23 +103,24 @@ struct CellCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         guard let id = CellID(cell) else { throw ValidationError("--cell must be 0...9999") }
+        let logger = Logger(label: "ordercell.cell")
         let protocolTLS = try tls.cellServerTLS()
         if !protocolTLS.isEnabled {
             // Without mutual TLS a cell service knows nothing of its callers: never beyond this machine.
-            guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
+            guard isLoopback(host) else {
                 throw ValidationError("--cell-tls disable serves the cell protocol to anyone: only on loopback (--host 127.0.0.1), never on \(host)")
             }
-            Logger(label: "ordercell.cell").warning(
+            logger.warning(
                 "--cell-tls disable: the cell protocol's callers are NOT authenticated; anyone on this machine who reaches port \(port) may create and pay orders and set drill faults (loopback development only)"
             )
         }
         guard let postgresTLS = PostgresTLSMode(rawValue: postgresTLS) else { throw ValidationError("--postgres-tls must be require or disable") }
         try await CellProcess(
             cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: postgresTLS,
-            protocolTLS: protocolTLS, controlHTTP: try tls.controlHTTP(control), snapshotPath: routingSnapshot,
+            protocolTLS: protocolTLS, controlHTTP: try tls.controlHTTP(control, logger: logger), snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
         )
-            .run(logger: Logger(label: "ordercell.cell"))
+            .run(logger: logger)
     }
 }
 
@@ -159,7 +162,8 @@ struct ProxyCommand: AsyncParsableCommand {
         }
         try await ProxyProcess(
             host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tokens: try tokens.operatorTokens(),
-            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS), controlHTTP: try tls.controlHTTP(control),
+            cellTLS: try tls.cellClientTLS(), httpTLS: try tls.httpServerTLS(httpTLS, host: host, logger: logger),
+            controlHTTP: try tls.controlHTTP(control, logger: logger),
             snapshotPath: routingSnapshot, credentials: credentials
         )
             .run(logger: logger)
@@ -257,6 +261,9 @@ struct TLSOptions: ParsableArguments {
     @Option(help: "PEM private key of --tls-certificate.") var tlsKey: String?
     @Option(help: "PEM CAs this process trusts for its peers: the cell services and the control plane it calls, the callers of the cell protocol it serves (default: the system's; $ORDERCELL_TLS_CA).")
     var tlsCA = ProcessInfo.processInfo.environment["ORDERCELL_TLS_CA"]
+    @Option(help: "PEM certificate chain of the HTTP listener, when it is not --tls-certificate (a publicly trusted one for the public API, say).")
+    var httpTLSCertificate: String?
+    @Option(help: "PEM private key of --http-tls-certificate.") var httpTLSKey: String?
 
     private var cellRequired: Bool {
         get throws {
@@ -289,10 +296,15 @@ struct TLSOptions: ParsableArguments {
         }
     }
 
-    /// A proxy's, the control plane's or a tool's side of the cell protocol.
+    /// A proxy's, the control plane's or a tool's side of the cell protocol:
+    /// mutual TLS, so its certificate (its identity) is required.
     func cellClientTLS() throws -> CellClientTLS {
         guard try cellRequired else { return .disabled }
-        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-certificate and --tls-key go together") }
+        guard tlsCertificate != nil, tlsKey != nil else {
+            throw ValidationError(
+                "--cell-tls require needs --tls-certificate and --tls-key: the cell services take only callers with a certificate naming their role (docs/security.md)"
+            )
+        }
         do {
             return try .required(trustRootsFile: tlsCA, certificateFile: tlsCertificate, privateKeyFile: tlsKey)
         } catch {
@@ -301,8 +313,13 @@ struct TLSOptions: ParsableArguments {
     }
 
     /// The client of the control plane: an `https://` URL's certificate checked against --tls-ca.
-    func controlHTTP(_ url: String) throws -> HTTPClient {
-        guard url.lowercased().hasPrefix("https://") else { return .shared }
+    func controlHTTP(_ url: String, logger: Logger) throws -> HTTPClient {
+        guard url.lowercased().hasPrefix("https://") else {
+            if let host = URL(string: url)?.host, !isLoopback(host) {
+                logger.warning("the control plane at \(url) is called in plaintext: the follower token and the routing table cross the network readable")
+            }
+            return .shared
+        }
         do {
             return try TrustedHTTPClients.trusting(caFile: tlsCA)
         } catch {
@@ -310,12 +327,20 @@ struct TLSOptions: ParsableArguments {
         }
     }
 
-    /// An HTTP listener's TLS: `require` (the default) or `disable`.
-    func httpServerTLS(_ mode: String) throws -> HTTPServerTLS {
+    /// An HTTP listener's TLS: `require` (the default) or `disable` (warned off loopback).
+    func httpServerTLS(_ mode: String, host: String, logger: Logger) throws -> HTTPServerTLS {
         switch mode {
-        case "disable": return .disabled
+        case "disable":
+            if !isLoopback(host) {
+                logger.warning("--http-tls disable on \(host): requests, bearer tokens and new keys' secrets cross the network in plaintext; only behind a load balancer that terminates TLS on a network only it reaches")
+            }
+            return .disabled
         case "require":
-            let (certificate, key) = try files("--http-tls require (or --http-tls disable on loopback or behind a load balancer that terminates TLS)")
+            guard (httpTLSCertificate == nil) == (httpTLSKey == nil) else {
+                throw ValidationError("--http-tls-certificate and --http-tls-key go together")
+            }
+            let (certificate, key) = try httpTLSCertificate.map { ($0, httpTLSKey!) }
+                ?? files("--http-tls require (or --http-tls disable on loopback or behind a load balancer that terminates TLS)")
             do {
                 return try .required(certificateFile: certificate, privateKeyFile: key)
             } catch {
@@ -324,6 +349,11 @@ struct TLSOptions: ParsableArguments {
         default: throw ValidationError("--http-tls must be require or disable")
         }
     }
+}
+
+/// Whether `host` is this machine's loopback.
+func isLoopback(_ host: String) -> Bool {
+    ["127.0.0.1", "::1", "localhost", "[::1]"].contains(host) || host.hasPrefix("127.")
 }
 
 struct ControlTokenOption: ParsableArguments {

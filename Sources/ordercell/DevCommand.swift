@@ -61,6 +61,10 @@ struct DevCommand: AsyncParsableCommand {
             } else {
                 FileHandle.standardError.write(Data((Walkthrough.unauthenticatedWarning + "\n").utf8))
             }
+            if !isLoopback(host) {
+                let warning = "WARNING: --host \(host): ordercell dev speaks plaintext HTTP, and its operator API takes well-known dev tokens; anyone who reaches it on the network sees and does everything. Use the cluster (TLS on every hop) beyond this machine."
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
             FileHandle.standardOutput.write(Data(text.utf8))
         }
     }

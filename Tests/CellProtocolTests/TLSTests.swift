@@ -139,7 +139,7 @@ struct TLSTests {
         let responder = EchoResponder()
         let server = try await CellProtocolServer.bind(
             host: "127.0.0.1", port: 0, responder: responder,
-            tls: .required(certificateFile: files.serverCertificate, privateKeyFile: files.serverKey), logger: logger
+            tls: .required(certificateFile: files.serverCertificate, privateKeyFile: files.serverKey, clientCAFile: files.caFile), logger: logger
         )
         let client = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: .disabled, handshakeLimit: slowMachine)
         await #expect {
@@ -185,7 +185,7 @@ struct TLSTests {
         let files = try await TestCertificates.shared.value
         let server = try await CellProtocolServer.bind(
             host: "127.0.0.1", port: 0, responder: EchoResponder(),
-            tls: .required(certificateFile: files.strangerCertificate, privateKeyFile: files.strangerKey), logger: logger
+            tls: .required(certificateFile: files.strangerCertificate, privateKeyFile: files.strangerKey, clientCAFile: files.caFile), logger: logger
         )
         let client = CellProtocolConnection(host: "127.0.0.1", port: server.port, tls: try .required(trustRootsFile: files.caFile), handshakeLimit: slowMachine)
         await #expect {

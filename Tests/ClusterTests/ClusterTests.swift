@@ -54,7 +54,7 @@ extension LocalClusterSuites {
 
         /// Load through both proxies; clients retry a failed call on the other proxy.
         static func load(_ proxies: [APIClient], log: AcknowledgementLog, workers: Int, tag: String, stop: @escaping @Sendable () -> Bool) async -> Int {
-            let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3) }
+            let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3, http: $0.http) }
             return await withTaskGroup(of: Int.self) { group in
                 for worker in 0..<workers {
                     group.addTask {

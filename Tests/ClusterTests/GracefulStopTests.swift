@@ -21,7 +21,7 @@ extension LocalClusterSuites {
         }
 
         @Test func sigtermOfACellServiceAndAProxyUnderLoadAnswersWhatTheyAcceptedAndClosesTheirConnections() async throws {
-            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 5) }
+            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 5, http: $0.http) }
             let log = AcknowledgementLog()
             let outcomes = Outcomes()
             let stopFlag = StopFlag()

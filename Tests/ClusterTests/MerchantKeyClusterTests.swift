@@ -27,7 +27,7 @@ extension LocalClusterSuites {
             // build on two cores); ORDERCELL_MERCHANT_KEY_RACE_KEYS=N runs N keys instead.
             let keys = ProcessInfo.processInfo.environment["ORDERCELL_MERCHANT_KEY_RACE_KEYS"].flatMap { Int($0) } ?? 1000
             let sends = keys * 10
-            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 30) }
+            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 30, http: $0.http) }
             try #require(proxies.count == 2)
             /// One send: its key, its amount, the proxy it went through, and what came back.
             struct Answer: Sendable {
@@ -194,7 +194,7 @@ extension LocalClusterSuites {
             let merchant = "mk-step"
             let control = cluster.control
             for step in CreateStep.allCases {
-                let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 10) }
+                let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 10, http: $0.http) }
                 // Keys whose slot is held by cell 1 (slots are dealt 0-127 to cell 1, 128-255 to cell 2).
                 var keys: [String] = []
                 var index = 0
@@ -300,7 +300,7 @@ extension LocalClusterSuites {
 
         @Test func afterASigkillOfACellServiceAndAProxyEveryKeyHasAtMostOnePaidOrder() async throws {
             let merchant = "mk-kill"
-            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 5) }
+            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 5, http: $0.http) }
             try #require(proxies.count == 2)
             let service = try #require(try cluster.currentComponent("cell-1-service-1")?.pid)
             let proxy = try #require(try cluster.currentComponent("proxy-1")?.pid)

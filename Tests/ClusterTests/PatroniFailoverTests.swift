@@ -127,7 +127,7 @@ extension LocalClusterSuites {
         static func payOneAfterAnother(
             _ orders: [String], through proxies: [APIClient], pace: Duration, log: PayLog, stop: @escaping @Sendable () -> Bool
         ) async {
-            let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3) }
+            let proxies = proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3, http: $0.http) }
             var proxy = 0
             for order in orders where !stop() {
                 while !stop() {

@@ -3,26 +3,43 @@ import CellProtocol
 /// What each caller of the cell protocol may call, by the role its mutual
 /// TLS certificate names (``CellCaller``).
 ///
-/// - A proxy and the control plane serve the order API and run the cells
-///   (health probes, merchant-key index work, index-slot moves): every method.
-///   A drill fault they set is an operator's, relayed: it must name the
-///   operator they authenticated (``CellProtocolService``).
+/// - The control plane runs the cells: health probes (synthetic orders),
+///   the merchant-key index's reconciliation and index-slot moves, drill
+///   faults an operator sets through it: every method.
+/// - A proxy serves the order API: orders, the merchant-key index's bind,
+///   move, claim and reads, and drill faults it relays; never the index's
+///   bulk work (freezing, exporting, importing, dropping slots; settling and
+///   reconciling), which only the control plane does.
 /// - An operator calling a cell directly (`ordercell admin cell call`) reads
 ///   orders, refunds, events, index entries and the drill fault, and sets
 ///   drill faults; an operator never creates, pays, closes or refunds an
 ///   order, nor touches the merchant-key index.
-/// - A certificate of the trusted CA that names no OrderCell identity may do
-///   nothing.
-/// - Without mutual TLS (loopback development) every caller is anonymous and
-///   may call everything, as the cell service says loudly when it starts.
+/// - A caller over TLS whose certificate names no identity may do nothing.
+/// - Without TLS (loopback development) every caller is anonymous and may
+///   call everything, as the cell service says loudly when it starts.
+///
+/// A drill fault a proxy or the control plane relays must name the operator
+/// it authenticated (``CellProtocolService``).
 extension CellMethod {
     /// Whether `caller` may call this method.
     public func permits(_ caller: CellCaller) -> Bool {
-        if caller.isAnonymous { return true }
-        switch caller.role {
-        case .proxy, .control: return true
-        case .operator: return isOperatorMethod
-        case nil: return false
+        switch caller {
+        case .anonymous: return true
+        case .unidentified: return false
+        case .identified(.control, _): return true
+        case .identified(.proxy, _): return isProxyMethod
+        case .identified(.operator, _): return isOperatorMethod
+        }
+    }
+
+    /// The methods a proxy calls: the order API's and the index's per-key steps.
+    var isProxyMethod: Bool {
+        switch self {
+        case .createOrder, .applyCommand, .getOrder, .listRefunds, .listEvents, .bindKey, .moveKey, .claimKey, .getKeyEntry, .findOrder,
+            .getFault, .setFault:
+            return true
+        case .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey, .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys:
+            return false
         }
     }
 

@@ -1,5 +1,4 @@
 import CellProtocol
-import Logging
 import NIOCore
 import OrderModel
 import SwiftProtobuf
@@ -37,7 +36,7 @@ public struct CellProtocolService: CellProtocolResponder {
     ) async throws -> ByteBuffer {
         guard let method = CellMethod(rawValue: method) else { throw UnknownMethod(method: method) }
         guard method.permits(caller) else {
-            cell.logger.warning("refused a cell protocol call its caller may not make", metadata: ["caller": "\(caller)", "method": "\(method)"])
+            cell.logRefusedCall(caller: "\(caller)", method: "\(method)")
             throw CallerRefused(description: "cell \(cell.cell): \(caller) may not call \(method)")
         }
         let answer = try await answer(method, payload: payload, caller: caller, deadline: deadline, allocator: allocator)
@@ -365,14 +364,15 @@ public struct CellProtocolService: CellProtocolResponder {
     /// records who set what through whom.
     func setFault(_ request: RPCFault, caller: CellCaller) throws -> RPCFault {
         let operatorName: String
-        switch caller.role {
-        case .operator: operatorName = caller.name
-        case .proxy, .control:
-            guard !request.operator.isEmpty, request.operator.utf8.count <= 64 else {
-                throw CallerRefused(description: "cell \(cell.cell): a drill fault relayed by \(caller) must name its operator")
+        switch caller {
+        case .identified(.operator, let name): operatorName = name
+        case .identified(.proxy, _), .identified(.control, _):
+            guard CellCaller.isValidName(request.operator) else {
+                throw CallerRefused(description: "cell \(cell.cell): a drill fault relayed by \(caller) must name its operator (1-64 of a-z A-Z 0-9 . _ @ -)")
             }
             operatorName = request.operator
-        case nil: operatorName = request.operator.isEmpty ? "anonymous" : "\(request.operator) (unverified)"
+        case .anonymous, .unidentified:
+            operatorName = CellCaller.isValidName(request.operator) ? "\(request.operator) (unverified)" : "anonymous"
         }
         let fault: CellFault
         do {
@@ -380,11 +380,7 @@ public struct CellProtocolService: CellProtocolResponder {
         } catch {
             throw CellFailure(description: error.detail)
         }
-        cell.inject(fault, calls: request.calls > 0 ? Int(request.calls) : nil)
-        cell.logger.notice(
-            "drill fault set",
-            metadata: ["fault": "\(fault)", "calls": "\(request.calls)", "operator": "\(operatorName)", "caller": "\(caller)"]
-        )
+        cell.inject(fault, calls: request.calls > 0 ? Int(request.calls) : nil, by: operatorName, through: caller.description)
         return RPCFault(cell.currentFault)
     }
 

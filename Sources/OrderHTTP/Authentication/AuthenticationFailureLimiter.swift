@@ -5,27 +5,31 @@ import NIOCore
 ///
 /// Each source (an IPv4 address, an IPv6 /64) and each access key has a
 /// bucket of `burst` failures that refills at `refillPerSecond`. A failure
-/// takes one; an empty bucket means "over the limit":
+/// takes one from its source's and its key's; once either is empty, the
+/// failure is answered `429` with when to come back, instead of its
+/// precise `401`: whoever keeps guessing learns nothing more, from however
+/// many sources.
 ///
-/// - **A source over its limit** is refused before its request is looked
-///   at (`429`, with when to come back): a client that keeps failing costs
-///   the proxy no signature check, and learns nothing more.
-/// - **A key over its limit** still has every request checked — the holder
-///   of the secret is never locked out by someone who only knows the key
-///   id — but a failing request under it is answered `429` instead of its
-///   precise `401`, so that guessing through many sources learns nothing
-///   either, and the proxy logs the key once as under attack.
+/// Only failures of callers who do not hold the key's secret count (a
+/// request without a valid signature); a request with a valid signature is
+/// never refused by this limit. So a client behind the same load balancer
+/// or NAT as an attacker is still served, as is the holder of a key whose
+/// id an attacker knows. What a failure costs the proxy — one HMAC-SHA256
+/// over a short text, about 6 µs — is less than the HTTP parsing around
+/// it: refusing before the check would buy little and lock out the
+/// innocent.
 ///
-/// Only failures count; a source or key that stops failing is forgotten
-/// once its bucket is full again. At most `maximumTracked` sources and as
-/// many keys are tracked: past that, full buckets are dropped, and if none
-/// is, a new one is not tracked (never refused for the others' failures).
+/// A source or key that stops failing is forgotten once its bucket is full
+/// again. At most `maximumTracked` of each are tracked: past that, full
+/// buckets are dropped (at most once a second, so that a flood of new
+/// sources costs no more than that), and a new one is not tracked until
+/// there is room — never refused for the others' failures.
 struct AuthenticationFailureLimiter: Sendable {
     let burst: Double
     let refillPerSecond: Double
     let maximumTracked: Int
-    private var sources: [Source: Bucket] = [:]
-    private var keys: [String: Bucket] = [:]
+    private var sources: Buckets<Source>
+    private var keys: Buckets<String>
 
     /// Where requests come from, as the limit counts them.
     enum Source: Hashable, Sendable {
@@ -36,14 +40,20 @@ struct AuthenticationFailureLimiter: Sendable {
 
         /// From a peer's address; the bytes are read from the socket
         /// address's layout (sockaddr_in: family, port, then the 4 address
-        /// bytes; sockaddr_in6: family, port, flow info, then the 16).
+        /// bytes; sockaddr_in6: family, port, flow info, then the 16). An
+        /// IPv4 client of a dual-stack listener (`::ffff:a.b.c.d`) is its IPv4 address.
         init(_ address: SocketAddress?) {
             func bigEndian(_ bytes: some Collection<UInt8>) -> UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
             switch address {
             case .v4(let v4):
                 self = .ipv4(UInt32(withUnsafeBytes(of: v4.address) { bigEndian($0[4..<8]) }))
             case .v6(let v6):
-                self = .ipv6Prefix(withUnsafeBytes(of: v6.address) { bigEndian($0[8..<16]) })
+                let (prefix, rest) = withUnsafeBytes(of: v6.address) { (bigEndian($0[8..<16]), bigEndian($0[16..<24])) }
+                if prefix == 0, rest >> 32 == 0xFFFF {
+                    self = .ipv4(UInt32(truncatingIfNeeded: rest))
+                } else {
+                    self = .ipv6Prefix(prefix)
+                }
             default:
                 self = .unknown
             }
@@ -54,61 +64,60 @@ struct AuthenticationFailureLimiter: Sendable {
         var tokens: Double
         var at: Double
 
-        mutating func refill(now: Double, burst: Double, perSecond: Double) {
-            tokens = min(burst, tokens + max(0, now - at) * perSecond)
-            at = now
+        func tokens(at now: Double, burst: Double, perSecond: Double) -> Double {
+            min(burst, tokens + max(0, now - at) * perSecond)
         }
+    }
+
+    /// The buckets of one kind, with when full ones were last dropped.
+    private struct Buckets<Key: Hashable & Sendable>: Sendable {
+        var buckets: [Key: Bucket] = [:]
+        var prunedAt = -Double.infinity
     }
 
     init(burst: Int = 20, refillPerSecond: Double = 1, maximumTracked: Int = 100_000) {
         self.burst = Double(burst)
         self.refillPerSecond = refillPerSecond
         self.maximumTracked = maximumTracked
+        sources = Buckets()
+        keys = Buckets()
     }
 
-    /// Seconds until `source` may try again; nil: it may now.
-    mutating func sourceRetryAfter(_ source: Source, now: Double) -> Int? {
-        Self.retryAfter(&sources, source, now: now, burst: burst, perSecond: refillPerSecond)
-    }
-
-    /// Whether failures under `keyID` are over its limit now.
-    mutating func keyIsOverLimit(_ keyID: String, now: Double) -> Bool {
-        Self.retryAfter(&keys, keyID, now: now, burst: burst, perSecond: refillPerSecond) != nil
+    /// What a failure comes to.
+    struct Verdict: Equatable {
+        /// Seconds until the source and key may fail again; nil: the failure is answered as it is.
+        var retryAfter: Int?
+        /// The key went over its limit with this failure (log it once).
+        var keyWentOver: Bool
     }
 
     /// Counts a failed authentication of `source` (under `keyID`, when the
-    /// request named an existing key); whether the key just went over its limit.
-    @discardableResult
-    mutating func recordFailure(source: Source, keyID: String?, now: Double) -> Bool {
-        Self.take(&sources, source, now: now, burst: burst, perSecond: refillPerSecond, limit: maximumTracked)
-        guard let keyID else { return false }
-        let wasOver = keyIsOverLimit(keyID, now: now)
-        Self.take(&keys, keyID, now: now, burst: burst, perSecond: refillPerSecond, limit: maximumTracked)
-        return !wasOver && keyIsOverLimit(keyID, now: now)
+    /// request named an existing key).
+    mutating func recordFailure(source: Source, keyID: String?, now: Double) -> Verdict {
+        let sourceWait = take(&sources, source, now: now)
+        guard let keyID else { return Verdict(retryAfter: sourceWait, keyWentOver: false) }
+        let keyWasOver = (keys.buckets[keyID]?.tokens(at: now, burst: burst, perSecond: refillPerSecond) ?? burst) < 1
+        let keyWait = take(&keys, keyID, now: now)
+        let waits = [sourceWait, keyWait].compactMap { $0 }
+        return Verdict(retryAfter: waits.max(), keyWentOver: keyWait != nil && !keyWasOver)
     }
 
-    private static func retryAfter<Key: Hashable>(
-        _ buckets: inout [Key: Bucket], _ key: Key, now: Double, burst: Double, perSecond: Double
-    ) -> Int? {
-        guard var bucket = buckets[key] else { return nil }
-        bucket.refill(now: now, burst: burst, perSecond: perSecond)
-        buckets[key] = bucket
-        guard bucket.tokens < 1 else { return nil }
-        return max(1, Int(((1 - bucket.tokens) / perSecond).rounded(.up)))
-    }
-
-    private static func take<Key: Hashable>(
-        _ buckets: inout [Key: Bucket], _ key: Key, now: Double, burst: Double, perSecond: Double, limit: Int
-    ) {
-        if buckets[key] == nil {
-            if buckets.count >= limit {
+    /// Takes a failure from `key`'s bucket; seconds until it holds one again when it is empty now.
+    private func take<Key>(_ kind: inout Buckets<Key>, _ key: Key, now: Double) -> Int? {
+        if kind.buckets[key] == nil {
+            if kind.buckets.count >= maximumTracked, now - kind.prunedAt >= 1 {
                 // Whoever has stopped failing is forgotten first.
-                buckets = buckets.filter { _, bucket in bucket.tokens + max(0, now - bucket.at) * perSecond < burst }
-                guard buckets.count < limit else { return }
+                kind.buckets = kind.buckets.filter { $0.value.tokens(at: now, burst: burst, perSecond: refillPerSecond) < burst }
+                kind.prunedAt = now
             }
-            buckets[key] = Bucket(tokens: burst, at: now)
+            guard kind.buckets.count < maximumTracked else { return nil }
+            kind.buckets[key] = Bucket(tokens: burst, at: now)
         }
-        buckets[key]!.refill(now: now, burst: burst, perSecond: perSecond)
-        buckets[key]!.tokens = max(0, buckets[key]!.tokens - 1)
+        var bucket = kind.buckets[key]!
+        bucket.tokens = max(0, bucket.tokens(at: now, burst: burst, perSecond: refillPerSecond) - 1)
+        bucket.at = now
+        kind.buckets[key] = bucket
+        guard bucket.tokens < 1 else { return nil }
+        return max(1, Int(((1 - bucket.tokens) / refillPerSecond).rounded(.up)))
     }
 }

@@ -43,34 +43,34 @@ public final class RequestAuthenticator: Sendable {
     public func authenticate(
         method: String, path: String, query: String, authorization: String?, body: ByteBuffer, source: SocketAddress?, now: Timestamp
     ) throws(OrderError) -> Caller {
-        let from = AuthenticationFailureLimiter.Source(source)
-        let seconds = Double(now.millisecondsSinceEpoch) / 1000
-        if let wait = failures.withLock({ $0.sourceRetryAfter(from, now: seconds) }) {
-            throw OrderError(.rateLimited, "too many failed authentications from this address; try again in \(wait) s", retryAfterSeconds: wait)
-        }
         var keyID: String?
+        var signed = false
         do {
-            return try check(method: method, path: path, query: query, authorization: authorization, body: body, now: now, keyID: &keyID)
-        } catch where error.code != .rateLimited {
-            let (wentOver, over) = failures.withLock { limiter in
-                let wentOver = limiter.recordFailure(source: from, keyID: keyID, now: seconds)
-                return (wentOver, keyID.map { limiter.keyIsOverLimit($0, now: seconds) } ?? false)
+            return try check(
+                method: method, path: path, query: query, authorization: authorization, body: body, now: now, keyID: &keyID, signed: &signed
+            )
+        } catch where !signed {
+            // A failure of a caller without the secret: counted, and past the limit answered 429.
+            let verdict = failures.withLock {
+                $0.recordFailure(source: AuthenticationFailureLimiter.Source(source), keyID: keyID, now: Double(now.millisecondsSinceEpoch) / 1000)
             }
-            if wentOver, let keyID {
+            if verdict.keyWentOver, let keyID {
                 logger.warning("failed authentications under one access key are over the limit: answered 429 until they stop", metadata: ["key_id": "\(keyID)"])
             }
-            guard !over else {
-                throw OrderError(.rateLimited, "too many failed authentications under this key; try again later", retryAfterSeconds: 1)
+            if let wait = verdict.retryAfter {
+                throw OrderError(.rateLimited, "too many failed authentications; try again in \(wait) s", retryAfterSeconds: wait)
             }
             throw error
         }
     }
 
     /// The checks, in an order that reveals nothing to a caller who does not
-    /// hold the key's secret: the signature before the key's standing.
-    /// `keyID` is set once the request names a key that exists.
+    /// hold the key's secret: the signature before the timestamp's window,
+    /// the key's standing and the nonce. `keyID` is set once the request
+    /// names a key that exists, `signed` once its signature checks out.
     private func check(
-        method: String, path: String, query: String, authorization: String?, body: ByteBuffer, now: Timestamp, keyID: inout String?
+        method: String, path: String, query: String, authorization: String?, body: ByteBuffer, now: Timestamp, keyID: inout String?,
+        signed: inout Bool
     ) throws(OrderError) -> Caller {
         guard let authorization else {
             throw OrderError(.unauthorized, "the public API needs a signed request: 'Authorization: \(RequestSignature.scheme) …' (docs/security.md)")
@@ -78,13 +78,6 @@ public final class RequestAuthenticator: Sendable {
         let header = try SignedRequestHeader(parsing: authorization)
         guard let key = keys()[header.keyID] else { throw OrderError(.unknownKey, "access key \(header.keyID) does not exist") }
         keyID = key.id
-        let skew = header.timestamp - now.secondsSinceEpoch
-        guard abs(skew) <= RequestSignature.windowSeconds else {
-            throw OrderError(
-                .timestampOutOfWindow,
-                "the request's timestamp is \(abs(skew)) s \(skew < 0 ? "behind" : "ahead of") the server's clock; the window is \(RequestSignature.windowSeconds) s"
-            )
-        }
         let canonical = RequestSignature.canonical(
             method: method, path: path, query: query, timestamp: header.timestamp, nonce: header.nonce,
             bodySHA256: RequestSignature.bodySHA256(body.readableBytesView)
@@ -92,6 +85,14 @@ public final class RequestAuthenticator: Sendable {
         guard HMAC<SHA256>.isValidAuthenticationCode(header.signature, authenticating: Data(canonical.utf8), using: try secret(of: key)) else {
             throw OrderError(
                 .signatureMismatch, "the signature does not match the request (method, path, query, timestamp, nonce and body) under key \(key.id)"
+            )
+        }
+        signed = true
+        let skew = header.timestamp - now.secondsSinceEpoch
+        guard abs(skew) <= RequestSignature.windowSeconds else {
+            throw OrderError(
+                .timestampOutOfWindow,
+                "the request's timestamp is \(abs(skew)) s \(skew < 0 ? "behind" : "ahead of") the server's clock; the window is \(RequestSignature.windowSeconds) s"
             )
         }
         // Only the holder of the secret learns that a key was revoked or has expired.
