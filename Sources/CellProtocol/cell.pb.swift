@@ -408,6 +408,10 @@ public nonisolated struct Ordercell_Cell_V1_ApplyCommandRequest: Sendable {
 
   public var orderID: String = String()
 
+  /// Set by a proxy acting for a merchant: the order must be this
+  /// merchant's, or the cell answers order_not_found as for no order.
+  public var ownerMerchantID: String = String()
+
   public var command: Ordercell_Cell_V1_ApplyCommandRequest.OneOf_Command? = nil
 
   public var pay: Ordercell_Cell_V1_PayCommand {
@@ -549,6 +553,9 @@ public nonisolated struct Ordercell_Cell_V1_OrderRef: Sendable {
   // methods supported on all messages.
 
   public var orderID: String = String()
+
+  /// As in ApplyCommandRequest: the merchant whose order it must be.
+  public var ownerMerchantID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1786,7 +1793,7 @@ nonisolated extension Ordercell_Cell_V1_RefundCommand: SwiftProtobuf.Message, Sw
 
 nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ApplyCommandRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}pay\0\u{1}close\0\u{1}refund\0\u{3}close_duplicate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}pay\0\u{1}close\0\u{1}refund\0\u{3}close_duplicate\0\u{3}owner_merchant_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1847,6 +1854,7 @@ nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Messa
           self.command = .closeDuplicate(v)
         }
       }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.ownerMerchantID) }()
       default: break
       }
     }
@@ -1879,12 +1887,16 @@ nonisolated extension Ordercell_Cell_V1_ApplyCommandRequest: SwiftProtobuf.Messa
     }()
     case nil: break
     }
+    if !self.ownerMerchantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ownerMerchantID, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_ApplyCommandRequest, rhs: Ordercell_Cell_V1_ApplyCommandRequest) -> Bool {
     if lhs.orderID != rhs.orderID {return false}
     if lhs.command != rhs.command {return false}
+    if lhs.ownerMerchantID != rhs.ownerMerchantID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2015,7 +2027,7 @@ nonisolated extension Ordercell_Cell_V1_GetOrderReply: SwiftProtobuf.Message, Sw
 
 nonisolated extension Ordercell_Cell_V1_OrderRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OrderRef"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}owner_merchant_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2024,6 +2036,7 @@ nonisolated extension Ordercell_Cell_V1_OrderRef: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.ownerMerchantID) }()
       default: break
       }
     }
@@ -2033,11 +2046,15 @@ nonisolated extension Ordercell_Cell_V1_OrderRef: SwiftProtobuf.Message, SwiftPr
     if !self.orderID.isEmpty {
       try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
     }
+    if !self.ownerMerchantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ownerMerchantID, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ordercell_Cell_V1_OrderRef, rhs: Ordercell_Cell_V1_OrderRef) -> Bool {
     if lhs.orderID != rhs.orderID {return false}
+    if lhs.ownerMerchantID != rhs.ownerMerchantID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -260,32 +260,41 @@ public final class CellService: Sendable {
     }
 
     /// Applies pay, close or refund to an order of this cell.
-    public func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
+    ///
+    /// - Parameter merchant: set when the caller acts for a merchant: the
+    ///   order must be that merchant's, or it is `order_not_found` exactly as
+    ///   an order that does not exist (no oracle). An order's merchant never
+    ///   changes, so reading it before the command's own transaction is as
+    ///   good as reading it inside.
+    public func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String? = nil) async throws -> OrderCommandResult {
+        if let merchant { _ = try await order(id, consistency: .strong, ownedBy: merchant) }
         try await enter()
         try checkOwnership(id)
         let now = clock()
         return OrderCommandResult(try await storage { try await store.apply(command, to: id, now: now) })
     }
 
-    /// The order with this id.
-    public func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order {
+    /// The order with this id (`merchant`: it must be that merchant's, as in ``apply(_:to:ownedBy:)``).
+    public func order(_ id: OrderID, consistency: ReadConsistency, ownedBy merchant: String? = nil) async throws -> Order {
         try await enter()
         try checkOwnership(id)
-        guard let order = try await storage({ try await store.order(id, consistency: consistency) }) else {
+        guard let order = try await storage({ try await store.order(id, consistency: consistency) }),
+            merchant == nil || order.merchantID == merchant
+        else {
             throw OrderError(.orderNotFound, "no order \(id)")
         }
         return order
     }
 
-    /// The order's refunds, oldest first.
-    public func refunds(of id: OrderID) async throws -> [Refund] {
-        _ = try await order(id, consistency: .strong)
+    /// The order's refunds, oldest first (`merchant`: as in ``apply(_:to:ownedBy:)``).
+    public func refunds(of id: OrderID, ownedBy merchant: String? = nil) async throws -> [Refund] {
+        _ = try await order(id, consistency: .strong, ownedBy: merchant)
         return try await storage { try await store.refunds(of: id) }
     }
 
-    /// The order's audit trail, oldest first.
-    public func events(of id: OrderID) async throws -> [OrderEvent] {
-        _ = try await order(id, consistency: .strong)
+    /// The order's audit trail, oldest first (`merchant`: as in ``apply(_:to:ownedBy:)``).
+    public func events(of id: OrderID, ownedBy merchant: String? = nil) async throws -> [OrderEvent] {
+        _ = try await order(id, consistency: .strong, ownedBy: merchant)
         return try await storage { try await store.events(of: id) }
     }
 

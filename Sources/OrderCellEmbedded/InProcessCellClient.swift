@@ -37,20 +37,20 @@ struct InProcessCellClient: CellClient {
         try await bounded { [service] in try await service.createBound(request, attempt: attempt) }
     }
 
-    func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
-        try await bounded { [service] in try await service.apply(command, to: id) }
+    func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String?) async throws -> OrderCommandResult {
+        try await bounded { [service] in try await service.apply(command, to: id, ownedBy: merchant) }
     }
 
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order {
         try await bounded { [service] in try await service.order(id, consistency: consistency) }
     }
 
-    func refunds(of id: OrderID) async throws -> [Refund] {
-        try await bounded { [service] in try await service.refunds(of: id) }
+    func refunds(of id: OrderID, ownedBy merchant: String?) async throws -> [Refund] {
+        try await bounded { [service] in try await service.refunds(of: id, ownedBy: merchant) }
     }
 
-    func events(of id: OrderID) async throws -> [OrderEvent] {
-        try await bounded { [service] in try await service.events(of: id) }
+    func events(of id: OrderID, ownedBy merchant: String?) async throws -> [OrderEvent] {
+        try await bounded { [service] in try await service.events(of: id, ownedBy: merchant) }
     }
 
     func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding {

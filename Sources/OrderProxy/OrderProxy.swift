@@ -356,7 +356,9 @@ public final class OrderProxy: Sendable {
         return try await call(id.cell, client) { try await client.order(id, consistency: consistency) }
     }
 
-    public func apply(_ command: OrderCommand, to id: OrderID) async throws(OrderError) -> OrderCommandResult {
+    /// Applies `command` to order `id`; `merchant` (nil: any): the caller acts for that merchant, and
+    /// another merchant's order is `order_not_found` (the cell checks it).
+    public func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String? = nil) async throws(OrderError) -> OrderCommandResult {
         if case .refund = command, degradation.refuseRefunds {
             throw OrderError(.degraded, "refunds are switched off by an operator; try again later", retryAfterSeconds: 60)
         }
@@ -364,7 +366,7 @@ public final class OrderProxy: Sendable {
         if case .pay(let paymentID, let amount, _) = command {
             return try await pay(id, paymentID: paymentID, amount: amount, client: client)
         }
-        return try await call(id.cell, client) { try await client.apply(command, to: id) }
+        return try await call(id.cell, client) { try await client.apply(command, to: id, ownedBy: merchant) }
     }
 
     /// Pays an order only if it holds its merchant key: an order not yet
@@ -424,14 +426,14 @@ public final class OrderProxy: Sendable {
         }
     }
 
-    public func refunds(of id: OrderID) async throws(OrderError) -> [Refund] {
+    public func refunds(of id: OrderID, ownedBy merchant: String? = nil) async throws(OrderError) -> [Refund] {
         let client = try route(id)
-        return try await call(id.cell, client) { try await client.refunds(of: id) }
+        return try await call(id.cell, client) { try await client.refunds(of: id, ownedBy: merchant) }
     }
 
-    public func events(of id: OrderID) async throws(OrderError) -> [OrderEvent] {
+    public func events(of id: OrderID, ownedBy merchant: String? = nil) async throws(OrderError) -> [OrderEvent] {
         let client = try route(id)
-        return try await call(id.cell, client) { try await client.events(of: id) }
+        return try await call(id.cell, client) { try await client.events(of: id, ownedBy: merchant) }
     }
 
     /// The client of the cell named in the order id.

@@ -33,6 +33,28 @@ struct CellServiceTests {
         try CreateOrderRequest(merchantID: "shop", outTradeNo: outTradeNo, amount: amount, currency: "EUR", description: description, expireSeconds: expire)
     }
 
+    @Test("a caller acting for a merchant meets another merchant's order as one that does not exist")
+    func ownership() async throws {
+        let service = try await makeService()
+        let order = try await service.create(try request("owned-1")).order
+        let missing = try OrderID(cell: order.id.cell, createdAt: order.createdAt, sequence: 999_999)
+        func code(_ call: () async throws -> Void) async -> OrderErrorCode? {
+            do { try await call() } catch let error as OrderError { return error.code } catch { return nil }
+            return nil
+        }
+        // Another merchant: exactly what an order that does not exist gets.
+        for id in [order.id, missing] {
+            #expect(await code { _ = try await service.apply(.close, to: id, ownedBy: "another-shop") } == .orderNotFound)
+            #expect(await code { _ = try await service.refunds(of: id, ownedBy: "another-shop") } == .orderNotFound)
+            #expect(await code { _ = try await service.events(of: id, ownedBy: "another-shop") } == .orderNotFound)
+        }
+        #expect(try await service.order(order.id, consistency: .strong).status == .created)
+        // Its own merchant, and a caller acting for none, are served.
+        #expect(try await service.events(of: order.id, ownedBy: "shop").count >= 1)
+        #expect(try await service.apply(.close, to: order.id, ownedBy: "shop").order.status == .closed)
+        #expect(try await service.refunds(of: order.id).isEmpty)
+    }
+
     @Test("a cell refuses index calls for keys of slots it does not hold by its routing release")
     func indexCallsOnlyForHeldSlots() async throws {
         let service = try await makeService()

@@ -108,7 +108,9 @@ public struct CellProtocolService: CellProtocolResponder {
         var reply = Ordercell_Cell_V1_ApplyCommandReply()
         do {
             let result = try await answering {
-                try await cell.apply(try request.domain(), to: try parseOrderID(request.orderID))
+                try await cell.apply(
+                    try request.domain(), to: try parseOrderID(request.orderID), ownedBy: request.ownerMerchantID.isEmpty ? nil : request.ownerMerchantID
+                )
             }
             reply.order = RPCOrder(result.order)
             if let refund = result.refund { reply.refund = RPCRefund(refund) }
@@ -136,7 +138,7 @@ public struct CellProtocolService: CellProtocolResponder {
     func listRefunds(_ request: Ordercell_Cell_V1_OrderRef) async throws -> Ordercell_Cell_V1_ListRefundsReply {
         var reply = Ordercell_Cell_V1_ListRefundsReply()
         do {
-            reply.refunds = try await answering { try await cell.refunds(of: try parseOrderID(request.orderID)) }.map(RPCRefund.init)
+            reply.refunds = try await answering { try await cell.refunds(of: try parseOrderID(request.orderID), ownedBy: request.owner) }.map(RPCRefund.init)
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }
@@ -146,7 +148,7 @@ public struct CellProtocolService: CellProtocolResponder {
     func listEvents(_ request: Ordercell_Cell_V1_OrderRef) async throws -> Ordercell_Cell_V1_ListEventsReply {
         var reply = Ordercell_Cell_V1_ListEventsReply()
         do {
-            reply.events = try await answering { try await cell.events(of: try parseOrderID(request.orderID)) }.map(RPCEvent.init)
+            reply.events = try await answering { try await cell.events(of: try parseOrderID(request.orderID), ownedBy: request.owner) }.map(RPCEvent.init)
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }
@@ -394,4 +396,9 @@ public struct CellProtocolService: CellProtocolResponder {
             throw CellFailure(description: "cell \(cell.cell): \(error)")
         }
     }
+}
+
+extension Ordercell_Cell_V1_OrderRef {
+    /// The merchant whose order it must be; nil when the caller acts for none.
+    var owner: String? { ownerMerchantID.isEmpty ? nil : ownerMerchantID }
 }

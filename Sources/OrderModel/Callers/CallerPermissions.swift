@@ -33,6 +33,14 @@ extension Caller {
         }
     }
 
+    /// The merchant whose orders alone this caller may touch; nil: any
+    /// merchant's (the payment service; everyone when unauthenticated). The
+    /// cell checks an order against it where it has the order at hand.
+    public var ownMerchant: String? {
+        if case .merchant(let own) = self { return own }
+        return nil
+    }
+
     /// Whether this caller may see the orders of `merchantID`: a merchant
     /// only its own. Another merchant's order is answered as one that does
     /// not exist (`order_not_found`), so its existence is not given away.

@@ -13,10 +13,12 @@ public protocol CellClient: Sendable {
     /// Binds the key and creates the order in one transaction, in the cell
     /// holding the key's index slot; `attempt` names this create call in the index.
     func createBound(_ request: CreateOrderRequest, attempt: UInt64) async throws -> BoundCreateResult
-    func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult
+    /// `merchant` (nil: any): the caller acts for that merchant, and another merchant's order is
+    /// `order_not_found` as one that does not exist — checked by the cell, which has the order at hand.
+    func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String?) async throws -> OrderCommandResult
     func order(_ id: OrderID, consistency: ReadConsistency) async throws -> Order
-    func refunds(of id: OrderID) async throws -> [Refund]
-    func events(of id: OrderID) async throws -> [OrderEvent]
+    func refunds(of id: OrderID, ownedBy merchant: String?) async throws -> [Refund]
+    func events(of id: OrderID, ownedBy merchant: String?) async throws -> [OrderEvent]
 
     // The merchant-key index: calls to the cell holding a key's slot (docs/merchant-keys.md).
     func bindMerchantKey(_ key: MerchantKey, candidate: CellID, attempt: UInt64) async throws -> MerchantKeyBinding
@@ -53,6 +55,16 @@ public protocol CellClient: Sendable {
     /// How this proxy sees each service instance of the cell, in the routing
     /// table's endpoint order (empty in process: there is no instance to pick).
     func serviceInstances() -> [CellServiceInstanceStatus]
+}
+
+extension CellClient {
+    /// For a caller that acts for no one merchant (the payment service, an operator, the health checker).
+    public func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
+        try await apply(command, to: id, ownedBy: nil)
+    }
+
+    public func refunds(of id: OrderID) async throws -> [Refund] { try await refunds(of: id, ownedBy: nil) }
+    public func events(of id: OrderID) async throws -> [OrderEvent] { try await events(of: id, ownedBy: nil) }
 }
 
 extension CellClient {

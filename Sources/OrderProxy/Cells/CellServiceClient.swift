@@ -154,9 +154,10 @@ public final class CellServiceClient: CellClient {
         return .order(CreateOrderResult(order: try reply.order.domain(), created: reply.created))
     }
 
-    public func apply(_ command: OrderCommand, to id: OrderID) async throws -> OrderCommandResult {
-        let message = Ordercell_Cell_V1_ApplyCommandRequest(command, orderID: id)
-        let reply = try await call { try await $0.applyCommand(message, timeout: $1) }
+    public func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String?) async throws -> OrderCommandResult {
+        var message = Ordercell_Cell_V1_ApplyCommandRequest(command, orderID: id)
+        message.ownerMerchantID = merchant ?? ""
+        let reply = try await call { [message] in try await $0.applyCommand(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return OrderCommandResult(
             order: try reply.order.domain(), refund: reply.hasRefund ? try reply.refund.domain() : nil, changed: reply.changed
@@ -172,17 +173,19 @@ public final class CellServiceClient: CellClient {
         return try reply.order.domain()
     }
 
-    public func refunds(of id: OrderID) async throws -> [Refund] {
+    public func refunds(of id: OrderID, ownedBy merchant: String?) async throws -> [Refund] {
         var message = Ordercell_Cell_V1_OrderRef()
         message.orderID = id.description
+        message.ownerMerchantID = merchant ?? ""
         let reply = try await call { [message] in try await $0.listRefunds(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return try reply.refunds.map { try $0.domain() }
     }
 
-    public func events(of id: OrderID) async throws -> [OrderEvent] {
+    public func events(of id: OrderID, ownedBy merchant: String?) async throws -> [OrderEvent] {
         var message = Ordercell_Cell_V1_OrderRef()
         message.orderID = id.description
+        message.ownerMerchantID = merchant ?? ""
         let reply = try await call { [message] in try await $0.listEvents(message, timeout: $1) }
         if reply.hasRefusal { throw reply.refusal.orderError }
         return try reply.events.map { try $0.domain(orderID: id) }
