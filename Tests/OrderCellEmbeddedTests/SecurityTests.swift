@@ -191,6 +191,29 @@ struct SecurityTests {
         }
     }
 
+    @Test("over HTTP, past 20 failures from one address: bad signatures and bad bearer tokens are answered 429, good ones still served")
+    func failedAuthenticationIsLimited() async throws {
+        try await TestSystem.run(requireSignedRequests: true) { system in
+            let admin = system.client
+            let now: @Sendable () -> Int64 = { [clock = system.clock] in clock.now.secondsSinceEpoch }
+            let key = try await Self.makeKey(admin, role: "merchant", merchant: "m1")
+            let wrong = admin.signing(with: RequestSigner(keyID: key.id, secret: "ocs_" + String(repeating: "Z", count: 43), now: now))
+            var codes: [String?] = []
+            for index in 1...21 { codes.append(try await wrong.create("m1", "guess-\(index)").code) }
+            #expect(codes.prefix(19).allSatisfy { $0 == "signature_mismatch" } && codes.suffix(2).allSatisfy { $0 == "rate_limited" }, "\(codes)")
+            let limited = try await wrong.create("m1", "guess-22")
+            #expect(limited.status == 429 && limited.retryAfter != nil)
+            // The holder of the secret, from the same address, is served.
+            #expect(try await admin.signing(with: RequestSigner(keyID: key.id, secret: key.secret, now: now)).create("m1", "honest-1").status == 201)
+
+            // Bearer tokens of the operator API, likewise.
+            var bearer: [Int] = []
+            for _ in 1...21 { bearer.append(try await admin.send(.GET, "/admin/cells", nil, authorization: "Bearer guess").status) }
+            #expect(bearer.prefix(19).allSatisfy { $0 == 401 } && bearer.suffix(2).allSatisfy { $0 == 429 }, "\(bearer)")
+            #expect(try await admin.send(.GET, "/admin/cells", admin: true).status == 200)
+        }
+    }
+
     @Test("a rotation racing a revocation never undoes it")
     func rotationsNeverUndoRevocations() async throws {
         try await TestSystem.run(requireSignedRequests: true) { system in

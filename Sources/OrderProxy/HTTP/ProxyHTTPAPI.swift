@@ -52,6 +52,7 @@ public struct ProxyHTTPAPI: Sendable {
         // HEAD is answered wherever GET is, with the GET answer's head (RFC 9110 §9.1).
         let router = Router(context: OrderRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ProblemMiddleware(logger: logger))
+        router.add(middleware: OperatorAuthenticationLimit(clock: clock))
         var registrar = RouteRegistrar(router: router)
         addOrderRoutes(&registrar)
         addHealthRoutes(&registrar)
