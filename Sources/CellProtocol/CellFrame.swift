@@ -96,7 +96,10 @@ public struct CellHello: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The version this build speaks.
-    public static let current = CellHello(major: 1, minor: 0)
+    /// 1.1: ApplyCommand, ListRefunds and ListEvents check `owner_merchant_id`; a client sends it only to 1.1 or later.
+    public static let current = CellHello(major: 1, minor: 1)
+    /// The first minor version whose cell services check `owner_merchant_id`.
+    public static let ownerCheckedMinor: UInt16 = 1
     /// The bytes that open a hello.
     public static let magic: [UInt8] = Array("OCCP".utf8)
     static let size = 8

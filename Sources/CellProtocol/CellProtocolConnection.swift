@@ -34,7 +34,12 @@ public final class CellProtocolConnection: Sendable {
     /// - Throws: ``CellProtocolError``: `.failed` when the cell service reported
     ///   that it could not serve the call; any other case when the call may
     ///   not have reached it or was not answered in time.
-    public func call(method: UInt8, payload: ByteBuffer, timeout: Duration) async throws -> ByteBuffer {
+    ///
+    /// - Parameter minimumPeerMinor: the call carries what a cell service
+    ///   of an earlier minor version would ignore but must not (a merchant's
+    ///   ownership): against such a peer it fails with
+    ///   ``CellProtocolError/unsupportedVersion(peer:ours:)`` unsent.
+    public func call(method: UInt8, payload: ByteBuffer, timeout: Duration, minimumPeerMinor: UInt16 = 0) async throws -> ByteBuffer {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         let channel = try await channel(timeout: timeout)
@@ -42,7 +47,9 @@ public final class CellProtocolConnection: Sendable {
         let remaining = clock.now.duration(to: deadline)
         guard remaining > .milliseconds(1) else { throw CellProtocolError.deadlineExceeded }
         let promise = channel.channel.eventLoop.makePromise(of: ByteBuffer.self)
-        let call = CellClientHandler.Call(method: method, payload: payload, timeout: TimeAmount(remaining), promise: promise)
+        let call = CellClientHandler.Call(
+            method: method, payload: payload, timeout: TimeAmount(remaining), minimumPeerMinor: minimumPeerMinor, promise: promise
+        )
         if channel.channel.eventLoop.inEventLoop {
             channel.handler.value.send(call)
         } else {
@@ -199,12 +206,15 @@ final class CellClientHandler: ChannelInboundHandler {
         var method: UInt8
         var payload: ByteBuffer
         var timeout: TimeAmount
+        var minimumPeerMinor: UInt16 = 0
         var promise: EventLoopPromise<ByteBuffer>
     }
 
     /// Completed when the server's hello accepted this side's (or the handshake failed).
     let ready: EventLoopPromise<Void>
     private var handshaking = true
+    /// The server's hello, once it accepted this side's.
+    private var peer: CellHello?
     private let tls: Bool
     private var context: ChannelHandlerContext?
     private var pending: [UInt32: (promise: EventLoopPromise<ByteBuffer>, timer: Scheduled<Void>)] = [:]
@@ -247,6 +257,7 @@ final class CellClientHandler: ChannelInboundHandler {
             return
         }
         handshaking = false
+        peer = hello
         ready.succeed()
     }
 
@@ -262,6 +273,10 @@ final class CellClientHandler: ChannelInboundHandler {
     func send(_ call: Call) {
         guard let context, context.channel.isActive, !closingWhenIdle else {
             call.promise.fail(CellProtocolError.connectionClosed)
+            return
+        }
+        if let peer, peer.minor < call.minimumPeerMinor {
+            call.promise.fail(CellProtocolError.unsupportedVersion(peer: peer, ours: .current))
             return
         }
         guard call.payload.readableBytes <= CellFrame.maximumSize - CellFrame.headerSize else {

@@ -267,9 +267,14 @@ public final class CellService: Sendable {
     ///   changes, so reading it before the command's own transaction is as
     ///   good as reading it inside.
     public func apply(_ command: OrderCommand, to id: OrderID, ownedBy merchant: String? = nil) async throws -> OrderCommandResult {
-        if let merchant { _ = try await order(id, consistency: .strong, ownedBy: merchant) }
         try await enter()
         try checkOwnership(id)
+        if let merchant {
+            // Inside the call's one pass through the drill gate: a fault for one call hits the command, not this read.
+            guard let order = try await storage({ try await store.order(id, consistency: .strong) }), order.merchantID == merchant else {
+                throw OrderError(.orderNotFound, "no order \(id)")
+            }
+        }
         let now = clock()
         return OrderCommandResult(try await storage { try await store.apply(command, to: id, now: now) })
     }

@@ -1,3 +1,4 @@
+import Crypto
 import CellRouting
 import CellService
 import CellStorage
@@ -13,19 +14,24 @@ import PostgresNIO
 public struct BenchSigning: Sendable {
     public var merchantKeys: [String: (id: String, secret: String)]
     public var paymentService: (id: String, secret: String)?
+    /// HMAC keys made once per access key, as a real client keeps them (not remade for every request).
+    private let signingKeys: [String: SymmetricKey]
 
     public init(merchantKeys: [String: (id: String, secret: String)], paymentService: (id: String, secret: String)?) {
         self.merchantKeys = merchantKeys
         self.paymentService = paymentService
+        var signingKeys: [String: SymmetricKey] = [:]
+        for key in Array(merchantKeys.values) + (paymentService.map { [$0] } ?? []) { signingKeys[key.id] = RequestSignature.signingKey(key.secret) }
+        self.signingKeys = signingKeys
     }
 
     /// The `Authorization` header of a request made as `merchant` (or, for a pay, as the payment service).
     func authorization(_ method: HTTPMethod, _ path: String, _ body: String?, merchant: String, pay: Bool) -> String? {
-        guard let key = pay ? paymentService : merchantKeys[merchant] else { return nil }
+        guard let key = pay ? paymentService : merchantKeys[merchant], let signingKey = signingKeys[key.id] else { return nil }
         let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         return RequestSignature.authorize(
             method: method.rawValue, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", body: Array((body ?? "").utf8),
-            keyID: key.id, secret: key.secret, timestamp: Int64(Date().timeIntervalSince1970), nonce: RequestSignature.newNonce()
+            keyID: key.id, key: signingKey, timestamp: Int64(Date().timeIntervalSince1970), nonce: RequestSignature.newNonce()
         )
     }
 }

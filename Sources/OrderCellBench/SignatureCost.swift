@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOCore
 import OrderHTTP
@@ -18,10 +19,11 @@ public enum SignatureCost {
         let authenticator = RequestAuthenticator(sealer: sealer, keys: { [id: key] })
         let clock = ContinuousClock()
         let signingStarted = clock.now
+        let signingKey = RequestSignature.signingKey(secret)
         let requests = (0..<count).map { number -> (String, ByteBuffer) in
             let body = #"{"merchant_id":"bench-0","out_trade_no":"cost-\#(number)","amount":1000,"currency":"CNY"}"#
             let header = RequestSignature.authorize(
-                method: "POST", path: "/v1/orders", query: "", body: Array(body.utf8), keyID: id, secret: secret, timestamp: now.secondsSinceEpoch,
+                method: "POST", path: "/v1/orders", query: "", body: Array(body.utf8), keyID: id, key: signingKey, timestamp: now.secondsSinceEpoch,
                 nonce: RequestSignature.newNonce()
             )
             return (header, ByteBuffer(string: body))

@@ -26,8 +26,13 @@ public struct OperatorToken: Sendable, Equatable {
     /// Parses `name:role:secret` (e.g. `alice:operator:s3cret`).
     public init(parsing text: String) throws(OrderError) {
         let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3, !parts[0].isEmpty, !parts[2].isEmpty, let role = OperatorRole(rawValue: parts[1]) else {
+        guard parts.count == 3, !parts[2].isEmpty, let role = OperatorRole(rawValue: parts[1]) else {
             throw OrderError.invalidRequest("an operator token is name:role:secret with role viewer or operator")
+        }
+        // The name is recorded as the author of changes and relayed to cells with drill faults, which take these names only.
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-".utf8)
+        guard (1...64).contains(parts[0].utf8.count), parts[0].utf8.allSatisfy(allowed.contains) else {
+            throw OrderError.invalidRequest("an operator token's name is 1-64 of a-z A-Z 0-9 . _ @ -, got '\(parts[0].prefix(64))'")
         }
         self.init(name: parts[0], role: role, secret: parts[2])
     }
@@ -61,18 +66,28 @@ public struct OperatorTokens: Sendable {
         self.tokens = tokens
     }
 
+    /// A request without a token, or with one that is not valid: a failure
+    /// the failed-authentication limit counts (``OperatorAuthenticationLimit``),
+    /// answered as its `401`.
+    public struct Refused: Error {
+        public let error: OrderError
+    }
+
     /// The token of `request`, if it may act as `role`.
+    ///
+    /// - Throws: ``Refused`` without a valid token; `OrderError` (`403`)
+    ///   for a token whose role is too low, or when no token is configured.
     @discardableResult
-    public func authorize(_ request: Request, as role: OperatorRole) throws(OrderError) -> OperatorToken {
+    public func authorize(_ request: Request, as role: OperatorRole) throws -> OperatorToken {
         guard !tokens.isEmpty else { throw OrderError(.unauthorized, "operator endpoints are disabled: no admin token is configured") }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw OrderError(.unauthorized, "operator endpoints need 'Authorization: Bearer <token>'")
+            throw Refused(error: OrderError(.unauthorized, "operator endpoints need 'Authorization: Bearer <token>'"))
         }
         let presented = Array(header.utf8.dropFirst(7))
         // Every token is compared, without an early exit, so timing reveals nothing.
         var match: OperatorToken?
         for token in tokens where Self.constantTimeEqual(presented, Array(token.secret.utf8)) { match = token }
-        guard let token = match else { throw OrderError(.unauthorized, "the token is not valid") }
+        guard let token = match else { throw Refused(error: OrderError(.unauthorized, "the token is not valid")) }
         guard token.role.allows(role) else {
             throw OrderError(.forbidden, "token '\(token.name)' has role \(token.role.rawValue); this needs \(role.rawValue)")
         }

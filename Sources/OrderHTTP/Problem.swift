@@ -17,6 +17,8 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as OrderError {
             return Problem.response(error)
+        } catch let refused as OperatorTokens.Refused {
+            return Problem.response(refused.error)
         } catch let error as HTTPError {
             return Problem.response(Problem.orderError(for: error))
         } catch is NIOTooManyBytesError {

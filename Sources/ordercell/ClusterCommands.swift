@@ -353,7 +353,10 @@ struct TLSOptions: ParsableArguments {
 
 /// Whether `host` is this machine's loopback.
 func isLoopback(_ host: String) -> Bool {
-    ["127.0.0.1", "::1", "localhost", "[::1]"].contains(host) || host.hasPrefix("127.")
+    if ["::1", "localhost", "[::1]"].contains(host) { return true }
+    // 127.0.0.0/8 as an address, not any name that starts with "127.".
+    let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+    return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
 }
 
 struct ControlTokenOption: ParsableArguments {

@@ -90,6 +90,17 @@ struct HandshakeTests {
         try await fake.close()
     }
 
+    @Test("a call that needs a later minor version is never sent to a server of an earlier one (it would ignore what it must check)")
+    func callNeedingALaterMinor() async throws {
+        let fake = try await fakeServer(answering: CellHello(major: 1, minor: 0))
+        let connection = CellProtocolConnection(host: "127.0.0.1", port: fake.localAddress!.port!, tls: .disabled)
+        await #expect(throws: CellProtocolError.unsupportedVersion(peer: CellHello(major: 1, minor: 0), ours: .current)) {
+            try await connection.call(method: 2, payload: ByteBuffer(), timeout: .seconds(2), minimumPeerMinor: CellHello.ownerCheckedMinor)
+        }
+        connection.shutdown()
+        try await fake.close()
+    }
+
     @Test("peers of one major version talk whatever their minor versions")
     func newerMinor() async throws {
         #expect(CellHello.current.accepts(CellHello(major: CellHello.current.major, minor: CellHello.current.minor + 7)))

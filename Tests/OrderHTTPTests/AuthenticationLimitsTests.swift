@@ -35,20 +35,24 @@ struct AuthenticationLimitsTests {
         var limiter = AuthenticationFailureLimiter(burst: 3, refillPerSecond: 0.5, maximumTracked: 100)
         let attacker = AuthenticationFailureLimiter.Source.ipv4(0x0A00_0001)
         let other = AuthenticationFailureLimiter.Source.ipv4(0x0A00_0002)
-        let verdicts = (0..<4).map { _ in limiter.recordFailure(source: attacker, keyID: nil, now: 100).retryAfter }
-        #expect(verdicts == [nil, nil, 2, 2])
+        // Three failures answered as they are, then over the limit, with when the next one will be.
+        let verdicts = (0..<5).map { _ in limiter.recordFailure(source: attacker, keyID: nil, now: 100).retryAfter }
+        #expect(verdicts == [nil, nil, nil, 2, 2])
         #expect(limiter.recordFailure(source: other, keyID: nil, now: 100).retryAfter == nil)
-        // Four seconds give two failures back: one answered as it is, the next over the limit again.
-        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 104).retryAfter == nil)
-        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 104).retryAfter == 2)
+        // Waiting the Retry-After gives one failure back; four seconds two.
+        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 102).retryAfter == nil)
+        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 102).retryAfter == 2)
+        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 106).retryAfter == nil)
+        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 106).retryAfter == nil)
+        #expect(limiter.recordFailure(source: attacker, keyID: nil, now: 106).retryAfter == 2)
     }
 
     @Test("failures under one key go over its limit once, whatever their sources")
     func failuresPerKey() {
         var limiter = AuthenticationFailureLimiter(burst: 3, refillPerSecond: 0.5, maximumTracked: 100)
-        let verdicts = (1...4).map { limiter.recordFailure(source: .ipv4(UInt32($0)), keyID: "ock_x", now: 50) }
-        #expect(verdicts.map(\.keyWentOver) == [false, false, true, false])
-        #expect(verdicts.map { $0.retryAfter != nil } == [false, false, true, true])
+        let verdicts = (1...5).map { limiter.recordFailure(source: .ipv4(UInt32($0)), keyID: "ock_x", now: 50) }
+        #expect(verdicts.map(\.keyWentOver) == [false, false, false, true, false])
+        #expect(verdicts.map { $0.retryAfter != nil } == [false, false, false, true, true])
         #expect(limiter.recordFailure(source: .ipv4(9), keyID: "ock_y", now: 50).retryAfter == nil)
         #expect(limiter.recordFailure(source: .ipv4(9), keyID: "ock_x", now: 60).retryAfter == nil)
     }
@@ -64,9 +68,10 @@ struct AuthenticationLimitsTests {
         #expect(AuthenticationFailureLimiter.Source(try SocketAddress(ipAddress: "::ffff:10.0.0.2", port: 1)) == .ipv4(0x0A00_0002))
 
         var limiter = AuthenticationFailureLimiter(burst: 1, refillPerSecond: 0.01, maximumTracked: 2)
+        for source in 1...2 { #expect(limiter.recordFailure(source: .ipv4(UInt32(source)), keyID: nil, now: 0).retryAfter == nil) }
         #expect(limiter.recordFailure(source: .ipv4(1), keyID: nil, now: 0).retryAfter != nil)
-        #expect(limiter.recordFailure(source: .ipv4(2), keyID: nil, now: 0).retryAfter != nil)
-        #expect(limiter.recordFailure(source: .ipv4(3), keyID: nil, now: 0).retryAfter == nil)
+        // A third source finds no room: not tracked, so never over the limit.
+        for _ in 1...3 { #expect(limiter.recordFailure(source: .ipv4(3), keyID: nil, now: 0).retryAfter == nil) }
     }
 
     @Test("past the limits failures are answered 429, per source and per key, and a request signed with the secret is always served")
@@ -108,17 +113,32 @@ struct AuthenticationLimitsTests {
         // Failures from one address (the default burst is 20): the twentieth on are answered 429, and a
         // request signed with the secret from that address (behind the same balancer, say) is served.
         let unknownID = "ock_" + String(repeating: "c", count: 24)
-        let fromOne = (1...21).map { _ in code(unknownID, secret, from: "10.0.0.9") }
-        #expect(fromOne.prefix(19).allSatisfy { $0 == .unknownKey } && fromOne.suffix(2).allSatisfy { $0 == .rateLimited })
+        let fromOne = (1...22).map { _ in code(unknownID, secret, from: "10.0.0.9") }
+        #expect(fromOne.prefix(20).allSatisfy { $0 == .unknownKey } && fromOne.suffix(2).allSatisfy { $0 == .rateLimited })
         #expect(code(activeID, secret, from: "10.0.0.9") == nil)
         // Failures of a caller who holds the secret (a stale timestamp, a revoked key) are not counted: its answers stay precise.
         for _ in 1...25 { #expect(code(revokedID, secret, from: "10.3.0.1") == .keyRevoked) }
 
         // Twenty failures under one key from twenty addresses: its failures are answered 429 from then on,
         // and the holder of its secret is still served.
-        let answers = (1...20).map { code(activeID, wrong, from: "10.1.0.\($0)") }
+        let answers = (1...21).map { code(activeID, wrong, from: "10.1.0.\($0)") }
         #expect(answers.dropLast().allSatisfy { $0 == .signatureMismatch } && answers.last == .rateLimited)
         #expect(code(activeID, secret, from: "10.2.0.1") == nil)
         #expect(code(activeID, wrong, from: "10.2.0.2") == .rateLimited)
+    }
+}
+
+@Suite("Signing's own base64")
+struct SigningBase64Tests {
+    @Test("base64 and base64url of every length agree with Foundation's")
+    func agreesWithFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let foundation = Data(bytes).base64EncodedString()
+            #expect(RequestSignature.base64(bytes, alphabet: RequestSignature.standardAlphabet, padded: true) == foundation)
+            let url = foundation.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(RequestSignature.base64URL(bytes) == url)
+        }
     }
 }

@@ -65,6 +65,15 @@ struct CellServiceClientTests {
         let unknown = try OrderID(cell: CellID(3)!, createdAt: created.order.createdAt, sequence: 999_999)
         await #expect { try await client.order(unknown, consistency: .strong) } throws: { ($0 as? OrderError)?.code == .orderNotFound }
 
+        // Over the wire, as a merchant: another merchant's order is one the cell does not have.
+        for call in [
+            { _ = try await client.apply(.close, to: created.order.id, ownedBy: "another-shop") },
+            { _ = try await client.refunds(of: created.order.id, ownedBy: "another-shop") },
+            { _ = try await client.events(of: created.order.id, ownedBy: "another-shop") },
+        ] as [@Sendable () async throws -> Void] {
+            await #expect { try await call() } throws: { ($0 as? OrderError) == OrderError(.orderNotFound, "no order \(created.order.id)") }
+        }
+        #expect(try await client.events(of: created.order.id, ownedBy: "shop").count >= 3)
         try await client.setFault(.fail, by: "admin")
         #expect(try await client.fault() == .fail)
         // A failure of the cell is not a refusal: the proxy retries creates elsewhere.

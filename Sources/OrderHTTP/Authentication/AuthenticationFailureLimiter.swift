@@ -5,10 +5,11 @@ import NIOCore
 ///
 /// Each source (an IPv4 address, an IPv6 /64) and each access key has a
 /// bucket of `burst` failures that refills at `refillPerSecond`. A failure
-/// takes one from its source's and its key's; once either is empty, the
-/// failure is answered `429` with when to come back, instead of its
-/// precise `401`: whoever keeps guessing learns nothing more, from however
-/// many sources.
+/// takes one from its source's and its key's; a failure that finds either
+/// empty is answered `429` with when to come back (when it holds one
+/// again), instead of its precise `401`: whoever keeps guessing learns
+/// nothing more, from however many sources. So `burst` failures are
+/// answered as they are, then one more per `1 / refillPerSecond` seconds.
 ///
 /// Only failures of callers who do not hold the key's secret count (a
 /// request without a valid signature); a request with a valid signature is
@@ -30,6 +31,8 @@ struct AuthenticationFailureLimiter: Sendable {
     let maximumTracked: Int
     private var sources: Buckets<Source>
     private var keys: Buckets<String>
+    /// Keys whose last failure was over the limit: a key is logged once as it goes over.
+    private var keysOverLimit: Set<String> = []
 
     /// Where requests come from, as the limit counts them.
     enum Source: Hashable, Sendable {
@@ -96,13 +99,14 @@ struct AuthenticationFailureLimiter: Sendable {
     mutating func recordFailure(source: Source, keyID: String?, now: Double) -> Verdict {
         let sourceWait = take(&sources, source, now: now)
         guard let keyID else { return Verdict(retryAfter: sourceWait, keyWentOver: false) }
-        let keyWasOver = (keys.buckets[keyID]?.tokens(at: now, burst: burst, perSecond: refillPerSecond) ?? burst) < 1
+        let keyWasOver = keysOverLimit.contains(keyID)
         let keyWait = take(&keys, keyID, now: now)
+        if keyWait == nil { keysOverLimit.remove(keyID) } else { keysOverLimit.insert(keyID) }
         let waits = [sourceWait, keyWait].compactMap { $0 }
         return Verdict(retryAfter: waits.max(), keyWentOver: keyWait != nil && !keyWasOver)
     }
 
-    /// Takes a failure from `key`'s bucket; seconds until it holds one again when it is empty now.
+    /// Takes a failure from `key`'s bucket; when it was already empty, seconds until it holds one again.
     private func take<Key>(_ kind: inout Buckets<Key>, _ key: Key, now: Double) -> Int? {
         if kind.buckets[key] == nil {
             if kind.buckets.count >= maximumTracked, now - kind.prunedAt >= 1 {
@@ -114,10 +118,11 @@ struct AuthenticationFailureLimiter: Sendable {
             kind.buckets[key] = Bucket(tokens: burst, at: now)
         }
         var bucket = kind.buckets[key]!
-        bucket.tokens = max(0, bucket.tokens(at: now, burst: burst, perSecond: refillPerSecond) - 1)
+        bucket.tokens = bucket.tokens(at: now, burst: burst, perSecond: refillPerSecond)
         bucket.at = now
-        kind.buckets[key] = bucket
-        guard bucket.tokens < 1 else { return nil }
-        return max(1, Int(((1 - bucket.tokens) / refillPerSecond).rounded(.up)))
+        defer { kind.buckets[key] = bucket }
+        guard bucket.tokens >= 1 else { return max(1, Int(((1 - bucket.tokens) / refillPerSecond).rounded(.up))) }
+        bucket.tokens -= 1
+        return nil
     }
 }

@@ -28,7 +28,7 @@ public struct OperatorAuthenticationLimit: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as OrderError where error.code == .unauthorized && !request.uri.path.hasPrefix("/v1/orders") {
+        } catch let refused as OperatorTokens.Refused {
             let now = Double(clock().millisecondsSinceEpoch) / 1000
             let verdict = state.limiter.withLock {
                 $0.recordFailure(source: AuthenticationFailureLimiter.Source(context.remoteAddress), keyID: nil, now: now)
@@ -36,7 +36,7 @@ public struct OperatorAuthenticationLimit: RouterMiddleware {
             if let wait = verdict.retryAfter {
                 throw OrderError(.rateLimited, "too many failed operator authentications; try again in \(wait) s", retryAfterSeconds: wait)
             }
-            throw error
+            throw refused
         }
     }
 }

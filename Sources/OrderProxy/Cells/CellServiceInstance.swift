@@ -18,10 +18,11 @@ struct CellServiceInstance: Sendable {
     }
 
     private func call<Reply: SwiftProtobuf.Message>(
-        _ method: CellMethod, _ request: some SwiftProtobuf.Message, timeout: Duration
+        _ method: CellMethod, _ request: some SwiftProtobuf.Message, timeout: Duration, minimumPeerMinor: UInt16 = 0
     ) async throws -> Reply {
         let answer = try await connection.call(
-            method: method.rawValue, payload: try request.framePayload(allocator: ByteBufferAllocator()), timeout: timeout
+            method: method.rawValue, payload: try request.framePayload(allocator: ByteBufferAllocator()), timeout: timeout,
+            minimumPeerMinor: minimumPeerMinor
         )
         return try Reply(framePayload: answer)
     }
@@ -31,7 +32,8 @@ struct CellServiceInstance: Sendable {
     }
 
     func applyCommand(_ request: Ordercell_Cell_V1_ApplyCommandRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_ApplyCommandReply {
-        try await call(.applyCommand, request, timeout: timeout)
+        // A cell service that would ignore the owner must never get it: it would act for any merchant.
+        try await call(.applyCommand, request, timeout: timeout, minimumPeerMinor: request.ownerMerchantID.isEmpty ? 0 : CellHello.ownerCheckedMinor)
     }
 
     func getOrder(_ request: Ordercell_Cell_V1_GetOrderRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_GetOrderReply {
@@ -39,11 +41,11 @@ struct CellServiceInstance: Sendable {
     }
 
     func listRefunds(_ request: Ordercell_Cell_V1_OrderRef, timeout: Duration) async throws -> Ordercell_Cell_V1_ListRefundsReply {
-        try await call(.listRefunds, request, timeout: timeout)
+        try await call(.listRefunds, request, timeout: timeout, minimumPeerMinor: request.ownerMerchantID.isEmpty ? 0 : CellHello.ownerCheckedMinor)
     }
 
     func listEvents(_ request: Ordercell_Cell_V1_OrderRef, timeout: Duration) async throws -> Ordercell_Cell_V1_ListEventsReply {
-        try await call(.listEvents, request, timeout: timeout)
+        try await call(.listEvents, request, timeout: timeout, minimumPeerMinor: request.ownerMerchantID.isEmpty ? 0 : CellHello.ownerCheckedMinor)
     }
 
     func bindKey(_ request: Ordercell_Cell_V1_BindKeyRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_KeyBindingReply {
