@@ -38,6 +38,12 @@ public protocol OrderStore: Sendable {
     /// The order's audit trail, oldest first.
     func events(of id: OrderID) async throws -> [OrderEvent]
 
+    /// The cell's event feed: up to `limit` events after `position`, in the
+    /// order their transactions committed, each with the position past it.
+    /// Never an event that a transaction still running could precede: a
+    /// reader that moves to the last position it got skips nothing.
+    func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent]
+
     /// Unpaid orders whose expiry is at or before `now`, earliest first.
     func expiredOrders(at now: Timestamp, limit: Int) async throws -> [OrderID]
 

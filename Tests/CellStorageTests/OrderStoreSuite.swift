@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OrderModel
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -198,6 +199,47 @@ struct OrderStoreSuite {
         }
     }
 
+    @Test("the event feed gives every event once, in commit order, with its merchant, resumable from any position", arguments: StoreKind.allCases)
+    func eventFeed(kind: StoreKind) async throws {
+        try await kind.withStore { store, reopen in
+            #expect(try await store.eventFeed(after: .start, limit: 10).isEmpty)
+            let first = try Self.order(sequence: 1)
+            let second = try Self.order(sequence: 2, merchant: "m2")
+            _ = try await store.insert(first)
+            _ = try await store.insert(second)
+            let later = Self.now.adding(seconds: 5)
+            _ = try await store.apply(.pay(paymentID: "pay-1", amount: 1000, keyClaimed: true), to: first.id, now: later)
+            _ = try await store.apply(.close, to: second.id, now: later)
+            _ = try await store.apply(.refund(refundID: "r-1", amount: 100, reason: nil), to: first.id, now: later)
+            // On PostgreSQL an event shows once every transaction older than its own has ended, on the whole
+            // server: the suites running beside this one on it hold the horizon back for a moment.
+            var all: [FeedEvent] = []
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while all.count < 5, ContinuousClock.now < deadline {
+                all = try await store.eventFeed(after: .start, limit: 100)
+                if all.count < 5 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(all.map(\.event.kind) == [.created, .created, .paid, .closed, .refunded])
+            #expect(all.map(\.merchantID) == ["m1", "m2", "m1", "m2", "m1"])
+            #expect(all.map(\.id) == ["\(first.id)-1", "\(second.id)-1", "\(first.id)-2", "\(second.id)-2", "\(first.id)-3"])
+            #expect(zip(all, all.dropFirst()).allSatisfy { $0.position < $1.position }, "positions only grow")
+            #expect(all[4].event.amount == 100 && all[4].event.reference == "r-1")
+            // Pages of two from each position: the same events, none twice, none skipped.
+            var paged: [FeedEvent] = []
+            var position = EventFeedPosition.start
+            while true {
+                let page = try await store.eventFeed(after: position, limit: 2)
+                guard let last = page.last else { break }
+                paged += page
+                position = last.position
+            }
+            #expect(paged == all)
+            // A position survives a restart (its text form is what a reader stores).
+            let resumed = try #require(EventFeedPosition(all[2].position.description))
+            #expect(try await reopen().eventFeed(after: resumed, limit: 100) == Array(all[3...]))
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func concurrentRefundsNeverExceedTheAmount(kind: StoreKind) async throws {
         try await kind.withStore { store, _ in
@@ -279,5 +321,53 @@ struct OrderStoreSuite {
             let next = try await restarted.next()
             #expect(next > values.max()!)
         }
+    }
+}
+
+@Suite("The event feed on PostgreSQL", .postgresServers)
+struct PostgresEventFeedTests {
+    @Test("the feed never passes an event whose transaction is still running, though a later one committed first")
+    func feedWaitsForRunningTransactions() async throws {
+        let servers = try #require(PostgresTestServers.current)
+        let configuration = try await servers.makeDatabase()
+        var logger = Logger(label: "ordercell.test.feed")
+        logger.logLevel = .error
+        let running = RunningStores(configuration: configuration, logger: logger)
+        let store = try await running.open()
+        let client = PostgresClient(configuration: configuration.clientConfiguration(for: configuration.primary, applicationName: "feed-test"))
+        let clientRunning = Task { await client.run() }
+        defer {
+            clientRunning.cancel()
+        }
+        let early = try OrderStoreSuite.order(sequence: 1)
+        let late = try OrderStoreSuite.order(sequence: 2)
+        _ = try await store.insert(early)
+        _ = try await store.insert(late)
+        let created = try #require(try await store.eventFeed(after: .start, limit: 10).last?.position)
+
+        // A transaction appends an event and stays open; a later one appends and commits.
+        let (gate, openGate) = AsyncStream.makeStream(of: Void.self)
+        let (appended, signalAppended) = AsyncStream.makeStream(of: Void.self)
+        let slow = Task {
+            try await client.withTransaction(logger: logger) { connection in
+                let id = early.id.description
+                let at = OrderStoreSuite.now.millisecondsSinceEpoch
+                try await connection.query(
+                    "INSERT INTO order_events (order_id, sequence, kind, at, status_after) VALUES (\(id), 2, 'ORDER_CLOSED', \(at), 'CLOSED')",
+                    logger: logger
+                )
+                signalAppended.yield()
+                for await _ in gate { break }
+            }
+        }
+        for await _ in appended { break }
+        _ = try await store.apply(.close, to: late.id, now: OrderStoreSuite.now.adding(seconds: 1))
+        // The committed event waits behind the running transaction: a reader moving on would skip the slow one.
+        #expect(try await store.eventFeed(after: created, limit: 10).isEmpty)
+        openGate.yield()
+        try await slow.value
+        let after = try await store.eventFeed(after: created, limit: 10)
+        #expect(after.map(\.event.orderID) == [early.id, late.id], "the slow transaction's event first: it began first")
+        await running.closeAll()
     }
 }

@@ -117,6 +117,9 @@ public final class FollowingPostgresStore: OrderStore, Service {
     }
     public func refunds(of id: OrderID) async throws -> [Refund] { try await store.refunds(of: id) }
     public func events(of id: OrderID) async throws -> [OrderEvent] { try await store.events(of: id) }
+    public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
+        try await store.eventFeed(after: position, limit: limit)
+    }
     public func purgeOrders(of merchantID: String, createdBefore cutoff: Timestamp, limit: Int) async throws -> Int {
         try await store.purgeOrders(of: merchantID, createdBefore: cutoff, limit: limit)
     }

@@ -241,6 +241,42 @@ public final class PostgresOrderStore: OrderStore, Service {
         }
     }
 
+    /// Transactions commit in another order than they take event ids, so
+    /// the feed goes by (transaction id, event id) and stops short of the
+    /// oldest transaction still running (`pg_snapshot_xmin`): an event whose
+    /// transaction has not committed is never passed over (docs/events.md).
+    public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
+        let primary = self.primary
+        let logger = self.logger
+        let transaction = String(position.transaction)
+        let event = position.event
+        return try await deadline {
+            var feed: [FeedEvent] = []
+            let rows = try await primary.query(
+                """
+                SELECT e.txid::text, e.event_id, e.order_id, e.sequence, e.kind, e.at, e.amount, e.reference, e.status_after, o.merchant_id
+                FROM order_events e JOIN orders o ON o.order_id = e.order_id
+                WHERE (e.txid, e.event_id) > (\(transaction)::xid8, \(event)) AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY e.txid, e.event_id LIMIT \(limit)
+                """,
+                logger: logger
+            )
+            for try await (txid, eventID, orderText, sequence, kindText, at, amount, reference, statusText, merchantID) in rows.decode(
+                (String, Int64, String, Int, String, Int64, Int64?, String?, String, String).self
+            ) {
+                guard let kind = OrderEventKind(rawValue: kindText), let status = OrderStatus(rawValue: statusText), let transaction = UInt64(txid) else {
+                    throw StoreError("event \(eventID) has an unknown kind, status or transaction")
+                }
+                let event = OrderEvent(
+                    orderID: try OrderID(parsing: orderText), sequence: sequence, kind: kind, at: Timestamp(millisecondsSinceEpoch: at), amount: amount,
+                    reference: reference, statusAfter: status
+                )
+                feed.append(FeedEvent(position: EventFeedPosition(transaction: transaction, event: eventID), merchantID: merchantID, event: event))
+            }
+            return feed
+        }
+    }
+
     public func events(of id: OrderID) async throws -> [OrderEvent] {
         let primary = self.primary
         let logger = self.logger

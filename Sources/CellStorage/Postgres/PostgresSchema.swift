@@ -92,6 +92,16 @@ enum PostgresSchema {
                 "CREATE INDEX orders_unverified ON orders (created_at, order_id) WHERE key_status IN ('RESERVED', 'UNINDEXED')",
             ]
         ),
+        (
+            5, "the event feed's commit order",
+            // Each event records its transaction: the feed reads in (transaction, event) order and stops short of
+            // the oldest transaction still running, so a reader never passes an event committed after it read.
+            // Events from before this migration all get the migration's own transaction: they come first.
+            [
+                "ALTER TABLE order_events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()",
+                "CREATE INDEX order_events_feed ON order_events (txid, event_id)",
+            ]
+        ),
     ]
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {

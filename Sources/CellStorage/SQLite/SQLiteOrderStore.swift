@@ -143,6 +143,26 @@ public final class SQLiteOrderStore: OrderStore, Service {
         }
     }
 
+    /// One writer at a time commits in event-id order: the event id is the position.
+    public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
+        try await guarded {
+            try await pool.read { db in
+                try Row.fetchAll(db.cachedStatement(sql: SQLiteSchema.selectEventFeed), arguments: [position.event, limit]).map { row in
+                    let eventID: Int64 = row[0]
+                    let orderText: String = row[1]
+                    guard let kind = OrderEventKind(rawValue: row[3]), let status = OrderStatus(rawValue: row[7]) else {
+                        throw StoreError("event \(eventID) has an unknown kind or status")
+                    }
+                    let event = OrderEvent(
+                        orderID: try OrderID(parsing: orderText), sequence: row[2], kind: kind, at: Timestamp(millisecondsSinceEpoch: row[4]),
+                        amount: row[5], reference: row[6], statusAfter: status
+                    )
+                    return FeedEvent(position: EventFeedPosition(transaction: UInt64(eventID), event: eventID), merchantID: row[8], event: event)
+                }
+            }
+        }
+    }
+
     public func events(of id: OrderID) async throws -> [OrderEvent] {
         let key = id.description
         return try await guarded {

@@ -108,6 +108,10 @@ enum SQLiteSchema {
     static let insertEvent = """
         INSERT INTO order_events (order_id, sequence, kind, at, amount, reference, status_after) VALUES (?, ?, ?, ?, ?, ?, ?)
         """
+    static let selectEventFeed = """
+        SELECT e.event_id, e.order_id, e.sequence, e.kind, e.at, e.amount, e.reference, e.status_after, o.merchant_id \
+        FROM order_events e JOIN orders o ON o.order_id = e.order_id WHERE e.event_id > ? ORDER BY e.event_id LIMIT ?
+        """
     static let selectEvents = "SELECT sequence, kind, at, amount, reference, status_after FROM order_events WHERE order_id = ? ORDER BY sequence"
     static let selectUnverified = """
         SELECT \(orderColumns) FROM orders WHERE key_status IN ('RESERVED', 'UNINDEXED') AND created_at < ? \
