@@ -186,6 +186,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Merchant notifications' pure core: retry schedule, delivery state machine, signature, URL policy. No I/O.
+        .target(
+            name: "MerchantNotifications",
+            dependencies: ["OrderModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // Local PostgreSQL servers (initdb, pg_basebackup, pg_ctl) for `ordercell cluster` and the tests.
         .target(
             name: "LocalCluster",
@@ -285,6 +291,11 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "MerchantNotificationsTests",
+            dependencies: ["MerchantNotifications", "OrderModel"],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(
