@@ -48,7 +48,7 @@ final class DevProcess {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the ordercell product first (scripts/test does): \(Self.binary.path)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.executableURL = Self.binary
-        process.arguments = ["dev", "--port", "0", "--data-dir", dataDirectory.path, "--log-level", "error", "--admin-token", "t"]
+        process.arguments = ["dev", "--port", "0", "--data-dir", dataDirectory.path, "--log-level", "notice", "--admin-token", "t"]
         // Both streams go to the file: a child holding the test runner's own
         // stderr would keep `swift test` waiting for it after a crash.
         process.standardOutput = try FileHandle(forWritingTo: output)
@@ -72,7 +72,12 @@ final class DevProcess {
     @discardableResult
     func stop(signal: Int32) async throws -> Int32 {
         kill(process.processIdentifier, signal)
-        for _ in 0..<600 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        // Generous: the suites beside this one run PostgreSQL clusters on the same two cores.
+        for _ in 0..<1200 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning {
+            let log = (try? String(contentsOf: output, encoding: .utf8)).map { String($0.suffix(3000)) } ?? ""
+            Issue.record("ordercell dev did not exit within 60 s of signal \(signal); its output ends with:\n\(log)")
+        }
         try #require(!process.isRunning, "ordercell dev did not exit after signal \(signal)")
         return process.terminationStatus
     }
