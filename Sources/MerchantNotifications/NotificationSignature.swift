@@ -10,7 +10,7 @@ import Foundation
 /// the raw body, compares in constant time, and refuses a timestamp more
 /// than 5 minutes off (a replayed notification). The body's `event_id` is
 /// the same on every delivery of one event: merchants deduplicate by it
-/// (docs/events.md has snippets in Python and Swift).
+/// (docs/events.md has the check in Python and in Swift).
 public enum NotificationSignature {
     public static let timestampHeader = "OrderCell-Timestamp"
     public static let signatureHeader = "OrderCell-Signature"
