@@ -25,6 +25,7 @@ public enum CellMethod: UInt8, Sendable, CaseIterable {
     case exportKeys = 19
     case importKeys = 20
     case dropKeys = 21
+    case readFeed = 22
 }
 
 extension SwiftProtobuf.Message {

@@ -110,6 +110,24 @@ extension RPCEvent {
     }
 }
 
+extension Ordercell_Cell_V1_FeedEvent {
+    public init(_ feed: OrderModel.FeedEvent) {
+        self.init()
+        transaction = feed.position.transaction
+        eventPosition = feed.position.event
+        orderID = feed.event.orderID.description
+        merchantID = feed.merchantID
+        event = RPCEvent(feed.event)
+    }
+
+    public func domain() throws -> OrderModel.FeedEvent {
+        OrderModel.FeedEvent(
+            position: EventFeedPosition(transaction: transaction, event: eventPosition), merchantID: merchantID,
+            event: try event.domain(orderID: try OrderID(parsing: orderID))
+        )
+    }
+}
+
 extension Ordercell_Cell_V1_CreateOrderRequest {
     public init(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus = .reserved) {
         self.init()

@@ -33,6 +33,7 @@
 ///   method 19 ExportKeys    ExportKeysRequest   -> ExportKeysReply     (a page of a frozen slot's entries)
 ///   method 20 ImportKeys    ImportKeysRequest   -> ImportKeysReply     (entries copied in, as they are)
 ///   method 21 DropKeys      DropKeysRequest     -> DropKeysReply       (a moved slot's entries left behind)
+///   method 22 ReadFeed      FeedRequest         -> FeedReply           (the cell's event feed, docs/events.md)
 ///
 /// Refusals of a request (an illegal transition, a conflict) are answers,
 /// carried in `refusal`; a failure frame means the cell itself failed, and
@@ -408,10 +409,6 @@ public nonisolated struct Ordercell_Cell_V1_ApplyCommandRequest: Sendable {
 
   public var orderID: String = String()
 
-  /// Set by a proxy acting for a merchant: the order must be this
-  /// merchant's, or the cell answers order_not_found as for no order.
-  public var ownerMerchantID: String = String()
-
   public var command: Ordercell_Cell_V1_ApplyCommandRequest.OneOf_Command? = nil
 
   public var pay: Ordercell_Cell_V1_PayCommand {
@@ -445,6 +442,10 @@ public nonisolated struct Ordercell_Cell_V1_ApplyCommandRequest: Sendable {
     }
     set {command = .closeDuplicate(newValue)}
   }
+
+  /// Set by a proxy acting for a merchant: the order must be this merchant's,
+  /// or the cell answers order_not_found as for no order.
+  public var ownerMerchantID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1198,6 +1199,77 @@ public nonisolated struct Ordercell_Cell_V1_DropKeysReply: Sendable {
   public mutating func clearRefusal() {self._refusal = nil}
 
   public var dropped: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+/// The cell's event feed after a position, in commit order (docs/events.md).
+public nonisolated struct Ordercell_Cell_V1_FeedRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var afterTransaction: UInt64 = 0
+
+  public var afterEvent: Int64 = 0
+
+  /// 1...1000.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_FeedEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The position just past this event.
+  public var transaction: UInt64 = 0
+
+  public var eventPosition: Int64 = 0
+
+  public var orderID: String = String()
+
+  public var merchantID: String = String()
+
+  public var event: Ordercell_Cell_V1_Event {
+    get {_event ?? Ordercell_Cell_V1_Event()}
+    set {_event = newValue}
+  }
+  /// Returns true if `event` has been explicitly set.
+  public var hasEvent: Bool {self._event != nil}
+  /// Clears the value of `event`. Subsequent reads from it will return its default value.
+  public mutating func clearEvent() {self._event = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _event: Ordercell_Cell_V1_Event? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_FeedReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var events: [Ordercell_Cell_V1_FeedEvent] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3204,6 +3276,139 @@ nonisolated extension Ordercell_Cell_V1_DropKeysReply: SwiftProtobuf.Message, Sw
   public static func ==(lhs: Ordercell_Cell_V1_DropKeysReply, rhs: Ordercell_Cell_V1_DropKeysReply) -> Bool {
     if lhs._refusal != rhs._refusal {return false}
     if lhs.dropped != rhs.dropped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_FeedRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FeedRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}after_transaction\0\u{3}after_event\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.afterTransaction) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.afterEvent) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.afterTransaction != 0 {
+      try visitor.visitSingularUInt64Field(value: self.afterTransaction, fieldNumber: 1)
+    }
+    if self.afterEvent != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterEvent, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_FeedRequest, rhs: Ordercell_Cell_V1_FeedRequest) -> Bool {
+    if lhs.afterTransaction != rhs.afterTransaction {return false}
+    if lhs.afterEvent != rhs.afterEvent {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_FeedEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FeedEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}transaction\0\u{3}event_position\0\u{3}order_id\0\u{3}merchant_id\0\u{1}event\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.transaction) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.eventPosition) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.merchantID) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.transaction != 0 {
+      try visitor.visitSingularUInt64Field(value: self.transaction, fieldNumber: 1)
+    }
+    if self.eventPosition != 0 {
+      try visitor.visitSingularInt64Field(value: self.eventPosition, fieldNumber: 2)
+    }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 3)
+    }
+    if !self.merchantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.merchantID, fieldNumber: 4)
+    }
+    try { if let v = self._event {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_FeedEvent, rhs: Ordercell_Cell_V1_FeedEvent) -> Bool {
+    if lhs.transaction != rhs.transaction {return false}
+    if lhs.eventPosition != rhs.eventPosition {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.merchantID != rhs.merchantID {return false}
+    if lhs._event != rhs._event {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_FeedReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FeedReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}events\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_FeedReply, rhs: Ordercell_Cell_V1_FeedReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.events != rhs.events {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

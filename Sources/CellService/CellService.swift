@@ -479,6 +479,13 @@ public final class CellService: Sendable {
         return try await storage { try await store.deleteFrozenMerchantKeys(keys) }
     }
 
+    /// The cell's event feed after `position` (docs/events.md): up to `limit` (1...1000) events in commit order.
+    public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
+        guard (1...1000).contains(limit) else { throw OrderError.invalidRequest("a feed page is 1...1000 events, not \(limit)") }
+        try await enter()
+        return try await storage { try await store.eventFeed(after: position, limit: limit) }
+    }
+
     private static func checkSlotNumbers(_ slots: [Int]) throws(OrderError) {
         if let wrong = slots.first(where: { !(0..<MerchantKey.indexSlotCount).contains($0) }) {
             throw OrderError.invalidRequest("index slots are 0...\(MerchantKey.indexSlotCount - 1), not \(wrong)")

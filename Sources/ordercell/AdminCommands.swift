@@ -258,11 +258,12 @@ struct AdminCommand: AsyncParsableCommand {
     /// the cell?) with the one protocol the system speaks.
     struct Call: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Call a cell service over the cell protocol and print its answer: an order, its refunds or events, or the drill fault."
+            abstract: "Call a cell service over the cell protocol and print its answer: an order, its refunds or events, the cell's event feed, or the drill fault."
         )
         @Argument(help: "The cell service, host:port (as in the routing table).") var endpoint: String
-        @Argument(help: "order, refunds, events (each takes an order id) or fault.") var method: String
-        @Argument(help: "The order id.") var orderID: String?
+        @Argument(help: "order, refunds, events (each takes an order id), feed (takes a position, default the start) or fault.") var method: String
+        @Argument(help: "The order id (feed: the position to read after, transaction.event).") var orderID: String?
+        @Option(help: "feed: events at most, 1...1000.") var limit = 100
         @Flag(help: "Read the order from a replica (consistency=eventual).") var eventual = false
         @Option(help: "How long the call may take, in seconds.") var timeout: Double = 5
         @OptionGroup var tls: TLSOptions
@@ -283,13 +284,21 @@ struct AdminCommand: AsyncParsableCommand {
             case "refunds": say(try OrderAPIJSON.refunds(try await client.refunds(of: try id())))
             case "events": let order = try id(); say(try OrderAPIJSON.events(try await client.events(of: order), of: order))
             case "fault": say("\(try await client.fault())")
-            default: throw ValidationError("method must be order, refunds, events or fault, got '\(method)'")
+            case "feed":
+                guard let position = orderID.map({ EventFeedPosition($0) }) ?? .start else {
+                    throw ValidationError("a feed position is transaction.event, as the feed prints it")
+                }
+                // One JSON object a line: what a script reading the feed by hand wants.
+                for item in try await client.eventFeed(after: position, limit: limit) {
+                    say(try OrderAPIJSON.feedLine(item))
+                }
+            default: throw ValidationError("method must be order, refunds, events, feed or fault, got '\(method)'")
             }
         }
 
-        /// The cell the client is for: the order id's, or any for the fault (a service answers for its own cell).
+        /// The cell the client is for: the order id's, or any for the fault and the feed (a service answers for its own cell).
         private func cellAnswering(_ method: String) -> CellID {
-            guard method != "fault", let text = orderID, let id = try? OrderID(parsing: text) else { return CellID(unchecked: 0) }
+            guard method != "fault", method != "feed", let text = orderID, let id = try? OrderID(parsing: text) else { return CellID(unchecked: 0) }
             return id.cell
         }
     }

@@ -31,6 +31,16 @@ extension LocalClusterSuites {
             #expect(answer.contains(#""order_id":"\#(id)""#) && answer.contains(#""status":"CREATED""#), "\(answer)")
             let events = try await LocalClusterFixture.ordercell(["admin", "cell", "call", "127.0.0.1:\(service.port)", "events", id, "--cell-tls", "disable"])
             #expect(events.contains("ORDER_CREATED"), "\(events)")
+            // The cell's event feed, read on PostgreSQL by position: the order's creation is in it, once.
+            var feed: [String] = []
+            try await waitUntil(timeout: .seconds(10)) {
+                feed = try await LocalClusterFixture.ordercell(
+                    ["admin", "cell", "call", "127.0.0.1:\(service.port)", "feed", "--limit", "1000", "--cell-tls", "disable"]
+                ).split(separator: "\n").map(String.init)
+                return feed.contains { $0.contains(#""event_id":"\#(id)-1""#) }
+            }
+            #expect(feed.filter { $0.contains(#""event_id":"\#(id)-1""#) }.count == 1, "\(feed.suffix(3))")
+            #expect(feed.allSatisfy { $0.contains(#""position":""#) && $0.contains(#""merchant_id":""#) })
         }
 
         @Test func proxiesAndTheControlPlaneAnswerBytesThatAreNotHTTPWithAProblem() async throws {

@@ -74,6 +74,10 @@ struct CellServiceClientTests {
             await #expect { try await call() } throws: { ($0 as? OrderError) == OrderError(.orderNotFound, "no order \(created.order.id)") }
         }
         #expect(try await client.events(of: created.order.id, ownedBy: "shop").count >= 3)
+        // The cell's event feed over the protocol: every event of the order, in order, from the start.
+        let feed = try await client.eventFeed(after: .start, limit: 100).filter { $0.event.orderID == created.order.id }
+        #expect(feed.map(\.event.sequence) == Array(1...feed.count) && feed.count >= 3 && feed.allSatisfy { $0.merchantID == "shop" })
+        await #expect { _ = try await client.eventFeed(after: .start, limit: 0) } throws: { ($0 as? OrderError)?.code == .invalidRequest }
         try await client.setFault(.fail, by: "admin")
         #expect(try await client.fault() == .fail)
         // A failure of the cell is not a refusal: the proxy retries creates elsewhere.

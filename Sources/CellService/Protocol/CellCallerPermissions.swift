@@ -5,13 +5,14 @@ import CellProtocol
 ///
 /// - The control plane runs the cells: health probes (synthetic orders),
 ///   the merchant-key index's reconciliation and index-slot moves, drill
-///   faults an operator sets through it: every method.
+///   faults an operator sets through it, the readers of the event feed:
+///   every method.
 /// - A proxy serves the order API: orders, the merchant-key index's bind,
 ///   move, claim and reads, and drill faults it relays; never the index's
 ///   bulk work (freezing, exporting, importing, dropping slots; settling and
 ///   reconciling), which only the control plane does.
 /// - An operator calling a cell directly (`ordercell admin cell call`) reads
-///   orders, refunds, events, index entries and the drill fault, and sets
+///   orders, refunds, events, the event feed, index entries and the drill fault, and sets
 ///   drill faults; an operator never creates, pays, closes or refunds an
 ///   order, nor touches the merchant-key index.
 /// - A caller over TLS whose certificate names no identity may do nothing.
@@ -38,15 +39,15 @@ extension CellMethod {
         case .createOrder, .applyCommand, .getOrder, .listRefunds, .listEvents, .bindKey, .moveKey, .claimKey, .getKeyEntry, .findOrder,
             .getFault, .setFault:
             return true
-        case .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey, .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys:
+        case .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey, .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys, .readFeed:
             return false
         }
     }
 
-    /// The methods an operator may call directly: reads and drill faults.
+    /// The methods an operator may call directly: reads (the event feed among them) and drill faults.
     var isOperatorMethod: Bool {
         switch self {
-        case .getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault: return true
+        case .getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault, .readFeed: return true
         case .createOrder, .applyCommand, .bindKey, .moveKey, .claimKey, .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey,
             .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys:
             return false

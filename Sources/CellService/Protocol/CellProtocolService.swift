@@ -71,6 +71,7 @@ public struct CellProtocolService: CellProtocolResponder {
         case .exportKeys: return try await exportKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .importKeys: return try await importKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .dropKeys: return try await dropKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .readFeed: return try await readFeed(try .init(framePayload: payload)).framePayload(allocator: allocator)
         }
     }
 
@@ -353,6 +354,17 @@ public struct CellProtocolService: CellProtocolResponder {
             guard request.keys.count <= 5000 else { throw OrderError.invalidRequest("at most 5000 keys at once") }
             let keys = try request.keys.map { key throws(OrderError) in try key.domain() }
             reply.dropped = Int32(try await answering { try await cell.deleteFrozenMerchantKeys(keys) })
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func readFeed(_ request: Ordercell_Cell_V1_FeedRequest) async throws -> Ordercell_Cell_V1_FeedReply {
+        var reply = Ordercell_Cell_V1_FeedReply()
+        do {
+            let position = EventFeedPosition(transaction: request.afterTransaction, event: request.afterEvent)
+            reply.events = try await answering { try await cell.eventFeed(after: position, limit: Int(request.limit)) }.map(Ordercell_Cell_V1_FeedEvent.init)
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

@@ -324,6 +324,17 @@ public final class CellServiceClient: CellClient {
         return Int(reply.dropped)
     }
 
+    /// The cell's event feed after `position` (docs/events.md): up to `limit` events in commit order.
+    public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
+        var message = Ordercell_Cell_V1_FeedRequest()
+        message.afterTransaction = position.transaction
+        message.afterEvent = position.event
+        message.limit = Int32(clamping: limit)
+        let reply = try await call { [message] in try await $0.readFeed(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.events.map { try $0.domain() }
+    }
+
     /// Sets the drill fault on every service instance of the cell (`calls`: each instance counts its own),
     /// naming the operator who asked (the cell records it).
     public func setFault(_ fault: CellFault, calls: Int? = nil, by operator: String) async throws {

@@ -96,6 +96,10 @@ struct CellServiceInstance: Sendable {
         try await call(.dropKeys, request, timeout: timeout)
     }
 
+    func readFeed(_ request: Ordercell_Cell_V1_FeedRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_FeedReply {
+        try await call(.readFeed, request, timeout: timeout)
+    }
+
     func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_OrderListReply {
         try await call(.listUnverified, request, timeout: timeout)
     }

@@ -176,4 +176,28 @@ public enum OrderAPIJSON {
     public static func events(_ events: [OrderEvent], of id: OrderID) throws -> String {
         String(decoding: try HTTPBodies.encoder.encode(EventListView(orderID: id.description, events: events.map(EventView.init))), as: UTF8.self)
     }
+
+    /// One event of a cell's feed, on one line: its position, id, order and merchant, and the event as the API shows it.
+    public static func feedLine(_ item: FeedEvent) throws -> String {
+        String(decoding: try HTTPBodies.encoder.encode(FeedEventView(item)), as: UTF8.self)
+    }
+}
+
+/// One event of a cell's feed as a tool prints it.
+struct FeedEventView: Encodable {
+    var position: String
+    var eventID: String
+    var orderID: String
+    var merchantID: String
+    var event: EventView
+
+    enum CodingKeys: String, CodingKey { case position, eventID = "event_id", orderID = "order_id", merchantID = "merchant_id", event }
+
+    init(_ item: FeedEvent) {
+        position = item.position.description
+        eventID = item.id
+        orderID = item.event.orderID.description
+        merchantID = item.merchantID
+        event = EventView(item.event)
+    }
 }
