@@ -7,10 +7,10 @@ import OrderModel
 /// id, which the merchant deduplicates by).
 ///
 /// ```
-/// pending(attempt 0) ──due──► sending ──2xx──► delivered
-///        ▲                      │
-///        └──── failed, retry ◄──┤ non-2xx, timeout, refused
-///                               └──── schedule ended ──► dead ──redeliver──► pending
+/// pending(attempts 0) ──attempt: 2xx──► delivered
+///        ▲    │
+///        └────┤ attempt: non-2xx, timeout, refused, and the schedule goes on
+///             └ attempt failed, the schedule ended ──► dead ──redeliver──► pending
 /// ```
 public struct NotificationDelivery: Sendable, Equatable {
     public enum State: Sendable, Equatable {
@@ -75,12 +75,5 @@ public struct NotificationDelivery: Sendable, Equatable {
         guard case .dead(_, _, let lastFailure) = state else { return false }
         state = .pending(attempts: 0, due: now, lastFailure: lastFailure)
         return true
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var wholeMilliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

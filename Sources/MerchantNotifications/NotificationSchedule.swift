@@ -1,9 +1,10 @@
 import OrderModel
 
 /// When a notification that was not acknowledged is tried again: delays
-/// after each failed attempt, like WeChat Pay's (15 s, 15 s, 30 s, 3 min,
-/// 10 min, 20 min, 30 min, then every 30 min … about a day in all), after
-/// which the notification is dead, listed for an operator to redeliver.
+/// after each failed attempt, WeChat Pay's (15 s, 15 s, 30 s, 3 min,
+/// 10 min, 20 min, 30 min, 30 min, 30 min, 60 min, 3 h, 3 h, 3 h, 6 h, 6 h:
+/// 16 attempts over 24 h 4 min), after which the notification is dead,
+/// listed for an operator to redeliver.
 ///
 /// Configurable (a test compresses it to milliseconds by configuration,
 /// not by another code path): `delays` are the waits after attempts 1, 2,
@@ -13,6 +14,7 @@ public struct NotificationSchedule: Sendable, Equatable, Codable {
     public var repeatDelay: Duration
     public var maximumAttempts: Int
 
+    /// A schedule read from configuration is checked by ``validated()``; one made in code must be valid.
     public init(delays: [Duration], repeatDelay: Duration, maximumAttempts: Int) {
         precondition(maximumAttempts >= 1 && delays.allSatisfy { $0 >= .zero } && repeatDelay >= .zero)
         self.delays = delays
@@ -20,12 +22,19 @@ public struct NotificationSchedule: Sendable, Equatable, Codable {
         self.maximumAttempts = maximumAttempts
     }
 
-    /// 15 s, 15 s, 30 s, 3 min, 10 min, 20 min, 30 min, then every 30 min:
-    /// 54 attempts span 24 h 4 min after the first.
+    /// WeChat Pay's: 16 attempts, the last 24 h 4 min after the first.
     public static let standard = NotificationSchedule(
-        delays: [.seconds(15), .seconds(15), .seconds(30), .seconds(180), .seconds(600), .seconds(1200), .seconds(1800)],
-        repeatDelay: .seconds(1800), maximumAttempts: 54
+        delays: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600].map { Duration.seconds($0) },
+        repeatDelay: .seconds(21600), maximumAttempts: 16
     )
+
+    /// This schedule, if it makes sense (decoded from configuration, it was not checked).
+    public func validated() throws(OrderError) -> NotificationSchedule {
+        guard (1...1000).contains(maximumAttempts), delays.allSatisfy({ $0 >= .zero }), repeatDelay >= .zero else {
+            throw OrderError.invalidRequest("a notification schedule has 1...1000 attempts and no negative delay")
+        }
+        return self
+    }
 
     /// The wait after failed attempt `attempt` (1-based); nil when it was the last.
     public func delay(after attempt: Int) -> Duration? {

@@ -28,7 +28,10 @@ public enum NotificationSignature {
     public static func verify(
         body: some DataProtocol, timestamp: Int64, signature: String, secret: String, now: Int64, tolerance: Int64 = 300
     ) -> Bool {
-        guard abs(now - timestamp) <= tolerance else { return false }
+        // A window around now, not now minus the timestamp: a crafted timestamp must not overflow the check.
+        let low = now > Int64.min + tolerance ? now - tolerance : Int64.min
+        let high = now < Int64.max - tolerance ? now + tolerance : Int64.max
+        guard (low...high).contains(timestamp) else { return false }
         let expected = Array(sign(body: body, timestamp: timestamp, secret: secret).utf8)
         let presented = Array(signature.utf8)
         guard expected.count == presented.count else { return false }

@@ -76,13 +76,31 @@ public struct NotifyURLPolicy: Sendable, Equatable {
             host = String(host[..<colon])
         }
         host = host.lowercased()
-        guard !host.isEmpty, host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw OrderError.invalidRequest("notify_url has no valid host") }
+        let bracketed = authority.hasPrefix("[")
+        if bracketed {
+            guard host.contains(":"), Self.address(host) != nil else {
+                throw OrderError.invalidRequest("notify_url's [address] is not an IPv6 address (\(host.prefix(64)))")
+            }
+        } else {
+            // One trailing dot names the same host ("localhost." is localhost).
+            if host.hasSuffix(".") { host.removeLast() }
+            let labels = host.split(separator: ".", omittingEmptySubsequences: false)
+            guard !host.isEmpty, host.utf8.count <= 253,
+                labels.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 63 && $0.utf8.allSatisfy { Self.nameBytes.contains($0) } })
+            else {
+                throw OrderError.invalidRequest("notify_url's host must be a DNS name (letters, digits, '-', '.') or an IP address")
+            }
+            // Resolvers read 2130706433, 0x7f.1, 127.1 and 0177.0.0.1 as addresses: only a plain dotted quad is one here.
+            let last = labels.last!
+            if last.allSatisfy(\.isNumber) || last.hasPrefix("0x") {
+                guard labels.count == 4, labels.allSatisfy({ $0 == "0" || ($0.first != "0" && UInt8($0) != nil) }) else {
+                    throw OrderError.invalidRequest("notify_url's IPv4 address must be four decimal numbers 0...255 without leading zeros")
+                }
+            }
+        }
         if !allowPrivateNetworks {
             if host == "localhost" || host.hasSuffix(".localhost") || host.hasSuffix(".local") || host.hasSuffix(".internal") {
                 throw OrderError.invalidRequest("notify_url must not name this machine or an internal host (\(host))")
-            }
-            if host.contains(":"), Self.address(host) == nil {
-                throw OrderError.invalidRequest("notify_url's IPv6 address is not one (\(host.prefix(64)))")
             }
             if let address = Self.address(host), !allows(address: address) {
                 throw OrderError.invalidRequest("notify_url must not be a loopback, link-local or private address (\(host))")
@@ -97,19 +115,33 @@ public struct NotifyURLPolicy: Sendable, Equatable {
         return !Self.isInternal(bytes)
     }
 
+    /// The bytes a DNS name may hold.
+    static let nameBytes = Set("abcdefghijklmnopqrstuvwxyz0123456789-".utf8)
+
     /// Whether `bytes` is an address no merchant endpoint should have: unspecified, loopback, private
-    /// (RFC 1918, shared 100.64/10, IPv6 unique-local), link-local, multicast, or an IPv4-mapped one of those.
+    /// (RFC 1918, shared 100.64/10), IETF and benchmarking ranges, link-local, multicast and reserved; in
+    /// IPv6 also unique-local, site-local, and every form that carries an IPv4 address (mapped,
+    /// compatible, NAT64, 6to4), judged by that address; Teredo, whose IPv4 address is hidden, always.
     static func isInternal(_ bytes: [UInt8]) -> Bool {
         switch bytes.count {
         case 4:
-            let (a, b) = (bytes[0], bytes[1])
+            let (a, b, c) = (bytes[0], bytes[1], bytes[2])
             return a == 0 || a == 10 || a == 127 || (a == 100 && (64...127).contains(b)) || (a == 169 && b == 254)
-                || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168) || a >= 224
+                || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168) || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19)) || a >= 224
         case 16:
-            if bytes.allSatisfy({ $0 == 0 }) { return true }  // ::
-            if bytes.dropLast().allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }  // ::1
-            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff { return isInternal(Array(bytes[12...])) }
-            return bytes[0] & 0xfe == 0xfc || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80) || bytes[0] == 0xff
+            let zeros = { (range: Range<Int>) in bytes[range].allSatisfy { $0 == 0 } }
+            if zeros(0..<16) { return true }  // ::
+            if zeros(0..<15) && bytes[15] == 1 { return true }  // ::1
+            if zeros(0..<10) && bytes[10] == 0xff && bytes[11] == 0xff { return isInternal(Array(bytes[12...])) }  // ::ffff:a.b.c.d
+            if zeros(0..<12) { return isInternal(Array(bytes[12...])) }  // ::a.b.c.d (IPv4-compatible)
+            if bytes[0] == 0x00, bytes[1] == 0x64, bytes[2] == 0xff, bytes[3] == 0x9b {
+                return zeros(4..<12) ? isInternal(Array(bytes[12...])) : true  // NAT64 64:ff9b::/96; 64:ff9b:1::/48 local
+            }
+            if bytes[0] == 0x20, bytes[1] == 0x02 { return isInternal(Array(bytes[2..<6])) }  // 6to4 2002::/16
+            if bytes[0] == 0x20, bytes[1] == 0x01, bytes[2] == 0x00, bytes[3] == 0x00 { return true }  // Teredo 2001::/32
+            return bytes[0] & 0xfe == 0xfc || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80) || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0xc0)
+                || bytes[0] == 0xff
         default:
             return true
         }

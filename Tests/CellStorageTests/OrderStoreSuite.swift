@@ -343,7 +343,13 @@ struct PostgresEventFeedTests {
         let late = try OrderStoreSuite.order(sequence: 2)
         _ = try await store.insert(early)
         _ = try await store.insert(late)
-        let created = try #require(try await store.eventFeed(after: .start, limit: 10).last?.position)
+        // Other suites' transactions on the same server hold the horizon back for a moment: wait for both creations.
+        var creations: [FeedEvent] = []
+        try await pollFeed {
+            creations = try await store.eventFeed(after: .start, limit: 10)
+            return creations.count == 2
+        }
+        let created = try #require(creations.last?.position)
 
         // A transaction appends an event and stays open; a later one appends and commits.
         let (gate, openGate) = AsyncStream.makeStream(of: Void.self)
@@ -366,8 +372,25 @@ struct PostgresEventFeedTests {
         #expect(try await store.eventFeed(after: created, limit: 10).isEmpty)
         openGate.yield()
         try await slow.value
-        let after = try await store.eventFeed(after: created, limit: 10)
+        var after: [FeedEvent] = []
+        try await pollFeed {
+            after = try await store.eventFeed(after: created, limit: 10)
+            return after.count == 2
+        }
         #expect(after.map(\.event.orderID) == [early.id, late.id], "the slow transaction's event first: it began first")
+        // A position this server never reached is a history that is not this one: said, not an empty page.
+        let future = EventFeedPosition(transaction: UInt64(Int64.max), event: 1)
+        await #expect(throws: (any Error).self) { try await store.eventFeed(after: future, limit: 10) }
         await running.closeAll()
     }
+}
+
+/// Polls `condition` every 50 ms until it holds; fails after 30 s.
+private func pollFeed(_ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("the feed did not show the events within 30 s")
 }

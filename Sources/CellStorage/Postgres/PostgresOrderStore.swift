@@ -273,6 +273,17 @@ public final class PostgresOrderStore: OrderStore, Service {
                 )
                 feed.append(FeedEvent(position: EventFeedPosition(transaction: transaction, event: eventID), merchantID: merchantID, event: event))
             }
+            // Nothing past a position this server has not reached yet: the reader's position comes from
+            // another history (storage restored from a dump, or commits lost with a failed primary). Said,
+            // not answered with an empty page forever.
+            if feed.isEmpty, position.transaction > 0 {
+                let rows = try await primary.query("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", logger: logger)
+                for try await next in rows.decode(String.self) where UInt64(next).map({ position.transaction >= $0 }) == true {
+                    throw StoreError(
+                        "feed position \(position) is past this server's transactions (next \(next)): the storage was restored or lost commits; read the feed again from a position before it"
+                    )
+                }
+            }
             return feed
         }
     }
