@@ -87,6 +87,14 @@ public struct ThrowawayCertificateAuthority: Sendable {
     }
 
     private static func write(_ text: String, to path: String, mode: Int) throws {
+        try LocalFiles.write(text, to: path, mode: mode)
+    }
+}
+
+/// Files a local cluster writes for its processes (secrets at 0600), replaced whole.
+public enum LocalFiles {
+    /// Writes `text` and a newline to `path` with `mode`, replacing what was there.
+    public static func write(_ text: String, to path: String, mode: Int) throws {
         try? FileManager.default.removeItem(atPath: path)
         guard FileManager.default.createFile(atPath: path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: mode]) else {
             throw LocalClusterError("cannot write \(path)")

@@ -254,10 +254,7 @@ public struct LocalClusterRunner: Sendable {
         try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         func secretFile(_ name: String, _ text: String) throws -> String {
             let path = "\(secrets)/\(name)"
-            try? FileManager.default.removeItem(atPath: path)
-            guard FileManager.default.createFile(atPath: path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw LocalClusterError("cannot write \(path)")
-            }
+            try LocalFiles.write(text, to: path, mode: 0o600)
             return path
         }
         let controlTokens = try secretFile("control.tokens", "admin:operator:\(adminToken)\nfollowers:viewer:\(followerToken)")
