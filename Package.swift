@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "CellStorage",
             dependencies: [
-                "OrderModel", "CellRouting", "OrderCellPlatform",
+                "OrderModel", "CellRouting", "OrderCellPlatform", "MerchantNotifications",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -263,7 +263,7 @@ let package = Package(
         .testTarget(
             name: "CellStorageTests",
             dependencies: [
-                "CellStorage", "CellRouting", "OrderModel", "OrderCellPlatform", "LocalCluster",
+                "CellStorage", "CellRouting", "OrderModel", "OrderCellPlatform", "LocalCluster", "MerchantNotifications",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -24,10 +24,10 @@ import Synchronization
 /// connection closed, on graceful shutdown, cancellation or ``close()``.
 public final class PostgresOrderStore: OrderStore, Service {
     public let configuration: PostgresCellConfiguration
-    private let primary: PostgresClient
+    let primary: PostgresClient
     private let replicas: [Replica]
     private let machine = OrderStateMachine()
-    private let logger: Logger
+    let logger: Logger
     private let closing = AsyncStream<Never>.makeStream()
 
     /// One replica and the lag last measured on it (`nil`: not reachable).
@@ -908,7 +908,7 @@ public final class PostgresOrderStore: OrderStore, Service {
     }
 
     /// Runs a call under the client-side deadline; database failures become ``StoreError``.
-    private func deadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func deadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
             return try await withDeadline(configuration.callTimeout, body)
         } catch let error as OrderError {

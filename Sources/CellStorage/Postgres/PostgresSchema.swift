@@ -102,6 +102,40 @@ enum PostgresSchema {
                 "CREATE INDEX order_events_feed ON order_events (txid, event_id)",
             ]
         ),
+        (
+            6, "merchant notifications",
+            // The cell's outbox of merchant notifications, and where its notifier stands (docs/events.md). Kept
+            // beside the orders: replicated with them, a failover loses none the notifier took from the feed.
+            [
+                """
+                CREATE TABLE notifications (
+                    event_id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL,
+                    order_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+                    attempts INTEGER NOT NULL,
+                    due_at BIGINT,
+                    finished_at BIGINT,
+                    last_failure TEXT
+                )
+                """,
+                "CREATE INDEX notifications_due ON notifications (due_at) WHERE status = 'pending'",
+                "CREATE INDEX notifications_finished ON notifications (status, finished_at) WHERE status <> 'pending'",
+                """
+                CREATE TABLE notifier_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    cursor_txid xid8 NOT NULL,
+                    cursor_event BIGINT NOT NULL,
+                    lease_holder TEXT,
+                    lease_expires_at BIGINT
+                )
+                """,
+                "INSERT INTO notifier_state (id, cursor_txid, cursor_event) VALUES (1, '0'::xid8, 0)",
+            ]
+        ),
     ]
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {

@@ -19,7 +19,7 @@ import ServiceLifecycle
 /// correct; its writer's own checkpoints (a backstop every
 /// ``SQLiteCheckpointer/writerBackstopPages`` pages) then bound the log.
 public final class SQLiteOrderStore: OrderStore, Service {
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let checkpointer: SQLiteCheckpointer
     private let machine = OrderStateMachine()
     public let path: String
@@ -455,7 +455,7 @@ public final class SQLiteOrderStore: OrderStore, Service {
     // MARK: - Rows
 
     /// Runs a database call, turning SQLite failures into ``StoreError``.
-    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+    func guarded<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as OrderError {

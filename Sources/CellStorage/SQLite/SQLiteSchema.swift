@@ -88,6 +88,36 @@ enum SQLiteSchema {
                     """
             )
         }
+        migrator.registerMigration("v5: merchant notifications") { db in
+            // The cell's outbox of merchant notifications, and where its notifier stands (docs/events.md).
+            try db.execute(
+                sql: """
+                    CREATE TABLE notifications (
+                        event_id TEXT PRIMARY KEY NOT NULL,
+                        merchant_id TEXT NOT NULL,
+                        order_id TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        body TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+                        attempts INTEGER NOT NULL,
+                        due_at INTEGER,
+                        finished_at INTEGER,
+                        last_failure TEXT
+                    ) WITHOUT ROWID;
+                    CREATE INDEX notifications_due ON notifications (due_at) WHERE status = 'pending';
+                    CREATE INDEX notifications_finished ON notifications (status, finished_at) WHERE status <> 'pending';
+                    CREATE TABLE notifier_state (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        cursor_transaction INTEGER NOT NULL,
+                        cursor_event INTEGER NOT NULL,
+                        lease_holder TEXT,
+                        lease_expires_at INTEGER
+                    );
+                    INSERT INTO notifier_state (id, cursor_transaction, cursor_event) VALUES (1, 0, 0);
+                    """
+            )
+        }
         return migrator
     }
 
