@@ -152,7 +152,7 @@ let package = Package(
             name: "OrderCellEmbedded",
             dependencies: [
                 "OrderModel", "OrderCellPlatform", "CellRouting", "CellStorage", "CellService", "OrderProxy", "OrderHTTP", "ControlPlane",
-                "HealthChecking",
+                "HealthChecking", "CellNotifier",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -164,7 +164,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "OrderModel", "CellRouting", "OrderCellPlatform", "OrderHTTP",
+                "OrderModel", "CellRouting", "OrderCellPlatform", "OrderHTTP", "MerchantNotifications",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -190,6 +190,20 @@ let package = Package(
         .target(
             name: "MerchantNotifications",
             dependencies: ["OrderModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        // One cell's notifier: the feed into the cell's outbox of notifications, signed POSTs on the retry schedule.
+        .target(
+            name: "CellNotifier",
+            dependencies: [
+                "OrderModel", "CellStorage", "MerchantNotifications", "OrderHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Local PostgreSQL servers (initdb, pg_basebackup, pg_ctl) for `ordercell cluster` and the tests.
@@ -276,6 +290,10 @@ let package = Package(
             dependencies: [
                 "OrderModel",
                 "OrderHTTP",
+                "MerchantNotifications",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -337,7 +355,7 @@ let package = Package(
             name: "OrderCellEmbeddedTests",
             dependencies: [
                 "OrderCellEmbedded", "OrderProxy", "CellRouting", "OrderModel", "CellService", "OrderCellTestSupport", "OrderCellBench",
-                "HealthChecking", "ControlPlane",
+                "HealthChecking", "ControlPlane", "CellNotifier", "CellStorage", "MerchantNotifications",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -163,6 +163,10 @@ public struct RoutingTable: Sendable, Equatable {
     /// proxy checks signatures against the release it follows, so a key made,
     /// rotated or revoked takes effect with the push. Secrets only sealed.
     public private(set) var accessKeys: [String: AccessKey] = [:]
+    /// Where each merchant that registered one is notified of its orders'
+    /// results, by merchant id (docs/events.md): every cell's notifier sends
+    /// by the release its cell service follows. Secrets only sealed.
+    public private(set) var notifyEndpoints: [String: NotifyEndpoint] = [:]
 
     /// Placement index: for each partition, its cells in id order.
     private var cellsByPartition: [PartitionName: [CellRoute]]
@@ -424,6 +428,8 @@ public struct RoutingTable: Sendable, Equatable {
         // Access keys are credentials, not routing: a rollback never brings a revoked key back, drops a new one,
         // or lifts a rotated key's expiry.
         next.accessKeys = accessKeys
+        // So are notification secrets: a rollback never brings back a secret the merchant replaced.
+        next.notifyEndpoints = notifyEndpoints
         try next.validate()
         next.reindex()
         return next
@@ -482,11 +488,32 @@ extension RoutingTable {
 }
 
 extension RoutingTable {
+    /// Returns a copy with `endpoint` as its merchant's notify endpoint, as the next version.
+    public func settingNotifyEndpoint(_ endpoint: NotifyEndpoint) throws(OrderError) -> RoutingTable {
+        try endpoint.validate()
+        var next = self
+        next.notifyEndpoints[endpoint.merchantID] = endpoint
+        next.version += 1
+        return next
+    }
+
+    /// Returns a copy without `merchantID`'s notify endpoint, as the next version.
+    public func removingNotifyEndpoint(of merchantID: String) throws(OrderError) -> RoutingTable {
+        guard notifyEndpoints[merchantID] != nil else { throw OrderError(.notFound, "merchant \(merchantID) has no notify endpoint") }
+        var next = self
+        next.notifyEndpoints[merchantID] = nil
+        next.version += 1
+        return next
+    }
+}
+
+extension RoutingTable {
     /// This table as operators see it: every access key's sealed secret replaced by `(sealed)`. Only the
     /// followers' long poll (proxies need the sealed secrets to check signatures) serves the table whole.
     public var withSealedSecretsHidden: RoutingTable {
         var hidden = self
         for id in hidden.accessKeys.keys { hidden.accessKeys[id]?.sealedSecret = "(sealed)" }
+        for id in hidden.notifyEndpoints.keys { hidden.notifyEndpoints[id]?.sealedSecret = "(sealed)" }
         return hidden
     }
 }
@@ -500,6 +527,7 @@ extension RoutingTable: Codable {
         case indexSlots = "index_slots"
         case indexBackfill = "index_backfill"
         case accessKeys = "access_keys"
+        case notifyEndpoints = "notify_endpoints"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -545,6 +573,16 @@ extension RoutingTable: Codable {
                 throw DecodingError.dataCorruptedError(forKey: .accessKeys, in: container, debugDescription: "access key \(key.id) appears twice")
             }
         }
+        for endpoint in try container.decodeIfPresent([NotifyEndpoint].self, forKey: .notifyEndpoints) ?? [] {
+            do { try endpoint.validate() } catch {
+                throw DecodingError.dataCorruptedError(forKey: .notifyEndpoints, in: container, debugDescription: error.detail)
+            }
+            guard notifyEndpoints.updateValue(endpoint, forKey: endpoint.merchantID) == nil else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .notifyEndpoints, in: container, debugDescription: "merchant \(endpoint.merchantID) has two notify endpoints"
+                )
+            }
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -565,6 +603,7 @@ extension RoutingTable: Codable {
         try container.encode(indexSlots, forKey: .indexSlots)
         try container.encode(indexBackfill, forKey: .indexBackfill)
         try container.encode(accessKeys.values.sorted { $0.id < $1.id }, forKey: .accessKeys)
+        try container.encode(notifyEndpoints.values.sorted { $0.merchantID < $1.merchantID }, forKey: .notifyEndpoints)
     }
 }
 

@@ -1,3 +1,4 @@
+import CellNotifier
 import CellRouting
 import CellService
 import CellStorage
@@ -38,13 +39,17 @@ public struct EmbeddedConfiguration: Sendable {
     /// docs/security.md); off, every caller may do everything. Access keys can
     /// be made either way: the credential key is `credential.key` in the data directory.
     public var requireSignedRequests: Bool
+    /// How the cells' notifiers send merchant notifications (docs/events.md); nil runs none.
+    public var notifier: NotifierConfiguration?
 
     public init(
         dataDirectory: String, host: String = "127.0.0.1", port: Int = 8080, layout: EmbeddedLayout = .standard,
         proxy: ProxyConfiguration = .init(), adminToken: String? = nil, viewerToken: String? = nil,
         expirySweepInterval: Duration = .seconds(1), healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        groupCommit: GroupCommitConfiguration = .init(), merchantKeyGrace: Duration = .seconds(5), requireSignedRequests: Bool = false
+        groupCommit: GroupCommitConfiguration = .init(), merchantKeyGrace: Duration = .seconds(5), requireSignedRequests: Bool = false,
+        notifier: NotifierConfiguration? = NotifierConfiguration()
     ) {
+        self.notifier = notifier
         self.requireSignedRequests = requireSignedRequests
         self.dataDirectory = dataDirectory
         self.host = host
@@ -113,6 +118,9 @@ public final class EmbeddedSystem: Sendable {
     public let api: ProxyHTTPAPI
     /// Makes, rotates and revokes access keys (the control plane's, in process).
     public let accessKeys: AccessKeyIssuer
+    /// Registers merchants' notify endpoints (the control plane's, in process).
+    public let notifyEndpoints: NotifyEndpointRegistry
+    private let notifiers: EmbeddedNotifiers
     private let cellRegistry: EmbeddedCells
     private let controlAPI: ControlAdminAPI
     private let logger: Logger
@@ -120,15 +128,20 @@ public final class EmbeddedSystem: Sendable {
     /// The wall clock in whole milliseconds.
     public static let systemClock: @Sendable () -> Timestamp = wallClock
 
+    /// The cells' notifiers by id (those started so far).
+    public var cellNotifiers: [CellID: CellNotifier] { notifiers.notifiers }
+
     /// The running cell services by id.
     public var cells: [CellID: CellService] { cellRegistry.services }
 
     private init(
         configuration: EmbeddedConfiguration, proxy: OrderProxy, control: ControlPlane, healthChecker: HealthChecker,
         keyReconciler: MerchantKeyReconciler, cells: EmbeddedCells, sweeper: ExpirySweeper, api: ProxyHTTPAPI, controlAPI: ControlAdminAPI,
-        accessKeys: AccessKeyIssuer, logger: Logger
+        accessKeys: AccessKeyIssuer, notifyEndpoints: NotifyEndpointRegistry, notifiers: EmbeddedNotifiers, logger: Logger
     ) {
         self.accessKeys = accessKeys
+        self.notifyEndpoints = notifyEndpoints
+        self.notifiers = notifiers
         self.configuration = configuration
         self.proxy = proxy
         self.control = control
@@ -193,7 +206,13 @@ public final class EmbeddedSystem: Sendable {
         return EmbeddedSystem(
             configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, keyReconciler: keyReconciler,
             cells: cells, sweeper: sweeper,
-            api: api, controlAPI: controlAPI, accessKeys: AccessKeyIssuer(control: control, sealer: credentials, clock: clock), logger: logger
+            api: api, controlAPI: controlAPI, accessKeys: AccessKeyIssuer(control: control, sealer: credentials, clock: clock),
+            notifyEndpoints: NotifyEndpointRegistry(control: control, sealer: credentials, clock: clock),
+            notifiers: EmbeddedNotifiers(
+                cells: cells, endpoints: { control.routingTable.notifyEndpoints }, sealer: credentials,
+                configuration: configuration.notifier ?? NotifierConfiguration(), clock: clock, logger: logger
+            ),
+            logger: logger
         )
     }
 
@@ -217,6 +236,7 @@ public final class EmbeddedSystem: Sendable {
     /// cells' checkpoints stop last.
     public func services(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
         var services: [any Service] = [cellRegistry, sweeper, keyReconciler]
+        if configuration.notifier != nil { services.append(notifiers) }
         if configuration.healthCheck != nil { services.append(healthChecker) }
         services.append(application(onServerRunning: onServerRunning))
         return services

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CellNotifier
 import CellRouting
 import CellService
 import Foundation
@@ -35,7 +36,7 @@ struct TestSystem: Sendable {
     static func run(
         layout: EmbeddedLayout = .singlePartition(cells: 4), proxy: ProxyConfiguration = .init(),
         healthCheck: HealthCheckPolicy = HealthCheckPolicy(), requireSignedRequests: Bool = false, clockStart: Timestamp? = nil,
-        _ body: (TestSystem) async throws -> Void
+        notifier: NotifierConfiguration? = nil, _ body: (TestSystem) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ordercell-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -49,7 +50,8 @@ struct TestSystem: Sendable {
                 // Suites run side by side on two cores: a create may wait for
                 // its commit longer than the production bound of 500 ms, and
                 // these tests check where orders go, not how fast.
-                groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), requireSignedRequests: requireSignedRequests
+                groupCommit: GroupCommitConfiguration(maximumWait: .seconds(10)), requireSignedRequests: requireSignedRequests,
+                notifier: notifier
             ),
             clock: { clock.now }, logger: logger
         )

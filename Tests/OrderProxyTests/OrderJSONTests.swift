@@ -1,4 +1,5 @@
 import Foundation
+import OrderHTTP
 import OrderModel
 import Testing
 

@@ -234,6 +234,7 @@ public struct ControlAdminAPI: Sendable {
             return try await publish(request, token, body.reason, body.expectedVersion, "set config") { try $0.settingPolicy(policy) }
         }
         addAccessKeyRoutes(&admin)
+        addNotifyEndpointRoutes(&admin)
         admin.on(.post, "/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let version = try Self.version(context)
@@ -319,6 +320,65 @@ public struct ControlAdminAPI: Sendable {
             let revoked = try await issuer.revoke(id, author: token.name, reason: body?.reason, expectedVersion: expected)
             return try HTTPBodies.json(AccessKeyChangeView(key: AccessKeyView(revoked.key, at: clock()), version: revoked.table.version, author: token.name))
         }
+    }
+
+    // MARK: - Merchants' notify endpoints
+
+    /// Notify endpoints (docs/events.md): set and removed as releases (``NotifyEndpointRegistry``). A signing
+    /// secret is shown once, in the answer that makes it.
+    private func addNotifyEndpointRoutes(_ admin: inout RouteRegistrar<OrderRequestContext>) {
+        let control = self.control
+        let tokens = self.tokens
+        let registry = credentials.map { NotifyEndpointRegistry(control: control, sealer: $0, clock: clock) }
+        admin.on(.get, "/notify-endpoints") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let endpoints = control.routingTable.notifyEndpoints.values.sorted { $0.merchantID < $1.merchantID }
+            return try HTTPBodies.json(NotifyEndpointListView(notifyEndpoints: endpoints.map(NotifyEndpointView.init)))
+        }
+        admin.on(.get, "/merchants/{merchant_id}/notify") { request, context in
+            try tokens.authorize(request, as: .viewer)
+            let merchant = try Self.merchantID(context)
+            guard let endpoint = control.routingTable.notifyEndpoints[merchant] else {
+                throw OrderError(.notFound, "merchant \(merchant) has no notify endpoint")
+            }
+            return try HTTPBodies.json(NotifyEndpointView(endpoint))
+        }
+        admin.on(.put, "/merchants/{merchant_id}/notify") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            guard let registry else {
+                throw OrderError.invalidRequest("this control plane has no credential key (--credential-key-file): it cannot seal notification secrets")
+            }
+            let merchant = try Self.merchantID(context)
+            let body = try await HTTPBodies.decode(NotifyEndpointSetRequest.self, from: request)
+            try RequestLimits.checkText(body.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try ExpectedVersion.of(request, body: body.expectedVersion)
+            let set = try await registry.set(
+                merchantID: merchant, url: body.url, allowPrivateNetwork: body.allowPrivateNetwork ?? false, rotateSecret: body.rotateSecret ?? false,
+                author: token.name, reason: body.reason, expectedVersion: expected
+            )
+            return try HTTPBodies.json(
+                NotifyEndpointSetView(endpoint: NotifyEndpointView(set.endpoint), secret: set.secret, version: set.table.version, author: token.name)
+            )
+        }
+        admin.on(.delete, "/merchants/{merchant_id}/notify") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let merchant = try Self.merchantID(context)
+            let body = try await HTTPBodies.decodeIfPresent(ReasonRequest.self, from: request)
+            try RequestLimits.checkText(body?.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            let expected = try ExpectedVersion.of(request, body: body?.expectedVersion)
+            let before = control.routingTable
+            let table = try await control.change(
+                expectedVersion: expected, author: token.name,
+                reason: "remove the notify endpoint of merchant \(merchant): \(body?.reason ?? "no reason given")"
+            ) { try $0.removingNotifyEndpoint(of: merchant) }
+            return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+        }
+    }
+
+    static func merchantID(_ context: OrderRequestContext) throws(OrderError) -> String {
+        let merchant = try parameter("merchant_id", of: context)
+        try RequestLimits.checkIdentifier(merchant, field: "merchant_id", length: RequestLimits.merchantIDLength)
+        return merchant
     }
 
     /// Publishes one operator change and answers the new release with its diff.

@@ -103,6 +103,23 @@ public struct ControlAdminClient: Sendable {
         try await decode(try await send(.DELETE, "/admin/access-keys/\(Self.pathSegment(id))", body: try JSONEncoder().encode(request)))
     }
 
+    // MARK: Merchants' notify endpoints (docs/events.md)
+
+    public func notifyEndpoints() async throws -> NotifyEndpointListView { try await get("/admin/notify-endpoints") }
+
+    public func notifyEndpoint(of merchant: String) async throws -> NotifyEndpointView {
+        try await get("/admin/merchants/\(Self.pathSegment(merchant))/notify")
+    }
+
+    /// Sets the endpoint; a new signing secret is in the answer, this once.
+    public func setNotifyEndpoint(of merchant: String, _ request: NotifyEndpointSetRequest) async throws -> NotifyEndpointSetView {
+        try await decode(try await send(.PUT, "/admin/merchants/\(Self.pathSegment(merchant))/notify", body: try JSONEncoder().encode(request)))
+    }
+
+    public func removeNotifyEndpoint(of merchant: String, _ request: ReasonRequest) async throws -> ChangeResultView {
+        try await change(.DELETE, "/admin/merchants/\(Self.pathSegment(merchant))/notify", request)
+    }
+
     public func rollback(to version: UInt64, _ request: ReasonRequest) async throws -> ChangeResultView {
         try await change(.POST, "/admin/releases/\(version)/rollback", request)
     }

@@ -32,14 +32,20 @@ public enum RoutingDiff {
         return leaves
     }
 
+    private static func elementKey(_ element: [String: Any]) -> String? {
+        (element["id"] ?? element["name"] ?? element["merchant_id"]).map { "\($0)" }
+    }
+
     private static func flatten(_ value: Any, path: String, into leaves: inout [String: String]) throws {
         if let object = value as? [String: Any] {
             for (key, child) in object { try flatten(child, path: path.isEmpty ? key : "\(path).\(key)", into: &leaves) }
             return
         }
-        if let array = value as? [[String: Any]], !array.isEmpty, array.allSatisfy({ $0["id"] != nil || $0["name"] != nil }) {
+        // Cells by id, partitions by name, notify endpoints by merchant: a change reads per element, and a
+        // sealed secret inside one is hidden below.
+        if let array = value as? [[String: Any]], !array.isEmpty, array.allSatisfy({ Self.elementKey($0) != nil }) {
             for element in array {
-                let key = element["id"].map { "\($0)" } ?? "\(element["name"]!)"
+                let key = Self.elementKey(element)!
                 try flatten(element, path: "\(path)[\(key)]", into: &leaves)
             }
             return

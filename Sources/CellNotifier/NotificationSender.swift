@@ -1,0 +1,126 @@
+import AsyncHTTPClient
+import Foundation
+import MerchantNotifications
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import OrderModel
+
+/// Sends one notification attempt over HTTP: a signed POST, acknowledged
+/// by a 2xx within the attempt's time limit.
+///
+/// No redirect is followed (a 3xx is a failed attempt): a redirect could
+/// point anywhere, the URL policy checked only the registered URL. The
+/// host's addresses are resolved and checked against the policy before
+/// every attempt (a name that resolved to a public address when it was
+/// registered may resolve to a private one now); the connection then
+/// resolves the name again, so a resolver answering differently within
+/// that moment is not caught (docs/events.md says so).
+public struct NotificationSender: Sendable {
+    let http: HTTPClient
+
+    /// A sender with its own HTTP client (its own connection pools: a
+    /// merchant's slow server never holds a connection the order path needs).
+    public init() {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 8)
+        configuration.decompression = .disabled
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Closes the client's connections.
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    /// One attempt: `body` POSTed to `endpoint`, signed with `secret` at `timestamp` (Unix seconds).
+    public func send(
+        _ body: String, eventID: String, to endpoint: NotifyEndpoint, secret: String, timestamp: Int64, timeout: Duration
+    ) async -> NotificationDelivery.Outcome {
+        let policy = NotifyURLPolicy(allowPrivateNetworks: endpoint.allowPrivateNetwork)
+        let target: NotifyURLPolicy.Target
+        do {
+            target = try policy.check(endpoint.url)
+        } catch {
+            return .failed("the notify URL is refused: \(error.detail)")
+        }
+        if !endpoint.allowPrivateNetwork {
+            switch await Self.resolve(target.host) {
+            case .failure(let why):
+                return .failed(why.description)
+            case .success(let addresses):
+                if let refused = addresses.first(where: { !policy.allows(address: $0) }) {
+                    return .failed("\(target.host) resolves to \(Self.text(refused)), a private or reserved address")
+                }
+            }
+        }
+        var request = HTTPClientRequest(url: endpoint.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "OrderCell-Notifier/1")
+        request.headers.add(name: "OrderCell-Event-Id", value: eventID)
+        request.headers.add(name: NotificationSignature.timestampHeader, value: String(timestamp))
+        request.headers.add(name: NotificationSignature.signatureHeader, value: NotificationSignature.sign(body: Array(body.utf8), timestamp: timestamp, secret: secret))
+        request.body = .bytes(ByteBuffer(string: body))
+        let milliseconds = timeout.wholeMilliseconds
+        do {
+            let response = try await http.execute(request, timeout: .milliseconds(milliseconds))
+            // The answer is read (to reuse the connection) but not kept: only its status counts.
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            guard (200..<300).contains(response.status.code) else { return .failed("HTTP \(response.status.code)") }
+            return .acknowledged
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            return .failed("no answer within \(milliseconds) ms")
+        } catch {
+            return .failed(String(describing: error).prefix(200).description)
+        }
+    }
+
+    /// The addresses `host` resolves to (a literal address is itself), off the caller's executor.
+    static func resolve(_ host: String) async -> Result<[[UInt8]], FailureReason> {
+        let name = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        do {
+            return try await NIOThreadPool.singleton.runIfActive {
+                var hints = addrinfo()
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                var list: UnsafeMutablePointer<addrinfo>?
+                let status = getaddrinfo(name, nil, &hints, &list)
+                guard status == 0, let first = list else {
+                    return .failure(FailureReason("\(name) does not resolve: \(String(cString: gai_strerror(status)))"))
+                }
+                defer { freeaddrinfo(first) }
+                var addresses: [[UInt8]] = []
+                var next: UnsafeMutablePointer<addrinfo>? = first
+                while let entry = next {
+                    if let address = entry.pointee.ai_addr {
+                        switch Int32(address.pointee.sa_family) {
+                        case AF_INET:
+                            address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { ipv4 in
+                                withUnsafeBytes(of: ipv4.pointee.sin_addr) { addresses.append(Array($0)) }
+                            }
+                        case AF_INET6:
+                            address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { ipv6 in
+                                withUnsafeBytes(of: ipv6.pointee.sin6_addr) { addresses.append(Array($0)) }
+                            }
+                        default: break
+                        }
+                    }
+                    next = entry.pointee.ai_next
+                }
+                return addresses.isEmpty ? .failure(FailureReason("\(name) resolves to no address")) : .success(addresses)
+            }
+        } catch {
+            return .failure(FailureReason("\(name) could not be resolved: \(error)"))
+        }
+    }
+
+    static func text(_ address: [UInt8]) -> String {
+        if address.count == 4 { return address.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: address.count, by: 2).map { String(UInt16(address[$0]) << 8 | UInt16(address[$0 + 1]), radix: 16) }.joined(separator: ":")
+    }
+
+    struct FailureReason: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+}
