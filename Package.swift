@@ -221,7 +221,7 @@ let package = Package(
             name: "OrderCellCluster",
             dependencies: [
                 "OrderModel", "OrderCellPlatform", "CellRouting", "CellStorage", "CellService", "CellProtocol", "OrderProxy", "ControlPlane",
-                "LocalCluster", "OrderHTTP", "HealthChecking",
+                "LocalCluster", "OrderHTTP", "HealthChecking", "CellNotifier",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -252,7 +252,7 @@ let package = Package(
             dependencies: [
                 "CellProtocol",
                 "OrderCellEmbedded", "OrderCellCluster", "OrderCellPlatform", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
-                "OrderHTTP", "ControlPlane", "CellRouting", "OrderProxy",
+                "OrderHTTP", "ControlPlane", "CellRouting", "OrderProxy", "CellNotifier", "MerchantNotifications",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -43,6 +43,9 @@ public final class CellNotifier: Service, Sendable {
         var cursor: EventFeedPosition?
         /// Attempts under way: event id → merchant.
         var inFlight: [String: String] = [:]
+        /// Attempts that ended since the current round read the due notifications: that read may
+        /// have seen them due still, before their outcome was stored.
+        var endedThisRound: Set<String> = []
         /// Secrets opened, by merchant, with the sealed text they came from.
         var secrets: [String: (sealed: String, secret: String)] = [:]
         var lastPurge: Timestamp?
@@ -149,12 +152,18 @@ public final class CellNotifier: Service, Sendable {
 
     /// Starts the due attempts there is room for: within the overall limit, and the per-merchant one.
     private func startDueAttempts(_ group: inout DiscardingTaskGroup) async throws {
-        let (running, room) = state.withLock { ($0.inFlight.count, configuration.maximumConcurrentDeliveries - $0.inFlight.count) }
+        let (running, room) = state.withLock { state in
+            // An attempt that ends from here on is remembered: the read below may find it due still.
+            state.endedThisRound.removeAll()
+            return (state.inFlight.count, configuration.maximumConcurrentDeliveries - state.inFlight.count)
+        }
         guard room > 0 else { return }
         let due = try await store.dueNotifications(at: clock(), limit: room + running)
         for notification in due {
             let started = state.withLock { state -> Bool in
-                guard state.inFlight.count < configuration.maximumConcurrentDeliveries, state.inFlight[notification.eventID] == nil else { return false }
+                guard state.inFlight.count < configuration.maximumConcurrentDeliveries, state.inFlight[notification.eventID] == nil,
+                    !state.endedThisRound.contains(notification.eventID)
+                else { return false }
                 let merchant = notification.merchantID
                 guard state.inFlight.values.lazy.filter({ $0 == merchant }).count < configuration.maximumConcurrentPerMerchant else { return false }
                 state.inFlight[notification.eventID] = merchant
@@ -163,7 +172,11 @@ public final class CellNotifier: Service, Sendable {
             guard started else { continue }
             group.addTask {
                 await self.attempt(notification)
-                _ = self.state.withLock { $0.inFlight.removeValue(forKey: notification.eventID) }
+                // After its outcome is stored: a round that reads the due notifications later sees that outcome.
+                self.state.withLock { state in
+                    state.inFlight.removeValue(forKey: notification.eventID)
+                    state.endedThisRound.insert(notification.eventID)
+                }
             }
         }
     }
@@ -188,7 +201,7 @@ public final class CellNotifier: Service, Sendable {
         var delivery = notification.delivery
         delivery.record(outcome, at: clock(), schedule: configuration.schedule)
         do {
-            try await store.updateNotification(delivery, from: .pending)
+            try await store.updateNotification(delivery, from: notification.delivery.state)
         } catch {
             // Left pending as it was: sent again, which the merchant deduplicates.
             logger.warning("notification outcome not stored", metadata: ["event_id": "\(notification.eventID)", "error": "\(error)"])

@@ -97,9 +97,12 @@ public struct CellHello: Sendable, Equatable, CustomStringConvertible {
 
     /// The version this build speaks.
     /// 1.1: ApplyCommand, ListRefunds and ListEvents check `owner_merchant_id`; a client sends it only to 1.1 or later.
-    public static let current = CellHello(major: 1, minor: 1)
+    /// 1.2: NotifierStatus and Redeliver (the cell's notifier); a client sends them only to 1.2 or later.
+    public static let current = CellHello(major: 1, minor: 2)
     /// The first minor version whose cell services check `owner_merchant_id`.
     public static let ownerCheckedMinor: UInt16 = 1
+    /// The first minor version whose cell services answer NotifierStatus and Redeliver.
+    public static let notifierMinor: UInt16 = 2
     /// The bytes that open a hello.
     public static let magic: [UInt8] = Array("OCCP".utf8)
     static let size = 8

@@ -26,6 +26,8 @@ public enum CellMethod: UInt8, Sendable, CaseIterable {
     case importKeys = 20
     case dropKeys = 21
     case readFeed = 22
+    case notifierStatus = 23
+    case redeliverNotifications = 24
 }
 
 extension SwiftProtobuf.Message {

@@ -128,6 +128,62 @@ extension Ordercell_Cell_V1_FeedEvent {
     }
 }
 
+extension Ordercell_Cell_V1_NotificationRecord {
+    public init(_ record: NotificationRecord) {
+        self.init()
+        eventID = record.eventID
+        merchantID = record.merchantID
+        orderID = record.orderID
+        kind = record.kind.rawValue
+        status = record.status.rawValue
+        attempts = Int32(clamping: record.attempts)
+        if let dueAt = record.dueAt { dueAtMs = dueAt.millisecondsSinceEpoch }
+        if let finishedAt = record.finishedAt { finishedAtMs = finishedAt.millisecondsSinceEpoch }
+        if let lastFailure = record.lastFailure { self.lastFailure = lastFailure }
+        createdAtMs = record.createdAt.millisecondsSinceEpoch
+    }
+
+    public func domain() throws -> NotificationRecord {
+        guard let kind = OrderEventKind(rawValue: kind), let status = NotificationStatus(rawValue: status) else {
+            throw RPCDecodingError("notification \(eventID) has an unknown kind or status")
+        }
+        return NotificationRecord(
+            eventID: eventID, merchantID: merchantID, orderID: orderID, kind: kind, status: status, attempts: Int(attempts),
+            dueAt: hasDueAtMs ? Timestamp(millisecondsSinceEpoch: dueAtMs) : nil,
+            finishedAt: hasFinishedAtMs ? Timestamp(millisecondsSinceEpoch: finishedAtMs) : nil, lastFailure: hasLastFailure ? lastFailure : nil,
+            createdAt: Timestamp(millisecondsSinceEpoch: createdAtMs)
+        )
+    }
+}
+
+extension Ordercell_Cell_V1_NotifierStatusReply {
+    public init(_ page: NotifierStatusPage) {
+        self.init()
+        cursorTransaction = page.backlog.cursor.transaction
+        cursorEvent = page.backlog.cursor.event
+        pending = Int32(clamping: page.backlog.pending)
+        due = Int32(clamping: page.backlog.due)
+        dead = Int32(clamping: page.backlog.dead)
+        if let oldest = page.backlog.oldestPendingSince { oldestPendingSinceMs = oldest.millisecondsSinceEpoch }
+        if let holder = page.backlog.leaseHolder { leaseHolder = holder }
+        if let expiry = page.backlog.leaseExpiresAt { leaseExpiresAtMs = expiry.millisecondsSinceEpoch }
+        feedLagMs = page.feedLagMilliseconds
+        notifications = page.notifications.map(Ordercell_Cell_V1_NotificationRecord.init)
+    }
+
+    public func domain() throws -> NotifierStatusPage {
+        NotifierStatusPage(
+            backlog: NotificationBacklog(
+                cursor: EventFeedPosition(transaction: cursorTransaction, event: cursorEvent), pending: Int(pending), due: Int(due), dead: Int(dead),
+                oldestPendingSince: hasOldestPendingSinceMs ? Timestamp(millisecondsSinceEpoch: oldestPendingSinceMs) : nil,
+                leaseHolder: hasLeaseHolder ? leaseHolder : nil,
+                leaseExpiresAt: hasLeaseExpiresAtMs ? Timestamp(millisecondsSinceEpoch: leaseExpiresAtMs) : nil
+            ),
+            feedLagMilliseconds: feedLagMs, notifications: try notifications.map { try $0.domain() }
+        )
+    }
+}
+
 extension Ordercell_Cell_V1_CreateOrderRequest {
     public init(_ request: CreateOrderRequest, keyStatus: MerchantKeyStatus = .reserved) {
         self.init()

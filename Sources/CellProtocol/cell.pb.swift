@@ -34,6 +34,8 @@
 ///   method 20 ImportKeys    ImportKeysRequest   -> ImportKeysReply     (entries copied in, as they are)
 ///   method 21 DropKeys      DropKeysRequest     -> DropKeysReply       (a moved slot's entries left behind)
 ///   method 22 ReadFeed      FeedRequest         -> FeedReply           (the cell's event feed, docs/events.md)
+///   method 23 NotifierStatus NotifierStatusRequest -> NotifierStatusReply (1.2: the notifier's backlog, lag, notifications)
+///   method 24 Redeliver     RedeliverRequest    -> RedeliverReply      (1.2: dead notifications made due again)
 ///
 /// Refusals of a request (an illegal transition, a conflict) are answers,
 /// carried in `refusal`; a failure frame means the cell itself failed, and
@@ -1270,6 +1272,186 @@ public nonisolated struct Ordercell_Cell_V1_FeedReply: Sendable {
   public mutating func clearRefusal() {self._refusal = nil}
 
   public var events: [Ordercell_Cell_V1_FeedEvent] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+}
+
+/// The cell's notifier as an operator sees it (docs/events.md). Since 1.2.
+public nonisolated struct Ordercell_Cell_V1_NotifierStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// pending, delivered or dead; empty: only the backlog, no notifications.
+  public var status: String = String()
+
+  /// Notifications after this event id.
+  public var afterEventID: String = String()
+
+  /// 1...1000.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_NotificationRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var eventID: String = String()
+
+  public var merchantID: String = String()
+
+  public var orderID: String = String()
+
+  public var kind: String = String()
+
+  public var status: String = String()
+
+  public var attempts: Int32 = 0
+
+  public var dueAtMs: Int64 {
+    get {_dueAtMs ?? 0}
+    set {_dueAtMs = newValue}
+  }
+  /// Returns true if `dueAtMs` has been explicitly set.
+  public var hasDueAtMs: Bool {self._dueAtMs != nil}
+  /// Clears the value of `dueAtMs`. Subsequent reads from it will return its default value.
+  public mutating func clearDueAtMs() {self._dueAtMs = nil}
+
+  public var finishedAtMs: Int64 {
+    get {_finishedAtMs ?? 0}
+    set {_finishedAtMs = newValue}
+  }
+  /// Returns true if `finishedAtMs` has been explicitly set.
+  public var hasFinishedAtMs: Bool {self._finishedAtMs != nil}
+  /// Clears the value of `finishedAtMs`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAtMs() {self._finishedAtMs = nil}
+
+  public var lastFailure: String {
+    get {_lastFailure ?? String()}
+    set {_lastFailure = newValue}
+  }
+  /// Returns true if `lastFailure` has been explicitly set.
+  public var hasLastFailure: Bool {self._lastFailure != nil}
+  /// Clears the value of `lastFailure`. Subsequent reads from it will return its default value.
+  public mutating func clearLastFailure() {self._lastFailure = nil}
+
+  public var createdAtMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _dueAtMs: Int64? = nil
+  fileprivate var _finishedAtMs: Int64? = nil
+  fileprivate var _lastFailure: String? = nil
+}
+
+public nonisolated struct Ordercell_Cell_V1_NotifierStatusReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var cursorTransaction: UInt64 = 0
+
+  public var cursorEvent: Int64 = 0
+
+  public var pending: Int32 = 0
+
+  public var due: Int32 = 0
+
+  public var dead: Int32 = 0
+
+  public var oldestPendingSinceMs: Int64 {
+    get {_oldestPendingSinceMs ?? 0}
+    set {_oldestPendingSinceMs = newValue}
+  }
+  /// Returns true if `oldestPendingSinceMs` has been explicitly set.
+  public var hasOldestPendingSinceMs: Bool {self._oldestPendingSinceMs != nil}
+  /// Clears the value of `oldestPendingSinceMs`. Subsequent reads from it will return its default value.
+  public mutating func clearOldestPendingSinceMs() {self._oldestPendingSinceMs = nil}
+
+  public var leaseHolder: String {
+    get {_leaseHolder ?? String()}
+    set {_leaseHolder = newValue}
+  }
+  /// Returns true if `leaseHolder` has been explicitly set.
+  public var hasLeaseHolder: Bool {self._leaseHolder != nil}
+  /// Clears the value of `leaseHolder`. Subsequent reads from it will return its default value.
+  public mutating func clearLeaseHolder() {self._leaseHolder = nil}
+
+  public var leaseExpiresAtMs: Int64 {
+    get {_leaseExpiresAtMs ?? 0}
+    set {_leaseExpiresAtMs = newValue}
+  }
+  /// Returns true if `leaseExpiresAtMs` has been explicitly set.
+  public var hasLeaseExpiresAtMs: Bool {self._leaseExpiresAtMs != nil}
+  /// Clears the value of `leaseExpiresAtMs`. Subsequent reads from it will return its default value.
+  public mutating func clearLeaseExpiresAtMs() {self._leaseExpiresAtMs = nil}
+
+  public var feedLagMs: Int64 = 0
+
+  public var notifications: [Ordercell_Cell_V1_NotificationRecord] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _refusal: Ordercell_Cell_V1_Refusal? = nil
+  fileprivate var _oldestPendingSinceMs: Int64? = nil
+  fileprivate var _leaseHolder: String? = nil
+  fileprivate var _leaseExpiresAtMs: Int64? = nil
+}
+
+/// Dead notifications made due again, their schedule anew. Since 1.2.
+public nonisolated struct Ordercell_Cell_V1_RedeliverRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Empty: every dead notification of the cell.
+  public var eventIds: [String] = []
+
+  /// Who asked (the control plane relays the operator it authenticated).
+  public var requestedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ordercell_Cell_V1_RedeliverReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var refusal: Ordercell_Cell_V1_Refusal {
+    get {_refusal ?? Ordercell_Cell_V1_Refusal()}
+    set {_refusal = newValue}
+  }
+  /// Returns true if `refusal` has been explicitly set.
+  public var hasRefusal: Bool {self._refusal != nil}
+  /// Clears the value of `refusal`. Subsequent reads from it will return its default value.
+  public mutating func clearRefusal() {self._refusal = nil}
+
+  public var redelivered: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3409,6 +3591,283 @@ nonisolated extension Ordercell_Cell_V1_FeedReply: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Ordercell_Cell_V1_FeedReply, rhs: Ordercell_Cell_V1_FeedReply) -> Bool {
     if lhs._refusal != rhs._refusal {return false}
     if lhs.events != rhs.events {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_NotifierStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NotifierStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}after_event_id\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.afterEventID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 1)
+    }
+    if !self.afterEventID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterEventID, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_NotifierStatusRequest, rhs: Ordercell_Cell_V1_NotifierStatusRequest) -> Bool {
+    if lhs.status != rhs.status {return false}
+    if lhs.afterEventID != rhs.afterEventID {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_NotificationRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NotificationRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{3}merchant_id\0\u{3}order_id\0\u{1}kind\0\u{1}status\0\u{1}attempts\0\u{3}due_at_ms\0\u{3}finished_at_ms\0\u{3}last_failure\0\u{3}created_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.eventID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.merchantID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.attempts) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self._dueAtMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self._finishedAtMs) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self._lastFailure) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.createdAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.eventID.isEmpty {
+      try visitor.visitSingularStringField(value: self.eventID, fieldNumber: 1)
+    }
+    if !self.merchantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.merchantID, fieldNumber: 2)
+    }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 3)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 4)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 5)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularInt32Field(value: self.attempts, fieldNumber: 6)
+    }
+    try { if let v = self._dueAtMs {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._finishedAtMs {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._lastFailure {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 9)
+    } }()
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtMs, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_NotificationRecord, rhs: Ordercell_Cell_V1_NotificationRecord) -> Bool {
+    if lhs.eventID != rhs.eventID {return false}
+    if lhs.merchantID != rhs.merchantID {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs._dueAtMs != rhs._dueAtMs {return false}
+    if lhs._finishedAtMs != rhs._finishedAtMs {return false}
+    if lhs._lastFailure != rhs._lastFailure {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_NotifierStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NotifierStatusReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{3}cursor_transaction\0\u{3}cursor_event\0\u{1}pending\0\u{1}due\0\u{1}dead\0\u{3}oldest_pending_since_ms\0\u{3}lease_holder\0\u{3}lease_expires_at_ms\0\u{3}feed_lag_ms\0\u{1}notifications\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.cursorTransaction) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.cursorEvent) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.pending) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.due) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.dead) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self._oldestPendingSinceMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self._leaseHolder) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self._leaseExpiresAtMs) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.feedLagMs) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.notifications) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.cursorTransaction != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cursorTransaction, fieldNumber: 2)
+    }
+    if self.cursorEvent != 0 {
+      try visitor.visitSingularInt64Field(value: self.cursorEvent, fieldNumber: 3)
+    }
+    if self.pending != 0 {
+      try visitor.visitSingularInt32Field(value: self.pending, fieldNumber: 4)
+    }
+    if self.due != 0 {
+      try visitor.visitSingularInt32Field(value: self.due, fieldNumber: 5)
+    }
+    if self.dead != 0 {
+      try visitor.visitSingularInt32Field(value: self.dead, fieldNumber: 6)
+    }
+    try { if let v = self._oldestPendingSinceMs {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._leaseHolder {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._leaseExpiresAtMs {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 9)
+    } }()
+    if self.feedLagMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.feedLagMs, fieldNumber: 10)
+    }
+    if !self.notifications.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.notifications, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_NotifierStatusReply, rhs: Ordercell_Cell_V1_NotifierStatusReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.cursorTransaction != rhs.cursorTransaction {return false}
+    if lhs.cursorEvent != rhs.cursorEvent {return false}
+    if lhs.pending != rhs.pending {return false}
+    if lhs.due != rhs.due {return false}
+    if lhs.dead != rhs.dead {return false}
+    if lhs._oldestPendingSinceMs != rhs._oldestPendingSinceMs {return false}
+    if lhs._leaseHolder != rhs._leaseHolder {return false}
+    if lhs._leaseExpiresAtMs != rhs._leaseExpiresAtMs {return false}
+    if lhs.feedLagMs != rhs.feedLagMs {return false}
+    if lhs.notifications != rhs.notifications {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_RedeliverRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RedeliverRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_ids\0\u{3}requested_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.eventIds) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.eventIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.eventIds, fieldNumber: 1)
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_RedeliverRequest, rhs: Ordercell_Cell_V1_RedeliverRequest) -> Bool {
+    if lhs.eventIds != rhs.eventIds {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ordercell_Cell_V1_RedeliverReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RedeliverReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refusal\0\u{1}redelivered\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._refusal) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.redelivered) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._refusal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.redelivered != 0 {
+      try visitor.visitSingularInt32Field(value: self.redelivered, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ordercell_Cell_V1_RedeliverReply, rhs: Ordercell_Cell_V1_RedeliverReply) -> Bool {
+    if lhs._refusal != rhs._refusal {return false}
+    if lhs.redelivered != rhs.redelivered {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -486,6 +486,49 @@ public final class CellService: Sendable {
         return try await storage { try await store.eventFeed(after: position, limit: limit) }
     }
 
+    // MARK: - The notifier's outbox (operators, through the control plane)
+
+    /// The cell's notifier: its backlog, how far it lags behind the feed, and up to `limit` (1...1000)
+    /// notifications in `status` after event id `after` (none when `status` is nil).
+    public func notifierStatus(_ status: NotificationStatus?, after: String?, limit: Int) async throws -> NotifierStatusPage {
+        guard (1...1000).contains(limit) else { throw OrderError.invalidRequest("a page of notifications is 1...1000, not \(limit)") }
+        let outbox = try self.outbox()
+        try await enter()
+        let now = clock()
+        return try await storage {
+            let backlog = try await outbox.notificationBacklog(at: now)
+            // The oldest event not taken yet: how long it has waited is the notifier's lag behind the feed.
+            let next = try await store.eventFeed(after: backlog.cursor, limit: 1).first
+            let lag = next.map { max(0, now.millisecondsSinceEpoch - $0.event.at.millisecondsSinceEpoch) } ?? 0
+            var listed: [StoredNotification] = []
+            if let status { listed = try await outbox.notifications(status, after: after, limit: limit) }
+            return NotifierStatusPage(backlog: backlog, feedLagMilliseconds: lag, notifications: listed.map(\.record))
+        }
+    }
+
+    /// Makes dead notifications pending again, due now (every dead one when `eventIDs` is nil); how many.
+    public func redeliverNotifications(_ eventIDs: [String]?, by operator: String) async throws -> Int {
+        if let eventIDs {
+            guard eventIDs.count <= 1000 else { throw OrderError.invalidRequest("at most 1000 event ids a call, not \(eventIDs.count)") }
+            try eventIDs.forEach { try RequestLimits.checkText($0, field: "event_id", maxBytes: 64) }
+        }
+        let outbox = try self.outbox()
+        try await enter()
+        let now = clock()
+        let count = try await storage { try await outbox.redeliverDeadNotifications(eventIDs, now: now) }
+        logger.notice(
+            "dead notifications redelivered", metadata: ["by": "\(`operator`)", "count": "\(count)", "event_ids": "\(eventIDs.map { "\($0)" } ?? "all dead")"]
+        )
+        return count
+    }
+
+    private func outbox() throws(OrderError) -> any NotificationStore {
+        guard let outbox = store as? any NotificationStore else {
+            throw OrderError.invalidRequest("cell \(cell)'s storage keeps no outbox of notifications")
+        }
+        return outbox
+    }
+
     private static func checkSlotNumbers(_ slots: [Int]) throws(OrderError) {
         if let wrong = slots.first(where: { !(0..<MerchantKey.indexSlotCount).contains($0) }) {
             throw OrderError.invalidRequest("index slots are 0...\(MerchantKey.indexSlotCount - 1), not \(wrong)")

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CellNotifier
 import CellProtocol
 import CellRouting
 import CellService
@@ -7,8 +8,10 @@ import ControlPlane
 import Foundation
 import Logging
 import OrderCellPlatform
+import OrderHTTP
 import OrderModel
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `ordercell cell`: one cell service over its cell's PostgreSQL servers,
@@ -31,11 +34,18 @@ public struct CellProcess: Sendable {
     public var snapshotPath: String?
     /// How concurrent creates share transactions (nil: each commits alone).
     public var groupCommit: GroupCommitConfiguration?
+    /// Opens merchants' notification secrets; nil: no notifier runs (there is nothing to sign with).
+    public var credentials: CredentialSealer?
+    /// How the cell's notifier works; nil: none runs.
+    public var notifier: NotifierConfiguration?
 
     public init(
         cell: CellID, host: String, port: Int, controlURL: String, controlToken: String?, tls: PostgresTLSMode, protocolTLS: CellServerTLS,
-        controlHTTP: HTTPClient = .shared, snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init()
+        controlHTTP: HTTPClient = .shared, snapshotPath: String? = nil, groupCommit: GroupCommitConfiguration? = .init(),
+        credentials: CredentialSealer? = nil, notifier: NotifierConfiguration? = NotifierConfiguration()
     ) {
+        self.credentials = credentials
+        self.notifier = notifier
         self.controlHTTP = controlHTTP
         self.controlToken = controlToken
         self.groupCommit = groupCommit
@@ -65,8 +75,11 @@ public struct CellProcess: Sendable {
         let service = CellService(cell: cell, store: store, groupCommit: groupCommit, clock: wallClock, logger: logger)
         // The index slots it holds, by the release it follows: index calls for other slots are refused.
         service.holdIndexSlots(Set(table.indexSlots.slots(of: cell)))
+        // Where merchants are notified, by the release followed.
+        let notifyEndpoints = Mutex(table.notifyEndpoints)
         let follower = TaskService {
             await watcher.watch(from: table) { table in
+                notifyEndpoints.withLock { $0 = table.notifyEndpoints }
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
                 service.holdIndexSlots(Set(table.indexSlots.slots(of: cell)))
                 let storage: (PostgresEndpoint, [PostgresEndpoint])
@@ -92,6 +105,10 @@ public struct CellProcess: Sendable {
         // The cell protocol is served, and expired orders swept, once the schema is current:
         // no call meets a missing table. They shut down together, the server first.
         let (host, port, protocolTLS) = (self.host, self.port, self.protocolTLS)
+        let (credentials, notifierConfiguration) = (self.credentials, self.notifier)
+        if credentials == nil, notifierConfiguration != nil {
+            logger.warning("no --credential-key-file: this cell service runs no notifier, and merchants are not notified by it")
+        }
         let serving = ServingAfter(
             prepare: { try await store.migrate() },
             then: {
@@ -99,7 +116,16 @@ public struct CellProcess: Sendable {
                     host: host, port: port, responder: CellProtocolService(cell: service), tls: protocolTLS, logger: logger
                 )
                 logger.notice("cell service starting", metadata: ["cell": "\(cell)", "port": "\(server.port)", "primary": "\(primary)"])
-                return ServiceGroup(services: [ExpirySweeper(cells: [service], logger: logger), server], logger: logger)
+                var services: [any Service] = [ExpirySweeper(cells: [service], logger: logger), server]
+                if let credentials, let notifierConfiguration {
+                    services.append(
+                        NotifierService(
+                            cell: cell, store: store, endpoints: { notifyEndpoints.withLock { $0 } }, sealer: credentials,
+                            configuration: notifierConfiguration, holder: "cell \(cell) service :\(server.port) pid \(getpid())", logger: logger
+                        )
+                    )
+                }
+                return ServiceGroup(services: services, logger: logger)
             }
         )
         // Shut down in reverse: the server drains first; the store's connections close last.
@@ -120,5 +146,27 @@ public struct CellProcess: Sendable {
             throw OrderError.invalidRequest("cell \(cell) has no PostgreSQL storage in the routing table")
         }
         return (storage.primary, storage.replicas)
+    }
+}
+
+/// A cell service's notifier with its own HTTP client, made when it starts
+/// and shut down when it stops.
+struct NotifierService: Service {
+    let cell: CellID
+    let store: any OrderStore & NotificationStore
+    let endpoints: @Sendable () -> [String: NotifyEndpoint]
+    let sealer: CredentialSealer
+    let configuration: NotifierConfiguration
+    let holder: String
+    let logger: Logger
+
+    func run() async throws {
+        let sender = NotificationSender()
+        let notifier = CellNotifier(
+            cell: cell, store: store, endpoints: endpoints, sealer: sealer, sender: sender, configuration: configuration, holder: holder,
+            clock: wallClock, logger: logger
+        )
+        try? await notifier.run()
+        await sender.shutdown()
     }
 }

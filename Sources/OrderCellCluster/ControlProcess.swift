@@ -104,7 +104,8 @@ public struct ControlProcess: Sendable {
         let follower = patroni.map { PatroniFollower(control: control, patroni: PatroniClient(dcs: $0), logger: logger) }
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger)
         let api = ControlAdminAPI(
-            control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, credentials: credentials, clock: wallClock, logger: logger
+            control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, credentials: credentials,
+            notifiers: CellNotifierCalls(clients: clients), clock: wallClock, logger: logger
         )
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(

@@ -100,12 +100,15 @@ public struct LocalClusterRunner: Sendable {
     /// with certificates of a throwaway CA made for the cluster. On unless
     /// asked otherwise.
     public var transportSecurity = true
+    /// Options of the cell services' notifiers (`--notify-…`), passed on as they are.
+    public var notifierArguments: [String] = []
 
     public init(
         directory: String, cells: Int, basePort: Int, adminToken: String, executable: String,
         synchronousCommit: PostgresServer.SynchronousCommit = .anyOneStandby, synchronousModeStrict: Bool = false, signedRequests: Bool = true,
-        transportSecurity: Bool = true
+        transportSecurity: Bool = true, notifierArguments: [String] = []
     ) {
+        self.notifierArguments = notifierArguments
         self.signedRequests = signedRequests
         self.transportSecurity = transportSecurity
         self.directory = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -246,7 +249,8 @@ public struct LocalClusterRunner: Sendable {
             _ = try authority.issue("operator", identity: CellCaller.uri(role: .operator, name: "admin"))
             report("TLS: every hop, certificates of the cluster's own CA \(authority.caFile)")
         }
-        // The credential key: the control plane seals access keys' secrets with it, the proxies open them.
+        // The credential key: the control plane seals access keys' and notification secrets with it, the proxies
+        // and the cells' notifiers open them.
         let credentialKey = directory + "/credential.key"
         _ = try CredentialSealer.loadOrCreate(keyFile: credentialKey)
         // Tokens go to the processes in files (mode 0600), never on a command line, where ps shows them.
@@ -292,7 +296,9 @@ public struct LocalClusterRunner: Sendable {
                         "--control-token-file", followerTokenFile,
                         "--postgres-tls", "disable",
                         "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
-                    ],
+                        // The notifier opens merchants' notification secrets with it.
+                        "--credential-key-file", credentialKey,
+                    ] + notifierArguments,
                     report: report, register: register, cell: cell
                 )
             }

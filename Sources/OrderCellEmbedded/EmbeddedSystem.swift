@@ -192,7 +192,7 @@ public final class EmbeddedSystem: Sendable {
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger)
         let controlAPI = ControlAdminAPI(
             control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, indexSlotMover: indexSlotMover,
-            credentials: credentials, clock: clock, logger: logger
+            credentials: credentials, notifiers: CellNotifierCalls(clients: cells), clock: clock, logger: logger
         )
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), indexSlotMover: indexSlotMover, clock: clock,

@@ -116,6 +116,14 @@ extension InProcessCellClient {
     func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int {
         try await bounded { [service] in try await service.deleteFrozenMerchantKeys(keys) }
     }
+
+    func notifierStatus(_ status: NotificationStatus?, after: String?, limit: Int) async throws -> NotifierStatusPage {
+        try await bounded { [service] in try await service.notifierStatus(status, after: after, limit: limit) }
+    }
+
+    func redeliverNotifications(_ eventIDs: [String]?, by operator: String) async throws -> Int {
+        try await bounded { [service] in try await service.redeliverNotifications(eventIDs, by: `operator`) }
+    }
 }
 
 /// A claim as a Sendable value (tuples of Sendable values cross task boundaries only as such).

@@ -14,7 +14,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin", abstract: "Operator commands against the control plane (embedded: http://HOST:PORT/control).",
         subcommands: [
             Cells.self, CellAdmin.self, Partitions.self, PartitionAdmin.self, MerchantAdmin.self, Config.self, Releases.self, Release.self,
-            Rollback.self, IndexSlotsAdmin.self, PaymentServiceAdmin.self,
+            Rollback.self, IndexSlotsAdmin.self, PaymentServiceAdmin.self, Feed.self, NotificationsAdmin.self,
         ]
     )
 
@@ -322,7 +322,8 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct MerchantAdmin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "merchant", abstract: "Pin merchants to partitions; manage their access keys.", subcommands: [Pin.self, Unpin.self, MerchantKey.self]
+            commandName: "merchant", abstract: "Pin merchants to partitions; manage their access keys and notify endpoints.",
+            subcommands: [Pin.self, Unpin.self, MerchantKey.self, MerchantNotify.self]
         )
     }
 

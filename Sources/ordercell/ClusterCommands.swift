@@ -98,6 +98,9 @@ struct CellCommand: AsyncParsableCommand {
     @OptionGroup var tls: TLSOptions
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
+    @Option(help: "The credential key file (the control plane's): the notifier opens merchants' notification secrets with it. Without it, no notifier runs.")
+    var credentialKeyFile: String?
+    @OptionGroup var notifier: NotifierOptions
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -118,7 +121,8 @@ struct CellCommand: AsyncParsableCommand {
         try await CellProcess(
             cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: postgresTLS,
             protocolTLS: protocolTLS, controlHTTP: try tls.controlHTTP(control, logger: logger), snapshotPath: routingSnapshot,
-            groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil
+            groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil,
+            credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) }, notifier: try notifier.configuration()
         )
             .run(logger: logger)
     }
@@ -196,14 +200,16 @@ struct ClusterCommand: AsyncParsableCommand {
         var unsignedRequests = false
         @Flag(help: "Every hop in plaintext (trying things out on loopback). By default the public API and the control plane speak HTTPS and the cell protocol mutual TLS, with certificates of a CA made for the cluster.")
         var plaintext = false
+        @OptionGroup var notifier: NotifierOptions
 
         func run() async throws {
+            _ = try notifier.configuration()
             guard ["on", "off"].contains(synchronousCommit) else { throw ValidationError("--synchronous-commit must be on or off") }
             if synchronousModeStrict && synchronousCommit == "off" { throw ValidationError("--synchronous-mode-strict needs --synchronous-commit on") }
             let runner = LocalClusterRunner(
                 directory: options.dir, cells: cells, basePort: basePort, adminToken: adminToken, executable: ownExecutable(),
                 synchronousCommit: synchronousCommit == "on" ? .anyOneStandby : .off, synchronousModeStrict: synchronousModeStrict,
-                signedRequests: !unsignedRequests, transportSecurity: !plaintext
+                signedRequests: !unsignedRequests, transportSecurity: !plaintext, notifierArguments: notifier.arguments
             )
             let state = try await runner.up(report: say)
             say("")

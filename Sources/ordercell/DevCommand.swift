@@ -33,6 +33,7 @@ struct DevCommand: AsyncParsableCommand {
     var auth = false
 
     @OptionGroup var executor: EmbeddedExecutorTakeoverOption
+    @OptionGroup var notifier: NotifierOptions
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
@@ -48,7 +49,7 @@ struct DevCommand: AsyncParsableCommand {
         let viewer = viewerToken ?? ProcessInfo.processInfo.environment["ORDERCELL_VIEWER_TOKEN"]
         let configuration = EmbeddedConfiguration(
             dataDirectory: dataDir, host: host, port: port, adminToken: token, viewerToken: viewer,
-            healthCheck: noHealthCheck ? nil : HealthCheckPolicy(), requireSignedRequests: auth
+            healthCheck: noHealthCheck ? nil : HealthCheckPolicy(), requireSignedRequests: auth, notifier: try notifier.configuration()
         )
         let system = try await EmbeddedSystem.open(configuration)
         let credentials = auth ? try await DevCredentials.loadOrMake(in: system, now: EmbeddedSystem.systemClock()) : nil

@@ -15,8 +15,8 @@ struct CellCallerPermissionsTests {
         let control = CellCaller.identified(.control, name: "control")
         let person = CellCaller.identified(.operator, name: "alice")
         let nameless = CellCaller.unidentified("a certificate without an identity")
-        let operatorMethods: Set<CellMethod> = [.getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault, .readFeed]
-        let proxyMethods = operatorMethods.subtracting([.readFeed]).union([.createOrder, .applyCommand, .bindKey, .moveKey, .claimKey])
+        let operatorMethods: Set<CellMethod> = [.getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault, .readFeed, .notifierStatus]
+        let proxyMethods = operatorMethods.subtracting([.readFeed, .notifierStatus]).union([.createOrder, .applyCommand, .bindKey, .moveKey, .claimKey])
         for method in CellMethod.allCases {
             #expect(method.permits(control), "\(method)")
             #expect(method.permits(proxy) == proxyMethods.contains(method), "\(method)")

@@ -38,7 +38,7 @@ struct NotificationStoreSuite {
             // The feed handed the same events again (a crash before the cursor was seen): nothing doubles, nothing resets.
             var delivered = one.delivery
             delivered.record(.acknowledged, at: Self.now.adding(seconds: 1), schedule: Self.schedule)
-            #expect(try await store.updateNotification(delivered, from: .pending))
+            #expect(try await store.updateNotification(delivered, from: one.delivery.state))
             try await store.enqueueNotifications([one, two], advancingCursorTo: EventFeedPosition(transaction: 900, event: 6))
             let reopened = try await reopen()
             #expect(try await reopened.notificationCursor() == cursor, "the cursor never moves back")
@@ -57,10 +57,13 @@ struct NotificationStoreSuite {
             #expect(try await store.dueNotifications(at: Self.now, limit: 10).map(\.eventID) == [early.eventID])
             #expect(try await store.dueNotifications(at: Self.now.adding(seconds: 1), limit: 10).map(\.eventID) == [early.eventID, late.eventID])
             var delivery = early.delivery
+            var stale = delivery
             for attempt in 0..<3 {
                 let at = Self.now.adding(seconds: Int64(attempt * 100))
+                let previous = delivery.state
+                stale = delivery
                 delivery.record(.failed("HTTP 500"), at: at, schedule: Self.schedule)
-                #expect(try await store.updateNotification(delivery, from: .pending))
+                #expect(try await store.updateNotification(delivery, from: previous))
                 if attempt == 0 {
                     #expect(try await store.dueNotifications(at: at.adding(seconds: 14), limit: 10).map(\.eventID) == [late.eventID])
                     #expect(try await store.dueNotifications(at: at.adding(seconds: 15), limit: 10).count == 2)
@@ -68,8 +71,9 @@ struct NotificationStoreSuite {
             }
             #expect(try await store.notification(early.eventID)?.delivery.state == .dead(attempts: 3, at: Self.now.adding(seconds: 200), lastFailure: "HTTP 500"))
             #expect(try await store.notifications(.dead, after: nil, limit: 10).map(\.eventID) == [early.eventID])
-            // A stale step (another notifier, or a record after the operator's redelivery) changes nothing.
-            #expect(try await store.updateNotification(delivery, from: .pending) == false)
+            // A stale step (another notifier's, from an older state) changes nothing.
+            stale.record(.acknowledged, at: Self.now.adding(seconds: 300), schedule: Self.schedule)
+            #expect(try await store.updateNotification(stale, from: .pending(attempts: 2, due: Self.now, lastFailure: nil)) == false)
             let backlog = try await store.notificationBacklog(at: Self.now.adding(seconds: 5))
             #expect(backlog.pending == 1 && backlog.due == 1 && backlog.dead == 1 && backlog.oldestPendingSince == late.createdAt)
         }
@@ -83,7 +87,7 @@ struct NotificationStoreSuite {
             for notification in notifications {
                 var delivery = notification.delivery
                 for _ in 0..<3 { delivery.record(.failed("timeout"), at: Self.now, schedule: Self.schedule) }
-                try await store.updateNotification(delivery, from: .pending)
+                try await store.updateNotification(delivery, from: notification.delivery.state)
             }
             let later = Self.now.adding(seconds: 3600)
             #expect(try await store.redeliverDeadNotifications([notifications[0].eventID, "no-such-event"], now: later) == 1)
@@ -117,10 +121,10 @@ struct NotificationStoreSuite {
             try await store.enqueueNotifications(notifications, advancingCursorTo: EventFeedPosition(transaction: 1, event: 3))
             var delivered = notifications[0].delivery
             delivered.record(.acknowledged, at: Self.now, schedule: Self.schedule)
-            try await store.updateNotification(delivered, from: .pending)
+            try await store.updateNotification(delivered, from: notifications[0].delivery.state)
             var dead = notifications[1].delivery
             for _ in 0..<3 { dead.record(.failed("refused"), at: Self.now, schedule: Self.schedule) }
-            try await store.updateNotification(dead, from: .pending)
+            try await store.updateNotification(dead, from: notifications[1].delivery.state)
             #expect(try await store.purgeDeliveredNotifications(before: Self.now, limit: 10) == 0)
             #expect(try await store.purgeDeliveredNotifications(before: Self.now.adding(seconds: 1), limit: 10) == 1)
             #expect(try await store.notification(notifications[0].eventID) == nil)

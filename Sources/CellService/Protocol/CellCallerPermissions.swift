@@ -5,14 +5,14 @@ import CellProtocol
 ///
 /// - The control plane runs the cells: health probes (synthetic orders),
 ///   the merchant-key index's reconciliation and index-slot moves, drill
-///   faults an operator sets through it, the readers of the event feed:
-///   every method.
+///   faults an operator sets through it, the readers of the event feed, an
+///   operator's redelivery of dead notifications: every method.
 /// - A proxy serves the order API: orders, the merchant-key index's bind,
 ///   move, claim and reads, and drill faults it relays; never the index's
 ///   bulk work (freezing, exporting, importing, dropping slots; settling and
 ///   reconciling), which only the control plane does.
 /// - An operator calling a cell directly (`ordercell admin cell call`) reads
-///   orders, refunds, events, the event feed, index entries and the drill fault, and sets
+///   orders, refunds, events, the event feed, the notifier's status, index entries and the drill fault, and sets
 ///   drill faults; an operator never creates, pays, closes or refunds an
 ///   order, nor touches the merchant-key index.
 /// - A caller over TLS whose certificate names no identity may do nothing.
@@ -39,7 +39,8 @@ extension CellMethod {
         case .createOrder, .applyCommand, .getOrder, .listRefunds, .listEvents, .bindKey, .moveKey, .claimKey, .getKeyEntry, .findOrder,
             .getFault, .setFault:
             return true
-        case .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey, .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys, .readFeed:
+        case .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey, .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys, .readFeed,
+            .notifierStatus, .redeliverNotifications:
             return false
         }
     }
@@ -47,9 +48,9 @@ extension CellMethod {
     /// The methods an operator may call directly: reads (the event feed among them) and drill faults.
     var isOperatorMethod: Bool {
         switch self {
-        case .getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault, .readFeed: return true
+        case .getOrder, .listRefunds, .listEvents, .getKeyEntry, .findOrder, .getFault, .setFault, .readFeed, .notifierStatus: return true
         case .createOrder, .applyCommand, .bindKey, .moveKey, .claimKey, .listUnverified, .listMovedKeys, .setKeyStatus, .settleKey,
-            .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys:
+            .claimKeys, .fenceSlots, .exportKeys, .importKeys, .dropKeys, .redeliverNotifications:
             return false
         }
     }

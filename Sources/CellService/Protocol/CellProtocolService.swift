@@ -72,6 +72,9 @@ public struct CellProtocolService: CellProtocolResponder {
         case .importKeys: return try await importKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .dropKeys: return try await dropKeys(try .init(framePayload: payload)).framePayload(allocator: allocator)
         case .readFeed: return try await readFeed(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .notifierStatus: return try await notifierStatus(try .init(framePayload: payload)).framePayload(allocator: allocator)
+        case .redeliverNotifications:
+            return try await redeliver(try .init(framePayload: payload), caller: caller).framePayload(allocator: allocator)
         }
     }
 
@@ -365,6 +368,43 @@ public struct CellProtocolService: CellProtocolResponder {
         do {
             let position = EventFeedPosition(transaction: request.afterTransaction, event: request.afterEvent)
             reply.events = try await answering { try await cell.eventFeed(after: position, limit: Int(request.limit)) }.map(Ordercell_Cell_V1_FeedEvent.init)
+        } catch let refusal as OrderError {
+            reply.refusal = RPCRefusal(refusal)
+        }
+        return reply
+    }
+
+    func notifierStatus(_ request: Ordercell_Cell_V1_NotifierStatusRequest) async throws -> Ordercell_Cell_V1_NotifierStatusReply {
+        do {
+            let status: NotificationStatus?
+            if request.status.isEmpty {
+                status = nil
+            } else {
+                guard let named = NotificationStatus(rawValue: request.status) else {
+                    throw OrderError.invalidRequest("status must be pending, delivered or dead, not '\(request.status.prefix(16))'")
+                }
+                status = named
+            }
+            let after = request.afterEventID.isEmpty ? nil : request.afterEventID
+            return Ordercell_Cell_V1_NotifierStatusReply(
+                try await answering { try await cell.notifierStatus(status, after: after, limit: Int(request.limit)) }
+            )
+        } catch let refusal as OrderError {
+            var reply = Ordercell_Cell_V1_NotifierStatusReply()
+            reply.refusal = RPCRefusal(refusal)
+            return reply
+        }
+    }
+
+    /// A redelivery is an operator's act, relayed by the control plane, which names the operator.
+    func redeliver(_ request: Ordercell_Cell_V1_RedeliverRequest, caller: CellCaller) async throws -> Ordercell_Cell_V1_RedeliverReply {
+        var reply = Ordercell_Cell_V1_RedeliverReply()
+        let requester = CellCaller.isValidName(request.requestedBy) ? request.requestedBy : "unnamed"
+        do {
+            let ids = request.eventIds.isEmpty ? nil : request.eventIds
+            reply.redelivered = Int32(
+                clamping: try await answering { try await cell.redeliverNotifications(ids, by: "\(requester) through \(caller)") }
+            )
         } catch let refusal as OrderError {
             reply.refusal = RPCRefusal(refusal)
         }

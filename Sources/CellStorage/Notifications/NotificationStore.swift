@@ -27,13 +27,16 @@ public struct StoredNotification: Sendable, Equatable {
     }
 
     public var eventID: String { delivery.eventID }
-}
 
-/// Where a delivery stands, as stored and filtered on.
-public enum NotificationStatus: String, Sendable, Codable, CaseIterable {
-    case pending
-    case delivered
-    case dead
+    /// As an operator sees it: everything but the body.
+    public var record: NotificationRecord {
+        let columns = NotificationColumns(delivery.state)
+        return NotificationRecord(
+            eventID: eventID, merchantID: merchantID, orderID: orderID.description, kind: kind, status: columns.status, attempts: columns.attempts,
+            dueAt: columns.dueAt.map(Timestamp.init(millisecondsSinceEpoch:)), finishedAt: columns.finishedAt.map(Timestamp.init(millisecondsSinceEpoch:)),
+            lastFailure: columns.lastFailure, createdAt: createdAt
+        )
+    }
 }
 
 extension NotificationDelivery.State {
@@ -43,33 +46,6 @@ extension NotificationDelivery.State {
         case .delivered: return .delivered
         case .dead: return .dead
         }
-    }
-}
-
-/// What a cell's notifier has before it: for the operator view and the metrics.
-public struct NotificationBacklog: Sendable, Equatable, Codable {
-    /// Where the notifier's reading of the feed stands.
-    public var cursor: EventFeedPosition
-    public var pending: Int
-    /// Pending and due now (attempts waiting for a free sender).
-    public var due: Int
-    public var dead: Int
-    /// When the oldest pending notification was taken from the feed.
-    public var oldestPendingSince: Timestamp?
-    /// Who holds the cell's notifier lease, and until when.
-    public var leaseHolder: String?
-    public var leaseExpiresAt: Timestamp?
-
-    public init(
-        cursor: EventFeedPosition, pending: Int, due: Int, dead: Int, oldestPendingSince: Timestamp?, leaseHolder: String?, leaseExpiresAt: Timestamp?
-    ) {
-        self.cursor = cursor
-        self.pending = pending
-        self.due = due
-        self.dead = dead
-        self.oldestPendingSince = oldestPendingSince
-        self.leaseHolder = leaseHolder
-        self.leaseExpiresAt = leaseExpiresAt
     }
 }
 
@@ -101,10 +77,11 @@ public protocol NotificationStore: Sendable {
     /// Pending notifications due at `now`, the longest due first.
     func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification]
 
-    /// Stores `delivery` if the stored one is still `expected`; false when it was not
-    /// (another notifier recorded it first, or an operator changed it).
+    /// Stores `delivery` if the stored one is still as `previous` left it (its status and attempts); false
+    /// when it was not: another notifier recorded an attempt first, or an operator redelivered it. A stale
+    /// step never overwrites a newer one.
     @discardableResult
-    func updateNotification(_ delivery: NotificationDelivery, from expected: NotificationStatus) async throws -> Bool
+    func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool
 
     /// Notifications in `status`, by event id after `after`, for operators.
     func notifications(_ status: NotificationStatus, after: String?, limit: Int) async throws -> [StoredNotification]
@@ -126,15 +103,17 @@ extension NotificationStore {
         if let eventIDs {
             for id in eventIDs {
                 guard var notification = try await notification(id) else { continue }
-                if notification.delivery.redeliver(at: now), try await updateNotification(notification.delivery, from: .dead) { redelivered += 1 }
+                let previous = notification.delivery.state
+                if notification.delivery.redeliver(at: now), try await updateNotification(notification.delivery, from: previous) { redelivered += 1 }
             }
             return redelivered
         }
         var after: String?
         while true {
             let page = try await notifications(.dead, after: after, limit: 500)
-            for var notification in page where notification.delivery.redeliver(at: now) {
-                if try await updateNotification(notification.delivery, from: .dead) { redelivered += 1 }
+            for var notification in page {
+                let previous = notification.delivery.state
+                if notification.delivery.redeliver(at: now), try await updateNotification(notification.delivery, from: previous) { redelivered += 1 }
             }
             guard page.count == 500, let last = page.last else { return redelivered }
             after = last.eventID

@@ -15,8 +15,8 @@ extension FollowingPostgresStore: NotificationStore {
     public func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification] {
         try await store.dueNotifications(at: now, limit: limit)
     }
-    public func updateNotification(_ delivery: NotificationDelivery, from expected: NotificationStatus) async throws -> Bool {
-        try await store.updateNotification(delivery, from: expected)
+    public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
+        try await store.updateNotification(delivery, from: previous)
     }
     public func notifications(_ status: NotificationStatus, after: String?, limit: Int) async throws -> [StoredNotification] {
         try await store.notifications(status, after: after, limit: limit)

@@ -80,15 +80,16 @@ extension PostgresOrderStore: NotificationStore {
         )
     }
 
-    public func updateNotification(_ delivery: NotificationDelivery, from expected: NotificationStatus) async throws -> Bool {
+    public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
         let (primary, logger) = (self.primary, self.logger)
         let columns = NotificationColumns(delivery.state)
+        let expected = NotificationColumns(previous)
         return try await deadline {
             let rows = try await primary.query(
                 """
                 UPDATE notifications SET status = \(columns.status.rawValue), attempts = \(columns.attempts), due_at = \(columns.dueAt),
                        finished_at = \(columns.finishedAt), last_failure = \(columns.lastFailure)
-                WHERE event_id = \(delivery.eventID) AND status = \(expected.rawValue)
+                WHERE event_id = \(delivery.eventID) AND status = \(expected.status.rawValue) AND attempts = \(expected.attempts)
                 RETURNING 1
                 """,
                 logger: logger

@@ -71,17 +71,19 @@ extension SQLiteOrderStore: NotificationStore {
         )
     }
 
-    public func updateNotification(_ delivery: NotificationDelivery, from expected: NotificationStatus) async throws -> Bool {
+    public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
         let columns = NotificationColumns(delivery.state)
+        let expected = NotificationColumns(previous)
         return try await guarded {
             try await pool.write { db in
                 try db.execute(
                     sql: """
                         UPDATE notifications SET status = ?, attempts = ?, due_at = ?, finished_at = ?, last_failure = ?
-                        WHERE event_id = ? AND status = ?
+                        WHERE event_id = ? AND status = ? AND attempts = ?
                         """,
                     arguments: [
-                        columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt, columns.lastFailure, delivery.eventID, expected.rawValue,
+                        columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt, columns.lastFailure, delivery.eventID,
+                        expected.status.rawValue, expected.attempts,
                     ]
                 )
                 return db.changesCount == 1

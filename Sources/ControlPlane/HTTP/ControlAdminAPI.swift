@@ -26,14 +26,17 @@ public struct ControlAdminAPI: Sendable {
     public let indexSlotMover: IndexSlotMover?
     /// Seals the secrets of new access keys; nil: this deployment has no credential key, and makes none.
     public let credentials: CredentialSealer?
+    /// The cells' notifiers, for the feed overview and redeliveries; nil: not offered.
+    public let notifiers: (any CellNotifierOperations)?
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
 
     public init(
         control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", patroni: PatroniFollower? = nil,
         servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, credentials: CredentialSealer? = nil,
-        clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        notifiers: (any CellNotifierOperations)? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
+        self.notifiers = notifiers
         self.indexSlotMover = indexSlotMover
         self.credentials = credentials
         self.control = control
@@ -235,6 +238,7 @@ public struct ControlAdminAPI: Sendable {
         }
         addAccessKeyRoutes(&admin)
         addNotifyEndpointRoutes(&admin)
+        addFeedRoutes(&admin)
         admin.on(.post, "/releases/{version}/rollback") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             let version = try Self.version(context)
@@ -372,6 +376,84 @@ public struct ControlAdminAPI: Sendable {
                 reason: "remove the notify endpoint of merchant \(merchant): \(body?.reason ?? "no reason given")"
             ) { try $0.removingNotifyEndpoint(of: merchant) }
             return try HTTPBodies.json(ChangeResultView(table: table, author: token.name, changes: try RoutingDiff.between(before, table)))
+        }
+    }
+
+    /// The feed's readers and the notifications (docs/events.md): every cell's notifier at a glance, one
+    /// cell's notifications by status, an operator's redelivery of dead ones.
+    private func addFeedRoutes(_ admin: inout RouteRegistrar<OrderRequestContext>) {
+        let (control, tokens, clock, logger) = (self.control, self.tokens, self.clock, self.logger)
+        let notifiers = self.notifiers
+        @Sendable func operations() throws(OrderError) -> any CellNotifierOperations {
+            guard let notifiers else { throw OrderError(.notFound, "this control plane does not reach the cells' notifiers") }
+            return notifiers
+        }
+        @Sendable func route(_ context: OrderRequestContext) throws(OrderError) -> CellRoute {
+            let cell = try Self.cellID(context)
+            guard let route = control.routingTable.cells[cell] else { throw OrderError(.notFound, "cell \(cell) is not in the routing table") }
+            return route
+        }
+        admin.on(.get, "/feed") { request, _ in
+            try tokens.authorize(request, as: .viewer)
+            let notifiers = try operations()
+            let cells = control.routingTable.sortedCells
+            // Each cell answers for itself, at once: one that is down is shown as such, and holds up no other.
+            let views = await withTaskGroup(of: CellFeedView.self) { group in
+                for cell in cells {
+                    group.addTask {
+                        do {
+                            let page = try await withDeadline(.seconds(3)) { try await notifiers.notifierStatus(of: cell, nil, after: nil, limit: 1) }
+                            return CellFeedView(cell: cell.id, page: page)
+                        } catch {
+                            return CellFeedView(cell: cell.id, error: "\(error)".prefix(300).description)
+                        }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }.sorted { $0.cellID < $1.cellID }
+            }
+            return try HTTPBodies.json(FeedOverviewView(asOf: clock().rfc3339, cells: views))
+        }
+        admin.on(.get, "/cells/{cell_id}/notifications") { request, context in
+            try tokens.authorize(request, as: .viewer)
+            let notifiers = try operations()
+            let cell = try route(context)
+            let query = request.uri.queryParameters
+            let statusText = query.get("status").map { String($0) } ?? "dead"
+            guard let status = NotificationStatus(rawValue: statusText) else {
+                throw OrderError.invalidRequest("status must be pending, delivered or dead, not '\(statusText.prefix(16))'")
+            }
+            let limit = try query.get("limit").map { text in
+                guard let limit = Int(text), (1...1000).contains(limit) else {
+                    throw OrderError.invalidRequest("limit must be a whole number 1...1000, got '\(text.prefix(24))'")
+                }
+                return limit
+            } ?? 100
+            let after = query.get("after").map { String($0) }
+            try RequestLimits.checkText(after, field: "after", maxBytes: 64)
+            let page = try await notifiers.notifierStatus(of: cell, status, after: after, limit: limit)
+            return try HTTPBodies.json(
+                NotificationListView(
+                    cellID: Int(cell.id.rawValue), notifications: page.notifications,
+                    nextAfter: page.notifications.count == limit ? page.notifications.last?.eventID : nil
+                )
+            )
+        }
+        admin.on(.post, "/cells/{cell_id}/notifications/redeliver") { request, context in
+            let token = try tokens.authorize(request, as: .operator)
+            let notifiers = try operations()
+            let cell = try route(context)
+            let body = try await HTTPBodies.decodeIfPresent(RedeliverRequest.self, from: request)
+            try RequestLimits.checkText(body?.reason, field: "reason", maxBytes: RequestLimits.reasonMaxBytes)
+            if let ids = body?.eventIDs {
+                guard (1...1000).contains(ids.count) else { throw OrderError.invalidRequest("event_ids names 1...1000 events, or is left out for all dead ones") }
+                for id in ids { try RequestLimits.checkText(id, field: "event_id", maxBytes: 64) }
+            }
+            let count = try await notifiers.redeliverNotifications(in: cell, body?.eventIDs, by: token.name)
+            logger.notice(
+                "dead notifications redelivered",
+                metadata: ["cell": "\(cell.id)", "count": "\(count)", "author": "\(token.name)", "reason": "\(body?.reason ?? "no reason given")"]
+            )
+            return try HTTPBodies.json(RedeliverView(cellID: Int(cell.id.rawValue), redelivered: count, author: token.name))
         }
     }
 

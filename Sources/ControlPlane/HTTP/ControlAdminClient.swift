@@ -120,6 +120,20 @@ public struct ControlAdminClient: Sendable {
         try await change(.DELETE, "/admin/merchants/\(Self.pathSegment(merchant))/notify", request)
     }
 
+    // MARK: The feed and the cells' notifiers (docs/events.md)
+
+    public func feed() async throws -> FeedOverviewView { try await get("/admin/feed") }
+
+    public func notifications(in cell: CellID, status: NotificationStatus, after: String? = nil, limit: Int = 100) async throws -> NotificationListView {
+        var path = "/admin/cells/\(cell.rawValue)/notifications?status=\(status.rawValue)&limit=\(limit)"
+        if let after { path += "&after=\(Self.pathSegment(after))" }
+        return try await get(path)
+    }
+
+    public func redeliverNotifications(in cell: CellID, _ request: RedeliverRequest) async throws -> RedeliverView {
+        try await decode(try await send(.POST, "/admin/cells/\(cell.rawValue)/notifications/redeliver", body: try JSONEncoder().encode(request)))
+    }
+
     public func rollback(to version: UInt64, _ request: ReasonRequest) async throws -> ChangeResultView {
         try await change(.POST, "/admin/releases/\(version)/rollback", request)
     }

@@ -53,3 +53,80 @@ public struct NotifyEndpointListView: Codable, Sendable {
     public var notifyEndpoints: [NotifyEndpointView]
     enum CodingKeys: String, CodingKey { case notifyEndpoints = "notify_endpoints" }
 }
+
+/// `GET /admin/feed`: every cell's feed reader (the notifier) and its notifications backlog.
+public struct FeedOverviewView: Codable, Sendable {
+    public var asOf: String
+    public var cells: [CellFeedView]
+    enum CodingKeys: String, CodingKey { case asOf = "as_of", cells }
+
+    public init(asOf: String, cells: [CellFeedView]) {
+        self.asOf = asOf
+        self.cells = cells
+    }
+}
+
+/// One cell's notifier: where it stands in the feed and what waits; `error` when the cell did not answer.
+public struct CellFeedView: Codable, Sendable {
+    public var cellID: Int
+    public var cursor: String?
+    /// How long the oldest event not yet taken from the feed has waited, in seconds.
+    public var feedLagSeconds: Double?
+    public var pending: Int?
+    public var due: Int?
+    public var dead: Int?
+    public var oldestPendingSince: String?
+    public var leaseHolder: String?
+    public var leaseExpiresAt: String?
+    public var error: String?
+    enum CodingKeys: String, CodingKey {
+        case cellID = "cell_id", cursor, feedLagSeconds = "feed_lag_seconds", pending, due, dead, oldestPendingSince = "oldest_pending_since"
+        case leaseHolder = "lease_holder", leaseExpiresAt = "lease_expires_at", error
+    }
+
+    public init(cell: CellID, page: NotifierStatusPage) {
+        cellID = Int(cell.rawValue)
+        cursor = page.backlog.cursor.description
+        feedLagSeconds = Double(page.feedLagMilliseconds) / 1000
+        pending = page.backlog.pending
+        due = page.backlog.due
+        dead = page.backlog.dead
+        oldestPendingSince = page.backlog.oldestPendingSince?.rfc3339
+        leaseHolder = page.backlog.leaseHolder
+        leaseExpiresAt = page.backlog.leaseExpiresAt?.rfc3339
+    }
+
+    public init(cell: CellID, error: String) {
+        cellID = Int(cell.rawValue)
+        self.error = error
+    }
+}
+
+/// `GET /admin/cells/{cell_id}/notifications`: a page of one cell's notifications.
+public struct NotificationListView: Codable, Sendable {
+    public var cellID: Int
+    public var notifications: [NotificationRecord]
+    /// The `after` of the next page; absent on the last.
+    public var nextAfter: String?
+    enum CodingKeys: String, CodingKey { case cellID = "cell_id", notifications, nextAfter = "next_after" }
+}
+
+/// `POST /admin/cells/{cell_id}/notifications/redeliver`: which dead notifications to send again.
+public struct RedeliverRequest: Codable, Sendable {
+    /// Event ids; absent: every dead notification of the cell.
+    public var eventIDs: [String]?
+    public var reason: String?
+    enum CodingKeys: String, CodingKey { case eventIDs = "event_ids", reason }
+
+    public init(eventIDs: [String]? = nil, reason: String? = nil) {
+        self.eventIDs = eventIDs
+        self.reason = reason
+    }
+}
+
+public struct RedeliverView: Codable, Sendable {
+    public var cellID: Int
+    public var redelivered: Int
+    public var author: String
+    enum CodingKeys: String, CodingKey { case cellID = "cell_id", redelivered, author }
+}

@@ -48,6 +48,12 @@ public protocol CellClient: Sendable {
     /// Deletes the entries of `keys` whose slot is frozen in the cell; how many it deleted.
     func deleteFrozenMerchantKeys(_ keys: [MerchantKey]) async throws -> Int
 
+    // The cell's notifier (docs/events.md): what operators see and do through the control plane.
+    /// The notifier's backlog and lag, and up to `limit` notifications in `status` (none when nil) after event id `after`.
+    func notifierStatus(_ status: NotificationStatus?, after: String?, limit: Int) async throws -> NotifierStatusPage
+    /// Makes dead notifications due again (every dead one when `eventIDs` is nil), naming the operator; how many.
+    func redeliverNotifications(_ eventIDs: [String]?, by operator: String) async throws -> Int
+
     /// Whether the client bounds its calls itself, so the proxy need not put
     /// its own deadline around them (saves two tasks per call in process).
     var enforcesOwnDeadline: Bool { get }

@@ -324,6 +324,25 @@ public final class CellServiceClient: CellClient {
         return Int(reply.dropped)
     }
 
+    public func notifierStatus(_ status: NotificationStatus?, after: String?, limit: Int) async throws -> NotifierStatusPage {
+        var message = Ordercell_Cell_V1_NotifierStatusRequest()
+        message.status = status?.rawValue ?? ""
+        message.afterEventID = after ?? ""
+        message.limit = Int32(clamping: limit)
+        let reply = try await call { [message] in try await $0.notifierStatus(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return try reply.domain()
+    }
+
+    public func redeliverNotifications(_ eventIDs: [String]?, by operator: String) async throws -> Int {
+        var message = Ordercell_Cell_V1_RedeliverRequest()
+        message.eventIds = eventIDs ?? []
+        message.requestedBy = `operator`
+        let reply = try await call { [message] in try await $0.redeliverNotifications(message, timeout: $1) }
+        if reply.hasRefusal { throw reply.refusal.orderError }
+        return Int(reply.redelivered)
+    }
+
     /// The cell's event feed after `position` (docs/events.md): up to `limit` events in commit order.
     public func eventFeed(after position: EventFeedPosition, limit: Int) async throws -> [FeedEvent] {
         var message = Ordercell_Cell_V1_FeedRequest()

@@ -100,6 +100,14 @@ struct CellServiceInstance: Sendable {
         try await call(.readFeed, request, timeout: timeout)
     }
 
+    func notifierStatus(_ request: Ordercell_Cell_V1_NotifierStatusRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_NotifierStatusReply {
+        try await call(.notifierStatus, request, timeout: timeout, minimumPeerMinor: CellHello.notifierMinor)
+    }
+
+    func redeliverNotifications(_ request: Ordercell_Cell_V1_RedeliverRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_RedeliverReply {
+        try await call(.redeliverNotifications, request, timeout: timeout, minimumPeerMinor: CellHello.notifierMinor)
+    }
+
     func listUnverified(_ request: Ordercell_Cell_V1_ReconcileListRequest, timeout: Duration) async throws -> Ordercell_Cell_V1_OrderListReply {
         try await call(.listUnverified, request, timeout: timeout)
     }
