@@ -254,6 +254,7 @@ let package = Package(
                 "OrderCellEmbedded", "OrderCellCluster", "OrderCellPlatform", "OrderModel", "CellStorage", "CellService", "LocalCluster", "OrderCellBench",
                 "OrderHTTP", "ControlPlane", "CellRouting", "OrderProxy", "CellNotifier", "MerchantNotifications",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -47,6 +47,10 @@ struct BenchCommand: AsyncParsableCommand {
         help: "Embedded: creates through the proxy unsigned, then signed (docs/security.md), alternately in two pairs, with the ratio; and the cost of one signature check."
     )
     var compareSigning = false
+    @Flag(
+        help: "Embedded: the default mix with no notifier, with notifiers whose merchants acknowledge, and with every merchant endpoint hanging, in turn in two rounds; the ratios and the notifiers' lag behind the feed."
+    )
+    var compareNotifier = false
     @Option(help: "With --compare and --url: a cell primary, postgres://user@host:port/database, for the raw INSERT and pgbench baselines.")
     var postgres: String?
     @Option(help: "TLS to --postgres: require or disable (loopback development clusters).") var postgresTLS = "require"
@@ -68,8 +72,17 @@ struct BenchCommand: AsyncParsableCommand {
             ? BenchHTTPClient(tls: try BenchHTTPClient.tlsContext(trusting: tls.tlsCA)) : BenchHTTPClient()
         var reports: [BenchReport] = []
         var signatureCost: (check: Double, sign: Double)?
+        var notifierLag: [String: NotifierComparison.LagSample]?
         do {
-            if compareSigning {
+            if compareNotifier {
+                guard urls.isEmpty, !compare, !compareSigning else {
+                    throw ValidationError("--compare-notifier starts embedded systems of its own: no --url, --compare or --compare-signing")
+                }
+                let comparison = NotifierComparison(cells: cells) { name, scenario in await load(name, scenario) }
+                let outcome = try await comparison.run(http)
+                reports = outcome.reports
+                notifierLag = outcome.lag
+            } else if compareSigning {
                 guard urls.isEmpty, !compare else { throw ValidationError("--compare-signing starts embedded systems of its own: no --url, no --compare") }
                 reports = try await compareSigned(http)
                 signatureCost = try SignatureCost.measure()
@@ -100,7 +113,9 @@ struct BenchCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(data + Data("\n".utf8))
         } else {
             for report in reports { say(report.text) }
-            if compareSigning {
+            if let notifierLag {
+                say(NotifierComparison.summary(reports, lag: notifierLag))
+            } else if compareSigning {
                 say(signingRatio(reports, cost: signatureCost))
             } else if compare, let proxied = reports.last, reports.count >= 2 {
                 say(ratios(proxied, reports.dropLast(), operation: workload == "query" ? QueryScenarios.operation : "create"))

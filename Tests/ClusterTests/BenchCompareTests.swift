@@ -34,5 +34,25 @@ extension LocalClusterSuites {
                 if run != "b. proxy over HTTP" { #expect(output.contains("vs \(run)"), "a ratio to \(run)") }
             }
         }
+
+        @Test("bench --compare-notifier runs the mix without a notifier, with acknowledging and with hanging merchants, and prints ratios and lag")
+        func compareNotifierRunsEveryVariant() async throws {
+            // Embedded systems of its own (the cluster is not used); a low open-loop rate, as above.
+            let output = try await LocalClusterFixture.ordercell(
+                ["bench", "--compare-notifier", "--cells", "2", "--clients", "4", "--rate", "50", "--duration", "2", "--warmup", "1"]
+            )
+            for variant in ["no notifier", "notifier, merchants acknowledge", "notifier, every merchant endpoint hangs"] {
+                for pair in [1, 2] {
+                    let header = try #require(
+                        output.range(of: "\(variant), pair \(pair)[^\n]*: [0-9.]+ s measured\n", options: .regularExpression), "no report of \(variant) in:\n\(output)"
+                    )
+                    let pay = try #require(output[header.upperBound...].split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("pay") })
+                    #expect(pay.split(separator: " ").last == "0", "\(variant), pair \(pair) paid without errors: \(pay)")
+                }
+            }
+            #expect(output.contains("with notifiers vs without"), "\(output)")
+            #expect(output.contains("notifier, every merchant endpoint hangs         pay    throughput ×"), "\(output)")
+            #expect(output.contains("notifier lag behind the cells' feeds"), "\(output)")
+        }
     }
 }

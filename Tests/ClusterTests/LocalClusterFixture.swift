@@ -104,6 +104,10 @@ struct LocalClusterFixture: Sendable {
                 try await ordercell(
                     ["cluster", "up", "--dir", directory, "--cells", "\(cells)", "--base-port", "\(base)", "--admin-token", "cluster-test-token"]
                         + (signedRequests ? [] : ["--unsigned-requests"]) + (transportSecurity ? [] : ["--plaintext"])
+                        // Merchant notifications on a schedule a test can wait for: retried every second, a killed
+                        // cell service's notifier taken over within 3 s.
+                        + ["--notify-retry-delays", "1s", "--notify-attempts", "1000", "--notify-attempt-timeout", "2s"]
+                        + ["--notify-poll-interval", "100ms", "--notify-lease", "3s"]
                 )
                 return LocalClusterFixture(directory: directory, state: try LocalClusterRunner.state(in: directory))
             } catch {

@@ -266,6 +266,97 @@ extension LocalClusterSuites {
             )
         }
 
+        // MARK: - Merchant notifications through a killed notifier and a failover
+
+        /// Cell 1's notifier as the control plane's feed overview shows it: pending notifications and the lease holder.
+        func notifier(ofCell cell: Int) async throws -> (pending: Int, holder: String?) {
+            let overview = try await cluster.control.send(.GET, "/admin/feed", admin: true)
+            let entry = (overview.json["cells"] as? [[String: Any]] ?? []).first { $0["cell_id"] as? Int == cell }
+            return (entry?["pending"] as? Int ?? -1, entry?["lease_holder"] as? String)
+        }
+
+        /// Paid orders of merchant `notified` in `cell`: each created and paid, retried until acknowledged (through a failover).
+        func paidOrders(in cell: Int, count: Int, tag: String) async throws -> [String] {
+            let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3, http: $0.http) }
+            var paid: [String] = []
+            var index = 0
+            let giveUp = ContinuousClock.now.advanced(by: .seconds(120))
+            while paid.count < count {
+                try #require(ContinuousClock.now < giveUp, "\(count) orders of cell \(cell) created and paid within 120 s (\(paid.count) so far)")
+                index += 1
+                guard let created = try? await proxies[index % 2].create("notified", "\(tag)-\(index)"), created.status == 201,
+                    created.json["cell_id"] as? Int == cell, let order = created["order_id"]
+                else {
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
+                while true {
+                    try #require(ContinuousClock.now < giveUp, "order \(order) paid within 120 s")
+                    if let answer = try? await proxies[index % 2].pay(order, "pay-\(order)"), answer.status == 200 { break }
+                    index += 1
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                paid.append(order)
+            }
+            return paid
+        }
+
+        @Test func everyNotificationArrivesThroughAKilledNotifierAndAKilledPrimary() async throws {
+            _ = try await waitForSynchronousStandby(1)
+            try await NotificationReceiver.run { receiver in
+                let set = try await cluster.control.send(
+                    .PUT, "/admin/merchants/notified/notify",
+                    #"{"url":"\#(receiver.url("/n"))","allow_private_network":true,"reason":"failover test"}"#, admin: true
+                )
+                #expect(set.status == 200, "\(set.text)")
+                let secret = try #require(set["secret"])
+                // The merchant's endpoint is down: every notification waits, pending, in the cell's outbox.
+                receiver.answer("/n", .fail(503))
+                var paid = try await paidOrders(in: 1, count: 10, tag: "notify-before")
+                try await waitUntil(timeout: .seconds(30)) { try await notifier(ofCell: 1).pending >= 10 }
+
+                // 1. The cell service whose notifier works is SIGKILLed.
+                let holder = try #require(try await notifier(ofCell: 1).holder)
+                let port = try #require(holder.split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) }, "\(holder)")
+                let service = try #require(cluster.state.components.first { $0.kind == "cell" && $0.port == port }, "\(holder)")
+                let killedService = try cluster.kill9(service.name)
+                paid += try await paidOrders(in: 1, count: 5, tag: "notify-without-notifier")
+                // The other cell service's notifier takes the lease over and the new events with it.
+                try await waitUntil(timeout: .seconds(30)) {
+                    let now = try await notifier(ofCell: 1)
+                    return now.holder != nil && now.holder != holder && now.pending >= 15
+                }
+
+                // 2. The cell's primary is SIGKILLed: Patroni promotes the standby, the control plane re-points the cell.
+                let old = try #require(try await leader(of: 1))
+                let patroni = try #require(old.runningProcessID)
+                let postmaster = try #require(old.postmasterProcessID)
+                kill(patroni, SIGKILL)
+                kill(postmaster, SIGKILL)
+                _ = try? await Command.run(["pkill", "-9", "-P", "\(postmaster)"])
+                paid += try await paidOrders(in: 1, count: 5, tag: "notify-after-failover")
+
+                // The merchant's endpoint is back: every paid order is notified, at least once, signed.
+                receiver.answer("/n", .acknowledge)
+                let expected = Set(paid.map { "\($0)-2" })
+                try await waitUntil(timeout: .seconds(90)) { expected.isSubset(of: Set(receiver.notifications("/n").map(\.eventID))) }
+                let received = receiver.notifications("/n")
+                #expect(received.allSatisfy { $0.isSigned(with: secret) })
+                #expect(Set(received.map(\.eventID)).subtracting(expected).isEmpty, "no notification of an event that did not happen")
+                try await waitUntil(timeout: .seconds(30)) { try await notifier(ofCell: 1).pending == 0 }
+                print(
+                    "notifications through a killed notifier and a failover: \(expected.count) paid orders notified, "
+                        + "\(received.count) attempts received (\(received.count - expected.count) repeats and retries)"
+                )
+
+                // The cluster as it was: the killed cell service runs again, the old primary rejoins as the standby.
+                try await cluster.restart(killedService)
+                _ = try await old.start()
+                _ = try await waitForSynchronousStandby(1, timeout: .seconds(120))
+                _ = try await cluster.control.send(.DELETE, "/admin/merchants/notified/notify", #"{"reason":"test done"}"#, admin: true)
+            }
+        }
+
         // MARK: - Planned switchover under load
 
         @Test func aSwitchoverUnderLoadFailsNoRetryingClient() async throws {
