@@ -196,7 +196,7 @@ let package = Package(
         .target(
             name: "CellNotifier",
             dependencies: [
-                "OrderModel", "CellStorage", "MerchantNotifications", "OrderHTTP",
+                "OrderModel", "CellStorage", "MerchantNotifications", "OrderHTTP", "OrderCellPlatform",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -28,6 +28,10 @@ public final class CellNotifier: Service, Sendable {
     public let cell: CellID
     private let store: any OrderStore & NotificationStore
     private let endpoints: @Sendable () -> [String: NotifyEndpoint]
+    /// Whether the endpoints come from a routing release the control plane handed this process (not only a
+    /// snapshot from disk): events are taken from the feed only then, so none is passed over for lack of an
+    /// endpoint the snapshot was too old to have.
+    private let endpointsAreCurrent: @Sendable () -> Bool
     private let sealer: CredentialSealer
     private let sender: NotificationSender
     private let configuration: NotifierConfiguration
@@ -53,17 +57,19 @@ public final class CellNotifier: Service, Sendable {
     private let state = Mutex(State())
 
     public init(
-        cell: CellID, store: any OrderStore & NotificationStore, endpoints: @escaping @Sendable () -> [String: NotifyEndpoint], sealer: CredentialSealer,
-        sender: NotificationSender, configuration: NotifierConfiguration = .init(), holder: String, clock: @escaping @Sendable () -> Timestamp,
-        logger: Logger
+        cell: CellID, store: any OrderStore & NotificationStore, endpoints: @escaping @Sendable () -> [String: NotifyEndpoint],
+        endpointsAreCurrent: @escaping @Sendable () -> Bool = { true }, sealer: CredentialSealer, sender: NotificationSender,
+        configuration: NotifierConfiguration = .init(), holder: String, clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
         self.cell = cell
         self.store = store
         self.endpoints = endpoints
+        self.endpointsAreCurrent = endpointsAreCurrent
         self.sealer = sealer
         self.sender = sender
         self.configuration = configuration
-        self.holder = holder
+        // Unique even where processes share a pid and a port (containers): two holders must never take each other for themselves.
+        self.holder = "\(holder) #\(UInt32.random(in: 0...UInt32.max))"
         self.clock = clock
         var logger = logger
         logger[metadataKey: "cell"] = "\(cell)"
@@ -92,17 +98,29 @@ public final class CellNotifier: Service, Sendable {
         }
     }
 
-    /// One round: renew the lease; take new events from the feed; start the attempts that are due.
+    /// One round: renew the lease; take new events from the feed; start the attempts that are due. Each part
+    /// fails alone: a feed that cannot be read (a bad page, a primary that lost commits) holds no delivery up.
     func step(_ group: inout DiscardingTaskGroup) async {
         do {
             guard try await holdLease() else { return }
-            try await takeFeed()
+        } catch {
+            if !(error is CancellationError) { logger.warning("notifier lease not renewed; trying again", metadata: ["error": "\(error)"]) }
+            return
+        }
+        if endpointsAreCurrent() {
+            do {
+                try await takeFeed()
+            } catch {
+                // Read again from storage next round: after a failover the cell's storage may stand elsewhere.
+                state.withLock { $0.cursor = nil }
+                if !(error is CancellationError) { logger.warning("notifier could not take the feed; trying again", metadata: ["error": "\(error)"]) }
+            }
+        }
+        do {
             try await startDueAttempts(&group)
             try await purgeIfDue()
-        } catch is CancellationError {
-            return
         } catch {
-            logger.warning("notifier round failed; trying again", metadata: ["error": "\(error)"])
+            if !(error is CancellationError) { logger.warning("notifier could not start due attempts; trying again", metadata: ["error": "\(error)"]) }
         }
     }
 
@@ -118,7 +136,10 @@ public final class CellNotifier: Service, Sendable {
         return held
     }
 
-    /// Takes every event from the cursor on into the outbox, a page per transaction.
+    /// Pages the feed takes at most per round: a long catch-up renews the lease and sends between its rounds.
+    static let feedPagesPerRound = 4
+
+    /// Takes the events from the cursor on into the outbox, a page per transaction, a few pages a round.
     private func takeFeed() async throws {
         var cursor: EventFeedPosition
         if let known = state.withLock({ $0.cursor }) {
@@ -126,7 +147,7 @@ public final class CellNotifier: Service, Sendable {
         } else {
             cursor = try await store.notificationCursor()
         }
-        while true {
+        for _ in 0..<Self.feedPagesPerRound {
             let page = try await store.eventFeed(after: cursor, limit: configuration.feedPageSize)
             guard let last = page.last else { break }
             let registered = endpoints()
@@ -134,7 +155,7 @@ public final class CellNotifier: Service, Sendable {
             let now = clock()
             for event in page where NotificationBody.notifies(event.event.kind) && registered[event.merchantID] != nil {
                 // The order as it stands now; an order that is gone (purged) is told by its event alone.
-                guard let order = try await store.order(event.event.orderID, consistency: .strong) else { continue }
+                let order = try await store.order(event.event.orderID, consistency: .strong)
                 notifications.append(
                     StoredNotification(
                         merchantID: event.merchantID, orderID: event.event.orderID, kind: event.event.kind, body: NotificationBody.json(event, order: order),
@@ -152,13 +173,17 @@ public final class CellNotifier: Service, Sendable {
 
     /// Starts the due attempts there is room for: within the overall limit, and the per-merchant one.
     private func startDueAttempts(_ group: inout DiscardingTaskGroup) async throws {
-        let (running, room) = state.withLock { state in
+        let room = state.withLock { state in
             // An attempt that ends from here on is remembered: the read below may find it due still.
             state.endedThisRound.removeAll()
-            return (state.inFlight.count, configuration.maximumConcurrentDeliveries - state.inFlight.count)
+            return configuration.maximumConcurrentDeliveries - state.inFlight.count
         }
         guard room > 0 else { return }
-        let due = try await store.dueNotifications(at: clock(), limit: room + running)
+        // Merchants with every attempt they may have under way are left out of the read: the page is others'.
+        let saturated = state.withLock { state in
+            Dictionary(grouping: state.inFlight.values, by: { $0 }).filter { $0.value.count >= configuration.maximumConcurrentPerMerchant }.map(\.key)
+        }
+        let due = try await store.dueNotifications(at: clock(), limit: room, excludingMerchants: saturated)
         for notification in due {
             let started = state.withLock { state -> Bool in
                 guard state.inFlight.count < configuration.maximumConcurrentDeliveries, state.inFlight[notification.eventID] == nil,

@@ -7,7 +7,7 @@ import OrderModel
 ///
 /// ```json
 /// {"event_id":"…-2","event_type":"ORDER_PAID","occurred_at":"…","amount":1000,"payment_id":"…",
-///  "status_after":"PAID","order":{…as GET /v1/orders/{id} answers…}}
+///  "status_after":"PAID","order_id":"…","order":{…as GET /v1/orders/{id} answers…}}
 /// ```
 ///
 /// An expiry is told as `ORDER_CLOSED`, its order's `close_reason` `EXPIRED`:
@@ -25,7 +25,8 @@ enum NotificationBody {
         kind == .expired ? OrderEventKind.closed.rawValue : kind.rawValue
     }
 
-    static func json(_ event: FeedEvent, order: Order) -> String {
+    /// `order` nil: the order is gone (purged); the event alone is told.
+    static func json(_ event: FeedEvent, order: Order?) -> String {
         var json = "{\"event_id\":"
         JSONText.appendQuoted(event.id, to: &json)
         json += ",\"event_type\":\"" + eventType(event.event.kind) + "\""
@@ -36,8 +37,11 @@ enum NotificationBody {
             JSONText.appendQuoted(reference, to: &json)
         }
         json += ",\"status_after\":\"" + event.event.statusAfter.rawValue + "\""
-        json += ",\"order\":"
-        OrderJSON.write(order, to: &json)
+        json += ",\"order_id\":\"" + event.event.orderID.description + "\""
+        if let order {
+            json += ",\"order\":"
+            OrderJSON.write(order, to: &json)
+        }
         json += "}"
         return json
     }

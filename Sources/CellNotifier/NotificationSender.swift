@@ -4,6 +4,7 @@ import MerchantNotifications
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import OrderCellPlatform
 import OrderModel
 
 /// Sends one notification attempt over HTTP: a signed POST, acknowledged
@@ -18,6 +19,9 @@ import OrderModel
 /// that moment is not caught (docs/events.md says so).
 public struct NotificationSender: Sendable {
     let http: HTTPClient
+    /// Where names are resolved (`getaddrinfo` blocks its thread): threads of the sender's own, so that
+    /// merchants' slow name servers hold up nothing else of the process.
+    let resolvers: NIOThreadPool
 
     /// A sender with its own HTTP client (its own connection pools: a
     /// merchant's slow server never holds a connection the order path needs).
@@ -26,11 +30,14 @@ public struct NotificationSender: Sendable {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 8)
         configuration.decompression = .disabled
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        resolvers = NIOThreadPool(numberOfThreads: 4)
+        resolvers.start()
     }
 
-    /// Closes the client's connections.
+    /// Closes the client's connections and stops the resolvers' threads.
     public func shutdown() async {
         try? await http.shutdown()
+        try? await resolvers.shutdownGracefully()
     }
 
     /// One attempt: `body` POSTed to `endpoint`, signed with `secret` at `timestamp` (Unix seconds).
@@ -44,8 +51,11 @@ public struct NotificationSender: Sendable {
         } catch {
             return .failed("the notify URL is refused: \(error.detail)")
         }
+        let started = ContinuousClock.now
         if !endpoint.allowPrivateNetwork {
-            switch await Self.resolve(target.host) {
+            // Within the attempt's time: a name server that does not answer fails the attempt like a server that does not.
+            let resolved = try? await withDeadline(timeout) { [resolvers] in await Self.resolve(target.host, on: resolvers) }
+            switch resolved ?? .failure(FailureReason("\(target.host) was not resolved within \(timeout.wholeMilliseconds) ms")) {
             case .failure(let why):
                 return .failed(why.description)
             case .success(let addresses):
@@ -63,8 +73,9 @@ public struct NotificationSender: Sendable {
         request.headers.add(name: NotificationSignature.signatureHeader, value: NotificationSignature.sign(body: Array(body.utf8), timestamp: timestamp, secret: secret))
         request.body = .bytes(ByteBuffer(string: body))
         let milliseconds = timeout.wholeMilliseconds
+        let left = max(1, (timeout - (ContinuousClock.now - started)).wholeMilliseconds)
         do {
-            let response = try await http.execute(request, timeout: .milliseconds(milliseconds))
+            let response = try await http.execute(request, timeout: .milliseconds(left))
             // The answer is read (to reuse the connection) but not kept: only its status counts.
             _ = try? await response.body.collect(upTo: 64 << 10)
             guard (200..<300).contains(response.status.code) else { return .failed("HTTP \(response.status.code)") }
@@ -77,10 +88,10 @@ public struct NotificationSender: Sendable {
     }
 
     /// The addresses `host` resolves to (a literal address is itself), off the caller's executor.
-    static func resolve(_ host: String) async -> Result<[[UInt8]], FailureReason> {
+    static func resolve(_ host: String, on threads: NIOThreadPool) async -> Result<[[UInt8]], FailureReason> {
         let name = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         do {
-            return try await NIOThreadPool.singleton.runIfActive {
+            return try await threads.runIfActive {
                 var hints = addrinfo()
                 hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
                 var list: UnsafeMutablePointer<addrinfo>?

@@ -62,8 +62,13 @@ public struct CellProcess: Sendable {
         let watcher = RoutingWatcher(controlURL: controlURL, token: controlToken, http: controlHTTP, logger: logger)
         let snapshot = snapshotPath.map(RoutingSnapshot.init(path:))
         let table: RoutingTable
+        // Whether this process has heard from the control plane: until it has, a table from the snapshot may lack
+        // endpoints registered meanwhile, and the notifier takes nothing from the feed.
+        let routingCurrent = Atomic<Bool>(true)
         if let snapshot {
-            table = try await snapshot.startingTable(watcher, logger: logger).table
+            let start = try await snapshot.startingTable(watcher, logger: logger)
+            table = start.table
+            routingCurrent.store(start.snapshotWrittenAt == nil, ordering: .relaxed)
         } else {
             table = try await watcher.fetch()
         }
@@ -78,7 +83,7 @@ public struct CellProcess: Sendable {
         // Where merchants are notified, by the release followed.
         let notifyEndpoints = Mutex(table.notifyEndpoints)
         let follower = TaskService {
-            await watcher.watch(from: table) { table in
+            await watcher.watch(from: table, onContact: { routingCurrent.store(true, ordering: .relaxed) }) { table in
                 notifyEndpoints.withLock { $0 = table.notifyEndpoints }
                 do { try snapshot?.save(table) } catch { logger.error("cannot write the routing snapshot", metadata: ["error": "\(error)"]) }
                 service.holdIndexSlots(Set(table.indexSlots.slots(of: cell)))
@@ -120,7 +125,8 @@ public struct CellProcess: Sendable {
                 if let credentials, let notifierConfiguration {
                     services.append(
                         NotifierService(
-                            cell: cell, store: store, endpoints: { notifyEndpoints.withLock { $0 } }, sealer: credentials,
+                            cell: cell, store: store, endpoints: { notifyEndpoints.withLock { $0 } },
+                            endpointsAreCurrent: { routingCurrent.load(ordering: .relaxed) }, sealer: credentials,
                             configuration: notifierConfiguration, holder: "cell \(cell) service :\(server.port) pid \(getpid())", logger: logger
                         )
                     )
@@ -155,6 +161,7 @@ struct NotifierService: Service {
     let cell: CellID
     let store: any OrderStore & NotificationStore
     let endpoints: @Sendable () -> [String: NotifyEndpoint]
+    let endpointsAreCurrent: @Sendable () -> Bool
     let sealer: CredentialSealer
     let configuration: NotifierConfiguration
     let holder: String
@@ -163,7 +170,8 @@ struct NotifierService: Service {
     func run() async throws {
         let sender = NotificationSender()
         let notifier = CellNotifier(
-            cell: cell, store: store, endpoints: endpoints, sealer: sealer, sender: sender, configuration: configuration, holder: holder,
+            cell: cell, store: store, endpoints: endpoints, endpointsAreCurrent: endpointsAreCurrent, sealer: sealer, sender: sender,
+            configuration: configuration, holder: holder,
             clock: wallClock, logger: logger
         )
         try? await notifier.run()

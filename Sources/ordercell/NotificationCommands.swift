@@ -54,7 +54,9 @@ extension AdminCommand {
     }
 
     struct RemoveNotify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Stop notifying a merchant; its pending notifications end dead.")
+        static let configuration = CommandConfiguration(
+            commandName: "remove", abstract: "Stop notifying a merchant: its later events are not notified; pending ones fail until their schedule ends, then are dead."
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The merchant id.") var merchant: String
         @OptionGroup var change: Change

@@ -71,11 +71,22 @@ struct NotificationStoreSuite {
             }
             #expect(try await store.notification(early.eventID)?.delivery.state == .dead(attempts: 3, at: Self.now.adding(seconds: 200), lastFailure: "HTTP 500"))
             #expect(try await store.notifications(.dead, after: nil, limit: 10).map(\.eventID) == [early.eventID])
-            // A stale step (another notifier's, from an older state) changes nothing.
-            stale.record(.acknowledged, at: Self.now.adding(seconds: 300), schedule: Self.schedule)
-            #expect(try await store.updateNotification(stale, from: .pending(attempts: 2, due: Self.now, lastFailure: nil)) == false)
             let backlog = try await store.notificationBacklog(at: Self.now.adding(seconds: 5))
             #expect(backlog.pending == 1 && backlog.due == 1 && backlog.dead == 1 && backlog.oldestPendingSince == late.createdAt)
+            // A stale step (another notifier's, from an older state) changes nothing.
+            let staleFrom = stale.state
+            stale.record(.acknowledged, at: Self.now.adding(seconds: 300), schedule: Self.schedule)
+            #expect(try await store.updateNotification(stale, from: staleFrom) == false)
+            // Nor does an attempt begun before an operator's redelivery, though both start from no attempts.
+            #expect(try await store.redeliverDeadNotifications([early.eventID], now: Self.now.adding(seconds: 400)) == 1)
+            var beforeRedelivery = early.delivery
+            beforeRedelivery.record(.acknowledged, at: Self.now.adding(seconds: 401), schedule: Self.schedule)
+            #expect(try await store.updateNotification(beforeRedelivery, from: early.delivery.state) == false)
+            #expect(try await store.notification(early.eventID)?.delivery.state == .pending(attempts: 0, due: Self.now.adding(seconds: 400), lastFailure: "HTTP 500"))
+            // A merchant left out of the read (its attempts all under way) leaves the page to the others.
+            #expect(try await store.dueNotifications(at: Self.now.adding(seconds: 500), limit: 10, excludingMerchants: ["m1"]).isEmpty)
+            #expect(try await store.dueNotifications(at: Self.now.adding(seconds: 500), limit: 10, excludingMerchants: ["m2"]).count == 2)
+
         }
     }
 

@@ -275,13 +275,14 @@ extension LocalClusterSuites {
             return (entry?["pending"] as? Int ?? -1, entry?["lease_holder"] as? String)
         }
 
-        /// Paid orders of merchant `notified` in `cell`: each created and paid, retried until acknowledged (through a failover).
-        func paidOrders(in cell: Int, count: Int, tag: String) async throws -> [String] {
+        /// Paid orders of merchant `notified` in `cell`: each created and paid, retried until acknowledged (through a
+        /// failover), until `count` are paid or `stop` says so.
+        func paidOrders(in cell: Int, count: Int, tag: String, stop: @Sendable () -> Bool = { false }) async throws -> [String] {
             let proxies = cluster.proxies.map { APIClient(base: $0.base, adminToken: $0.adminToken, timeout: 3, http: $0.http) }
             var paid: [String] = []
             var index = 0
             let giveUp = ContinuousClock.now.advanced(by: .seconds(120))
-            while paid.count < count {
+            while paid.count < count, !stop() {
                 try #require(ContinuousClock.now < giveUp, "\(count) orders of cell \(cell) created and paid within 120 s (\(paid.count) so far)")
                 index += 1
                 guard let created = try? await proxies[index % 2].create("notified", "\(tag)-\(index)"), created.status == 201,
@@ -315,7 +316,12 @@ extension LocalClusterSuites {
                 var paid = try await paidOrders(in: 1, count: 10, tag: "notify-before")
                 try await waitUntil(timeout: .seconds(30)) { try await notifier(ofCell: 1).pending >= 10 }
 
-                // 1. The cell service whose notifier works is SIGKILLed.
+                // The endpoint comes back, slowly: each attempt is under way for 1.5 s before its acknowledgement.
+                let before = receiver.notifications("/n").count
+                receiver.answer("/n", .acknowledgeAfter(.milliseconds(1500)))
+                try await waitUntil(timeout: .seconds(10)) { receiver.notifications("/n").count > before + 1 }
+
+                // 1. The cell service whose notifier works is SIGKILLed, with attempts under way.
                 let holder = try #require(try await notifier(ofCell: 1).holder)
                 let port = try #require(holder.split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) }, "\(holder)")
                 let service = try #require(cluster.state.components.first { $0.kind == "cell" && $0.port == port }, "\(holder)")
@@ -324,10 +330,14 @@ extension LocalClusterSuites {
                 // The other cell service's notifier takes the lease over and the new events with it.
                 try await waitUntil(timeout: .seconds(30)) {
                     let now = try await notifier(ofCell: 1)
-                    return now.holder != nil && now.holder != holder && now.pending >= 15
+                    return now.holder != nil && now.holder != holder
                 }
 
-                // 2. The cell's primary is SIGKILLed: Patroni promotes the standby, the control plane re-points the cell.
+                // 2. The cell's primary is SIGKILLed while orders are paid and notifications sent: Patroni promotes
+                // the standby, the control plane re-points the cell, the notifier follows.
+                let stopPaying = StopFlag()
+                let paying = Task { try await paidOrders(in: 1, count: 1000, tag: "notify-during-failover", stop: { stopPaying.isSet }) }
+                try await Task.sleep(for: .seconds(1))
                 let old = try #require(try await leader(of: 1))
                 let patroni = try #require(old.runningProcessID)
                 let postmaster = try #require(old.postmasterProcessID)
@@ -335,6 +345,8 @@ extension LocalClusterSuites {
                 kill(postmaster, SIGKILL)
                 _ = try? await Command.run(["pkill", "-9", "-P", "\(postmaster)"])
                 paid += try await paidOrders(in: 1, count: 5, tag: "notify-after-failover")
+                stopPaying.set()
+                paid += try await paying.value
 
                 // The merchant's endpoint is back: every paid order is notified, at least once, signed.
                 receiver.answer("/n", .acknowledge)

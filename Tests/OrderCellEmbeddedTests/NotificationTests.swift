@@ -44,13 +44,17 @@ struct NotificationTests {
                 #expect(try await test.client.send(.POST, "/v1/orders/\(closed)/close").status == 200)
                 let unregistered = try #require(try await test.client.create("m9", "t-1")["order_id"])
                 #expect(try await test.client.pay(unregistered, "pay-9").status == 200)
+                // An order that expires unpaid is told as closed, its close_reason EXPIRED.
+                let expiring = try #require(try await test.client.create("m1", "t-3", expire: 60)["order_id"])
+                test.clock.advance(seconds: 61)
+                #expect(await test.system.sweeper.sweepOnce() == 1)
 
-                try await waitUntil { receiver.notifications().count >= 3 }
+                try await waitUntil { receiver.notifications().count >= 4 }
                 // Time for a duplicate to show if one were coming.
                 try await Task.sleep(for: .milliseconds(300))
                 let received = receiver.notifications()
-                #expect(received.count == 3, "one notification per event: \(received.map(\.eventID))")
-                #expect(Set(received.map(\.eventID)) == ["\(paid)-2", "\(paid)-3", "\(closed)-2"])
+                #expect(received.count == 4, "one notification per event: \(received.map(\.eventID))")
+                #expect(Set(received.map(\.eventID)) == ["\(paid)-2", "\(paid)-3", "\(closed)-2", "\(expiring)-2"])
                 for notification in received {
                     #expect(notification.isSigned(with: secret), "\(notification.eventID) carries a valid signature")
                     #expect(!notification.isSigned(with: secret + "x"))
@@ -66,6 +70,9 @@ struct NotificationTests {
                 #expect(refund["event_type"] as? String == "ORDER_REFUNDED" && refund["refund_id"] as? String == "refund-1" && refund["amount"] as? Int == 300)
                 let close = try #require(byEvent["\(closed)-2"])
                 #expect(close["event_type"] as? String == "ORDER_CLOSED" && (close["order"] as? [String: Any])?["close_reason"] as? String == "MERCHANT")
+                let expiry = try #require(byEvent["\(expiring)-2"])
+                #expect(expiry["event_type"] as? String == "ORDER_CLOSED" && (expiry["order"] as? [String: Any])?["close_reason"] as? String == "EXPIRED")
+                #expect(expiry["order_id"] as? String == expiring)
                 // Recorded once the answer is in (just after the receiver saw the request).
                 let outbox = try Self.outbox(test, paid)
                 try await waitUntil { try await outbox.notification("\(paid)-2")?.delivery.state.status == .delivered }
@@ -98,6 +105,33 @@ struct NotificationTests {
                 let received = receiver.notifications("/m2")
                 #expect(received.count == 3 && received.allSatisfy { $0.eventID == event && $0.isSigned(with: secret) })
                 #expect(Set(received.map(\.body)).count == 1, "every attempt sends the same body")
+            }
+        }
+    }
+
+    @Test("a merchant whose endpoint hangs with a backlog of notifications holds up no other merchant's")
+    func aHangingMerchantHoldsUpNoOther() async throws {
+        // Room for 4 attempts at once, 2 per merchant: m5's backlog of 6 would take every room without the limit.
+        var notifier = Self.notifier
+        notifier.maximumConcurrentDeliveries = 4
+        notifier.maximumConcurrentPerMerchant = 2
+        try await NotificationReceiver.run { receiver in
+            try await TestSystem.run(layout: .singlePartition(cells: 1), notifier: notifier) { test in
+                _ = try await Self.register("m5", receiver.url("/m5"), on: test)
+                _ = try await Self.register("m6", receiver.url("/m6"), on: test)
+                receiver.answer("/m5", .hang(.seconds(30)))
+                for index in 0..<6 {
+                    let order = try #require(try await test.client.create("m5", "t-\(index)")["order_id"])
+                    #expect(try await test.client.pay(order, "pay-\(index)").status == 200)
+                }
+                try await waitUntil { receiver.notifications("/m5").count == 2 }
+                // m6's notifications go out while m5's hang, taking the rooms m5 may not have.
+                for index in 0..<3 {
+                    let order = try #require(try await test.client.create("m6", "t-\(index)")["order_id"])
+                    #expect(try await test.client.pay(order, "pay-\(index)").status == 200)
+                }
+                try await waitUntil { receiver.notifications("/m6").count == 3 }
+                #expect(receiver.notifications("/m5").count == 2, "m5 has no more than its 2 attempts under way")
             }
         }
     }

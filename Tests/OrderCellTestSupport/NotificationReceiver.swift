@@ -35,6 +35,8 @@ public final class NotificationReceiver: Sendable {
         case fail(Int)
         /// Answers nothing for this long.
         case hang(Duration)
+        /// Acknowledges after this long (a slow merchant: attempts are under way for a while).
+        case acknowledgeAfter(Duration)
     }
 
     private struct Script {
@@ -93,7 +95,7 @@ public final class NotificationReceiver: Sendable {
             switch answer {
             case .acknowledge: return Response(status: .ok)
             case .fail(let status): return Response(status: HTTPResponse.Status(code: status))
-            case .hang(let duration):
+            case .hang(let duration), .acknowledgeAfter(let duration):
                 try await Task.sleep(for: duration)
                 return Response(status: .ok)
             }

@@ -74,10 +74,11 @@ public protocol NotificationStore: Sendable {
     /// they are) and moves the cursor to `cursor`, never back, in one transaction.
     func enqueueNotifications(_ notifications: [StoredNotification], advancingCursorTo cursor: EventFeedPosition) async throws
 
-    /// Pending notifications due at `now`, the longest due first.
-    func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification]
+    /// Pending notifications due at `now`, the longest due first, but none of `excludingMerchants`
+    /// (those with as many attempts under way as they may have: the page goes to the others).
+    func dueNotifications(at now: Timestamp, limit: Int, excludingMerchants: [String]) async throws -> [StoredNotification]
 
-    /// Stores `delivery` if the stored one is still as `previous` left it (its status and attempts); false
+    /// Stores `delivery` if the stored one is still as `previous` left it (its status, attempts and due time); false
     /// when it was not: another notifier recorded an attempt first, or an operator redelivered it. A stale
     /// step never overwrites a newer one.
     @discardableResult
@@ -96,6 +97,10 @@ public protocol NotificationStore: Sendable {
 }
 
 extension NotificationStore {
+    public func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification] {
+        try await dueNotifications(at: now, limit: limit, excludingMerchants: [])
+    }
+
     /// Makes dead notifications pending again, due at `now` with their
     /// schedule anew (all of them when `eventIDs` is nil); how many.
     public func redeliverDeadNotifications(_ eventIDs: [String]?, now: Timestamp) async throws -> Int {

@@ -12,8 +12,8 @@ extension FollowingPostgresStore: NotificationStore {
     public func enqueueNotifications(_ notifications: [StoredNotification], advancingCursorTo cursor: EventFeedPosition) async throws {
         try await store.enqueueNotifications(notifications, advancingCursorTo: cursor)
     }
-    public func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification] {
-        try await store.dueNotifications(at: now, limit: limit)
+    public func dueNotifications(at now: Timestamp, limit: Int, excludingMerchants: [String]) async throws -> [StoredNotification] {
+        try await store.dueNotifications(at: now, limit: limit, excludingMerchants: excludingMerchants)
     }
     public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
         try await store.updateNotification(delivery, from: previous)

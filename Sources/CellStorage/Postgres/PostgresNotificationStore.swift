@@ -74,9 +74,12 @@ extension PostgresOrderStore: NotificationStore {
         }
     }
 
-    public func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification] {
+    public func dueNotifications(at now: Timestamp, limit: Int, excludingMerchants: [String]) async throws -> [StoredNotification] {
         try await selectNotifications(
-            "WHERE status = 'pending' AND due_at <= \(now.millisecondsSinceEpoch) ORDER BY due_at, event_id LIMIT \(limit)"
+            """
+            WHERE status = 'pending' AND due_at <= \(now.millisecondsSinceEpoch) AND merchant_id <> ALL(\(excludingMerchants)::text[])
+            ORDER BY due_at, event_id LIMIT \(limit)
+            """
         )
     }
 
@@ -90,6 +93,7 @@ extension PostgresOrderStore: NotificationStore {
                 UPDATE notifications SET status = \(columns.status.rawValue), attempts = \(columns.attempts), due_at = \(columns.dueAt),
                        finished_at = \(columns.finishedAt), last_failure = \(columns.lastFailure)
                 WHERE event_id = \(delivery.eventID) AND status = \(expected.status.rawValue) AND attempts = \(expected.attempts)
+                  AND due_at IS NOT DISTINCT FROM \(expected.dueAt)
                 RETURNING 1
                 """,
                 logger: logger

@@ -64,10 +64,14 @@ extension SQLiteOrderStore: NotificationStore {
         }
     }
 
-    public func dueNotifications(at now: Timestamp, limit: Int) async throws -> [StoredNotification] {
-        try await selectNotifications(
-            "SELECT \(Self.notificationColumns) FROM notifications WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, event_id LIMIT ?",
-            [now.millisecondsSinceEpoch, limit]
+    public func dueNotifications(at now: Timestamp, limit: Int, excludingMerchants: [String]) async throws -> [StoredNotification] {
+        let excluded = excludingMerchants.isEmpty ? "" : " AND merchant_id NOT IN (\(Array(repeating: "?", count: excludingMerchants.count).joined(separator: ", ")))"
+        var arguments: [(any DatabaseValueConvertible)?] = [now.millisecondsSinceEpoch]
+        arguments += excludingMerchants.map { $0 as (any DatabaseValueConvertible)? }
+        arguments.append(limit)
+        return try await selectNotifications(
+            "SELECT \(Self.notificationColumns) FROM notifications WHERE status = 'pending' AND due_at <= ?\(excluded) ORDER BY due_at, event_id LIMIT ?",
+            StatementArguments(arguments)
         )
     }
 
@@ -79,11 +83,11 @@ extension SQLiteOrderStore: NotificationStore {
                 try db.execute(
                     sql: """
                         UPDATE notifications SET status = ?, attempts = ?, due_at = ?, finished_at = ?, last_failure = ?
-                        WHERE event_id = ? AND status = ? AND attempts = ?
+                        WHERE event_id = ? AND status = ? AND attempts = ? AND due_at IS ?
                         """,
                     arguments: [
                         columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt, columns.lastFailure, delivery.eventID,
-                        expected.status.rawValue, expected.attempts,
+                        expected.status.rawValue, expected.attempts, expected.dueAt,
                     ]
                 )
                 return db.changesCount == 1

@@ -433,7 +433,7 @@ public struct ControlAdminAPI: Sendable {
             let page = try await notifiers.notifierStatus(of: cell, status, after: after, limit: limit)
             return try HTTPBodies.json(
                 NotificationListView(
-                    cellID: Int(cell.id.rawValue), notifications: page.notifications,
+                    cellID: Int(cell.id.rawValue), notifications: page.notifications.map(NotificationRecordView.init),
                     nextAfter: page.notifications.count == limit ? page.notifications.last?.eventID : nil
                 )
             )

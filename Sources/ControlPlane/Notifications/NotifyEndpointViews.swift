@@ -102,10 +102,41 @@ public struct CellFeedView: Codable, Sendable {
     }
 }
 
+/// One notification as operators see it: never its body; times in RFC 3339.
+public struct NotificationRecordView: Codable, Sendable, Equatable {
+    public var eventID: String
+    public var merchantID: String
+    public var orderID: String
+    public var kind: String
+    public var status: String
+    public var attempts: Int
+    public var dueAt: String?
+    public var finishedAt: String?
+    public var lastFailure: String?
+    public var createdAt: String
+    enum CodingKeys: String, CodingKey {
+        case eventID = "event_id", merchantID = "merchant_id", orderID = "order_id", kind, status, attempts, dueAt = "due_at"
+        case finishedAt = "finished_at", lastFailure = "last_failure", createdAt = "created_at"
+    }
+
+    public init(_ record: NotificationRecord) {
+        eventID = record.eventID
+        merchantID = record.merchantID
+        orderID = record.orderID
+        kind = record.kind.rawValue
+        status = record.status.rawValue
+        attempts = record.attempts
+        dueAt = record.dueAt?.rfc3339
+        finishedAt = record.finishedAt?.rfc3339
+        lastFailure = record.lastFailure
+        createdAt = record.createdAt.rfc3339
+    }
+}
+
 /// `GET /admin/cells/{cell_id}/notifications`: a page of one cell's notifications.
 public struct NotificationListView: Codable, Sendable {
     public var cellID: Int
-    public var notifications: [NotificationRecord]
+    public var notifications: [NotificationRecordView]
     /// The `after` of the next page; absent on the last.
     public var nextAfter: String?
     enum CodingKeys: String, CodingKey { case cellID = "cell_id", notifications, nextAfter = "next_after" }
