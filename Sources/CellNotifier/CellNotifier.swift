@@ -41,15 +41,20 @@ public final class CellNotifier: Service, Sendable {
     private let logger: Logger
 
     private struct State {
-        /// Whether it held the lease at its last renewal.
+        /// Whether it held the lease at its last renewal, and when that was (this process's clock).
         var leading = false
-        /// Where it has taken the feed to (read from storage when it takes the lease).
+        var renewedAt: ContinuousClock.Instant?
+        /// Where it has taken the feed to (read from storage when it takes the lease), and when it last looked.
         var cursor: EventFeedPosition?
+        var feedReadAt: ContinuousClock.Instant?
+        /// Whether the last look found a full page: catching up, it looks again next round.
+        var feedBehind = false
         /// Attempts under way: event id → merchant.
         var inFlight: [String: String] = [:]
-        /// Attempts that ended since the current round read the due notifications: that read may
-        /// have seen them due still, before their outcome was stored.
-        var endedThisRound: Set<String> = []
+        /// Attempts ended whose outcome is not stored yet (stored together, once a round): not started
+        /// again meanwhile, though storage still has them due.
+        var ended: [String: NotificationUpdate] = [:]
+        var storedAt: ContinuousClock.Instant?
         /// Secrets opened, by merchant, with the sealed text they came from.
         var secrets: [String: (sealed: String, secret: String)] = [:]
         var lastPurge: Timestamp?
@@ -80,54 +85,106 @@ public final class CellNotifier: Service, Sendable {
     /// Whether this notifier held the cell's lease at its last look.
     public var isLeading: Bool { state.withLock { $0.leading } }
 
-    /// Works until a graceful shutdown or cancellation, then gives the lease
-    /// up so that another cell service's notifier takes over at once.
-    /// Attempts under way are cut off; they are sent again by whoever works next.
+    /// Rounds come at least this far apart when there is work: each reads the due notifications, and the
+    /// outcomes of ended attempts are stored with one commit at most every ``outcomeInterval``.
+    static let busyRoundInterval = Duration.milliseconds(25)
+    static let outcomeInterval = Duration.milliseconds(100)
+
+    /// Works until a graceful shutdown or cancellation, then stores the outcomes it has and gives the lease
+    /// up, so that another cell service's notifier takes over at once. Attempts under way are cut off;
+    /// they are sent again by whoever works next.
     public func run() async throws {
+        let wakeup = Wakeup()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 while !Task.isCancelled {
-                    await self.step(&group)
-                    try? await Task.sleep(for: self.configuration.pollInterval)
+                    let began = ContinuousClock.now
+                    await self.step(&group, wakeup: wakeup)
+                    // Idle, a round every poll interval; an attempt that ends wakes it sooner, but never
+                    // sooner than the busy interval after the last round began.
+                    let busy = self.state.withLock { !$0.inFlight.isEmpty || !$0.ended.isEmpty || $0.feedBehind }
+                    await wakeup.wait(upTo: busy ? Self.outcomeInterval : self.configuration.pollInterval)
+                    let spent = ContinuousClock.now - began
+                    if spent < Self.busyRoundInterval { try? await Task.sleep(for: Self.busyRoundInterval - spent) }
                 }
             }
         }
+        try? await storeOutcomes(force: true)
         if isLeading {
             try? await store.releaseNotifierLease(holder)
             logger.info("notifier lease given up")
         }
     }
 
-    /// One round: renew the lease; take new events from the feed; start the attempts that are due. Each part
-    /// fails alone: a feed that cannot be read (a bad page, a primary that lost commits) holds no delivery up.
-    func step(_ group: inout DiscardingTaskGroup) async {
+    /// One round: renew the lease when due; store the outcomes of ended attempts; take new events from the
+    /// feed; start the attempts that are due. Each part fails alone: a feed that cannot be read (a bad page,
+    /// a primary that lost commits) holds up no delivery.
+    func step(_ group: inout DiscardingTaskGroup, wakeup: Wakeup) async {
+        do {
+            try await storeOutcomes(force: false)
+        } catch {
+            if !(error is CancellationError) { logger.warning("notification outcomes not stored; trying again", metadata: ["error": "\(error)"]) }
+        }
         do {
             guard try await holdLease() else { return }
         } catch {
             if !(error is CancellationError) { logger.warning("notifier lease not renewed; trying again", metadata: ["error": "\(error)"]) }
             return
         }
-        if endpointsAreCurrent() {
+        if endpointsAreCurrent(), feedIsDue() {
             do {
                 try await takeFeed()
             } catch {
                 // Read again from storage next round: after a failover the cell's storage may stand elsewhere.
-                state.withLock { $0.cursor = nil }
+                state.withLock {
+                    $0.cursor = nil
+                    $0.feedBehind = false
+                }
                 if !(error is CancellationError) { logger.warning("notifier could not take the feed; trying again", metadata: ["error": "\(error)"]) }
             }
         }
         do {
-            try await startDueAttempts(&group)
+            try await startDueAttempts(&group, wakeup: wakeup)
             try await purgeIfDue()
         } catch {
             if !(error is CancellationError) { logger.warning("notifier could not start due attempts; trying again", metadata: ["error": "\(error)"]) }
         }
     }
 
+    /// The feed is read every poll interval, and every round while it is behind.
+    private func feedIsDue() -> Bool {
+        state.withLock { state in
+            state.feedBehind || state.feedReadAt.map { ContinuousClock.now - $0 >= configuration.pollInterval } ?? true
+        }
+    }
+
+    /// Stores the outcomes of ended attempts with one commit, once every ``outcomeInterval`` (every one when
+    /// `force`); their notifications may be started again after.
+    private func storeOutcomes(force: Bool) async throws {
+        let updates = state.withLock { state -> [NotificationUpdate] in
+            guard !state.ended.isEmpty, force || state.storedAt.map({ ContinuousClock.now - $0 >= Self.outcomeInterval }) ?? true else { return [] }
+            return Array(state.ended.values)
+        }
+        guard !updates.isEmpty else { return }
+        _ = try await store.updateNotifications(updates)
+        state.withLock { state in
+            for update in updates { state.ended.removeValue(forKey: update.delivery.eventID) }
+            state.storedAt = .now
+        }
+    }
+
+    /// Renews the lease a third of its duration after the last renewal (taking it when not held, every round).
     private func holdLease() async throws -> Bool {
+        let fresh = state.withLock { state in
+            state.leading && state.renewedAt.map { ContinuousClock.now - $0 < configuration.leaseDuration / 3 } ?? false
+        }
+        if fresh { return true }
         let held = try await store.holdNotifierLease(holder, now: clock(), for: configuration.leaseDuration)
         let changed = state.withLock { state -> Bool in
-            defer { state.leading = held }
+            defer {
+                state.leading = held
+                state.renewedAt = held ? .now : nil
+            }
             // Taking it over: the cursor is read again, whatever another holder did meanwhile.
             if held != state.leading { state.cursor = nil }
             return held != state.leading
@@ -147,47 +204,50 @@ public final class CellNotifier: Service, Sendable {
         } else {
             cursor = try await store.notificationCursor()
         }
-        for _ in 0..<Self.feedPagesPerRound {
+        state.withLock {
+            $0.feedReadAt = .now
+            $0.feedBehind = false
+        }
+        for round in 0..<Self.feedPagesPerRound {
             let page = try await store.eventFeed(after: cursor, limit: configuration.feedPageSize)
             guard let last = page.last else { break }
             let registered = endpoints()
             var notifications: [StoredNotification] = []
             let now = clock()
             for event in page where NotificationBody.notifies(event.event.kind) && registered[event.merchantID] != nil {
-                // The order as it stands now; an order that is gone (purged) is told by its event alone.
-                let order = try await store.order(event.event.orderID, consistency: .strong)
                 notifications.append(
                     StoredNotification(
-                        merchantID: event.merchantID, orderID: event.event.orderID, kind: event.event.kind, body: NotificationBody.json(event, order: order),
-                        createdAt: now, delivery: NotificationDelivery(eventID: event.id, createdAt: now)
+                        merchantID: event.merchantID, orderID: event.event.orderID, kind: event.event.kind, createdAt: now, delivery: NotificationDelivery(eventID: event.id, createdAt: now)
                     )
                 )
             }
             try await store.enqueueNotifications(notifications, advancingCursorTo: last.position)
             cursor = last.position
-            state.withLock { $0.cursor = last.position }
-            if page.count < configuration.feedPageSize { break }
+            let full = page.count == configuration.feedPageSize
+            state.withLock {
+                $0.cursor = last.position
+                $0.feedBehind = full && round == Self.feedPagesPerRound - 1
+            }
+            if !full { break }
         }
         state.withLock { $0.cursor = cursor }
     }
 
     /// Starts the due attempts there is room for: within the overall limit, and the per-merchant one.
-    private func startDueAttempts(_ group: inout DiscardingTaskGroup) async throws {
-        let room = state.withLock { state in
-            // An attempt that ends from here on is remembered: the read below may find it due still.
-            state.endedThisRound.removeAll()
-            return configuration.maximumConcurrentDeliveries - state.inFlight.count
+    private func startDueAttempts(_ group: inout DiscardingTaskGroup, wakeup: Wakeup) async throws {
+        let (room, busy, saturated) = state.withLock { state in
+            let room = configuration.maximumConcurrentDeliveries - state.inFlight.count
+            // Merchants with every attempt they may have under way are left out of the read: the page is others'.
+            let saturated = Dictionary(grouping: state.inFlight.values, by: { $0 }).filter { $0.value.count >= configuration.maximumConcurrentPerMerchant }
+            return (room, state.inFlight.count + state.ended.count, Array(saturated.keys))
         }
         guard room > 0 else { return }
-        // Merchants with every attempt they may have under way are left out of the read: the page is others'.
-        let saturated = state.withLock { state in
-            Dictionary(grouping: state.inFlight.values, by: { $0 }).filter { $0.value.count >= configuration.maximumConcurrentPerMerchant }.map(\.key)
-        }
-        let due = try await store.dueNotifications(at: clock(), limit: room, excludingMerchants: saturated)
+        // Those under way or ended unstored are due still in storage: read past them.
+        let due = try await store.dueNotifications(at: clock(), limit: room + busy, excludingMerchants: saturated)
         for notification in due {
             let started = state.withLock { state -> Bool in
                 guard state.inFlight.count < configuration.maximumConcurrentDeliveries, state.inFlight[notification.eventID] == nil,
-                    !state.endedThisRound.contains(notification.eventID)
+                    state.ended[notification.eventID] == nil
                 else { return false }
                 let merchant = notification.merchantID
                 guard state.inFlight.values.lazy.filter({ $0 == merchant }).count < configuration.maximumConcurrentPerMerchant else { return false }
@@ -196,41 +256,45 @@ public final class CellNotifier: Service, Sendable {
             }
             guard started else { continue }
             group.addTask {
-                await self.attempt(notification)
-                // After its outcome is stored: a round that reads the due notifications later sees that outcome.
+                let update = await self.attempt(notification)
                 self.state.withLock { state in
                     state.inFlight.removeValue(forKey: notification.eventID)
-                    state.endedThisRound.insert(notification.eventID)
+                    if let update { state.ended[notification.eventID] = update }
                 }
+                wakeup.signal()
             }
         }
     }
 
-    /// One attempt, and its outcome stored.
-    private func attempt(_ notification: StoredNotification) async {
+    /// One attempt: its outcome, to be stored (nil when it was cut off).
+    private func attempt(_ notification: StoredNotification) async -> NotificationUpdate? {
         let outcome: NotificationDelivery.Outcome
         if let endpoint = endpoints()[notification.merchantID] {
             do {
                 let secret = try openedSecret(endpoint)
-                outcome = await sender.send(
-                    notification.body, eventID: notification.eventID, to: endpoint, secret: secret, timestamp: clock().secondsSinceEpoch,
-                    timeout: configuration.attemptTimeout
-                )
+                // The event from the cell's events (the outbox keeps no copy of it), and the order as it stands now.
+                let order = try await store.order(notification.orderID, consistency: .strong)
+                let events = order == nil ? [] : try await store.events(of: notification.orderID)
+                if let order, let event = events.first(where: { $0.sequence == notification.sequence }) {
+                    outcome = await sender.send(
+                        NotificationBody.json(eventID: notification.eventID, event: event, order: order), eventID: notification.eventID, to: endpoint,
+                        secret: secret, timestamp: clock().secondsSinceEpoch, timeout: configuration.attemptTimeout
+                    )
+                } else {
+                    outcome = .failed("event \(notification.eventID) is no longer in the cell (its order was purged)")
+                }
+            } catch let error as OrderError {
+                outcome = .failed("the notification secret cannot be opened: \(error.detail)")
             } catch {
-                outcome = .failed("the notification secret cannot be opened: \(error)")
+                // The order could not be read (a failover under way): tried again on the schedule.
+                outcome = .failed("the order could not be read: \(error)")
             }
         } else {
             outcome = .failed("merchant \(notification.merchantID) has no notify endpoint")
         }
-        guard !Task.isCancelled else { return }
+        guard !Task.isCancelled else { return nil }
         var delivery = notification.delivery
         delivery.record(outcome, at: clock(), schedule: configuration.schedule)
-        do {
-            try await store.updateNotification(delivery, from: notification.delivery.state)
-        } catch {
-            // Left pending as it was: sent again, which the merchant deduplicates.
-            logger.warning("notification outcome not stored", metadata: ["event_id": "\(notification.eventID)", "error": "\(error)"])
-        }
         switch delivery.state {
         case .delivered(let attempts, _):
             logger.debug("notification delivered", metadata: ["event_id": "\(notification.eventID)", "attempts": "\(attempts)"])
@@ -246,6 +310,7 @@ public final class CellNotifier: Service, Sendable {
                 metadata: ["event_id": "\(notification.eventID)", "merchant_id": "\(notification.merchantID)", "attempts": "\(attempts)", "failure": "\(failure)"]
             )
         }
+        return NotificationUpdate(delivery: delivery, previous: notification.delivery.state)
     }
 
     private func openedSecret(_ endpoint: NotifyEndpoint) throws(OrderError) -> String {
@@ -266,5 +331,50 @@ public final class CellNotifier: Service, Sendable {
         guard due else { return }
         let cutoff = now.adding(milliseconds: -configuration.deliveredRetention.wholeMilliseconds)
         while try await store.purgeDeliveredNotifications(before: cutoff, limit: 1000) == 1000 {}
+    }
+}
+
+/// Wakes the notifier's loop when an attempt ends, or after a time.
+final class Wakeup: Sendable {
+    private struct State {
+        var signalled = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state.waiter = nil }
+            if state.waiter == nil { state.signalled = true }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the first signal (one sent since the last wait counts), or after `timeout`.
+    func wait(upTo timeout: Duration) async {
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.signal()
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.signalled {
+                        state.signalled = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            // A graceful stop does not wait out the poll interval.
+            self.signal()
+        }
+        timer.cancel()
+        // A timer that fired after the signal leaves a stale signal: the next wait returns at once, which
+        // only makes one round come early.
     }
 }

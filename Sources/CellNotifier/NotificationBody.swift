@@ -3,7 +3,7 @@ import OrderModel
 
 /// The JSON a merchant receives: the event (its id, the merchant
 /// deduplicates by; its type; when it happened; what it moved) and the
-/// order as it stood when the notifier took the event from the feed.
+/// order as it stands when the notification is sent.
 ///
 /// ```json
 /// {"event_id":"…-2","event_type":"ORDER_PAID","occurred_at":"…","amount":1000,"payment_id":"…",
@@ -25,23 +25,21 @@ enum NotificationBody {
         kind == .expired ? OrderEventKind.closed.rawValue : kind.rawValue
     }
 
-    /// `order` nil: the order is gone (purged); the event alone is told.
-    static func json(_ event: FeedEvent, order: Order?) -> String {
+    /// The notification sent: the event, and the order as it stands now.
+    static func json(eventID: String, event: OrderEvent, order: Order) -> String {
         var json = "{\"event_id\":"
-        JSONText.appendQuoted(event.id, to: &json)
-        json += ",\"event_type\":\"" + eventType(event.event.kind) + "\""
-        json += ",\"occurred_at\":\"" + event.event.at.rfc3339 + "\""
-        if let amount = event.event.amount { json += ",\"amount\":" + String(amount) }
-        if let reference = event.event.reference {
-            json += event.event.kind == .refunded ? ",\"refund_id\":" : ",\"payment_id\":"
+        JSONText.appendQuoted(eventID, to: &json)
+        json += ",\"event_type\":\"" + eventType(event.kind) + "\""
+        json += ",\"occurred_at\":\"" + event.at.rfc3339 + "\""
+        if let amount = event.amount { json += ",\"amount\":" + String(amount) }
+        if let reference = event.reference {
+            json += event.kind == .refunded ? ",\"refund_id\":" : ",\"payment_id\":"
             JSONText.appendQuoted(reference, to: &json)
         }
-        json += ",\"status_after\":\"" + event.event.statusAfter.rawValue + "\""
-        json += ",\"order_id\":\"" + event.event.orderID.description + "\""
-        if let order {
-            json += ",\"order\":"
-            OrderJSON.write(order, to: &json)
-        }
+        json += ",\"status_after\":\"" + event.statusAfter.rawValue + "\""
+        json += ",\"order_id\":\"" + event.orderID.description + "\""
+        json += ",\"order\":"
+        OrderJSON.write(order, to: &json)
         json += "}"
         return json
     }

@@ -14,7 +14,7 @@ struct NotificationStoreSuite {
     static func notification(_ sequence: Int64, merchant: String = "m1", at: Timestamp = now) throws -> StoredNotification {
         let order = try OrderID(cell: CellID(1)!, createdAt: now, sequence: sequence)
         return StoredNotification(
-            merchantID: merchant, orderID: order, kind: .paid, body: #"{"event_id":"\#(order)-2"}"#, createdAt: at,
+            merchantID: merchant, orderID: order, kind: .paid, createdAt: at,
             delivery: NotificationDelivery(eventID: "\(order)-2", createdAt: at)
         )
     }

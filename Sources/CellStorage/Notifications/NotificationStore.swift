@@ -12,21 +12,21 @@ public struct StoredNotification: Sendable, Equatable {
     public var merchantID: String
     public var orderID: OrderID
     public var kind: OrderEventKind
-    /// The JSON document POSTed to the merchant.
-    public var body: String
     public var createdAt: Timestamp
     public var delivery: NotificationDelivery
 
-    public init(merchantID: String, orderID: OrderID, kind: OrderEventKind, body: String, createdAt: Timestamp, delivery: NotificationDelivery) {
+    public init(merchantID: String, orderID: OrderID, kind: OrderEventKind, createdAt: Timestamp, delivery: NotificationDelivery) {
         self.merchantID = merchantID
         self.orderID = orderID
         self.kind = kind
-        self.body = body
         self.createdAt = createdAt
         self.delivery = delivery
     }
 
     public var eventID: String { delivery.eventID }
+
+    /// The event's sequence in its order (the event id's last part).
+    public var sequence: Int? { eventID.split(separator: "-").last.flatMap { Int($0) } }
 
     /// As an operator sees it: everything but the body.
     public var record: NotificationRecord {
@@ -84,6 +84,11 @@ public protocol NotificationStore: Sendable {
     @discardableResult
     func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool
 
+    /// Stores each update whose notification is still as its `previous` left it (as
+    /// ``updateNotification(_:from:)``), all in one transaction: a notifier records a round's outcomes
+    /// with one commit. Whether each was stored, in order.
+    func updateNotifications(_ updates: [NotificationUpdate]) async throws -> [Bool]
+
     /// Notifications in `status`, by event id after `after`, for operators.
     func notifications(_ status: NotificationStatus, after: String?, limit: Int) async throws -> [StoredNotification]
 
@@ -123,6 +128,17 @@ extension NotificationStore {
             guard page.count == 500, let last = page.last else { return redelivered }
             after = last.eventID
         }
+    }
+}
+
+/// One attempt's outcome to store: the delivery after it, and the state it started from.
+public struct NotificationUpdate: Sendable, Equatable {
+    public var delivery: NotificationDelivery
+    public var previous: NotificationDelivery.State
+
+    public init(delivery: NotificationDelivery, previous: NotificationDelivery.State) {
+        self.delivery = delivery
+        self.previous = previous
     }
 }
 
@@ -168,11 +184,11 @@ struct NotificationColumns: Sendable {
     }
 
     static func notification(
-        eventID: String, merchantID: String, orderID: String, kind: String, body: String, createdAt: Int64, columns: NotificationColumns
+        eventID: String, merchantID: String, orderID: String, kind: String, createdAt: Int64, columns: NotificationColumns
     ) throws -> StoredNotification {
         guard let kind = OrderEventKind(rawValue: kind) else { throw StoreError("notification \(eventID) has an unknown kind \(kind)") }
         return StoredNotification(
-            merchantID: merchantID, orderID: try OrderID(parsing: orderID), kind: kind, body: body,
+            merchantID: merchantID, orderID: try OrderID(parsing: orderID), kind: kind,
             createdAt: Timestamp(millisecondsSinceEpoch: createdAt),
             delivery: NotificationDelivery(eventID: eventID, state: try columns.state(of: eventID))
         )

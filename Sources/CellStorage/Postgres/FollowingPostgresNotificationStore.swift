@@ -18,6 +18,7 @@ extension FollowingPostgresStore: NotificationStore {
     public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
         try await store.updateNotification(delivery, from: previous)
     }
+    public func updateNotifications(_ updates: [NotificationUpdate]) async throws -> [Bool] { try await store.updateNotifications(updates) }
     public func notifications(_ status: NotificationStatus, after: String?, limit: Int) async throws -> [StoredNotification] {
         try await store.notifications(status, after: after, limit: limit)
     }

@@ -54,9 +54,9 @@ extension PostgresOrderStore: NotificationStore {
                     let columns = NotificationColumns(notification.delivery.state)
                     try await connection.query(
                         """
-                        INSERT INTO notifications (event_id, merchant_id, order_id, kind, body, created_at, status, attempts, due_at, finished_at, last_failure)
+                        INSERT INTO notifications (event_id, merchant_id, order_id, kind, created_at, status, attempts, due_at, finished_at, last_failure)
                         VALUES (\(notification.eventID), \(notification.merchantID), \(notification.orderID.description), \(notification.kind.rawValue),
-                                \(notification.body), \(notification.createdAt.millisecondsSinceEpoch), \(columns.status.rawValue), \(columns.attempts),
+                                \(notification.createdAt.millisecondsSinceEpoch), \(columns.status.rawValue), \(columns.attempts),
                                 \(columns.dueAt), \(columns.finishedAt), \(columns.lastFailure))
                         ON CONFLICT (event_id) DO NOTHING
                         """,
@@ -84,23 +84,33 @@ extension PostgresOrderStore: NotificationStore {
     }
 
     public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
+        try await updateNotifications([NotificationUpdate(delivery: delivery, previous: previous)])[0]
+    }
+
+    public func updateNotifications(_ updates: [NotificationUpdate]) async throws -> [Bool] {
+        guard !updates.isEmpty else { return [] }
         let (primary, logger) = (self.primary, self.logger)
-        let columns = NotificationColumns(delivery.state)
-        let expected = NotificationColumns(previous)
         return try await deadline {
-            let rows = try await primary.query(
-                """
-                UPDATE notifications SET status = \(columns.status.rawValue), attempts = \(columns.attempts), due_at = \(columns.dueAt),
-                       finished_at = \(columns.finishedAt), last_failure = \(columns.lastFailure)
-                WHERE event_id = \(delivery.eventID) AND status = \(expected.status.rawValue) AND attempts = \(expected.attempts)
-                  AND due_at IS NOT DISTINCT FROM \(expected.dueAt)
-                RETURNING 1
-                """,
-                logger: logger
-            )
-            var updated = false
-            for try await _ in rows.decode(Int.self) { updated = true }
-            return updated
+            try await primary.withTransaction(logger: logger) { connection in
+                var stored: [Bool] = []
+                for update in updates {
+                    let (columns, expected) = (NotificationColumns(update.delivery.state), NotificationColumns(update.previous))
+                    let rows = try await connection.query(
+                        """
+                        UPDATE notifications SET status = \(columns.status.rawValue), attempts = \(columns.attempts), due_at = \(columns.dueAt),
+                               finished_at = \(columns.finishedAt), last_failure = \(columns.lastFailure)
+                        WHERE event_id = \(update.delivery.eventID) AND status = \(expected.status.rawValue) AND attempts = \(expected.attempts)
+                          AND due_at IS NOT DISTINCT FROM \(expected.dueAt)
+                        RETURNING 1
+                        """,
+                        logger: logger
+                    )
+                    var updated = false
+                    for try await _ in rows.decode(Int.self) { updated = true }
+                    stored.append(updated)
+                }
+                return stored
+            }
         }
     }
 
@@ -160,7 +170,7 @@ extension PostgresOrderStore: NotificationStore {
     private func selectNotifications(_ condition: PostgresQuery) async throws -> [StoredNotification] {
         let (primary, logger) = (self.primary, self.logger)
         var query = PostgresQuery(
-            unsafeSQL: "SELECT event_id, merchant_id, order_id, kind, body, created_at, status, attempts, due_at, finished_at, last_failure FROM notifications "
+            unsafeSQL: "SELECT event_id, merchant_id, order_id, kind, created_at, status, attempts, due_at, finished_at, last_failure FROM notifications "
         )
         query.sql += condition.sql
         query.binds = condition.binds
@@ -168,13 +178,13 @@ extension PostgresOrderStore: NotificationStore {
         return try await deadline {
             var found: [StoredNotification] = []
             let rows = try await primary.query(statement, logger: logger)
-            for try await (eventID, merchantID, orderID, kind, body, createdAt, statusText, attempts, dueAt, finishedAt, lastFailure) in rows.decode(
-                (String, String, String, String, String, Int64, String, Int, Int64?, Int64?, String?).self
+            for try await (eventID, merchantID, orderID, kind, createdAt, statusText, attempts, dueAt, finishedAt, lastFailure) in rows.decode(
+                (String, String, String, String, Int64, String, Int, Int64?, Int64?, String?).self
             ) {
                 guard let status = NotificationStatus(rawValue: statusText) else { throw StoreError("notification \(eventID) has an unknown status") }
                 found.append(
                     try NotificationColumns.notification(
-                        eventID: eventID, merchantID: merchantID, orderID: orderID, kind: kind, body: body, createdAt: createdAt,
+                        eventID: eventID, merchantID: merchantID, orderID: orderID, kind: kind, createdAt: createdAt,
                         columns: NotificationColumns(status: status, attempts: attempts, dueAt: dueAt, finishedAt: finishedAt, lastFailure: lastFailure)
                     )
                 )

@@ -113,7 +113,6 @@ enum PostgresSchema {
                     merchant_id TEXT NOT NULL,
                     order_id TEXT NOT NULL,
                     kind TEXT NOT NULL,
-                    body TEXT NOT NULL,
                     created_at BIGINT NOT NULL,
                     status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
                     attempts INTEGER NOT NULL,

@@ -4,7 +4,7 @@ import OrderModel
 
 /// The embedded cell's outbox of merchant notifications, in its SQLite file.
 extension SQLiteOrderStore: NotificationStore {
-    static let notificationColumns = "event_id, merchant_id, order_id, kind, body, created_at, status, attempts, due_at, finished_at, last_failure"
+    static let notificationColumns = "event_id, merchant_id, order_id, kind, created_at, status, attempts, due_at, finished_at, last_failure"
 
     public func holdNotifierLease(_ holder: String, now: Timestamp, for duration: Duration) async throws -> Bool {
         let (at, until) = (now.millisecondsSinceEpoch, now.adding(milliseconds: duration.wholeMilliseconds).millisecondsSinceEpoch)
@@ -44,11 +44,11 @@ extension SQLiteOrderStore: NotificationStore {
     public func enqueueNotifications(_ notifications: [StoredNotification], advancingCursorTo cursor: EventFeedPosition) async throws {
         try await guarded {
             try await pool.write { db in
-                let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO notifications (\(Self.notificationColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO notifications (\(Self.notificationColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
                 for notification in notifications {
                     let columns = NotificationColumns(notification.delivery.state)
                     try insert.execute(arguments: [
-                        notification.eventID, notification.merchantID, notification.orderID.description, notification.kind.rawValue, notification.body,
+                        notification.eventID, notification.merchantID, notification.orderID.description, notification.kind.rawValue,
                         notification.createdAt.millisecondsSinceEpoch, columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt,
                         columns.lastFailure,
                     ])
@@ -76,21 +76,27 @@ extension SQLiteOrderStore: NotificationStore {
     }
 
     public func updateNotification(_ delivery: NotificationDelivery, from previous: NotificationDelivery.State) async throws -> Bool {
-        let columns = NotificationColumns(delivery.state)
-        let expected = NotificationColumns(previous)
+        try await updateNotifications([NotificationUpdate(delivery: delivery, previous: previous)])[0]
+    }
+
+    public func updateNotifications(_ updates: [NotificationUpdate]) async throws -> [Bool] {
+        guard !updates.isEmpty else { return [] }
         return try await guarded {
             try await pool.write { db in
-                try db.execute(
+                let statement = try db.cachedStatement(
                     sql: """
                         UPDATE notifications SET status = ?, attempts = ?, due_at = ?, finished_at = ?, last_failure = ?
                         WHERE event_id = ? AND status = ? AND attempts = ? AND due_at IS ?
-                        """,
-                    arguments: [
-                        columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt, columns.lastFailure, delivery.eventID,
-                        expected.status.rawValue, expected.attempts, expected.dueAt,
-                    ]
+                        """
                 )
-                return db.changesCount == 1
+                return try updates.map { update in
+                    let (columns, expected) = (NotificationColumns(update.delivery.state), NotificationColumns(update.previous))
+                    try statement.execute(arguments: [
+                        columns.status.rawValue, columns.attempts, columns.dueAt, columns.finishedAt, columns.lastFailure, update.delivery.eventID,
+                        expected.status.rawValue, expected.attempts, expected.dueAt,
+                    ])
+                    return db.changesCount == 1
+                }
             }
         }
     }
@@ -155,10 +161,10 @@ extension SQLiteOrderStore: NotificationStore {
         try await guarded {
             try await pool.read { db in
                 try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { row in
-                    guard let status = NotificationStatus(rawValue: row[6]) else { throw StoreError("notification \(row[0] as String) has an unknown status") }
+                    guard let status = NotificationStatus(rawValue: row[5]) else { throw StoreError("notification \(row[0] as String) has an unknown status") }
                     return try NotificationColumns.notification(
-                        eventID: row[0], merchantID: row[1], orderID: row[2], kind: row[3], body: row[4], createdAt: row[5],
-                        columns: NotificationColumns(status: status, attempts: row[7], dueAt: row[8], finishedAt: row[9], lastFailure: row[10])
+                        eventID: row[0], merchantID: row[1], orderID: row[2], kind: row[3], createdAt: row[4],
+                        columns: NotificationColumns(status: status, attempts: row[6], dueAt: row[7], finishedAt: row[8], lastFailure: row[9])
                     )
                 }
             }

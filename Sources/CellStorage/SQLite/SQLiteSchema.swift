@@ -97,7 +97,6 @@ enum SQLiteSchema {
                         merchant_id TEXT NOT NULL,
                         order_id TEXT NOT NULL,
                         kind TEXT NOT NULL,
-                        body TEXT NOT NULL,
                         created_at INTEGER NOT NULL,
                         status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
                         attempts INTEGER NOT NULL,
