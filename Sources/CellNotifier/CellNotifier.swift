@@ -109,11 +109,15 @@ public final class CellNotifier: Service, Sendable {
                 }
             }
         }
-        try? await storeOutcomes(force: true)
-        if isLeading {
-            try? await store.releaseNotifierLease(holder)
-            logger.info("notifier lease given up")
-        }
+        // Out of reach of the cancellation that may have ended the loop: the outcomes in hand are stored (or
+        // their notifications are sent again), and the lease is given up for the next notifier to take at once.
+        await Task {
+            try? await self.storeOutcomes(force: true)
+            if self.isLeading {
+                try? await self.store.releaseNotifierLease(self.holder)
+                self.logger.info("notifier lease given up")
+            }
+        }.value
     }
 
     /// One round: renew the lease when due; store the outcomes of ended attempts; take new events from the
@@ -144,6 +148,8 @@ public final class CellNotifier: Service, Sendable {
             }
         }
         do {
+            // Only under a lease with time left for the attempts it starts (taking the feed may have taken a while).
+            guard try await holdLease() else { return }
             try await startDueAttempts(&group, wakeup: wakeup)
             try await purgeIfDue()
         } catch {
@@ -179,11 +185,26 @@ public final class CellNotifier: Service, Sendable {
             state.leading && state.renewedAt.map { ContinuousClock.now - $0 < configuration.leaseDuration / 3 } ?? false
         }
         if fresh { return true }
-        let held = try await store.holdNotifierLease(holder, now: clock(), for: configuration.leaseDuration)
+        // The lease runs from before it was written: an answer that came late shortens it, never lengthens it.
+        let asked = ContinuousClock.now
+        let held: Bool
+        do {
+            held = try await store.holdNotifierLease(holder, now: clock(), for: configuration.leaseDuration)
+        } catch {
+            // Not renewed for a whole lease: another notifier may have worked meanwhile; start over when it comes back.
+            state.withLock { state in
+                if let renewed = state.renewedAt, ContinuousClock.now - renewed >= configuration.leaseDuration {
+                    state.leading = false
+                    state.renewedAt = nil
+                    state.cursor = nil
+                }
+            }
+            throw error
+        }
         let changed = state.withLock { state -> Bool in
             defer {
                 state.leading = held
-                state.renewedAt = held ? .now : nil
+                state.renewedAt = held ? asked : nil
             }
             // Taking it over: the cursor is read again, whatever another holder did meanwhile.
             if held != state.leading { state.cursor = nil }
@@ -242,8 +263,30 @@ public final class CellNotifier: Service, Sendable {
             return (room, state.inFlight.count + state.ended.count, Array(saturated.keys))
         }
         guard room > 0 else { return }
-        // Those under way or ended unstored are due still in storage: read past them.
-        let due = try await store.dueNotifications(at: clock(), limit: room + busy, excludingMerchants: saturated)
+        var excluded = saturated
+        // A read whose page goes to merchants at their limit is read again without them (a few times a round): one
+        // merchant's backlog of due notifications never keeps the others' out of the page.
+        for _ in 0..<Self.dueReadsPerRound {
+            // Those under way or ended unstored are due still in storage: read past them.
+            let limit = room + busy
+            let due = try await store.dueNotifications(at: clock(), limit: limit, excludingMerchants: excluded)
+            let (started, full) = startAttempts(due, &group, wakeup: wakeup)
+            let atLimit = state.withLock { state in
+                Set(state.inFlight.values).filter { merchant in
+                    state.inFlight.values.lazy.filter { $0 == merchant }.count >= configuration.maximumConcurrentPerMerchant
+                }
+            }
+            excluded = Array(Set(excluded).union(atLimit))
+            guard due.count == limit, !full, started < due.count else { return }
+        }
+    }
+
+    /// Reads of the due notifications a round makes at most.
+    static let dueReadsPerRound = 4
+
+    /// Starts those of `due` there is room for; how many it started, and whether the overall limit is reached.
+    private func startAttempts(_ due: [StoredNotification], _ group: inout DiscardingTaskGroup, wakeup: Wakeup) -> (started: Int, full: Bool) {
+        var count = 0
         for notification in due {
             let started = state.withLock { state -> Bool in
                 guard state.inFlight.count < configuration.maximumConcurrentDeliveries, state.inFlight[notification.eventID] == nil,
@@ -255,6 +298,7 @@ public final class CellNotifier: Service, Sendable {
                 return true
             }
             guard started else { continue }
+            count += 1
             group.addTask {
                 let update = await self.attempt(notification)
                 self.state.withLock { state in
@@ -264,6 +308,7 @@ public final class CellNotifier: Service, Sendable {
                 wakeup.signal()
             }
         }
+        return (count, state.withLock { $0.inFlight.count >= configuration.maximumConcurrentDeliveries })
     }
 
     /// One attempt: its outcome, to be stored (nil when it was cut off).
@@ -292,7 +337,9 @@ public final class CellNotifier: Service, Sendable {
         } else {
             outcome = .failed("merchant \(notification.merchantID) has no notify endpoint")
         }
-        guard !Task.isCancelled else { return nil }
+        // Cut off by a stop: not an outcome, the next notifier sends it again. An acknowledgement that came in
+        // is one, and stored on the way out.
+        guard !Task.isCancelled || outcome == .acknowledged else { return nil }
         var delivery = notification.delivery
         delivery.record(outcome, at: clock(), schedule: configuration.schedule)
         switch delivery.state {
@@ -330,7 +377,10 @@ public final class CellNotifier: Service, Sendable {
         }
         guard due else { return }
         let cutoff = now.adding(milliseconds: -configuration.deliveredRetention.wholeMilliseconds)
-        while try await store.purgeDeliveredNotifications(before: cutoff, limit: 1000) == 1000 {}
+        // One batch a round: a long purge (the first after a while) must not hold up sending or the lease.
+        if try await store.purgeDeliveredNotifications(before: cutoff, limit: 1000) == 1000 {
+            state.withLock { $0.lastPurge = nil }
+        }
     }
 }
 
@@ -354,7 +404,8 @@ final class Wakeup: Sendable {
     /// Returns at the first signal (one sent since the last wait counts), or after `timeout`.
     func wait(upTo timeout: Duration) async {
         let timer = Task {
-            try? await Task.sleep(for: timeout)
+            // A timer cancelled because a signal came first must not leave a signal of its own behind.
+            do { try await Task.sleep(for: timeout) } catch { return }
             self.signal()
         }
         await withTaskCancellationHandler {
@@ -374,7 +425,5 @@ final class Wakeup: Sendable {
             self.signal()
         }
         timer.cancel()
-        // A timer that fired after the signal leaves a stale signal: the next wait returns at once, which
-        // only makes one round come early.
     }
 }

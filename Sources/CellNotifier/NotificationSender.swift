@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOPosix
 import OrderCellPlatform
 import OrderModel
+import Synchronization
 
 /// Sends one notification attempt over HTTP: a signed POST, acknowledged
 /// by a 2xx within the attempt's time limit.
@@ -22,6 +23,9 @@ public struct NotificationSender: Sendable {
     /// Where names are resolved (`getaddrinfo` blocks its thread): threads of the sender's own, so that
     /// merchants' slow name servers hold up nothing else of the process.
     let resolvers: NIOThreadPool
+    /// One resolution of a host at a time, its answer kept a while: a host whose name server hangs holds one
+    /// thread, however many of its notifications are due.
+    let resolutions = Resolutions()
 
     /// A sender with its own HTTP client (its own connection pools: a
     /// merchant's slow server never holds a connection the order path needs).
@@ -30,7 +34,7 @@ public struct NotificationSender: Sendable {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 8)
         configuration.decompression = .disabled
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        resolvers = NIOThreadPool(numberOfThreads: 4)
+        resolvers = NIOThreadPool(numberOfThreads: 16)
         resolvers.start()
     }
 
@@ -54,7 +58,9 @@ public struct NotificationSender: Sendable {
         let started = ContinuousClock.now
         if !endpoint.allowPrivateNetwork {
             // Within the attempt's time: a name server that does not answer fails the attempt like a server that does not.
-            let resolved = try? await withDeadline(timeout) { [resolvers] in await Self.resolve(target.host, on: resolvers) }
+            let resolved = try? await withDeadline(timeout) { [resolvers, resolutions] in
+                await resolutions.resolve(target.host) { await Self.resolve(target.host, on: resolvers) }
+            }
             switch resolved ?? .failure(FailureReason("\(target.host) was not resolved within \(timeout.wholeMilliseconds) ms")) {
             case .failure(let why):
                 return .failed(why.description)
@@ -133,5 +139,40 @@ public struct NotificationSender: Sendable {
     struct FailureReason: Error, CustomStringConvertible {
         var description: String
         init(_ description: String) { self.description = description }
+    }
+}
+
+/// The resolutions of hosts under way and their recent answers.
+final class Resolutions: Sendable {
+    typealias Answer = Result<[[UInt8]], NotificationSender.FailureReason>
+    private enum Entry {
+        case resolving(Task<Answer, Never>)
+        case resolved(Answer, at: ContinuousClock.Instant)
+    }
+    private let entries = Mutex<[String: Entry]>([:])
+    /// How long an answer is used again.
+    static let reuse = Duration.seconds(30)
+
+    /// `host`'s addresses: the answer of a resolution under way or of a recent one, or a new resolution's.
+    func resolve(_ host: String, _ lookup: @escaping @Sendable () async -> Answer) async -> Answer {
+        let task = entries.withLock { entries -> Task<Answer, Never>? in
+            switch entries[host] {
+            case .resolving(let task): return task
+            case .resolved(_, let at) where ContinuousClock.now - at < Self.reuse: return nil
+            default:
+                // Unstructured: a caller that gives up (its attempt's time is out) leaves it running for the next.
+                let task = Task {
+                    let answer = await lookup()
+                    self.entries.withLock { $0[host] = .resolved(answer, at: .now) }
+                    return answer
+                }
+                entries[host] = .resolving(task)
+                if entries.count > 10_000 { entries = entries.filter { if case .resolving = $0.value { return true } else { return false } } }
+                return task
+            }
+        }
+        if let task { return await task.value }
+        if case .resolved(let answer, _) = entries.withLock({ $0[host] }) { return answer }
+        return await lookup()
     }
 }

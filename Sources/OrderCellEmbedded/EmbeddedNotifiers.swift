@@ -38,20 +38,20 @@ final class EmbeddedNotifiers: Service, Sendable {
         // Made here, not at init: a client that never ran must still be shut down, and a system opened
         // without running its services (a tool, a test) would not.
         let sender = NotificationSender()
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                while !Task.isCancelled {
-                    for (cell, service) in self.cells.services.sorted(by: { $0.key < $1.key }) where self.running.withLock({ $0[cell] == nil }) {
-                        guard let store = service.store as? any OrderStore & NotificationStore else { continue }
-                        let notifier = CellNotifier(
-                            cell: cell, store: store, endpoints: self.endpoints, sealer: self.sealer, sender: sender,
-                            configuration: self.configuration, holder: "ordercell dev pid \(getpid())", clock: self.clock, logger: self.logger
-                        )
-                        self.running.withLock { $0[cell] = notifier }
-                        group.addTask { try? await notifier.run() }
-                    }
-                    try? await Task.sleep(for: .seconds(1))
+        // The notifiers hear the graceful shutdown themselves (they store what they have and give their leases
+        // up); only the look for new cells stops here.
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                for (cell, service) in self.cells.services.sorted(by: { $0.key < $1.key }) where self.running.withLock({ $0[cell] == nil }) {
+                    guard let store = service.store as? any OrderStore & NotificationStore else { continue }
+                    let notifier = CellNotifier(
+                        cell: cell, store: store, endpoints: self.endpoints, sealer: self.sealer, sender: sender,
+                        configuration: self.configuration, holder: "ordercell dev pid \(getpid())", clock: self.clock, logger: self.logger
+                    )
+                    self.running.withLock { $0[cell] = notifier }
+                    group.addTask { try? await notifier.run() }
                 }
+                try? await Task.sleep(for: .milliseconds(200))
             }
         }
         await sender.shutdown()

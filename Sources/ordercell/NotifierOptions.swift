@@ -32,6 +32,10 @@ struct NotifierOptions: ParsableArguments {
         guard timeout > .zero, poll > .zero, lease >= .seconds(1) else {
             throw ValidationError("--notify-attempt-timeout and --notify-poll-interval must be positive, --notify-lease at least 1s")
         }
+        // The lease is renewed every third of it: an attempt started just before a renewal is due ends before the lease could lapse.
+        guard timeout <= lease * 2 / 3 else {
+            throw ValidationError("--notify-attempt-timeout must be at most two thirds of --notify-lease (an attempt ends while its notifier still holds the cell)")
+        }
         return NotifierConfiguration(schedule: schedule, attemptTimeout: timeout, pollInterval: poll, leaseDuration: lease)
     }
 

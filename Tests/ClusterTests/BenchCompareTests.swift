@@ -51,7 +51,14 @@ extension LocalClusterSuites {
                 }
             }
             #expect(output.contains("with notifiers vs without"), "\(output)")
-            #expect(output.contains("notifier, every merchant endpoint hangs         pay    throughput ×"), "\(output)")
+            for variant in ["merchants acknowledge", "every merchant endpoint hangs"] {
+                for operation in ["create", "pay"] {
+                    #expect(
+                        output.range(of: "notifier, \(variant) +\(operation) +throughput ×[0-9.]+, p99", options: .regularExpression) != nil,
+                        "a ratio of \(operation) with \(variant): \(output)"
+                    )
+                }
+            }
             #expect(output.contains("notifier lag behind the cells' feeds"), "\(output)")
         }
     }

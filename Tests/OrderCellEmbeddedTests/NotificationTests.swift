@@ -112,14 +112,17 @@ struct NotificationTests {
     @Test("a merchant whose endpoint hangs with a backlog of notifications holds up no other merchant's")
     func aHangingMerchantHoldsUpNoOther() async throws {
         // Room for 4 attempts at once, 2 per merchant: m5's backlog of 6 would take every room without the limit.
+        // Its attempts hang longer than the test lasts (none ends to make room for another of m5's).
         var notifier = Self.notifier
         notifier.maximumConcurrentDeliveries = 4
         notifier.maximumConcurrentPerMerchant = 2
+        notifier.attemptTimeout = .seconds(40)
+        notifier.leaseDuration = .seconds(60)
         try await NotificationReceiver.run { receiver in
             try await TestSystem.run(layout: .singlePartition(cells: 1), notifier: notifier) { test in
                 _ = try await Self.register("m5", receiver.url("/m5"), on: test)
                 _ = try await Self.register("m6", receiver.url("/m6"), on: test)
-                receiver.answer("/m5", .hang(.seconds(30)))
+                receiver.answer("/m5", .hang(.seconds(50)))
                 for index in 0..<6 {
                     let order = try #require(try await test.client.create("m5", "t-\(index)")["order_id"])
                     #expect(try await test.client.pay(order, "pay-\(index)").status == 200)
