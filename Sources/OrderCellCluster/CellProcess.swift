@@ -112,7 +112,7 @@ public struct CellProcess: Sendable {
         let (host, port, protocolTLS) = (self.host, self.port, self.protocolTLS)
         let (credentials, notifierConfiguration) = (self.credentials, self.notifier)
         if credentials == nil, notifierConfiguration != nil {
-            logger.warning("no --credential-key-file: this cell service runs no notifier, and merchants are not notified by it")
+            logger.warning("no --notification-key-file: this cell service runs no notifier, and merchants are not notified by it")
         }
         let serving = ServingAfter(
             prepare: { try await store.migrate() },

@@ -37,14 +37,17 @@ public struct ControlProcess: Sendable {
     public var httpTLS: HTTPServerTLS
     /// Seals the secrets of the access keys it makes (docs/security.md); nil: it makes none.
     public var credentials: CredentialSealer?
+    /// Seals merchants' notification secrets (docs/events.md); nil: it registers no notify endpoints.
+    public var notifications: CredentialSealer?
     /// The control database's password, when it is not in the URL (read from a file: not on the command line).
     public var databasePassword: String?
 
     public init(
         host: String, port: Int, database: String, databaseTLS: PostgresTLSMode = .require,
         cellTLS: CellClientTLS, httpTLS: HTTPServerTLS, tokens: OperatorTokens, initialRoutingFile: String?, healthCheck: HealthCheckPolicy? = HealthCheckPolicy(),
-        patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil, databasePassword: String? = nil
+        patroni: PatroniDCS? = nil, credentials: CredentialSealer? = nil, notifications: CredentialSealer? = nil, databasePassword: String? = nil
     ) {
+        self.notifications = notifications
         self.databasePassword = databasePassword
         self.cellTLS = cellTLS
         self.httpTLS = httpTLS
@@ -105,7 +108,7 @@ public struct ControlProcess: Sendable {
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: clients), logger: logger)
         let api = ControlAdminAPI(
             control: control, tokens: tokens, patroni: follower, indexSlotMover: indexSlotMover, credentials: credentials,
-            notifiers: CellNotifierCalls(clients: clients), clock: wallClock, logger: logger
+            notificationSealer: notifications, notifiers: CellNotifierCalls(clients: clients), clock: wallClock, logger: logger
         )
         // The order API's server: undecodable requests get a problem+json 400 here too.
         let application = OrderHTTPServer(

@@ -249,10 +249,12 @@ public struct LocalClusterRunner: Sendable {
             _ = try authority.issue("operator", identity: CellCaller.uri(role: .operator, name: "admin"))
             report("TLS: every hop, certificates of the cluster's own CA \(authority.caFile)")
         }
-        // The credential key: the control plane seals access keys' and notification secrets with it, the proxies
-        // and the cells' notifiers open them.
+        // The credential key: the control plane seals access keys' secrets with it, the proxies open them.
         let credentialKey = directory + "/credential.key"
         _ = try CredentialSealer.loadOrCreate(keyFile: credentialKey)
+        // A key of its own for merchants' notification secrets: the cell services hold it, never the credential key.
+        let notificationKey = directory + "/notification.key"
+        _ = try CredentialSealer.loadOrCreate(keyFile: notificationKey)
         // Tokens go to the processes in files (mode 0600), never on a command line, where ps shows them.
         let secrets = directory + "/secrets"
         try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -283,6 +285,7 @@ public struct LocalClusterRunner: Sendable {
                 // The control plane follows each cell's Patroni leader in etcd.
                 "--patroni-etcd", etcd.clientURLs,
                 "--credential-key-file", credentialKey,
+                "--notification-key-file", notificationKey,
             ],
             report: report, register: register
         )
@@ -297,7 +300,7 @@ public struct LocalClusterRunner: Sendable {
                         "--postgres-tls", "disable",
                         "--routing-snapshot", "\(directory)/cell-\(cell)-\(port).routing.json",
                         // The notifier opens merchants' notification secrets with it.
-                        "--credential-key-file", credentialKey,
+                        "--notification-key-file", notificationKey,
                     ] + notifierArguments,
                     report: report, register: register, cell: cell
                 )

@@ -183,6 +183,8 @@ public final class EmbeddedSystem: Sendable {
         control.onPublish { proxy.install($0) }
         let tokens = OperatorTokens(adminToken: configuration.adminToken, viewerToken: configuration.viewerToken)
         let credentials = try CredentialSealer.loadOrCreate(keyFile: directory.appendingPathComponent("credential.key").path)
+        // Merchants' notification secrets under a key of their own, as in a cluster (where the cells hold only it).
+        let notificationKey = try CredentialSealer.loadOrCreate(keyFile: directory.appendingPathComponent("notification.key").path)
         let authenticator = configuration.requireSignedRequests
             ? RequestAuthenticator(sealer: credentials, keys: { proxy.routingTable.accessKeys }) : nil
         let api = ProxyHTTPAPI(
@@ -192,7 +194,7 @@ public final class EmbeddedSystem: Sendable {
         let indexSlotMover = IndexSlotMover(control: control, cells: CellIndexSlotCopier(clients: cells), logger: logger)
         let controlAPI = ControlAdminAPI(
             control: control, tokens: tokens, pathPrefix: "/control", servesFollowers: false, indexSlotMover: indexSlotMover,
-            credentials: credentials, notifiers: CellNotifierCalls(clients: cells), clock: clock, logger: logger
+            credentials: credentials, notificationSealer: notificationKey, notifiers: CellNotifierCalls(clients: cells), clock: clock, logger: logger
         )
         let healthChecker = HealthChecker(
             control: control, clients: cells, policy: configuration.healthCheck ?? HealthCheckPolicy(), indexSlotMover: indexSlotMover, clock: clock,
@@ -207,9 +209,9 @@ public final class EmbeddedSystem: Sendable {
             configuration: configuration, proxy: proxy, control: control, healthChecker: healthChecker, keyReconciler: keyReconciler,
             cells: cells, sweeper: sweeper,
             api: api, controlAPI: controlAPI, accessKeys: AccessKeyIssuer(control: control, sealer: credentials, clock: clock),
-            notifyEndpoints: NotifyEndpointRegistry(control: control, sealer: credentials, clock: clock),
+            notifyEndpoints: NotifyEndpointRegistry(control: control, sealer: notificationKey, clock: clock),
             notifiers: EmbeddedNotifiers(
-                cells: cells, endpoints: { control.routingTable.notifyEndpoints }, sealer: credentials,
+                cells: cells, endpoints: { control.routingTable.notifyEndpoints }, sealer: notificationKey,
                 configuration: configuration.notifier ?? NotifierConfiguration(), clock: clock, logger: logger
             ),
             logger: logger

@@ -57,6 +57,8 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Patroni's namespace in etcd; cell N's Patroni scope is cell-N.") var patroniNamespace = "/ordercell/"
     @Option(help: "The credential key file (base64 of 32 random bytes): the control plane seals access keys' secrets with it (docs/security.md).")
     var credentialKeyFile: String?
+    @Option(help: "The notification key file (base64 of 32 random bytes): the control plane seals merchants' notification secrets with it, the cell services open them (docs/events.md).")
+    var notificationKeyFile: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -78,6 +80,7 @@ struct ControlCommand: AsyncParsableCommand {
             initialRoutingFile: routing,
             healthCheck: noHealthCheck ? nil : policy, patroni: try patroniEtcd.map { try PatroniDCS(etcd: $0, namespace: patroniNamespace) },
             credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) },
+            notifications: try notificationKeyFile.map { try CredentialSealer.load(keyFile: $0) },
             databasePassword: try databasePasswordFile.map(SecretFile.read)
         ).run(logger: logger)
     }
@@ -98,8 +101,8 @@ struct CellCommand: AsyncParsableCommand {
     @OptionGroup var tls: TLSOptions
     @Option(help: "TLS to PostgreSQL: require or disable (loopback development only).") var postgresTLS = "require"
     @Option(help: "File keeping the last routing table, to start from when the control plane is down.") var routingSnapshot: String?
-    @Option(help: "The credential key file (the control plane's): the notifier opens merchants' notification secrets with it. Without it, no notifier runs.")
-    var credentialKeyFile: String?
+    @Option(help: "The notification key file (the control plane's): the notifier opens merchants' notification secrets with it. Without it, no notifier runs.")
+    var notificationKeyFile: String?
     @OptionGroup var notifier: NotifierOptions
     @Option(help: "Log level.") var logLevel = "notice"
 
@@ -122,7 +125,7 @@ struct CellCommand: AsyncParsableCommand {
             cell: id, host: host, port: port, controlURL: control, controlToken: try controlToken.resolved, tls: postgresTLS,
             protocolTLS: protocolTLS, controlHTTP: try tls.controlHTTP(control, logger: logger), snapshotPath: routingSnapshot,
             groupCommit: groupCommitBatches > 0 ? GroupCommitConfiguration(maximumBatches: groupCommitBatches) : nil,
-            credentials: try credentialKeyFile.map { try CredentialSealer.load(keyFile: $0) }, notifier: try notifier.configuration()
+            credentials: try notificationKeyFile.map { try CredentialSealer.load(keyFile: $0) }, notifier: try notifier.configuration()
         )
             .run(logger: logger)
     }

@@ -26,6 +26,9 @@ public struct ControlAdminAPI: Sendable {
     public let indexSlotMover: IndexSlotMover?
     /// Seals the secrets of new access keys; nil: this deployment has no credential key, and makes none.
     public let credentials: CredentialSealer?
+    /// Seals merchants' notification secrets: a key of its own (the notification key), which the cells'
+    /// notifiers hold to open them; they never hold the credential key. nil: no notify endpoints are made.
+    public let notificationSealer: CredentialSealer?
     /// The cells' notifiers, for the feed overview and redeliveries; nil: not offered.
     public let notifiers: (any CellNotifierOperations)?
     private let clock: @Sendable () -> Timestamp
@@ -34,8 +37,10 @@ public struct ControlAdminAPI: Sendable {
     public init(
         control: ControlPlane, tokens: OperatorTokens, pathPrefix: String = "", patroni: PatroniFollower? = nil,
         servesFollowers: Bool = true, indexSlotMover: IndexSlotMover? = nil, credentials: CredentialSealer? = nil,
-        notifiers: (any CellNotifierOperations)? = nil, clock: @escaping @Sendable () -> Timestamp, logger: Logger
+        notificationSealer: CredentialSealer? = nil, notifiers: (any CellNotifierOperations)? = nil,
+        clock: @escaping @Sendable () -> Timestamp, logger: Logger
     ) {
+        self.notificationSealer = notificationSealer
         self.notifiers = notifiers
         self.indexSlotMover = indexSlotMover
         self.credentials = credentials
@@ -333,7 +338,7 @@ public struct ControlAdminAPI: Sendable {
     private func addNotifyEndpointRoutes(_ admin: inout RouteRegistrar<OrderRequestContext>) {
         let control = self.control
         let tokens = self.tokens
-        let registry = credentials.map { NotifyEndpointRegistry(control: control, sealer: $0, clock: clock) }
+        let registry = notificationSealer.map { NotifyEndpointRegistry(control: control, sealer: $0, clock: clock) }
         admin.on(.get, "/notify-endpoints") { request, _ in
             try tokens.authorize(request, as: .viewer)
             let endpoints = control.routingTable.notifyEndpoints.values.sorted { $0.merchantID < $1.merchantID }
@@ -350,7 +355,7 @@ public struct ControlAdminAPI: Sendable {
         admin.on(.put, "/merchants/{merchant_id}/notify") { request, context in
             let token = try tokens.authorize(request, as: .operator)
             guard let registry else {
-                throw OrderError.invalidRequest("this control plane has no credential key (--credential-key-file): it cannot seal notification secrets")
+                throw OrderError.invalidRequest("this control plane has no notification key (--notification-key-file): it cannot seal notification secrets")
             }
             let merchant = try Self.merchantID(context)
             let body = try await HTTPBodies.decode(NotifyEndpointSetRequest.self, from: request)

@@ -9,7 +9,7 @@ import OrderModel
 /// follows. The URL is checked against ``NotifyURLPolicy`` here, and the
 /// addresses it resolves to again by the notifier at every attempt.
 ///
-/// The signing secret is made here, sealed under the credential key before
+/// The signing secret is made here, sealed under the notification key before
 /// it is stored, and shown to the operator once: when the endpoint is first
 /// registered, or when it is asked for anew (`rotate_secret`).
 public struct NotifyEndpointRegistry: Sendable {

@@ -1,6 +1,7 @@
 /// Where a merchant is told of its orders' results (docs/events.md): the
 /// URL OrderCell POSTs signed notifications to, and the secret they are
-/// signed with — held only sealed under the deployment's credential key,
+/// signed with — held only sealed under the deployment's notification key
+/// (not the credential key of access keys: the cells hold this one),
 /// like an access key's, and opened by the cells' notifiers.
 ///
 /// Registered by an operator through the control plane, one per merchant,
@@ -8,7 +9,7 @@
 public struct NotifyEndpoint: Sendable, Equatable, Codable {
     public var merchantID: String
     public var url: String
-    /// The signing secret, sealed (AES-GCM under the credential key,
+    /// The signing secret, sealed (AES-GCM under the notification key,
     /// bound to ``sealingID``), base64.
     public var sealedSecret: String
     /// An operator allowed a loopback or private-network target (a test
