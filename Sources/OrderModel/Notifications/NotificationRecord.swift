@@ -7,7 +7,8 @@ public enum NotificationStatus: String, Sendable, Codable, CaseIterable {
 
 /// One notification as an operator sees it (never its body, which the
 /// merchant's own order data fills).
-public struct NotificationRecord: Sendable, Equatable, Codable {
+/// (Each boundary has its own view of it: the cell protocol's message, the operator API's JSON.)
+public struct NotificationRecord: Sendable, Equatable {
     public var eventID: String
     public var merchantID: String
     public var orderID: String
@@ -37,15 +38,10 @@ public struct NotificationRecord: Sendable, Equatable, Codable {
         self.lastFailure = lastFailure
         self.createdAt = createdAt
     }
-
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id", merchantID = "merchant_id", orderID = "order_id", kind, status, attempts, dueAt = "due_at"
-        case finishedAt = "finished_at", lastFailure = "last_failure", createdAt = "created_at"
-    }
 }
 
 /// What a cell's notifier has before it: for the operator view and the metrics.
-public struct NotificationBacklog: Sendable, Equatable, Codable {
+public struct NotificationBacklog: Sendable, Equatable {
     /// Where the notifier's reading of the feed stands.
     public var cursor: EventFeedPosition
     public var pending: Int
